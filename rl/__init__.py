@@ -1,0 +1,1 @@
+"""rlhf-loop: rl stage."""
