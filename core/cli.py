@@ -1,0 +1,141 @@
+"""The `rlhf` command line. Each stage command is `rlhf STAGE [--config FILE] [--key value ...]`:
+the stage's dataclass defaults ← the YAML file ← the options. Stage code is imported lazily so
+`rlhf --help` answers at once.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from .config import ConfigError, UserError, field_help, load_config
+
+USAGE = """usage: rlhf COMMAND [options]
+
+The human-feedback loop, one command per stage (each reads and writes runs/<name>/):
+  demo       run the whole loop on the embedded default domain (skips up-to-date stages)
+  data       `data demo` builds the demo domain's data; `data check FILE` checks SFT data
+  base       build the tokenizer and pretrain the tiny embedded base model
+  sft        supervised fine-tuning of a LoRA chatbot (TRL SFTTrainer + PEFT)
+  eval       score the run's policies with the gold oracle (demo) on held-out prompts
+  chat       chat with a policy in the terminal (streamed tokens)
+  export     merge a LoRA adapter into a standalone Hugging Face model (--merge OUT)
+
+Run `rlhf COMMAND --help` for a command's options. Example:
+  rlhf sft --run runs/demo --config configs/sft/tiny.yaml --lora_r 16
+"""
+
+
+def _stage_help(name: str, cls: type, doc: str) -> str:
+    lines = [f"usage: rlhf {name} [--config FILE] [--key value ...]", "", doc, "", "options:"]
+    lines.append(f"  {'--config FILE':34s} YAML file with any of the keys below")
+    for key, help_, default in field_help(cls):
+        lines.append(f"  --{key:32s} {help_} (default: {default!r})")
+    return "\n".join(lines)
+
+
+def _split_config(args: list[str]) -> tuple[str | None, list[str]]:
+    cfg_path, rest, i = None, [], 0
+    while i < len(args):
+        if args[i] == "--config":
+            if i + 1 >= len(args):
+                raise ConfigError("command line: --config needs a file")
+            cfg_path, i = args[i + 1], i + 2
+        elif args[i].startswith("--config="):
+            cfg_path, i = args[i].split("=", 1)[1], i + 1
+        else:
+            rest.append(args[i])
+            i += 1
+    return cfg_path, rest
+
+
+def run_stage(name: str, cls: type, main: Callable, args: list[str], doc: str = "") -> int:
+    if "-h" in args or "--help" in args:
+        print(_stage_help(name, cls, doc))
+        return 0
+    cfg_path, rest = _split_config(args)
+    cfg = load_config(cls, cfg_path, rest)
+    main(cfg)
+    return 0
+
+
+def _cmd_sft(args):
+    from core.config import SFTConfig
+    from sft.train import main
+
+    return run_stage("sft", SFTConfig, main, args, "Supervised fine-tuning of a LoRA adapter.")
+
+
+def _cmd_base(args):
+    from core.config import BaseConfig
+    from demo.base import main
+
+    return run_stage("base", BaseConfig, main, args, "Train the BPE tokenizer and pretrain the tiny base model.")
+
+
+def _cmd_data(args):
+    if args and args[0] == "check":
+        from sft.check_cli import main as check_main
+
+        return check_main(args[1:])
+    if args and args[0] == "demo":
+        from core.config import DataConfig
+        from demo.pipeline import data_main
+
+        return run_stage("data demo", DataConfig, data_main, args[1:], "Build the demo domain's data files.")
+    print("usage: rlhf data demo [--run DIR] | rlhf data check FILE [--model DIR] [--val FILE]")
+    return 0 if args and args[0] in ("-h", "--help") else 2
+
+
+def _cmd_eval(args):
+    from core.config import EvalConfig
+    from eval.gold import main
+
+    return run_stage("eval", EvalConfig, main, args, "Score the run's policies on held-out prompts.")
+
+
+def _cmd_chat(args):
+    from core.config import ChatConfig
+    from core.chat import main
+
+    return run_stage("chat", ChatConfig, main, args, "Chat with a policy of the run in the terminal.")
+
+
+def _cmd_export(args):
+    from core.config import ExportConfig
+    from core.export import main
+
+    return run_stage("export", ExportConfig, main, args, "Merge an adapter into a standalone model.")
+
+
+def _cmd_demo(args):
+    from core.config import DemoConfig
+    from demo.pipeline import main
+
+    return run_stage("demo", DemoConfig, main, args, "The whole loop on the embedded default domain.")
+
+
+COMMANDS = {"demo": _cmd_demo, "data": _cmd_data, "base": _cmd_base, "sft": _cmd_sft,
+            "eval": _cmd_eval, "chat": _cmd_chat, "export": _cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        print(f"rlhf: unknown command '{argv[0]}'\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        return cmd(argv[1:]) or 0
+    except UserError as e:
+        print(f"rlhf {argv[0]}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nrlhf {argv[0]}: interrupted; checkpoints are kept, re-run with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

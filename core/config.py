@@ -1,0 +1,278 @@
+"""Stage configs: one dataclass per stage, loaded as defaults ← YAML file ← command-line overrides.
+
+Every field has a default and a one-line help (shown by `rlhf <stage> --help`). Unknown keys and
+wrong types are errors that name the key and where it came from, so a typo in a YAML file never
+silently trains with a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class UserError(ValueError):
+    """An error the user can fix (bad config, bad data, bad tokenizer): the CLI prints the
+    message, which names the file/key/row, without a traceback."""
+
+
+class ConfigError(UserError):
+    """A config key is unknown or has the wrong type; the message names the key and its source."""
+
+
+def F(default: Any, help: str):  # noqa: A002 - `help` reads best at the call sites
+    """A dataclass field with a default and a help string."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+# Fields every training stage shares. Device policy: see core/device.py.
+@dataclass
+class RuntimeConfig:
+    run: str = F("runs/demo", "run directory: every stage reads and writes below it")
+    seed: int = F(0, "random seed for data order, initialisation and sampling")
+    device: str = F("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = F("auto", "auto (CPU: float32, CUDA: bfloat16, else float16) | float32 | bfloat16 | float16")
+    gradient_checkpointing: bool | None = F(None, "None = device default (off on CPU, where it only costs time)")
+    threads: int = F(0, "CPU threads for torch; 0 = all cores")
+
+
+@dataclass
+class DataConfig:
+    run: str = F("runs/demo", "run directory: the demo data goes to <run>/data")
+    seed: int = F(0, "seed of the synthetic demo domain")
+    n_sft: int = F(2400, "rows of simulated support logs for SFT")
+    n_pref: int = F(300, "held-out prompts for preference collection and RL")
+    n_eval: int = F(100, "held-out prompts for evaluation")
+    n_redteam: int = F(48, "red-team prompts that must be refused")
+
+
+@dataclass
+class BaseConfig(RuntimeConfig):
+    corpus: str = F("", "pretraining text file ('' = <run>/data/corpus.txt); documents split on <|endoftext|>")
+    out: str = F("", "output directory ('' = <run>/base)")
+    vocab_size: int = F(4096, "byte-level BPE vocabulary size")
+    hidden_size: int = F(256, "model width")
+    num_layers: int = F(6, "transformer blocks")
+    num_heads: int = F(8, "attention heads")
+    num_kv_heads: int = F(4, "key/value heads (grouped-query attention)")
+    intermediate_size: int = F(704, "MLP width")
+    seq_len: int = F(256, "tokens per packed training block")
+    batch_size: int = F(16, "blocks per step")
+    max_steps: int = F(600, "optimizer steps")
+    learning_rate: float = F(2e-3, "peak AdamW learning rate")
+    warmup_steps: int = F(30, "linear warm-up steps before cosine decay")
+    weight_decay: float = F(0.1, "AdamW weight decay")
+
+
+@dataclass
+class LoraFields:
+    lora_r: int = F(16, "LoRA rank")
+    lora_alpha: int = F(32, "LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = F(0.05, "dropout on the LoRA input")
+    target_modules: str = F("all-linear", "'all-linear' or a comma-separated list of module names")
+    load_in_4bit: bool = F(False, "QLoRA: load the base in 4 bits (CUDA + bitsandbytes only)")
+
+
+@dataclass
+class SFTConfig(LoraFields, RuntimeConfig):
+    model: str = F("", "base model directory ('' = <run>/base)")
+    data: str = F("", "SFT data file or dataset directory ('' = <run>/data/sft.jsonl)")
+    out: str = F("", "output directory ('' = <run>/sft)")
+    val_fraction: float = F(0.1, "share of prompts held out for validation (split before training)")
+    augment: int = F(0, "paraphrased prompt variants added per training row (0 = off)")
+    check_data: bool = F(True, "run the data check first; errors stop the run")
+    max_length: int = F(256, "maximum tokens per example (longer rows are an error in the data check)")
+    num_epochs: float = F(4.0, "passes over the training data")
+    max_steps: int = F(-1, "stop after this many optimizer steps (-1 = use num_epochs)")
+    batch_size: int = F(16, "examples per device per step")
+    grad_accum: int = F(1, "gradient accumulation steps")
+    learning_rate: float = F(2e-3, "peak learning rate (LoRA on a tiny model tolerates a high one)")
+    lr_scheduler: str = F("cosine", "transformers scheduler name")
+    warmup_ratio: float = F(0.05, "share of steps for linear warm-up")
+    weight_decay: float = F(0.0, "AdamW weight decay")
+    max_grad_norm: float = F(1.0, "gradient clipping norm")
+    eval_steps: int = F(50, "validate (and checkpoint) every N steps")
+    early_stopping_patience: int = F(3, "stop after N validations without improvement (0 = off)")
+    logging_steps: int = F(10, "log training scalars every N steps")
+    save_total_limit: int = F(2, "checkpoints kept on disk")
+    resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
+
+
+@dataclass
+class EvalConfig(RuntimeConfig):
+    policies: str = F("", "comma-separated policies to compare (base, sft, ...); '' = all found in the run")
+    prompts: str = F("", "held-out prompts file ('' = <run>/data/prompts.jsonl, rows tagged 'eval')")
+    redteam: str = F("", "red-team prompts file ('' = <run>/data/redteam.jsonl)")
+    max_prompts: int = F(0, "evaluate at most N held-out prompts (0 = all)")
+    max_new_tokens: int = F(96, "response length limit")
+    temperature: float = F(0.0, "0 = greedy decoding; > 0 samples")
+    top_p: float = F(1.0, "nucleus sampling threshold when sampling")
+    batch_size: int = F(32, "prompts per generation batch")
+    n_bootstrap: int = F(1000, "bootstrap resamples (over prompts) for win-rate intervals")
+
+
+@dataclass
+class ChatConfig(RuntimeConfig):
+    policy: str = F("sft", "policy of the run to chat with (base, sft, ...) or an adapter directory")
+    max_new_tokens: int = F(128, "response length limit")
+    temperature: float = F(0.7, "sampling temperature (0 = greedy)")
+    top_p: float = F(0.95, "nucleus sampling threshold")
+    system: str = F("", "optional system prompt")
+
+
+@dataclass
+class ExportConfig(RuntimeConfig):
+    policy: str = F("sft", "policy of the run whose adapter is merged (sft, dpo, ppo) or an adapter directory")
+    merge: str = F("", "output directory for the merged standalone model (required)")
+
+
+@dataclass
+class DemoConfig(RuntimeConfig):
+    fresh: bool = F(False, "redo every stage even when its inputs have not changed")
+    quick: bool = F(False, "a reduced-size loop (CI and tests): small data, short training")
+    base_config: str = F("", "YAML for the base stage ('' = built-in defaults)")
+    sft_config: str = F("", "YAML for the sft stage ('' = built-in defaults)")
+    eval_config: str = F("", "YAML for the eval stage ('' = built-in defaults)")
+
+
+STAGES: dict[str, type] = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "eval": EvalConfig,
+                           "chat": ChatConfig, "export": ExportConfig, "demo": DemoConfig}
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is float:  # YAML writes 1e-3 as a string and 2 as an int; ints are fine floats
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, dict):
+        return isinstance(value, origin)
+    return isinstance(value, tp)
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+    return value
+
+
+def _parse_scalar(text: str, tp: Any) -> Any:
+    """A command-line value: YAML-parsed (so 1e-3, true, null work), kept as text for str fields."""
+    if tp is str:
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and tp in (float, float | None):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def apply_updates(cfg: Any, updates: dict[str, Any], source: str) -> Any:
+    """Return a copy of cfg with updates applied, checking every key and type."""
+    hints = _hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for key, value in updates.items():
+        if key not in names:
+            close = [n for n in names if n.replace("_", "") == str(key).replace("_", "").replace("-", "")]
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{key}' for {type(cfg).__name__}{hint}")
+        tp = hints[key]
+        if not _type_ok(value, tp):
+            raise ConfigError(
+                f"{source}: key '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            )
+        changes[key] = _coerce(value, tp)
+    return dataclasses.replace(cfg, **changes)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(t) for t in typing.get_args(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def parse_overrides(cls: type, args: list[str]) -> dict[str, Any]:
+    """['--lora_r', '16', '--resume'] → {'lora_r': 16, 'resume': True}. Also accepts --key=value."""
+    hints = _hints(cls)
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"command line: expected --key value, got '{arg}'")
+        key, eq, text = arg[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in hints:
+            raise ConfigError(f"command line: unknown option '--{key}' for {cls.__name__}")
+        if not eq:
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if hints[key] in (bool, bool | None) and (nxt is None or nxt.startswith("--")):
+                out[key] = True  # a bare flag
+                i += 1
+                continue
+            if nxt is None:
+                raise ConfigError(f"command line: option '--{key}' needs a value")
+            text, i = nxt, i + 1
+        out[key] = _parse_scalar(text, hints[key])
+        i += 1
+    return out
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | dict | None = None):
+    """defaults ← YAML file ← overrides (a list of command-line tokens or a dict)."""
+    cfg = cls()
+    if path:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of key: value")
+        cfg = apply_updates(cfg, data, str(path))
+    if overrides:
+        if isinstance(overrides, dict):
+            cfg = apply_updates(cfg, overrides, "overrides")
+        else:
+            cfg = apply_updates(cfg, parse_overrides(cls, list(overrides)), "command line")
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def field_help(cls: type) -> list[tuple[str, str, Any]]:
+    """(name, help, default) for every field, for `--help` output."""
+    return [(f.name, f.metadata.get("help", ""), f.default if f.default is not dataclasses.MISSING
+             else f.default_factory()) for f in dataclasses.fields(cls)]

@@ -1,0 +1,42 @@
+"""Find a run's policies on disk: the base model directory and the stages' LoRA adapters."""
+from __future__ import annotations
+
+from pathlib import Path
+
+ADAPTER_STAGES = ("sft", "dpo", "ppo")
+
+
+def base_dir(run: str | Path) -> Path:
+    """The base model of a run: <run>/base, or the `base_model_name_or_path` an adapter names."""
+    run = Path(run)
+    if (run / "base" / "config.json").exists():
+        return run / "base"
+    for stage in ADAPTER_STAGES:
+        cfg = run / stage / "adapter_config.json"
+        if cfg.exists():
+            import json
+
+            return Path(json.loads(cfg.read_text())["base_model_name_or_path"])
+    raise FileNotFoundError(f"{run}: no base model (expected {run / 'base'}; build it with `rlhf base`)")
+
+
+def adapter_dir(run: str | Path, policy: str) -> Path | None:
+    """None for the base policy; else the stage's adapter directory (or a directory given as is)."""
+    if policy == "base":
+        return None
+    path = Path(run) / policy if policy in ADAPTER_STAGES else Path(policy)
+    if not (path / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{path}: no LoRA adapter here (adapter_config.json missing); "
+                                f"train it with `rlhf {policy} --run {run}`" if policy in ADAPTER_STAGES else
+                                f"{path}: no LoRA adapter here (adapter_config.json missing)")
+    return path
+
+
+def discover(run: str | Path) -> dict[str, Path | None]:
+    """Every policy present in the run, base first."""
+    run = Path(run)
+    found: dict[str, Path | None] = {"base": None} if (run / "base" / "config.json").exists() else {}
+    for name in ADAPTER_STAGES:
+        if (run / name / "adapter_config.json").exists():
+            found[name] = run / name
+    return found

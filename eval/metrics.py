@@ -1,0 +1,37 @@
+"""Pure evaluation metrics: win rates with bootstrap intervals over prompts."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def outcomes(scores_a, scores_b, tol: float = 1e-9) -> np.ndarray:
+    """Per-prompt outcome of A against B: 1 win, 0.5 tie, 0 loss. Shapes: (N,), (N,) → (N,)."""
+    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"scores differ in shape: {a.shape} vs {b.shape}")
+    return np.where(np.abs(a - b) <= tol, 0.5, (a > b).astype(float))
+
+
+def win_rate(scores_a, scores_b, tol: float = 1e-9) -> float:
+    """(wins + ties / 2) / comparisons: ties count half."""
+    o = outcomes(scores_a, scores_b, tol)
+    return float(o.mean()) if o.size else float("nan")
+
+
+def bootstrap_interval(values, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean of per-prompt values, resampling prompts with replacement."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(n_boot, v.size))  # (n_boot, N)
+    means = v[idx].mean(axis=1)
+    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def win_rate_with_ci(scores_a, scores_b, n_boot: int = 1000, seed: int = 0) -> dict:
+    o = outcomes(scores_a, scores_b)
+    lo, hi = bootstrap_interval(o, n_boot=n_boot, seed=seed)
+    return {"win_rate": float(o.mean()) if o.size else float("nan"), "ci_low": lo, "ci_high": hi,
+            "wins": int((o == 1).sum()), "ties": int((o == 0.5).sum()), "losses": int((o == 0).sum()),
+            "n": int(o.size)}

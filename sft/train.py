@@ -1,0 +1,206 @@
+"""Supervised fine-tuning of a LoRA chatbot with TRL's SFTTrainer.
+
+main(cfg) reads top to bottom: seed → device → tokenizer (preflight) → data (check, split,
+augment) → model + LoRA → TRL trainer → train (resumable) → validate → save + run card.
+
+Loss is on completions only: every row is turned into TRL's conversational prompt/completion
+form, so the chat template is applied the same way as at generation time and TRL masks the prompt.
+TRL's own defaults (bf16 autocast, gradient checkpointing) are GPU-shaped and ran 16.6x slower on
+this project's CPUs; `trl_args` is the one place where our config becomes TRL's, device-aware.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from core.config import SFTConfig
+from core.device import DevicePolicy, policy_from_config
+from core.io import append_jsonl, read_jsonl, write_jsonl
+from core.models import count_parameters, load_causal_lm, load_tokenizer, lora_config, preflight
+from core.records import read_sft
+from core.runcard import data_info, write_run_card
+from sft.data import augment_paraphrases, check_rows, simple_paraphrase, split_train_val
+
+
+def resolve_paths(cfg: SFTConfig) -> tuple[Path, Path, Path]:
+    run = Path(cfg.run)
+    model = Path(cfg.model) if cfg.model else run / "base"
+    data = Path(cfg.data) if cfg.data else run / "data" / "sft.jsonl"
+    out = Path(cfg.out) if cfg.out else run / "sft"
+    return model, data, out
+
+
+def token_counter(tok):
+    def count(row: dict) -> int:
+        return len(tok.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False))
+    return count
+
+
+def prepare_data(cfg: SFTConfig, data_path: Path, tok) -> tuple[list[dict], list[dict], dict]:
+    """Read + validate, split before anything else, check, then augment the training side only."""
+    rows = read_sft(data_path)
+    train, val = split_train_val(rows, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    report = check_rows(train, val_rows=val, count_tokens=token_counter(tok), max_tokens=cfg.max_length)
+    print(report.format())
+    if cfg.check_data and not report.ok:
+        raise SystemExit(f"data check failed for {data_path}; nothing was trained (see above). "
+                         "Fix the rows or pass --check_data false to train anyway.")
+    if cfg.augment:
+        train = augment_paraphrases(train, simple_paraphrase, n_variants=cfg.augment, seed=cfg.seed, val_rows=val)
+    return train, val, report.to_dict()
+
+
+def to_dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+
+
+def trl_args(cfg: SFTConfig, policy: DevicePolicy, out: Path):
+    """Our SFTConfig → TRL's SFTConfig. The single place TRL version changes touch."""
+    from trl import SFTConfig as TRLSFTConfig
+
+    return TRLSFTConfig(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.num_epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.eval_steps,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=cfg.early_stopping_patience > 0,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        # device policy (core/device.py): never TRL's GPU-shaped defaults on a CPU
+        use_cpu=policy.use_cpu,
+        bf16=policy.bf16,
+        fp16=policy.fp16,
+        gradient_checkpointing=policy.gradient_checkpointing,
+        max_length=cfg.max_length,
+        packing=False,
+        completion_only_loss=True,
+        report_to="none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=not policy.use_cpu,
+        save_only_model=False,
+    )
+
+
+class JsonlLogger:
+    """Trainer callback: every logged scalar goes to log.jsonl (flushed, so a crash keeps it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self):  # transformers wants an instance of TrainerCallback; built lazily
+        from transformers import TrainerCallback
+
+        path = self.path
+
+        class _CB(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and state.is_world_process_zero:
+                    append_jsonl(path, {"step": state.global_step, "epoch": state.epoch, **logs})
+
+        return _CB()
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log rows written after the checkpoint we restart from (they'd repeat)."""
+    if path.exists():
+        write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return ckpts[-1] if ckpts else None
+
+
+def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
+    """Train the SFT adapter; returns metrics. `callbacks` are extra TrainerCallbacks (tests)."""
+    from peft import get_peft_model
+    from transformers import EarlyStoppingCallback, set_seed
+    from trl import SFTTrainer
+
+    set_seed(cfg.seed)
+    policy = policy_from_config(cfg)
+    model_path, data_path, out = resolve_paths(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[sft] {model_path} + {data_path} → {out}  ({policy.describe()})")
+
+    tok = load_tokenizer(model_path)
+    preflight(tok)
+
+    train_rows, val_rows, check = prepare_data(cfg, data_path, tok)
+    write_jsonl(out / "train.jsonl", train_rows)
+    write_jsonl(out / "val.jsonl", val_rows)
+
+    model = load_causal_lm(model_path, policy, tok, load_in_4bit=cfg.load_in_4bit)
+    if cfg.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=policy.gradient_checkpointing)
+    model = get_peft_model(model, lora_config(cfg))
+    n_trainable, n_total = count_parameters(model)
+    print(f"[sft] LoRA r={cfg.lora_r}: {n_trainable:,} trainable of {n_total:,} parameters")
+
+    log_path = out / "log.jsonl"
+    resume_from = last_checkpoint(out) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        print(f"[sft] --resume: no checkpoint in {out / 'checkpoints'}, starting fresh")
+    if resume_from is not None:
+        truncate_log(log_path, int(resume_from.name.split("-")[-1]))
+        print(f"[sft] resuming from {resume_from}")
+    else:
+        log_path.unlink(missing_ok=True)
+
+    cbs = [JsonlLogger(log_path)()] + list(callbacks or [])
+    if cfg.early_stopping_patience > 0:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = SFTTrainer(model=model, args=trl_args(cfg, policy, out), train_dataset=to_dataset(train_rows),
+                         eval_dataset=to_dataset(val_rows), processing_class=tok, callbacks=cbs)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_seconds = time.time() - t0
+
+    val = trainer.evaluate()
+    trainer.save_model(str(out))  # the adapter (best checkpoint when early stopping is on)
+    tok.save_pretrained(str(out))
+    metrics = {
+        "train_loss": result.training_loss,
+        "val_loss": val["eval_loss"],
+        "val_perplexity": math.exp(min(val["eval_loss"], 50.0)),
+        "steps": trainer.state.global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train_seconds": round(train_seconds, 1),
+        "train_rows": len(train_rows),
+        "val_rows": len(val_rows),
+        "trainable_params": n_trainable,
+        "total_params": n_total,
+        "device": policy.describe(),
+        "data_check": {k: len(v) for k, v in check.items() if isinstance(v, list)},
+    }
+    write_run_card(
+        out, stage="sft", cfg=cfg, metrics=metrics, base_model=str(model_path),
+        data={"sft": data_info(data_path, len(train_rows) + len(val_rows)),
+              "train split": data_info(out / "train.jsonl", len(train_rows)),
+              "validation split": data_info(out / "val.jsonl", len(val_rows))},
+        summary=(f"LoRA adapter (r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets {cfg.target_modules}) "
+                 f"trained with TRL's SFTTrainer on completions only. Validation perplexity "
+                 f"{metrics['val_perplexity']:.3f} after {metrics['steps']} steps."))
+    print(f"[sft] done: val loss {metrics['val_loss']:.4f}, perplexity {metrics['val_perplexity']:.3f}")
+    return metrics
+

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from eval.metrics import bootstrap_interval, outcomes, win_rate, win_rate_with_ci
+
+
+def test_ties_count_half():
+    """A=[3,2,1,2], B=[1,2,3,1]: win, tie, loss, win → (2 + 0.5) / 4 = 0.625."""
+    assert outcomes([3, 2, 1, 2], [1, 2, 3, 1]).tolist() == [1.0, 0.5, 0.0, 1.0]
+    assert win_rate([3, 2, 1, 2], [1, 2, 3, 1]) == pytest.approx(0.625)
+    assert win_rate([1, 1], [1, 1]) == 0.5
+
+
+def test_win_rate_ci_counts_and_bounds():
+    r = win_rate_with_ci([3, 2, 1, 2], [1, 2, 3, 1], n_boot=2000, seed=1)
+    assert (r["wins"], r["ties"], r["losses"], r["n"]) == (2, 1, 1, 4)
+    assert r["ci_low"] <= r["win_rate"] <= r["ci_high"]
+    assert 0.0 <= r["ci_low"] and r["ci_high"] <= 1.0
+
+
+def test_bootstrap_constant_and_deterministic():
+    assert bootstrap_interval([1.0] * 10) == (1.0, 1.0)
+    v = np.r_[np.ones(30), np.zeros(70)]
+    assert bootstrap_interval(v, seed=3) == bootstrap_interval(v, seed=3)
+    lo, hi = bootstrap_interval(v, n_boot=4000, seed=0)
+    # normal approximation: 0.3 ± 1.96 * sqrt(0.3 * 0.7 / 100) = 0.3 ± 0.0898
+    assert lo == pytest.approx(0.21, abs=0.02) and hi == pytest.approx(0.39, abs=0.02)
+
+
+def test_shape_mismatch():
+    with pytest.raises(ValueError):
+        win_rate([1, 2], [1])
