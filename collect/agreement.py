@@ -382,6 +382,7 @@ def agreement_report(votes: Iterable[Vote], categories: Sequence[Hashable],
     Krippendorff's nominal alpha; "method" says which. `levels` adds Krippendorff alpha at
     other levels, e.g. ("ordinal", "interval") for aspects: nominal/ordinal use the position
     in `categories` (so list them in order), interval/ratio the label's numeric value.
+    "band" is the Landis & Koch label of "value", applied to alpha as well as a rough guide.
     """
     cats = list(categories)
     index = {c: j for j, c in enumerate(cats)}
@@ -411,10 +412,17 @@ def agreement_report(votes: Iterable[Vote], categories: Sequence[Hashable],
     report["alpha"] = {}
     for level in levels:
         values = cat_code.astype(float) if level in ("nominal", "ordinal") else \
-            np.array([float(lab) for lab in enc["labels"]])[enc["label"]]
+            _numeric(enc["labels"], level)[enc["label"]]
         ci = _alpha_ci(_rater_matrix(enc, values), level, n_boot, alpha, seed)
         report["alpha"][level] = {"value": ci["estimate"], "ci": [ci["low"], ci["high"]]}
     return report
+
+
+def _numeric(labels: list, level: str) -> np.ndarray:
+    try:
+        return np.array([float(lab) for lab in labels])
+    except (TypeError, ValueError):
+        raise ValueError(f"{level} alpha needs numeric labels, got {labels}") from None
 
 
 def _rater_matrix(enc: dict, values: np.ndarray) -> np.ndarray:

@@ -32,8 +32,13 @@ def resolve_paths(cfg: SFTConfig) -> tuple[Path, Path, Path]:
 
 
 def token_counter(tok):
-    def count(row: dict) -> int:
-        return len(tok.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False))
+    """count(text) for the data check: the text's tokens plus the chat template's own tokens."""
+    chat = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    overhead = len(tok.apply_chat_template(chat, tokenize=True, return_dict=False)) - len(
+        tok("a", add_special_tokens=False)["input_ids"]) - len(tok("b", add_special_tokens=False)["input_ids"])
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"]) + overhead
     return count
 
 

@@ -404,3 +404,5 @@ def test_report_without_pairable_items_does_not_crash():
 def test_report_rejects_label_outside_categories():
     with pytest.raises(ValueError, match="not one of the categories"):
         agreement_report([(1, "x", "a"), (1, "y", "maybe")], ["a", "b"])
+    with pytest.raises(ValueError, match="interval alpha needs numeric labels"):
+        agreement_report([(1, "x", "a"), (1, "y", "b")], ["a", "b"], levels=("interval",))

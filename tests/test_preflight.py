@@ -1,0 +1,74 @@
+import copy
+
+import pytest
+import torch
+
+from core.device import resolve_device
+from core.models import PreflightError, preflight
+from demo.tokenizer import train_tokenizer
+
+TEXTS = [f"Hello customer {i}, our store opens at {i % 12 + 1}am and ships in {i % 5 + 1} days." for i in range(200)]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(TEXTS, vocab_size=400)
+
+
+def test_good_tokenizer_passes_and_template_round_trips(tok):
+    preflight(tok)
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    text = tok.apply_chat_template(chat, tokenize=False)
+    assert text == "<|im_start|>user\nHi<|im_end|><|im_start|>assistant\nHello<|im_end|>"
+    ids = tok.apply_chat_template(chat, tokenize=True, return_dict=False)
+    assert ids[-1] == tok.eos_token_id  # EOS closes the assistant turn
+    assert tok.decode(ids) == text
+
+
+def test_pad_equal_eos_fails(tok):
+    bad = copy.deepcopy(tok)
+    bad.pad_token = bad.eos_token
+    with pytest.raises(PreflightError, match="pad_token == eos_token"):
+        preflight(bad)
+
+
+def test_missing_chat_template_fails(tok):
+    bad = copy.deepcopy(tok)
+    bad.chat_template = None
+    with pytest.raises(PreflightError, match="no chat template"):
+        preflight(bad)
+
+
+def test_template_without_eos_fails(tok):
+    bad = copy.deepcopy(tok)
+    bad.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    with pytest.raises(PreflightError, match="EOS .* is not appended"):
+        preflight(bad)
+
+
+def test_double_bos_fails(tok):
+    from tokenizers import processors
+
+    bad = copy.deepcopy(tok)
+    bad.bos_token = "<|endoftext|>"
+    bos = bad.bos_token_id
+    # the tokenizer adds BOS to every encoding AND the template writes one: two in a row
+    bad._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", bos)])
+    bad.chat_template = "{{ bos_token }}" + tok.chat_template
+    with pytest.raises(PreflightError, match="double BOS"):
+        preflight(bad)
+
+
+def test_device_policy_cpu_defaults():
+    p = resolve_device("cpu", apply=False)
+    assert p.dtype == torch.float32 and not p.gradient_checkpointing and not p.bf16
+    assert p.threads >= 1
+    p = resolve_device("cpu", "bfloat16", gradient_checkpointing=True, threads=3, apply=False)
+    assert p.bf16 and p.gradient_checkpointing and p.threads == 3
+    with pytest.raises(ValueError, match="dtype must be"):
+        resolve_device("cpu", "int8", apply=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda", apply=False)

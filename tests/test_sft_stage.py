@@ -1,0 +1,95 @@
+"""SFT on the tiny model for a few steps: LoRA changes, the base does not, resume is exact."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.config import SFTConfig, load_config
+
+
+def _cfg(tiny_base, chat_file, out, **kw):
+    base = dict(run=str(out.parent), model=str(tiny_base), data=str(chat_file), out=str(out), max_steps=6,
+                eval_steps=2, logging_steps=1, batch_size=4, early_stopping_patience=0, lora_r=4,
+                lora_alpha=8, learning_rate=5e-3, val_fraction=0.15, save_total_limit=5)
+    base.update(kw)
+    return load_config(SFTConfig, None, base)
+
+
+def _losses(out):
+    return [(r["step"], round(r["loss"], 5)) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if "loss" in r]
+
+
+def test_sft_trains_lora_only_and_writes_run_dir(tiny_base, chat_file, tmp_path):
+    from sft.train import main
+
+    out = tmp_path / "sft"
+    metrics = main(_cfg(tiny_base, chat_file, out))
+    assert metrics["steps"] == 6
+    for f in ("adapter_config.json", "adapter_model.safetensors", "config.yaml", "metrics.json", "log.jsonl",
+              "README.md", "train.jsonl", "val.jsonl", "tokenizer.json"):
+        assert (out / f).exists(), f
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "sha256" in card and "val_perplexity" in card
+
+    # trained LoRA weights differ from their initialisation (B starts at zero in PEFT)
+    lora = load_file(str(out / "adapter_model.safetensors"))
+    b_mats = [v for k, v in lora.items() if "lora_B" in k]
+    assert b_mats and all(v.abs().sum() > 0 for v in b_mats)
+
+    # the base weights on disk are untouched, and base + adapter differs from the base
+    from core.device import resolve_device
+    from core.models import load_causal_lm, load_policy, load_tokenizer
+
+    dev = resolve_device("cpu", apply=False)
+    tok = load_tokenizer(tiny_base)
+    base = load_causal_lm(tiny_base, dev, tok)
+    ref = load_file(str(tiny_base / "model.safetensors"))
+    for name, p in base.state_dict().items():
+        if name in ref:
+            assert torch.equal(p, ref[name]), name
+    policy = load_policy(tiny_base, dev, tok, adapter=out)
+    ids = torch.tensor([tok("When do you open?")["input_ids"]])
+    assert not torch.allclose(base(ids).logits, policy(ids).logits)
+    # validation split is disjoint from training prompts
+    train_p = {json.loads(x)["prompt"][0]["content"] for x in (out / "train.jsonl").read_text().splitlines()}
+    val_p = {json.loads(x)["prompt"][0]["content"] for x in (out / "val.jsonl").read_text().splitlines()}
+    assert val_p and not train_p & val_p
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_reproduces_uninterrupted_losses(tiny_base, chat_file, tmp_path):
+    from transformers import TrainerCallback
+
+    from sft.train import main
+
+    full = tmp_path / "full" / "sft"
+    main(_cfg(tiny_base, chat_file, full))
+
+    class StopAfter4(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 5:  # crash after checkpoint-4 was saved, mid-way to the next
+                raise _Interrupt()
+
+    part = tmp_path / "part" / "sft"
+    with pytest.raises(_Interrupt):
+        main(_cfg(tiny_base, chat_file, part), callbacks=[StopAfter4()])
+    assert (part / "checkpoints" / "checkpoint-4").exists()
+    main(_cfg(tiny_base, chat_file, part, resume=True))
+    assert _losses(part) == _losses(full)
+    assert [s for s, _ in _losses(part)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_data_errors_stop_before_training(tiny_base, tmp_path):
+    from core.records import DataError
+    from sft.train import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "hi", "completion": "hello"}\n{"prompt": "x"}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: \(row\)"):
+        main(_cfg(tiny_base, bad, tmp_path / "sft"))
+    assert not (tmp_path / "sft" / "adapter_model.safetensors").exists()
