@@ -40,3 +40,21 @@ def chat_file(tmp_path):
     f = tmp_path / "sft.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in tiny_chat_rows()))
     return f
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_base, tmp_path_factory):
+    """A run directory with base/ and a briefly trained sft/ adapter."""
+    import shutil
+
+    from core.config import SFTConfig, load_config
+    from sft.train import main
+
+    run = tmp_path_factory.mktemp("run")
+    shutil.copytree(tiny_base, run / "base")
+    data = run / "data" / "sft.jsonl"
+    data.parent.mkdir()
+    data.write_text("".join(json.dumps(r) + "\n" for r in tiny_chat_rows()))
+    main(load_config(SFTConfig, None, dict(run=str(run), max_steps=2, eval_steps=2, batch_size=4, lora_r=4,
+                                           early_stopping_patience=0, learning_rate=5e-2)))
+    return run
