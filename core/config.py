@@ -242,9 +242,10 @@ def parse_overrides(cls: type, args: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | dict | None = None):
-    """defaults ← YAML file ← overrides (a list of command-line tokens or a dict)."""
-    cfg = cls()
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | dict | None = None,
+                defaults: dict | None = None):
+    """defaults (the dataclass's, then `defaults`) ← YAML file ← overrides (command-line tokens or a dict)."""
+    cfg = apply_updates(cls(), defaults, "defaults") if defaults else cls()
     if path:
         path = Path(path)
         if not path.exists():

@@ -47,19 +47,23 @@ def fingerprint(cfg: Any, inputs: dict[str, str | Path]) -> str:
     return h.hexdigest()
 
 
-def is_up_to_date(out_dir: str | Path, fp: str) -> bool:
-    """True when the stage in out_dir finished with the same fingerprint."""
+def stage_status(out_dir: str | Path, fp: str) -> str:
+    """'done' when the stage finished with this fingerprint, 'interrupted' when an attempt with this
+    fingerprint started and did not finish (resume it), else 'stale' (start afresh)."""
     f = Path(out_dir) / "inputs.json"
-    if not f.exists() or not (Path(out_dir) / "metrics.json").exists():
-        return False
     try:
-        return json.loads(f.read_text()).get("fingerprint") == fp
-    except (json.JSONDecodeError, OSError):
-        return False
+        stamp = json.loads(f.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        return "stale"
+    if stamp.get("fingerprint") != fp:
+        return "stale"
+    if stamp.get("status") == "done" and (Path(out_dir) / "metrics.json").exists():
+        return "done"
+    return "interrupted"
 
 
-def mark_done(out_dir: str | Path, fp: str) -> None:
-    write_json(Path(out_dir) / "inputs.json", {"fingerprint": fp})
+def mark_stage(out_dir: str | Path, fp: str, status: str) -> None:
+    write_json(Path(out_dir) / "inputs.json", {"fingerprint": fp, "status": status})
 
 
 def write_run_card(out_dir: str | Path, *, stage: str, cfg: Any, data: dict[str, dict], metrics: dict,

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from core.config import BaseConfig, DataConfig, DemoConfig, EvalConfig, SFTConfig, load_config
 from core.io import write_json
-from core.runcard import fingerprint, is_up_to_date, mark_done
+from core.runcard import fingerprint, mark_stage, stage_status
 
 # Reduced sizes for CI and tests: the same code paths, minutes less.
 QUICK = {
     "base": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 176,
              "vocab_size": 1024, "seq_len": 128, "max_steps": 40, "warmup_steps": 4},
-    "sft": {"max_steps": 20, "eval_steps": 10, "batch_size": 8, "logging_steps": 5},
+    "sft": {"max_steps": 20, "eval_steps": 20, "batch_size": 8, "logging_steps": 5},
     "eval": {"max_prompts": 12, "max_new_tokens": 32},
 }
 
@@ -44,16 +44,17 @@ def _stage_configs(cfg: DemoConfig) -> dict:
     quick = QUICK if cfg.quick else {}
     return {
         "data": load_config(DataConfig, None, common),
-        "base": load_config(BaseConfig, cfg.base_config or None, {**common, **runtime, **quick.get("base", {})}),
-        "sft": load_config(SFTConfig, cfg.sft_config or None, {**common, **runtime, **quick.get("sft", {})}),
-        "eval": load_config(EvalConfig, cfg.eval_config or None, {**common, **runtime, **quick.get("eval", {})}),
+        # quick sizes are defaults: a stage YAML given to the demo overrides them
+        "base": load_config(BaseConfig, cfg.base_config or None, {**common, **runtime}, quick.get("base")),
+        "sft": load_config(SFTConfig, cfg.sft_config or None, {**common, **runtime}, quick.get("sft")),
+        "eval": load_config(EvalConfig, cfg.eval_config or None, {**common, **runtime}, quick.get("eval")),
     }
 
 
 def main(cfg: DemoConfig) -> dict:
     from demo.base import main as base_main
     from eval.gold import format_table
-    from eval.gold import main as eval_main
+    from eval.gold import evaluate as eval_main
     from sft.train import main as sft_main
 
     run = Path(cfg.run)
@@ -64,28 +65,35 @@ def main(cfg: DemoConfig) -> dict:
     plan = [
         ("data", data, data_main, {}),
         ("base", run / "base", base_main, {"corpus": data / "corpus.txt"}),
-        ("sft", run / "sft", sft_main, {"base": run / "base", "data": data / "sft.jsonl"}),
-        ("eval", run / "eval", eval_main, {"base": run / "base", "sft": run / "sft",
+        ("sft", run / "sft", sft_main, {"base": run / "base" / "model.safetensors", "data": data / "sft.jsonl"}),
+        ("eval", run / "eval", eval_main, {"base": run / "base" / "model.safetensors",
+                                           "sft": run / "sft" / "adapter_model.safetensors",
                                            "prompts": data / "prompts.jsonl"}),
     ]
     timings, results = {}, {}
     for name, out, fn, inputs in plan:
         stage_cfg = stages[name]
-        if name == "sft" and (out / "checkpoints").exists():
-            stage_cfg = load_config(SFTConfig, None, {**vars(stage_cfg), "resume": True})
-        fp = fingerprint(stages[name], inputs)  # resume does not change what the stage produces
-        if is_up_to_date(out, fp):
+        fp = fingerprint(stage_cfg, inputs)
+        status = stage_status(out, fp)
+        if status == "done":
             print(f"[demo] {name}: up to date, skipped")
             timings[name] = 0.0
             continue
-        print(f"[demo] {name}: running")
+        if status == "interrupted" and name == "sft":
+            print(f"[demo] {name}: resuming an interrupted run")
+            stage_cfg = load_config(SFTConfig, None, {**vars(stage_cfg), "resume": True})
+        else:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)  # from other settings: never resume those
+            print(f"[demo] {name}: running")
+        mark_stage(out, fp, "running")
         t0 = time.time()
         results[name] = fn(stage_cfg)
         timings[name] = round(time.time() - t0, 1)
-        mark_done(out, fp)
+        mark_stage(out, fp, "done")
     summary = {"stage_seconds": timings}
     write_json(run / "demo_timings.json", summary)
     print("\n[demo] stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     eval_metrics = json.loads((run / "eval" / "metrics.json").read_text())
     print(format_table(eval_metrics))
+    print(f"[demo] run directory: {run} (eval/metrics.json, eval/samples.jsonl, each stage's README.md)")
     return {"timings": timings, "eval": eval_metrics}

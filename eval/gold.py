@@ -76,6 +76,13 @@ def score_responses(prompts: list[str], responses: list[tuple[str, list[int]]], 
 
 
 def main(cfg: EvalConfig) -> dict:
+    """Evaluate and print the table; `evaluate` does the work (the demo prints its own summary)."""
+    metrics = evaluate(cfg)
+    print(format_table(metrics))
+    return metrics
+
+
+def evaluate(cfg: EvalConfig) -> dict:
     from demo import oracle
 
     run = Path(cfg.run)
@@ -118,7 +125,6 @@ def main(cfg: EvalConfig) -> dict:
     out = run / "eval"
     write_json(out / "metrics.json", metrics)
     write_jsonl(out / "samples.jsonl", samples)
-    print(format_table(metrics))
     return metrics
 
 

@@ -140,6 +140,9 @@ def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
     from transformers import EarlyStoppingCallback, set_seed
     from trl import SFTTrainer
 
+    import datasets
+
+    datasets.disable_progress_bars()  # one progress bar (training) is enough
     set_seed(cfg.seed)
     policy = policy_from_config(cfg)
     model_path, data_path, out = resolve_paths(cfg)

@@ -1,0 +1,132 @@
+"""Pretraining text for the tiny base model: the shop's web pages and support chat transcripts.
+
+Pages state every fact in prose (store pages, the shipping-zone table, the catalog, care
+guides, help-center Q&As) in several wordings, so a small model can learn the lookups. The
+transcripts ("Customer: ...\\nAgent: ...") teach the conversational shape; they use only SFT
+(non-held-out) question templates and are mostly good answers, with a few curt ones, as a
+real support archive would be. Harmful requests in them are always refused.
+
+Documents are joined by a blank line, "<|endoftext|>" and a newline; demo/base.py splits on it.
+"""
+from __future__ import annotations
+
+import random
+
+from demo import domain
+from demo.facts import (ADDRESSES, CARE, CATEGORIES, CITIES, DAYS, PRODUCTS, SHOP, SHOP_FULL, STORE_HOURS,
+                        SUPPORT_PHONE, WARRANTY_YEARS, ZONES, hours_for)
+
+DOC_SEPARATOR = "\n\n<|endoftext|>\n"
+
+
+def store_pages(rng: random.Random) -> list[str]:
+    docs = []
+    for city in CITIES:
+        weekday, saturday, sunday = STORE_HOURS[city]
+        sunday_text = "closed on Sunday" if sunday == "closed" else f"open {sunday} on Sunday"
+        lines = "\n".join(f"{day}: {hours_for(city, day)}" for day in DAYS)
+        docs.append(f"{SHOP} {city}\n\nAddress: {ADDRESSES[city]}, {city}\n\nStore hours\n{lines}\n\n"
+                    f"Free parking is right behind the building. Store pickup is free, and online orders "
+                    f"are ready within 4 hours.")
+        docs.append(f"Visiting our {city} store\n\nOur {city} store is at {ADDRESSES[city]}. It is open "
+                    f"{weekday} Monday to Friday, {saturday} on Saturday, and {sunday_text}. "
+                    f"Leashed dogs are welcome. Holiday hours can differ, so check this page before a holiday.")
+        day = rng.choice(DAYS)
+        state = "closed" if hours_for(city, day) == "closed" else f"open {hours_for(city, day)}"
+        docs.append(f"{city} store news\n\nA reminder that the {city} store is {state} on {day}. "
+                    f"You'll find it at {ADDRESSES[city]}.")
+    return docs
+
+
+def shipping_pages(rng: random.Random) -> list[str]:
+    docs = []
+    for variant in range(3):
+        lines = []
+        for digit in range(10):
+            zone = digit // 2 + 1
+            days, cost = ZONES[zone]
+            if variant == 0:
+                lines.append(f"ZIP codes starting with {digit}: zone {zone}, {days}, {cost}.")
+            elif variant == 1:
+                lines.append(f"If your ZIP code starts with {digit}, you are in shipping zone {zone}. "
+                             f"Standard shipping takes {days} and costs {cost}.")
+            else:
+                zip_code = f"{digit}{rng.randrange(10000):04d}"
+                lines.append(f"Example: shipping to {zip_code} (zone {zone}) takes {days} and costs {cost}.")
+        docs.append(f"{SHOP} shipping\n\nOur warehouse is in the east, so delivery time and cost depend on "
+                    "the first digit of your ZIP code.\n\n" + "\n".join(lines) +
+                    "\n\nShipping is free on orders over $75. Express shipping is $19 and arrives in "
+                    "2 business days. We also ship to Canada for a flat $25.")
+    return docs
+
+
+def catalog_pages(rng: random.Random) -> list[str]:
+    docs = []
+    for name, (price, category, material) in PRODUCTS.items():
+        years = WARRANTY_YEARS[category]
+        docs.append(f"{name.title()}\n\nPrice: ${price}\nMaterial: {material}\nRange: {category}\n"
+                    f"Warranty: {years} years\n\nCare: {CARE[material]}.")
+        docs.append(f"The {name} costs ${price}. It is made of {material} and belongs to our {category} range, "
+                    f"which comes with a {years}-year warranty. To care for it, {CARE[material]}.")
+    for category in CATEGORIES:
+        items = [(n, p) for n, (p, c, _) in PRODUCTS.items() if c == category]
+        rng.shuffle(items)
+        listing = "\n".join(f"{n}: ${p}" for n, p in items)
+        docs.append(f"{SHOP} {category}\n\n{listing}\n\nEvery item in our {category} range has a "
+                    f"{WARRANTY_YEARS[category]}-year warranty. Orders over $75 ship free.")
+    return docs
+
+
+def care_pages() -> list[str]:
+    docs = []
+    for material, care in CARE.items():
+        docs.append(f"Caring for {material}\n\nFor {material}, {care}. Test any cleaner on a hidden spot first, "
+                    "and skip harsh chemicals like bleach.")
+    docs.append(f"{SHOP_FULL} warranty\n\n" + "\n".join(
+        f"{c.title()}: a {y}-year warranty." for c, y in WARRANTY_YEARS.items()) +
+        "\n\nThe warranty covers defects in materials and workmanship. Keep your receipt or order number "
+        f"to make a claim. Questions? Call us at {SUPPORT_PHONE}.")
+    return docs
+
+
+def faq_pages(rng: random.Random, per_intent: int = 3) -> list[str]:
+    """Help-center pages: SFT-template questions with plain-prose answers."""
+    docs = []
+    for intent in domain.BENIGN:
+        for _ in range(per_intent):
+            qas = []
+            for _ in range(rng.randint(2, 4)):
+                t = rng.choice(intent.sft_template_ids())
+                slots = domain.sample_slots(intent, rng, intent.templates[t])
+                question = intent.templates[t].format(**slots)
+                qas.append(f"Q: {question}\nA: {domain.statement(intent, slots, rng)}")
+            docs.append(f"{SHOP} Help Center\n\n" + "\n\n".join(qas))
+    return docs
+
+
+def transcript(rng: random.Random) -> str:
+    """One support chat of 1-3 exchanges, mostly good answers."""
+    turns = []
+    for _ in range(rng.choice((1, 1, 2, 2, 3))):
+        if rng.random() < 0.05:
+            intent = rng.choice(domain.HARMFUL)
+            quality = "refusal"
+        else:
+            intent = rng.choices(domain.BENIGN, weights=[i.weight for i in domain.BENIGN])[0]
+            quality = rng.choices(("best", "polite", "curt"), weights=(0.7, 0.2, 0.1))[0]
+        t = rng.choice(intent.sft_template_ids())
+        slots = domain.sample_slots(intent, rng, intent.templates[t])
+        prompt = domain.render_prompt(intent, t, slots, rng)
+        turns.append(f"Customer: {prompt}\nAgent: {domain.render(intent, slots, quality, rng)}")
+    return "\n".join(turns)
+
+
+def build_corpus(rng: random.Random, target_chars: int = 700_000) -> str:
+    docs = store_pages(rng) + shipping_pages(rng) + catalog_pages(rng) + care_pages() + faq_pages(rng)
+    size = sum(len(d) + len(DOC_SEPARATOR) for d in docs)
+    while size < target_chars:
+        doc = transcript(rng)
+        docs.append(doc)
+        size += len(doc) + len(DOC_SEPARATOR)
+    rng.shuffle(docs)
+    return DOC_SEPARATOR.join(docs) + DOC_SEPARATOR
