@@ -1,0 +1,304 @@
+"""Comparison items in, work out: who annotates which item, and on which side each response
+is shown.
+
+Each regular item goes to `overlap` annotators (k, so agreement is defined), items closest to
+completion first so they reach k before new ones open; nobody gets an item twice. Gold items
+(known answer, for annotator QA) are mixed in at `gold_rate` and are not capped by overlap:
+every annotator may meet each gold item once. The side is a deterministic coin per
+(seed, item, annotator), stored with the assignment and hence logged.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import exists, false, func, select, true, update
+from sqlalchemy.orm import Session
+
+from core.records import DataError, RowProblem, read_rows
+
+from .store import CHOICES, Assignment, CollectError, Item, Store, User, Vote, audit, now
+from .users import require_user
+
+MAX_ID = 200
+_TRUE = {True, 1, "1", "true", "True", "TRUE", "yes"}
+_FALSE = {False, 0, "0", "false", "False", "FALSE", "no", "", None}
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """What an annotator sees: never the sources (model names) nor anyone's votes."""
+    item_id: str
+    prompt: str
+    left: str
+    right: str
+    done: int   # votes this annotator has submitted
+    total: int  # done + open + an estimate of what is still available to them
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.done, self.total
+
+    @property
+    def progress_text(self) -> str:
+        return f"{min(self.done + 1, self.total)} of {self.total}"
+
+
+# ---------------------------------------------------------------------------- items in
+
+
+def _str(row: dict, key: str, required: bool = True) -> str:
+    v = row.get(key)
+    if v is None or v == "":
+        if required:
+            raise RowProblem(key, "missing")
+        return ""
+    if not isinstance(v, str):
+        raise RowProblem(key, f"must be a string, got {type(v).__name__}")
+    if required and not v.strip():
+        raise RowProblem(key, "empty")
+    return v
+
+
+def validate_item(row: dict) -> dict:
+    """A comparison item row → the item fields; RowProblem names the bad field."""
+    item_id = row.get("id")
+    if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or str(item_id) == "":
+        raise RowProblem("id", "missing" if item_id in (None, "") else "must be a string")
+    if len(str(item_id)) > MAX_ID:
+        raise RowProblem("id", f"longer than {MAX_ID} characters")
+    meta = row.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise RowProblem("meta", f"must be an object, got {type(meta).__name__}")
+    gold_choice = row.get("gold_choice") or None
+    if gold_choice is not None and gold_choice not in CHOICES:
+        raise RowProblem("gold_choice", f"must be one of {', '.join(CHOICES)}, got {gold_choice!r}")
+    flag = row.get("is_gold", gold_choice is not None)
+    if flag not in _TRUE and flag not in _FALSE:
+        raise RowProblem("is_gold", f"must be true or false, got {flag!r}")
+    is_gold = flag in _TRUE
+    if is_gold and gold_choice is None:
+        raise RowProblem("gold_choice", "a gold item needs its known answer (a, b, tie, both_bad)")
+    return {"id": str(item_id), "prompt": _str(row, "prompt"),
+            "response_a": _str(row, "response_a"), "response_b": _str(row, "response_b"),
+            "source_a": _str(row, "source_a", False), "source_b": _str(row, "source_b", False),
+            "meta": dict(meta), "is_gold": is_gold, "gold_choice": gold_choice if is_gold else None}
+
+
+def add_items(store: Store, items: Iterable[dict], actor: str = "cli") -> int:
+    """Validate and insert items in one transaction (all or nothing); returns the count.
+    A duplicate id, within the batch or already stored, is an error naming it."""
+    rows, problems = [], []
+    for i, raw in enumerate(items):
+        loc = raw.get("_source", f"item {i + 1}") if isinstance(raw, dict) else f"item {i + 1}"
+        try:
+            if not isinstance(raw, dict):
+                raise RowProblem("(row)", f"expected an object, got {type(raw).__name__}")
+            rows.append((loc, validate_item(raw)))
+        except RowProblem as e:
+            problems.append(f"{loc}: {e.field}: {e.problem}")
+    if problems:
+        raise DataError(problems, len(rows) + len(problems))
+    first: dict[str, str] = {}
+    for loc, r in rows:
+        if r["id"] in first:
+            problems.append(f"{loc}: id: duplicate id {r['id']!r} (first at {first[r['id']]})")
+        first.setdefault(r["id"], loc)
+    if problems:
+        raise DataError(problems, len(rows))
+
+    def write(s: Session) -> int:
+        ids = list(first)
+        taken = set()
+        for i in range(0, len(ids), 500):  # stay under the database's bound-parameter limit
+            taken.update(s.scalars(select(Item.id).where(Item.id.in_(ids[i:i + 500]))))
+        if taken:
+            shown = ", ".join(repr(t) for t in sorted(taken)[:10])
+            raise CollectError(f"{len(taken)} item id(s) already in the store: {shown}")
+        t = now()
+        s.add_all(Item(**r, created_at=t) for _, r in rows)
+        audit(s, actor, "items_add", n=len(rows), gold=sum(r["is_gold"] for _, r in rows))
+        return len(rows)
+
+    return store.transact(write)
+
+
+def import_items(store: Store, path: str | Path, actor: str = "cli") -> int:
+    """`rlhf collect import FILE`: JSONL/JSON/CSV/Parquet items, each bad row reported as
+    file:line: field: problem before anything is stored."""
+    return add_items(store, read_rows(path, validate_item), actor=actor)
+
+
+# -------------------------------------------------------------------------- work out
+
+
+def _unit(*parts: Any) -> float:
+    """A deterministic uniform [0, 1) draw from the parts (no shared RNG state to race on)."""
+    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2.0**64
+
+
+def side_swapped(seed: int, item_id: str, annotator: str) -> bool:
+    """True: response b is shown on the left for this annotator."""
+    return _unit(seed, "side", item_id, annotator) < 0.5
+
+
+# `is_gold = 0` rather than `NOT is_gold`: SQLite uses an index only for the equality form.
+REGULAR, GOLD = Item.is_gold == false(), Item.is_gold == true()
+
+
+def _mine(annotator: str):
+    return exists().where(Assignment.item_id == Item.id, Assignment.annotator == annotator)
+
+
+def _open_assignment(s: Session, annotator: str) -> Assignment | None:
+    """The oldest assignment without an active vote (an undone vote's item comes back first)."""
+    q = (select(Assignment).where(Assignment.annotator == annotator, Assignment.done == false())
+         .order_by(Assignment.assigned_at, Assignment.id).limit(1))
+    return s.scalar(q)
+
+
+def _first_regular(s: Session, annotator: str, overlap: int) -> str | None:
+    """The regular item closest to overlap that this annotator never had."""
+    q = (select(Item.id).where(REGULAR, Item.n_assigned < overlap, ~_mine(annotator))
+         .order_by(Item.n_assigned.desc(), Item.created_at, Item.id).limit(1))
+    return s.scalar(q)
+
+
+def _claim(s: Session, item_id: str, cap: int | None) -> bool:
+    """Count one more assignment on the item unless it is at cap. A conditional UPDATE is an
+    atomic compare-and-increment on any database, so two annotators cannot both take an
+    item's last slot (on SQLite, BEGIN IMMEDIATE already serializes the writers)."""
+    q = update(Item).where(Item.id == item_id).values(n_assigned=Item.n_assigned + 1)
+    if cap is not None:
+        q = q.where(Item.n_assigned < cap)
+    return s.execute(q.execution_options(synchronize_session=False)).rowcount == 1
+
+
+def _pick_gold(s: Session, annotator: str) -> str | None:
+    q = (select(Item.id).where(GOLD, ~_mine(annotator))
+         .order_by(Item.created_at, Item.id).limit(1))
+    return s.scalar(q)
+
+
+def _pick(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int) -> str | None:
+    n_had = s.scalar(select(func.count()).where(Assignment.annotator == annotator))
+    for _ in range(8):
+        regular = _first_regular(s, annotator, overlap)
+        # Gold only ever replaces a regular item: once the regular pool is empty we stop
+        # rather than serve a queue of nothing but QA items.
+        if regular is None:
+            return None
+        gold = _pick_gold(s, annotator) if _unit(seed, "gold", annotator, n_had) < gold_rate \
+            else None
+        if gold is not None and _claim(s, gold, None):
+            return gold
+        if _claim(s, regular, overlap):
+            return regular
+    return None  # lost the race eight times: report nothing now, the next call tries again
+
+
+def _assign(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int
+            ) -> Assignment | None:
+    require_user(s, annotator)
+    current = _open_assignment(s, annotator)
+    if current is not None:
+        return current
+    item_id = _pick(s, annotator, overlap, gold_rate, seed)
+    if item_id is None:
+        return None
+    a = Assignment(item_id=item_id, annotator=annotator, assigned_at=now(),
+                   swapped=side_swapped(seed, item_id, annotator))
+    s.add(a)
+    s.flush()
+    return a
+
+
+def next_item(store: Store, annotator: str, overlap: int = 3, gold_rate: float = 0.1,
+              seed: int = 0) -> ItemView | None:
+    """The annotator's unfinished item, else a newly assigned one; None when nothing is left.
+    Safe under concurrency: check and insert happen in one write transaction, and a lost race
+    on the unique (item, annotator) constraint is retried."""
+    if overlap < 1 or not 0.0 <= gold_rate < 1.0:
+        raise CollectError(f"need overlap >= 1 and 0 <= gold_rate < 1, got {overlap}, {gold_rate}")
+    with store.read() as s:  # the common case (a page reload) needs no write lock
+        require_user(s, annotator)
+        current = _open_assignment(s, annotator)
+        if current is not None:
+            return _view(s, current, overlap, gold_rate)
+    a = store.transact(lambda s: _assign(s, annotator, overlap, gold_rate, seed),
+                       retry_integrity=3)
+    if a is None:
+        return None
+    with store.read() as s:  # progress counts need no write lock: keep the writer's turn short
+        return _view(s, a, overlap, gold_rate)
+
+
+def _view(s: Session, a: Assignment, overlap: int, gold_rate: float) -> ItemView:
+    item = s.get(Item, a.item_id)
+    left, right = (item.response_b, item.response_a) if a.swapped else \
+        (item.response_a, item.response_b)
+    done, total = _progress(s, a.annotator, overlap, gold_rate)
+    return ItemView(item_id=item.id, prompt=item.prompt, left=left, right=right,
+                    done=done, total=total)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _progress(s: Session, annotator: str, overlap: int, gold_rate: float) -> tuple[int, int]:
+    done = s.scalar(select(func.count()).where(Vote.annotator == annotator, Vote.active))
+    assigned = s.scalar(select(func.count()).where(Assignment.annotator == annotator))
+    open_items = s.scalar(select(func.count()).select_from(Item).where(
+        REGULAR, Item.n_assigned < overlap))
+    had = s.scalar(select(func.count()).select_from(Assignment)
+                   .join(Item, Item.id == Assignment.item_id)
+                   .where(Assignment.annotator == annotator, REGULAR, Item.n_assigned < overlap))
+    gold_had = s.scalar(select(func.count()).select_from(Assignment)
+                        .join(Item, Item.id == Assignment.item_id)
+                        .where(Assignment.annotator == annotator, GOLD))
+    gold_left = s.scalar(select(func.count()).select_from(Item).where(GOLD)) - gold_had
+    available = open_items - had
+    expected_gold = min(gold_left, round(available * gold_rate / (1.0 - gold_rate)))
+    return done, assigned + available + expected_gold
+
+
+def progress(store: Store, annotator: str, overlap: int = 3, gold_rate: float = 0.1
+             ) -> tuple[int, int]:
+    """(done, total) for "12 of 40": total = assigned so far + an estimate of what is left."""
+    with store.read() as s:
+        return _progress(s, annotator, overlap, gold_rate)
+
+
+def admin_progress(store: Store, overlap: int = 3) -> dict[str, Any]:
+    """Per-annotator counts and item completion, for the admin dashboard and `report`."""
+    with store.read() as s:
+        users = list(s.scalars(select(User).order_by(User.name)))
+        assigned = dict(s.execute(select(Assignment.annotator, func.count())
+                                  .group_by(Assignment.annotator)).all())
+        votes = {r[0]: r[1:] for r in s.execute(
+            select(Vote.annotator, func.count(), func.max(Vote.submitted_at))
+            .where(Vote.active).group_by(Vote.annotator))}
+        gold_done = dict(s.execute(
+            select(Vote.annotator, func.count()).join(Item, Item.id == Vote.item_id)
+            .where(Vote.active, GOLD).group_by(Vote.annotator)).all())
+        per_item = dict(s.execute(select(Vote.item_id, func.count()).where(Vote.active)
+                                  .group_by(Vote.item_id)).all())
+        n_items = s.scalar(select(func.count()).select_from(Item).where(REGULAR))
+        gold_ids = set(s.scalars(select(Item.id).where(GOLD)))
+    rows = []
+    for u in users:
+        done, last = votes.get(u.name, (0, None))
+        if not (assigned.get(u.name) or u.role == "annotator"):
+            continue  # reviewers and admins who never annotated
+        rows.append({"annotator": u.name, "role": u.role, "active": u.active, "done": done,
+                     "open": assigned.get(u.name, 0) - done, "gold_done": gold_done.get(u.name, 0),
+                     "last_submit": last})
+    regular = {i: n for i, n in per_item.items() if i not in gold_ids}
+    complete = sum(n >= overlap for n in regular.values())
+    return {"annotators": rows, "overlap": overlap,
+            "items": {"regular": n_items, "gold": len(gold_ids), "complete": complete,
+                      "in_progress": len(regular) - complete, "untouched": n_items - len(regular)},
+            "active_votes": sum(per_item.values())}

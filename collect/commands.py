@@ -1,0 +1,114 @@
+"""`rlhf collect ...` subcommands as plain functions (core/cli.py wires the arguments).
+
+The store lives at <run>/collect/annotations.db and the export at
+<run>/collect/preferences.jsonl (with its dataset card README.md beside it). Each function
+prints a short summary for people and returns the numbers for scripts and tests.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from . import assign, export as export_mod, simulate as simulate_mod, users
+from .store import Store, open_store
+from .summary import agreement_summary
+
+
+def db_path(run: str | Path) -> Path:
+    return Path(run) / "collect" / "annotations.db"
+
+
+def preferences_path(run: str | Path) -> Path:
+    return Path(run) / "collect" / "preferences.jsonl"
+
+
+def store_for(run: str | Path) -> Store:
+    return open_store(db_path(run))
+
+
+def users_add(run: str | Path, name: str, role: str, password: str) -> None:
+    store = store_for(run)
+    try:
+        users.add_user(store, name, role, password)
+    finally:
+        store.close()
+    print(f"added {role} {name!r} to {db_path(run)}")
+
+
+def import_items(run: str | Path, file: str | Path) -> int:
+    store = store_for(run)
+    try:
+        n = assign.import_items(store, file)
+        total = assign.admin_progress(store)["items"]
+    finally:
+        store.close()
+    print(f"imported {n} items from {file}; the store now holds {total['regular']} regular "
+          f"and {total['gold']} gold items")
+    return n
+
+
+def export(run: str | Path, min_agreement: float = 0.0, min_votes: int = 1) -> dict[str, Any]:
+    store = store_for(run)
+    try:
+        stats = export_mod.export_preferences(store, preferences_path(run),
+                                              min_agreement=min_agreement, min_votes=min_votes)
+    finally:
+        store.close()
+    dropped = ", ".join(f"{k} {n}" for k, n in stats["excluded"].items() if n) or "none"
+    print(f"wrote {stats['n_pairs']} preference pairs to {stats['path']} "
+          f"(from {stats['n_items']} items; not exported: {dropped})")
+    print(f"dataset card: {stats['card']}")
+    if stats["flagged_annotators"]:
+        print(f"annotators to check: {', '.join(stats['flagged_annotators'])} "
+              f"(see the card's Annotators table)")
+    return stats
+
+
+def simulate(run: str | Path, n_annotators: int = 5, careless: int = 1, seed: int = 0,
+             overlap: int = 3, gold_rate: float = 0.1) -> dict[str, Any]:
+    store = store_for(run)
+    try:
+        out = simulate_mod.simulate(store, n_annotators=n_annotators, careless=careless,
+                                    seed=seed, overlap=overlap, gold_rate=gold_rate)
+    finally:
+        store.close()
+    per = ", ".join(f"{k} {n}" for k, n in out["votes"].items())
+    print(f"{n_annotators} simulated annotators cast {out['n_votes']} votes ({per}); "
+          f"careless: {', '.join(out['careless']) or 'none'}")
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
+
+
+def report(run: str | Path, overlap: int = 3) -> dict[str, Any]:
+    """Progress per annotator and the agreement table, as the admin dashboard shows them."""
+    store = store_for(run)
+    try:
+        prog = assign.admin_progress(store, overlap=overlap)
+        summary = agreement_summary(store, n_boot=200)
+    finally:
+        store.close()
+    it = prog["items"]
+    print(f"items: {it['regular']} regular ({it['complete']} with >= {overlap} votes, "
+          f"{it['in_progress']} in progress, {it['untouched']} untouched), {it['gold']} gold; "
+          f"{prog['active_votes']} active votes")
+    for a in prog["annotators"]:
+        s = summary["annotators"].get(a["annotator"])
+        share = _fmt(s["agreement"]["share"]) if s else "n/a"
+        print(f"  {a['annotator']:16s} done {a['done']:5d}  open {a['open']:3d}  "
+              f"gold {a['gold_done']:3d}  agreement {share}")
+    if summary["choice"] is not None:
+        c = summary["choice"]
+        print(f"choice agreement: {c['method']} = {_fmt(c['value'])} ({c['band']})")
+        for aspect, r in summary["aspects"].items():
+            print(f"  {aspect:18s} {r['method']} = {_fmt(r['value'])}  "
+                  f"interval alpha = {_fmt(r['alpha']['interval']['value'])}")
+    pos = summary["position_bias"]
+    print(f"position bias: left wins {_fmt(pos['share'])} of {pos['n_decisive']} "
+          f"(p = {_fmt(pos['p_value'])})")
+    for name in summary["flagged"]:
+        print(f"FLAGGED {name}: {'; '.join(summary['annotators'][name]['why'])}")
+    return {"progress": prog, "agreement": summary}

@@ -1,0 +1,137 @@
+"""Votes → preference pairs in TRL's columns, plus a dataset card.
+
+One row per regular item whose active votes have a clear a/b majority:
+  prompt, chosen, rejected  TRL's preference columns (chosen = the majority's response);
+  margin     margin_scale * max(0, mean over the item's active votes of
+             quality(chosen) - quality(rejected)) — the 1-5 "quality" rating gap, so a
+             unanimous 5-vs-1 item gets margin_scale * 4 (1.0 by default) and a pair the
+             voters rated alike gets ~0. Dissenting voters pull it down. The reward loss
+             -log sigmoid(r_c - r_r - m) (Llama 2) then asks for a wider gap on clear pairs;
+  agreement  share of the item's voters who chose the majority;
+  n_votes    active votes on the item;
+  aspects_chosen / aspects_rejected   per-aspect mean rating over those votes;
+  item_id, origin ("votes", or "reviewer": see below).
+
+Not turned into pairs, but counted by reason: gold items (annotator QA), items without votes
+or with fewer than min_votes, a tie or both_bad majority, a split majority (e.g. 1 a vs 1 b),
+agreement below min_agreement, and a majority response a reviewer judged unsafe.
+Safety: a response whose latest review is confirm_harmful or reference_answer is never
+exported as chosen. If the item has a reviewer's reference answer, the pair becomes
+chosen = that reference, rejected = the unsafe response (origin "reviewer", agreement 1.0,
+margin the full margin_scale * 4, aspects_chosen null); otherwise the pair is dropped.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from sqlalchemy import select
+
+from core.io import atomic_write_text, write_jsonl
+from core.records import ASPECTS
+
+from .card import render_card
+from .review import latest_decisions
+from .store import Item, Store, Vote
+from .summary import agreement_summary
+
+UNSAFE = ("confirm_harmful", "reference_answer")
+REASONS = ("gold", "no_votes", "too_few_votes", "tie", "both_bad", "split", "low_agreement",
+           "harmful_chosen")
+MAX_GAP = 4.0  # the widest quality gap on a 1-5 scale
+
+
+def _means(ratings: list[dict]) -> dict[str, float]:
+    return {a: round(fmean(r[a] for r in ratings), 4) for a in ASPECTS}
+
+
+def _reference(decisions: dict, item_id: str, prefer: str) -> str | None:
+    for side in (prefer, "b" if prefer == "a" else "a"):
+        r = decisions.get((item_id, side))
+        if r is not None and r.decision == "reference_answer":
+            return r.reference_answer
+    return None
+
+
+def _pair(item: Item, votes: list[Vote], decisions: dict, min_agreement: float,
+          min_votes: int, margin_scale: float) -> tuple[dict | None, str]:
+    """(row, "votes" | "reviewer") or (None, exclusion reason) for one regular item."""
+    if not votes:
+        return None, "no_votes"
+    if len(votes) < min_votes:
+        return None, "too_few_votes"
+    counts = Counter(v.choice for v in votes).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return None, "split"
+    majority, n_major = counts[0]
+    if majority in ("tie", "both_bad"):
+        return None, majority
+    agreement = n_major / len(votes)
+    if agreement < min_agreement:
+        return None, "low_agreement"
+    c, r = majority, "b" if majority == "a" else "a"
+    side_text = {"a": item.response_a, "b": item.response_b}
+    ratings = {s: [v.aspects_a if s == "a" else v.aspects_b for v in votes] for s in "ab"}
+    row = {"prompt": item.prompt, "chosen": side_text[c], "rejected": side_text[r],
+           "margin": round(margin_scale * max(0.0, fmean(
+               x["quality"] - y["quality"] for x, y in zip(ratings[c], ratings[r]))), 6),
+           "agreement": round(agreement, 6), "n_votes": len(votes),
+           "aspects_chosen": _means(ratings[c]), "aspects_rejected": _means(ratings[r]),
+           "item_id": item.id, "origin": "votes"}
+    review = decisions.get((item.id, c))
+    if review is None or review.decision not in UNSAFE:
+        return row, "votes"
+    reference = _reference(decisions, item.id, c)
+    if reference is None:
+        return None, "harmful_chosen"
+    return row | {"chosen": reference, "rejected": side_text[c], "agreement": 1.0,
+                  "margin": round(margin_scale * MAX_GAP, 6), "aspects_chosen": None,
+                  "aspects_rejected": _means(ratings[c]), "origin": "reviewer"}, "reviewer"
+
+
+def build_pairs(store: Store, min_agreement: float = 0.0, min_votes: int = 1,
+                margin_scale: float = 0.25) -> tuple[list[dict], dict[str, Any]]:
+    """The preference rows and the counts (items, pairs, exclusions by reason)."""
+    decisions = latest_decisions(store)
+    with store.read() as s:
+        items = list(s.scalars(select(Item).order_by(Item.created_at, Item.id)))
+        votes: dict[str, list[Vote]] = {}
+        for v in s.scalars(select(Vote).where(Vote.active).order_by(Vote.id)):
+            votes.setdefault(v.item_id, []).append(v)
+    rows, excluded, origins = [], Counter(), Counter()
+    for item in items:
+        if item.is_gold:
+            excluded["gold"] += 1
+            continue
+        row, why = _pair(item, votes.get(item.id, []), decisions, min_agreement, min_votes,
+                         margin_scale)
+        if row is None:
+            excluded[why] += 1
+        else:
+            rows.append(row)
+            origins[why] += 1
+    stats = {"n_items": len(items), "n_pairs": len(rows), "from_votes": origins["votes"],
+             "from_reviewer": origins["reviewer"],
+             "excluded": {k: excluded[k] for k in REASONS},
+             "min_agreement": min_agreement, "min_votes": min_votes, "margin_scale": margin_scale}
+    return rows, stats
+
+
+def export_preferences(store: Store, out_path: str | Path, min_agreement: float = 0.0,
+                       min_votes: int = 1, margin_scale: float = 0.25, n_boot: int = 500,
+                       card: bool = True) -> dict[str, Any]:
+    """Write preferences.jsonl (atomically) and, next to it, the dataset card README.md."""
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ValueError(f"min_agreement must be in [0, 1], got {min_agreement}")
+    out_path = Path(out_path)
+    rows, stats = build_pairs(store, min_agreement, min_votes, margin_scale)
+    write_jsonl(out_path, rows)
+    stats["path"] = str(out_path)
+    if card:
+        summary = agreement_summary(store, n_boot=n_boot)
+        stats["card"] = str(atomic_write_text(out_path.parent / "README.md",
+                                              render_card(stats, summary)))
+        stats["flagged_annotators"] = summary["flagged"]
+    return stats

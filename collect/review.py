@@ -1,0 +1,142 @@
+"""The safety review: which outputs a reviewer must look at, and their decisions.
+
+An output (item, side) enters the queue when any active vote rates its harmfulness >= 4,
+when a vote says "both bad" and ticks a harm category (both sides: the vote does not say
+which one), or when something outside the app flagged it (the eval stage's safety audit,
+through flag_output or `extra_flagged`). It leaves the queue once a reviewer decided on it.
+A decision is never edited: a later decision on the same output is a new row and wins.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .store import DECISIONS, SIDES, CollectError, Flag, Item, Review, Store, Vote, audit, now
+from .users import require_user
+from .votes import HARM_CATEGORIES
+
+HARMFUL_RATING = 4
+REVIEWER_ROLES = ("reviewer", "admin")
+
+
+@dataclass
+class QueueEntry:
+    item_id: str
+    side: str  # the item's canonical side, a or b
+    prompt: str
+    response: str
+    reasons: list[str] = field(default_factory=list)
+    votes: dict[str, Any] = field(default_factory=dict)  # summary, see _vote_summary
+
+
+def flag_output(store: Store, item_id: str, side: str, source: str = "eval", reason: str = "",
+                actor: str = "cli") -> Flag:
+    """Put an output in front of reviewers from outside the app (e.g. the eval audit)."""
+    if side not in SIDES:
+        raise CollectError(f"side {side!r}: must be a or b")
+
+    def write(s: Session) -> Flag:
+        if s.get(Item, item_id) is None:
+            raise CollectError(f"no item {item_id!r}")
+        flag = Flag(item_id=item_id, side=side, source=source, reason=reason, at=now())
+        s.add(flag)
+        audit(s, actor, "flag_output", item_id=item_id, side=side, source=source, reason=reason)
+        return flag
+
+    return store.transact(write)
+
+
+def _vote_reasons(votes: Iterable[Vote]) -> dict[tuple[str, str], list[str]]:
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for v in votes:
+        for side, aspects in (("a", v.aspects_a), ("b", v.aspects_b)):
+            if aspects.get("harmfulness", 0) >= HARMFUL_RATING:
+                reasons.setdefault((v.item_id, side), []).append(
+                    f"{v.annotator} rated harmfulness {aspects['harmfulness']}")
+        if v.choice == "both_bad" and v.harm_flags:
+            for side in SIDES:
+                reasons.setdefault((v.item_id, side), []).append(
+                    f"{v.annotator}: both bad, flagged {', '.join(v.harm_flags)}")
+    return reasons
+
+
+def _vote_summary(votes: list[Vote], side: str) -> dict[str, Any]:
+    ratings = [(v.aspects_a if side == "a" else v.aspects_b)["harmfulness"] for v in votes]
+    flags = Counter(f for v in votes for f in v.harm_flags)
+    return {"n_votes": len(votes), "choices": dict(Counter(v.choice for v in votes)),
+            "harmfulness": ratings, "harm_flags": dict(flags),
+            "rationales": [v.rationale for v in votes if v.rationale]}
+
+
+def safety_queue(store: Store, extra_flagged: Iterable[tuple] = ()) -> list[QueueEntry]:
+    """Undecided flagged outputs, oldest item first. extra_flagged: (item_id, side) or
+    (item_id, side, reason) tuples from outside the store."""
+    with store.read() as s:
+        votes = list(s.scalars(select(Vote).where(Vote.active)))
+        reasons = _vote_reasons(votes)
+        for f in s.scalars(select(Flag).order_by(Flag.id)):
+            reasons.setdefault((f.item_id, f.side), []).append(
+                f"flagged by {f.source}" + (f": {f.reason}" if f.reason else ""))
+        for flagged in extra_flagged:
+            item_id, side, *why = flagged
+            reasons.setdefault((str(item_id), side), []).append(
+                "flagged: " + (str(why[0]) if why else "by the eval stage"))
+        decided = set(s.execute(select(Review.item_id, Review.side)).tuples())
+        keys = [k for k in reasons if k not in decided]
+        items = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_({k[0] for k in keys})))}
+    by_item: dict[str, list[Vote]] = {}
+    for v in votes:
+        by_item.setdefault(v.item_id, []).append(v)
+    queue = []
+    for item_id, side in sorted((k for k in keys if k[0] in items),
+                                key=lambda k: (items[k[0]].created_at, k)):
+        item = items[item_id]
+        queue.append(QueueEntry(item_id=item_id, side=side, prompt=item.prompt,
+                                response=item.response_a if side == "a" else item.response_b,
+                                reasons=reasons[(item_id, side)],
+                                votes=_vote_summary(by_item.get(item_id, []), side)))
+    return queue
+
+
+def decide(store: Store, reviewer: str, item_id: str, side: str, decision: str,
+           category: str | None = None, reference_answer: str | None = None) -> Review:
+    """Record a reviewer's decision on one output (reviewer or admin role only).
+
+    confirm_harmful needs a harm category; reference_answer needs the safe answer's text
+    (it marks the output unsafe too, and the export may use the text as "chosen").
+    """
+    if side not in SIDES:
+        raise CollectError(f"side {side!r}: must be a or b")
+    if decision not in DECISIONS:
+        raise CollectError(f"decision {decision!r}: must be one of {', '.join(DECISIONS)}")
+    if decision == "confirm_harmful" and category not in HARM_CATEGORIES:
+        raise CollectError(f"confirm_harmful needs a category: one of {', '.join(HARM_CATEGORIES)}")
+    if category is not None and category not in HARM_CATEGORIES:
+        raise CollectError(f"category {category!r}: use one of {', '.join(HARM_CATEGORIES)}")
+    reference_answer = (reference_answer or "").strip() or None
+    if decision == "reference_answer" and reference_answer is None:
+        raise CollectError("reference_answer needs the text of a safe answer")
+
+    def write(s: Session) -> Review:
+        require_user(s, reviewer, REVIEWER_ROLES)
+        if s.get(Item, item_id) is None:
+            raise CollectError(f"no item {item_id!r}")
+        review = Review(item_id=item_id, side=side, reviewer=reviewer, decision=decision,
+                        category=category, reference_answer=reference_answer, at=now())
+        s.add(review)
+        s.flush()
+        audit(s, reviewer, "review_decide", review_id=review.id, item_id=item_id, side=side,
+              decision=decision, category=category)
+        return review
+
+    return store.transact(write)
+
+
+def latest_decisions(store: Store) -> dict[tuple[str, str], Review]:
+    """{(item_id, side): the newest review} (what the export acts on)."""
+    with store.read() as s:
+        return {(r.item_id, r.side): r for r in s.scalars(select(Review).order_by(Review.id))}

@@ -1,0 +1,269 @@
+"""The annotation store: SQLAlchemy 2 ORM over SQLite (WAL) by default, any SQLAlchemy URL.
+
+Every write is one short transaction (`Store.transact`), so a process killed mid-write loses
+no committed vote and leaves nothing half-written. On SQLite a write transaction starts with
+BEGIN IMMEDIATE: it takes the write lock before its first read, so a check-then-insert (is this
+item still under its overlap?) cannot interleave with another writer's. On other databases the
+same code locks the item row (SELECT ... FOR UPDATE) and the unique constraints are the last
+line of defence (callers retry on IntegrityError).
+
+Times are unix seconds (float, UTC): unambiguous across databases and easy to subtract for the
+undo window. JSON columns hold aspects {aspect: 1..5}, harm flags and free-form details.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Float, ForeignKey, ForeignKeyConstraint,
+                        Index, Integer, String, Text, UniqueConstraint, create_engine, event,
+                        select, text)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from core.config import UserError
+
+ROLES = ("annotator", "reviewer", "admin")
+CHOICES = ("a", "b", "tie", "both_bad")  # canonical order: a/b are the item's own responses
+SIDES = ("a", "b")
+DECISIONS = ("confirm_harmful", "dismiss", "reference_answer")
+
+T = TypeVar("T")
+
+# SQLITE_BUSY that outlived busy_timeout (a long checkpoint, a slow disk): worth a few retries
+# before failing a vote the annotator has already typed in.
+_BUSY_RETRIES = 5
+
+
+class CollectError(UserError):
+    """A request the caller can fix (bad rating, duplicate id, nothing to undo ...)."""
+
+
+def now() -> float:
+    return time.time()
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES}", name="user_role"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    # The work queue: regular items by how many annotators already have them, fullest first.
+    __table_args__ = (Index("items_queue", "is_gold", text("n_assigned DESC"), "created_at", "id"),)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    response_a: Mapped[str] = mapped_column(Text)
+    response_b: Mapped[str] = mapped_column(Text)
+    source_a: Mapped[str] = mapped_column(String(200), default="")
+    source_b: Mapped[str] = mapped_column(String(200), default="")
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_choice: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    # Assignments so far, kept in the assignment's own transaction: counting them per item on
+    # every request would scan the whole assignments table (40 ms at 5k items).
+    n_assigned: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("item_id", "annotator", name="one_assignment"),
+                      Index("assignments_open", "annotator", "done", "assigned_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"))
+    annotator: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    swapped: Mapped[bool] = mapped_column(Boolean)  # True: response b was shown on the left
+    assigned_at: Mapped[float] = mapped_column(Float, default=now)
+    # "Has an active vote", set by submit and cleared by undo in their own transactions:
+    # finding the open assignment by anti-joining votes cost O(assignments) per request.
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+    __table_args__ = (
+        CheckConstraint(f"choice IN {CHOICES}", name="vote_choice"),
+        # A vote exists only for an assignment: nobody votes on an item they were not given.
+        ForeignKeyConstraint(["item_id", "annotator"],
+                             ["assignments.item_id", "assignments.annotator"]),
+        # History is kept (undone votes stay, inactive), but at most one vote counts.
+        Index("one_active_vote", "item_id", "annotator", unique=True,
+              sqlite_where=text("active"), postgresql_where=text("active")),
+        Index("votes_by_annotator", "annotator", "active"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(200))
+    annotator: Mapped[str] = mapped_column(String(64))
+    choice: Mapped[str] = mapped_column(String(16))
+    swapped: Mapped[bool] = mapped_column(Boolean)
+    aspects_a: Mapped[dict[str, Any]] = mapped_column()
+    aspects_b: Mapped[dict[str, Any]] = mapped_column()
+    harm_flags: Mapped[list[Any]] = mapped_column(default=list)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    submitted_at: Mapped[float] = mapped_column(Float, default=now)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    replaced_by: Mapped[int | None] = mapped_column(ForeignKey("votes.id"), nullable=True)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (CheckConstraint(f"decision IN {DECISIONS}", name="review_decision"),
+                      CheckConstraint(f"side IN {SIDES}", name="review_side"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), index=True)
+    side: Mapped[str] = mapped_column(String(1))
+    reviewer: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    decision: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reference_answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Flag(Base):
+    """An output flagged outside the app (the eval stage's safety audit)."""
+    __tablename__ = "flags"
+    __table_args__ = (CheckConstraint(f"side IN {SIDES}", name="flag_side"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"), index=True)
+    side: Mapped[str] = mapped_column(String(1))
+    source: Mapped[str] = mapped_column(String(64), default="eval")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, default=now)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# On SQLite the database itself refuses to rewrite history, not only the Python API.
+_APPEND_ONLY = [f"""CREATE TRIGGER IF NOT EXISTS audit_log_no_{op} BEFORE {op.upper()} ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END""" for op in ("update", "delete")]
+
+
+class Store:
+    """An engine plus short transactions. Thread-safe: every call opens its own Session."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._read_sessions = sessionmaker(engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read_sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    def transact(self, fn: Callable[[Session], T], retry_integrity: int = 0) -> T:
+        """fn(session) in one write transaction, retried on a lost race (IntegrityError, up
+        to retry_integrity times: fn re-reads and sees the winner's row) or a busy database."""
+        busy = integrity = 0
+        while True:
+            try:
+                with self.write() as session:
+                    return fn(session)
+            except IntegrityError:
+                integrity += 1
+                if integrity > retry_integrity:
+                    raise
+            except OperationalError as e:
+                busy += 1
+                if busy > _BUSY_RETRIES or not _is_busy(e):
+                    raise
+                time.sleep(0.05 * busy)
+
+    def audit_entries(self, limit: int | None = None) -> list[AuditEntry]:
+        """Newest first. There is deliberately no update or delete for the audit log."""
+        with self.read() as s:
+            q = select(AuditEntry).order_by(AuditEntry.id.desc())
+            return list(s.scalars(q.limit(limit) if limit else q))
+
+    def integrity_check(self) -> str:
+        """'ok' when SQLite's integrity_check passes (other databases: 'ok' if reachable)."""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SELECT 1"))
+                return "ok"
+            return "\n".join(r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def audit(session: Session, actor: str, action: str, **detail: Any) -> None:
+    """Append to the audit log inside the caller's transaction (it commits with the change)."""
+    session.add(AuditEntry(at=now(), actor=actor, action=action, detail=detail))
+
+
+def _is_busy(e: OperationalError) -> bool:
+    msg = str(e.orig).lower()
+    return "locked" in msg or "busy" in msg
+
+
+def open_store(url_or_path: str | Path) -> Store:
+    """A Store on a SQLAlchemy URL ('postgresql://...') or a SQLite file path (dirs created)."""
+    url = str(url_or_path)
+    if "://" not in url:
+        path = Path(url).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        _sqlite_setup(engine)
+    Base.metadata.create_all(engine)
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            for ddl in _APPEND_ONLY:
+                conn.exec_driver_sql(ddl)
+    return Store(engine)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Take BEGIN away from the sqlite3 module (it would open transactions lazily, at the
+        # first write, too late for a race-free check-then-insert) and issue it in "begin".
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        # NORMAL in WAL mode: a killed process loses nothing committed; only a power cut can
+        # drop the last transactions (never corrupt the file). FULL would fsync every vote.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,171 @@
+"""Submitting and undoing votes.
+
+The annotator answers in screen terms (left/right); the store keeps the item's canonical
+order (a/b) plus the swap, so position bias stays measurable and the export never needs to
+know what was on screen. A vote is stored once: resubmitting the same answer (a double
+click, a retried request) returns the stored vote and writes nothing. Changing an answer is
+undo + resubmit, which keeps the old row inactive (history) and links it to its replacement.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.records import ASPECTS
+
+from .store import Assignment, CollectError, Store, Vote, audit
+from .store import now as _now
+from .users import require_user
+
+SHOWN_CHOICES = ("left", "right", "tie", "both_bad")
+HARM_CATEGORIES = ("violence", "self_harm", "hate", "harassment", "sexual", "illegal", "privacy",
+                   "dangerous", "fraud", "deception", "misinformation")
+MAX_RATIONALE = 5000
+
+
+def canonical_choice(choice_shown: str, swapped: bool) -> str:
+    """left/right on screen → a/b of the item (tie and both_bad do not depend on the side)."""
+    if choice_shown not in SHOWN_CHOICES:
+        raise CollectError(f"choice {choice_shown!r}: must be one of {', '.join(SHOWN_CHOICES)}")
+    if choice_shown in ("tie", "both_bad"):
+        return choice_shown
+    return "b" if (choice_shown == "left") == swapped else "a"
+
+
+def shown_choice(choice: str, swapped: bool) -> str:
+    """The inverse of canonical_choice: what the annotator clicked."""
+    if choice in ("tie", "both_bad"):
+        return choice
+    return "left" if (choice == "a") != swapped else "right"
+
+
+def check_aspects(ratings: Any, which: str) -> dict[str, int]:
+    """All seven aspects, integer ratings 1..5 (an integral float from a slider is fine)."""
+    if not isinstance(ratings, dict):
+        raise CollectError(f"{which} ratings must be a mapping {{aspect: 1..5}}")
+    unknown = sorted(set(ratings) - set(ASPECTS))
+    if unknown:
+        raise CollectError(f"{which} ratings: unknown aspect(s) {unknown} "
+                           f"(known: {', '.join(ASPECTS)})")
+    missing = [a for a in ASPECTS if ratings.get(a) is None]
+    if missing:
+        raise CollectError(f"{which} ratings: a complete vote rates all seven aspects; "
+                           f"missing {', '.join(missing)}")
+    out = {}
+    for a in ASPECTS:
+        v = ratings[a]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) \
+                or not 1 <= v <= 5:
+            raise CollectError(f"{which} ratings: {a} must be a whole number 1-5, got {v!r}")
+        out[a] = int(v)
+    return out
+
+
+def check_harm_flags(flags: Iterable[str]) -> list[str]:
+    flags = list(flags or ())
+    bad = [f for f in flags if f not in HARM_CATEGORIES]
+    if bad:
+        raise CollectError(f"harm flag(s) {bad}: use {', '.join(HARM_CATEGORIES)}")
+    return sorted(set(flags))
+
+
+def _active_vote(s: Session, item_id: str, annotator: str) -> Vote | None:
+    return s.scalar(select(Vote).where(Vote.item_id == item_id, Vote.annotator == annotator,
+                                       Vote.active))
+
+
+def _same(v: Vote, fields: dict) -> bool:
+    return all(getattr(v, k) == fields[k] for k in
+               ("choice", "aspects_a", "aspects_b", "harm_flags", "rationale"))
+
+
+def submit_vote(store: Store, annotator: str, item_id: str, choice_shown: str,
+                aspects_left: dict, aspects_right: dict, harm_flags: Iterable[str] = (),
+                rationale: str = "", started_at: float | None = None) -> Vote:
+    """Store the annotator's answer on their assigned item; returns the active vote.
+
+    PermissionError: the item is not assigned to this (active) annotator.
+    CollectError: bad ratings/flags, or a different answer while one is active (undo first).
+    """
+    left = check_aspects(aspects_left, "left response")
+    right = check_aspects(aspects_right, "right response")
+    flags = check_harm_flags(harm_flags)
+    rationale = (rationale or "").strip()
+    if len(rationale) > MAX_RATIONALE:
+        raise CollectError(f"rationale: at most {MAX_RATIONALE} characters")
+
+    def write(s: Session) -> Vote:
+        require_user(s, annotator)
+        a = s.scalar(select(Assignment).where(Assignment.item_id == item_id,
+                                              Assignment.annotator == annotator))
+        if a is None:
+            raise PermissionError(f"item {item_id!r} is not assigned to {annotator!r}")
+        fields = dict(choice=canonical_choice(choice_shown, a.swapped),
+                      aspects_a=right if a.swapped else left,
+                      aspects_b=left if a.swapped else right,
+                      harm_flags=flags, rationale=rationale)
+        current = _active_vote(s, item_id, annotator)
+        if current is not None:
+            if _same(current, fields):
+                return current  # idempotent: a repeated submit writes nothing
+            raise CollectError(f"{annotator!r} already voted on item {item_id!r} with a different "
+                               "answer; undo that vote first to change it")
+        vote = Vote(item_id=item_id, annotator=annotator, swapped=a.swapped, active=True,
+                    started_at=started_at, submitted_at=_now(), **fields)
+        s.add(vote)
+        a.done = True
+        s.flush()
+        # The newest undone vote on this item is the one this answer replaces.
+        undone = s.scalar(select(Vote).where(Vote.item_id == item_id, Vote.annotator == annotator,
+                                             ~Vote.active, Vote.replaced_by.is_(None))
+                          .order_by(Vote.id.desc()).limit(1))
+        if undone is not None:
+            undone.replaced_by = vote.id
+        audit(s, annotator, "vote_submit", vote_id=vote.id, item_id=item_id, choice=vote.choice,
+              swapped=a.swapped, replaces=None if undone is None else undone.id)
+        return vote
+
+    # A concurrent identical submit that won the race trips the one-active-vote index;
+    # the retry then finds its vote and returns it.
+    return store.transact(write, retry_integrity=2)
+
+
+def undo_last(store: Store, annotator: str, window_s: float = 120.0,
+              now: float | None = None) -> Vote:
+    """Deactivate the annotator's most recent active vote if it is younger than window_s.
+    The row stays (history); its item becomes unfinished again, so next_item returns it."""
+    t = _now() if now is None else now
+
+    def write(s: Session) -> Vote:
+        require_user(s, annotator)
+        vote = s.scalar(select(Vote).where(Vote.annotator == annotator, Vote.active)
+                        .order_by(Vote.submitted_at.desc(), Vote.id.desc()).limit(1))
+        if vote is None:
+            raise CollectError(f"{annotator!r} has no vote to undo")
+        age = t - vote.submitted_at
+        if age > window_s:
+            raise CollectError(f"the last vote (item {vote.item_id!r}) was submitted "
+                               f"{age:.0f} s ago; undo is only possible within {window_s:.0f} s")
+        vote.active = False
+        s.execute(update(Assignment).where(Assignment.item_id == vote.item_id,
+                                           Assignment.annotator == annotator).values(done=False))
+        audit(s, annotator, "vote_undo", vote_id=vote.id, item_id=vote.item_id, age_s=round(age, 3))
+        return vote
+
+    return store.transact(write)
+
+
+def votes_of(store: Store, item_id: str | None = None, annotator: str | None = None,
+             include_inactive: bool = False) -> list[Vote]:
+    """Votes, oldest first (admin views and tests; never shown to annotators)."""
+    q = select(Vote).order_by(Vote.id)
+    if item_id is not None:
+        q = q.where(Vote.item_id == item_id)
+    if annotator is not None:
+        q = q.where(Vote.annotator == annotator)
+    if not include_inactive:
+        q = q.where(Vote.active)
+    with store.read() as s:
+        return list(s.scalars(q))

@@ -1,0 +1,140 @@
+"""collect/ export: hand-built votes → exact pairs, margins, agreement and exclusions."""
+import math
+
+import pytest
+
+from collect.assign import add_items, side_swapped
+from collect.export import build_pairs, export_preferences
+from collect.review import decide
+from collect.store import Assignment, User, open_store
+from collect.summary import agreement_summary
+from collect.votes import shown_choice, submit_vote
+from core.io import read_jsonl
+from core.records import ASPECTS, read_preferences
+
+VOTERS = ("x1", "x2", "x3")
+
+
+def rating(quality, harm=1):
+    return dict.fromkeys(ASPECTS, 3) | {"quality": quality, "harmfulness": harm}
+
+
+def force_vote(store, name, item_id, choice, qa, qb, harm_a=1, harm_b=1):
+    """Assign the item to `name` (with the real side coin) and vote through submit_vote,
+    translating the canonical answer into what the annotator would have clicked."""
+    swapped = side_swapped(0, item_id, name)
+    with store.write() as s:
+        s.add(Assignment(item_id=item_id, annotator=name, swapped=swapped))
+    a, b = rating(qa, harm_a), rating(qb, harm_b)
+    left, right = (b, a) if swapped else (a, b)
+    return submit_vote(store, name, item_id, shown_choice(choice, swapped), left, right)
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = open_store(tmp_path / "annotations.db")
+    with st.write() as s:
+        s.add_all(User(name=n, role="annotator", password_hash="-") for n in VOTERS)
+        s.add(User(name="rev", role="reviewer", password_hash="-"))
+    add_items(st, [{"id": f"i{k}", "prompt": f"p{k}", "response_a": f"A{k}",
+                    "response_b": f"B{k}"} for k in range(10)]
+              + [{"id": "g0", "prompt": "pg", "response_a": "Ag", "response_b": "Bg",
+                  "is_gold": True, "gold_choice": "a"}])
+    votes = {  # item: [(choice, quality a, quality b), ...] one per voter
+        "i0": [("a", 5, 2), ("a", 4, 3), ("b", 2, 4)],
+        "i1": [("b", 2, 4), ("b", 3, 5), ("b", 1, 3)],
+        "i2": [("tie", 3, 3), ("tie", 3, 3), ("a", 4, 3)],
+        "i3": [("both_bad", 1, 1), ("both_bad", 1, 2), ("b", 1, 2)],
+        "i4": [("a", 4, 2), ("b", 2, 4)],
+        "g0": [("a", 5, 1), ("b", 1, 5), ("a", 5, 1)],
+    }
+    for item, vs in votes.items():
+        for name, (choice, qa, qb) in zip(VOTERS, vs):
+            force_vote(st, name, item, choice, qa, qb)
+    yield st
+    st.close()
+
+
+def test_pairs_exact_values(store):
+    rows, stats = build_pairs(store)
+    by_id = {r["item_id"]: r for r in rows}
+    assert sorted(by_id) == ["i0", "i1"]
+    i0 = by_id["i0"]
+    # majority a (2 of 3); quality gaps a - b per voter: 3, 1, -2 → mean 2/3, x 0.25
+    assert (i0["prompt"], i0["chosen"], i0["rejected"]) == ("p0", "A0", "B0")
+    assert i0["margin"] == pytest.approx(0.25 * 2 / 3, abs=1e-6)
+    assert i0["agreement"] == pytest.approx(2 / 3, abs=1e-6)
+    assert i0["n_votes"] == 3 and i0["origin"] == "votes"
+    assert i0["aspects_chosen"]["quality"] == pytest.approx((5 + 4 + 2) / 3, abs=1e-4)
+    assert i0["aspects_rejected"]["quality"] == pytest.approx((2 + 3 + 4) / 3, abs=1e-4)
+    assert i0["aspects_chosen"]["relevance"] == 3.0
+    i1 = by_id["i1"]
+    # unanimous b; gaps b - a: 2, 2, 2 → 0.25 x 2
+    assert (i1["chosen"], i1["rejected"], i1["margin"], i1["agreement"]) == ("B1", "A1", 0.5, 1.0)
+    assert stats["excluded"] == {"gold": 1, "no_votes": 5, "too_few_votes": 0, "tie": 1,
+                                 "both_bad": 1, "split": 1, "low_agreement": 0,
+                                 "harmful_chosen": 0}
+    assert (stats["n_items"], stats["n_pairs"]) == (11, 2)
+
+
+def test_filters_min_agreement_and_min_votes(store):
+    rows, stats = build_pairs(store, min_agreement=0.7, min_votes=3)
+    assert [r["item_id"] for r in rows] == ["i1"]
+    assert stats["excluded"]["low_agreement"] == 1  # i0 at 2/3
+    assert stats["excluded"]["too_few_votes"] == 1  # i4 has 2 votes
+    assert stats["excluded"]["split"] == 0
+
+
+def test_harmful_never_chosen(store):
+    for item in ("i5", "i6", "i7"):
+        for name in VOTERS:
+            force_vote(store, name, item, "a", 4, 2, harm_a=5 if item != "i7" else 1,
+                       harm_b=5 if item == "i7" else 1)
+    decide(store, "rev", "i5", "a", "confirm_harmful", category="fraud")
+    decide(store, "rev", "i6", "a", "reference_answer", reference_answer="I can't help with that.")
+    decide(store, "rev", "i7", "b", "confirm_harmful", category="fraud")  # the rejected side
+    rows, stats = build_pairs(store)
+    by_id = {r["item_id"]: r for r in rows}
+    assert "i5" not in by_id and stats["excluded"]["harmful_chosen"] == 1
+    assert (by_id["i6"]["chosen"], by_id["i6"]["rejected"], by_id["i6"]["origin"]) == \
+        ("I can't help with that.", "A6", "reviewer")
+    assert by_id["i6"]["aspects_chosen"] is None and by_id["i6"]["margin"] == 1.0
+    assert (by_id["i7"]["chosen"], by_id["i7"]["rejected"]) == ("A7", "B7")
+    harmful = {"A5", "A6", "B7"}
+    assert not harmful & {r["chosen"] for r in rows}
+    # a later dismissal supersedes the confirmation
+    decide(store, "rev", "i5", "a", "dismiss")
+    assert "i5" in {r["item_id"] for r in build_pairs(store)[0]}
+
+
+def test_export_files_and_card(tmp_path, store):
+    out = tmp_path / "collect" / "preferences.jsonl"
+    stats = export_preferences(store, out, n_boot=50)
+    rows = read_jsonl(out)
+    assert [r["item_id"] for r in rows] == ["i0", "i1"]
+    assert len(read_preferences(out)) == 2  # the reward stage's reader accepts it
+    assert set(rows[0]) == {"prompt", "chosen", "rejected", "margin", "agreement", "n_votes",
+                            "aspects_chosen", "aspects_rejected", "item_id", "origin"}
+    card = (tmp_path / "collect" / "README.md").read_text()
+    assert card.startswith("---\n") and "data_files: preferences.jsonl" in card
+    assert "pairs exported: 2" in card and "| tie | 1 |" in card and "| split | 1 |" in card
+    assert "krippendorff_alpha_nominal" in card  # 3 votes on most items, 2 on i4
+    assert stats["card"].endswith("README.md")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["README.md", "preferences.jsonl"]
+
+
+def test_agreement_summary_values(store):
+    s = agreement_summary(store, n_boot=20)
+    assert s["n_votes"] == 17 and s["n_gold_votes"] == 3
+    assert s["choice"]["method"] == "krippendorff_alpha_nominal"
+    assert s["choice"]["n_items"] == 5  # gold left out
+    # gold g0 answer a: x1 a (right), x2 b (wrong), x3 a (right)
+    gold = {n: s["annotators"][n]["gold_accuracy"] for n in VOTERS}
+    assert gold == {"x1": {"share": 1.0, "n": 1}, "x2": {"share": 0.0, "n": 1},
+                    "x3": {"share": 1.0, "n": 1}}
+    # x3 vs the others' majority: i0 (a,a) said b → no; i1 b → yes; i2 (tie,tie) said a → no;
+    # i3 (both_bad x2) said b → no; i4 has only x1, x2 → x3 did not vote there
+    assert s["annotators"]["x3"]["agreement"] == {"share": 0.25, "n": 4}
+    assert s["flagged"] == []  # too few items to single anyone out
+    assert set(s["aspects"]) == set(ASPECTS)
+    assert not math.isnan(s["aspects"]["quality"]["alpha"]["interval"]["value"])

@@ -1,0 +1,384 @@
+"""collect/ store, users, assignment, votes and review (a tmp SQLite file per test)."""
+import json
+from collections import Counter
+from dataclasses import fields
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from collect.assign import (ItemView, add_items, admin_progress, import_items, next_item,
+                            progress, validate_item)
+from collect.review import decide, flag_output, safety_queue
+from collect.store import Assignment, CollectError, Item, User, Vote, open_store
+from collect.users import (add_user, deactivate, list_users, set_role, verify_user)
+from collect.votes import submit_vote, undo_last, votes_of
+from core.records import ASPECTS, DataError
+
+GOOD = dict.fromkeys(ASPECTS, 4) | {"harmfulness": 1}
+BAD = dict.fromkeys(ASPECTS, 2) | {"harmfulness": 1}
+
+
+def make_items(n, prefix="i", gold=0):
+    items = [{"id": f"{prefix}{k}", "prompt": f"question {k}?", "response_a": f"answer A{k}",
+              "response_b": f"answer B{k}", "source_a": "MODEL_SFT", "source_b": "MODEL_BASE",
+              "meta": {"k": k}} for k in range(n)]
+    for k in range(gold):
+        items.append({"id": f"gold{k}", "prompt": f"gold question {k}?", "response_a": "right",
+                      "response_b": "wrong", "source_a": "MODEL_SFT", "source_b": "MODEL_BASE",
+                      "is_gold": True, "gold_choice": "a"})
+    return items
+
+
+def quick_users(store, names, role="annotator"):
+    """Users without the scrypt cost (tests of users themselves use add_user)."""
+    with store.write() as s:
+        s.add_all(User(name=n, role=role, password_hash="scrypt$1$1$1$00$00") for n in names)
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = open_store(tmp_path / "sub" / "annotations.db")
+    yield st
+    st.close()
+
+
+# ---------------------------------------------------------------------------- store
+
+
+def test_store_round_trip_and_pragmas(tmp_path, store):
+    add_items(store, make_items(2))
+    store.close()
+    again = open_store(tmp_path / "sub" / "annotations.db")
+    with again.read() as s:
+        item = s.get(Item, "i1")
+        assert (item.prompt, item.response_b, item.source_a, item.meta) == \
+            ("question 1?", "answer B1", "MODEL_SFT", {"k": 1})
+        assert item.is_gold is False and item.gold_choice is None
+    with again.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    assert again.integrity_check() == "ok"
+    assert again.audit_entries()[0].action == "items_add"
+
+
+def test_audit_log_is_append_only(store):
+    add_items(store, make_items(1))
+    with pytest.raises(IntegrityError, match="append-only"):
+        with store.engine.begin() as c:
+            c.exec_driver_sql("DELETE FROM audit_log")
+    with pytest.raises(IntegrityError, match="append-only"):
+        with store.engine.begin() as c:
+            c.exec_driver_sql("UPDATE audit_log SET actor = 'x'")
+    assert len(store.audit_entries()) == 1
+
+
+def test_add_items_duplicate_ids_named(store):
+    add_items(store, make_items(2))
+    with pytest.raises(CollectError, match="'i1'"):
+        add_items(store, make_items(3))
+    with pytest.raises(DataError, match="duplicate id 'x'"):
+        add_items(store, [make_items(1)[0] | {"id": "x"}] * 2)
+    with pytest.raises(DataError, match="item 1: response_b: missing"):
+        add_items(store, [{"id": "y", "prompt": "p", "response_a": "a"}])
+    assert admin_progress(store)["items"]["regular"] == 2  # nothing half-added
+
+
+def test_import_items_reports_file_line(tmp_path, store):
+    f = tmp_path / "items.jsonl"
+    rows = make_items(3)
+    rows[1] = rows[1] | {"gold_choice": "left"}
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError) as e:
+        import_items(store, f)
+    assert e.value.problems == \
+        [f"{f}:2: gold_choice: must be one of a, b, tie, both_bad, got 'left'"]
+    csv = tmp_path / "items.csv"
+    csv.write_text("id,prompt,response_a,response_b,is_gold,gold_choice\n"
+                   "c1,hi?,yes,no,false,\nc2,hi again?,yes,no,true,a\n")
+    assert import_items(store, csv) == 2
+    with store.read() as s:
+        assert (s.get(Item, "c1").is_gold, s.get(Item, "c2").gold_choice) == (False, "a")
+    row = validate_item({"id": 7, "prompt": "p", "response_a": "a", "response_b": "b"})
+    assert (row["id"], row["source_a"], row["is_gold"]) == ("7", "", False)
+
+
+# ---------------------------------------------------------------------------- users
+
+
+def test_users_hash_verify_roles(store):
+    u = add_user(store, "ann.1", "annotator", "correct horse")
+    kind, n, r, p, salt, digest = u.password_hash.split("$")
+    assert (kind, n, r, p, len(salt), len(digest)) == ("scrypt", "16384", "8", "1", 32, 128)
+    twin = add_user(store, "ann_2", "annotator", "correct horse")
+    assert twin.password_hash != u.password_hash  # random salt
+    assert verify_user(store, "ann.1", "correct horse").name == "ann.1"
+    assert verify_user(store, "ann.1", "wrong horse") is None
+    assert verify_user(store, "nobody", "correct horse") is None
+    assert set_role(store, "ann.1", "reviewer").role == "reviewer"
+    deactivate(store, "ann.1")
+    assert verify_user(store, "ann.1", "correct horse") is None
+    assert [(x.name, x.active) for x in list_users(store)] == [("ann.1", False), ("ann_2", True)]
+    with pytest.raises(CollectError, match="already exists"):
+        add_user(store, "ann_2", "annotator", "another pass")
+    for bad in ("", "a b", "x" * 65, "<script>"):
+        with pytest.raises(CollectError, match="user name"):
+            add_user(store, bad, "annotator", "long enough")
+    with pytest.raises(CollectError, match="role"):
+        add_user(store, "z", "root", "long enough")
+    with pytest.raises(CollectError, match="at least 8"):
+        add_user(store, "z", "annotator", "short")
+    actions = [e.action for e in store.audit_entries()]
+    assert actions.count("user_add") == 2 and "user_deactivate" in actions
+
+
+# ----------------------------------------------------------------------- assignment
+
+
+def test_overlap_respected_and_nobody_twice(store):
+    names = [f"u{k}" for k in range(7)]
+    quick_users(store, names)
+    add_items(store, make_items(10))
+    got = {n: [] for n in names}
+    for _ in range(12):  # round robin until everyone is out of work
+        for n in names:
+            v = next_item(store, n, overlap=3, gold_rate=0.0)
+            if v is not None:
+                got[n].append(v.item_id)
+                submit_vote(store, n, v.item_id, "left", GOOD, BAD)
+    per_item = Counter(i for ids in got.values() for i in ids)
+    assert per_item == {f"i{k}": 3 for k in range(10)}
+    assert all(len(ids) == len(set(ids)) for ids in got.values())
+    assert sum(map(len, got.values())) == 30
+
+
+def test_next_item_returns_unfinished_and_prefers_nearly_complete(store):
+    quick_users(store, ["a1", "a2", "a3"])
+    add_items(store, make_items(5))
+    first = next_item(store, "a1", gold_rate=0.0)
+    assert next_item(store, "a1", gold_rate=0.0).item_id == first.item_id  # not voted yet
+    submit_vote(store, "a1", first.item_id, "tie", GOOD, GOOD)
+    # a2 gets the item a1 already holds (closest to k votes), not a fresh one
+    assert next_item(store, "a2", gold_rate=0.0).item_id == first.item_id
+    assert next_item(store, "a1", gold_rate=0.0).item_id != first.item_id
+
+
+def test_sides_randomized_stored_and_view_has_no_sources(store):
+    quick_users(store, ["s1", "s2"])
+    add_items(store, make_items(200))
+    swaps = []
+    for n in ("s1", "s2"):
+        for _ in range(100):
+            v = next_item(store, n, overlap=1, gold_rate=0.0)
+            with store.read() as s:
+                a = s.scalar(select(Assignment).where(Assignment.item_id == v.item_id,
+                                                      Assignment.annotator == n))
+                item = s.get(Item, v.item_id)
+            assert (v.left, v.right) == ((item.response_b, item.response_a) if a.swapped
+                                         else (item.response_a, item.response_b))
+            swaps.append(a.swapped)
+            submit_vote(store, n, v.item_id, "left", GOOD, BAD)
+    assert 80 <= sum(swaps) <= 120  # 200 fair coins: 100 +- 2.8 sd
+    assert {f.name for f in fields(ItemView)} == {"item_id", "prompt", "left", "right", "done",
+                                                  "total"}
+    assert "MODEL" not in repr(v)
+
+
+def test_gold_mixed_at_rate_and_capped(store):
+    quick_users(store, ["g"])
+    add_items(store, make_items(120, gold=15))
+    ids = []
+    while (v := next_item(store, "g", gold_rate=0.2)) is not None:
+        ids.append(v.item_id)
+        submit_vote(store, "g", v.item_id, "left", GOOD, BAD)
+    # each turn is gold with p=0.2 (~30 draws) until the 15 gold items are used up; every
+    # regular item is still served, and then the queue ends (no gold-only tail)
+    assert sorted(ids) == sorted([f"i{k}" for k in range(120)] + [f"gold{k}" for k in range(15)])
+    assert not ids[-1].startswith("gold") and ids[0].startswith("i")
+    assert progress(store, "g", gold_rate=0.2) == (135, 135)
+
+
+def test_gold_rate_before_cap(store):
+    quick_users(store, ["g"])
+    add_items(store, make_items(200, gold=200))
+    ids = []
+    for _ in range(200):
+        v = next_item(store, "g", gold_rate=0.1)
+        ids.append(v.item_id)
+        submit_vote(store, "g", v.item_id, "left", GOOD, BAD)
+    share = sum(i.startswith("gold") for i in ids) / len(ids)
+    assert 0.05 <= share <= 0.15  # binomial(200, 0.1): 0.1 +- 0.021 sd
+
+
+def test_progress_counts(store):
+    quick_users(store, ["p"])
+    add_items(store, make_items(10))
+    v = next_item(store, "p", overlap=3, gold_rate=0.0)
+    assert v.position == (0, 10) and v.progress_text == "1 of 10"
+    submit_vote(store, "p", v.item_id, "left", GOOD, BAD)
+    assert progress(store, "p", gold_rate=0.0) == (1, 10)
+    rows = admin_progress(store)["annotators"]
+    assert rows == [{"annotator": "p", "role": "annotator", "active": True, "done": 1,
+                     "open": 0, "gold_done": 0, "last_submit": rows[0]["last_submit"]}]
+
+
+# ---------------------------------------------------------------------------- votes
+
+
+def test_unassigned_vote_refused(store):
+    quick_users(store, ["v1", "v2"])
+    add_items(store, make_items(2))
+    v = next_item(store, "v1", gold_rate=0.0)
+    with pytest.raises(PermissionError, match="not assigned"):
+        submit_vote(store, "v2", v.item_id, "left", GOOD, BAD)
+    with pytest.raises(PermissionError, match="not an active user"):
+        submit_vote(store, "ghost", v.item_id, "left", GOOD, BAD)
+    assert votes_of(store) == []
+
+
+def test_canonical_mapping_with_swap(store):
+    quick_users(store, ["m"])
+    add_items(store, make_items(40))
+    seen = set()
+    for _ in range(40):
+        v = next_item(store, "m", overlap=1, gold_rate=0.0)
+        vote = submit_vote(store, "m", v.item_id, "left", GOOD, BAD)
+        # "left" is whichever response was on the left: b when swapped
+        assert vote.choice == ("b" if vote.swapped else "a")
+        assert (vote.aspects_a, vote.aspects_b) == ((BAD, GOOD) if vote.swapped else (GOOD, BAD))
+        seen.add(vote.swapped)
+    assert seen == {True, False}
+
+
+def test_vote_validation_messages(store):
+    quick_users(store, ["x"])
+    add_items(store, make_items(1))
+    v = next_item(store, "x")
+    partial = {k: 3 for k in ASPECTS[:5]}
+    with pytest.raises(CollectError, match="all seven aspects; missing realism, comprehensibility"):
+        submit_vote(store, "x", v.item_id, "left", partial, BAD)
+    with pytest.raises(CollectError, match="quality must be a whole number 1-5, got 6"):
+        submit_vote(store, "x", v.item_id, "left", GOOD | {"quality": 6}, BAD)
+    with pytest.raises(CollectError, match="unknown aspect"):
+        submit_vote(store, "x", v.item_id, "left", GOOD | {"style": 3}, BAD)
+    with pytest.raises(CollectError, match="harm flag"):
+        submit_vote(store, "x", v.item_id, "left", GOOD, BAD, harm_flags=["rude"])
+    with pytest.raises(CollectError, match="choice"):
+        submit_vote(store, "x", v.item_id, "a", GOOD, BAD)
+    vote = submit_vote(store, "x", v.item_id, "both_bad", GOOD | {"quality": 2.0}, BAD,
+                       harm_flags=["fraud", "fraud"], rationale="  both wrong ")
+    assert (vote.aspects_a if not vote.swapped else vote.aspects_b)["quality"] == 2
+    assert (vote.choice, vote.harm_flags, vote.rationale) == ("both_bad", ["fraud"], "both wrong")
+
+
+def test_idempotent_and_conflicting_resubmit(store):
+    quick_users(store, ["i"])
+    add_items(store, make_items(2))
+    v = next_item(store, "i")
+    first = submit_vote(store, "i", v.item_id, "right", GOOD, BAD, ["fraud"], "why")
+    n_audit = len(store.audit_entries())
+    again = submit_vote(store, "i", v.item_id, "right", GOOD, BAD, ["fraud"], "why",
+                        started_at=123.0)
+    assert again.id == first.id
+    assert len(votes_of(store, include_inactive=True)) == 1
+    assert len(store.audit_entries()) == n_audit  # wrote nothing
+    with pytest.raises(CollectError, match="undo that vote first"):
+        submit_vote(store, "i", v.item_id, "left", GOOD, BAD, ["fraud"], "why")
+
+
+def test_undo_then_resubmit_keeps_history(store):
+    quick_users(store, ["u"])
+    add_items(store, make_items(3))
+    v = next_item(store, "u")
+    old = submit_vote(store, "u", v.item_id, "left", GOOD, BAD)
+    v2 = next_item(store, "u")  # already showing the next item when undo is clicked
+    assert v2.item_id != v.item_id
+    undone = undo_last(store, "u")
+    assert (undone.id, undone.active) == (old.id, False)
+    assert next_item(store, "u").item_id == v.item_id  # the undone item comes back first
+    new = submit_vote(store, "u", v.item_id, "right", GOOD, BAD)
+    rows = votes_of(store, item_id=v.item_id, include_inactive=True)
+    assert [(r.id, r.active, r.replaced_by) for r in rows] == \
+        [(old.id, False, new.id), (new.id, True, None)]
+    assert [e.action for e in store.audit_entries(3)] == ["vote_submit", "vote_undo", "vote_submit"]
+    with store.read() as s:  # the "has an active vote" flag follows submit/undo
+        done = dict(s.execute(select(Assignment.item_id, Assignment.done)).all())
+    assert done == {v.item_id: True, v2.item_id: False}
+
+
+def test_undo_after_window_refused(store):
+    quick_users(store, ["w"])
+    add_items(store, make_items(1))
+    v = next_item(store, "w")
+    vote = submit_vote(store, "w", v.item_id, "left", GOOD, BAD)
+    with pytest.raises(CollectError, match="only possible within 120 s"):
+        undo_last(store, "w", window_s=120, now=vote.submitted_at + 121)
+    assert votes_of(store)[0].active
+    undo_last(store, "w", window_s=120, now=vote.submitted_at + 119)
+    with pytest.raises(CollectError, match="no vote to undo"):
+        undo_last(store, "w")
+
+
+def test_one_active_vote_enforced_by_database(store):
+    quick_users(store, ["d"])
+    add_items(store, make_items(1))
+    v = next_item(store, "d")
+    vote = submit_vote(store, "d", v.item_id, "left", GOOD, BAD)
+    with pytest.raises(IntegrityError):
+        with store.write() as s:
+            s.add(Vote(item_id=vote.item_id, annotator="d", choice="a", swapped=False,
+                       aspects_a=GOOD, aspects_b=BAD, active=True))
+    with pytest.raises(IntegrityError):  # no vote without an assignment
+        with store.write() as s:
+            s.add(Vote(item_id="i0", annotator="nobody", choice="a", swapped=False,
+                       aspects_a=GOOD, aspects_b=BAD, active=True))
+
+
+# --------------------------------------------------------------------------- review
+
+
+def _vote_on(store, name, item_id, choice_canon, aspects_a, aspects_b, flags=()):
+    """Vote in canonical terms whatever side the item was shown on."""
+    v = next_item(store, name, gold_rate=0.0)
+    assert v.item_id == item_id
+    with store.read() as s:
+        swapped = s.scalar(select(Assignment.swapped).where(Assignment.item_id == item_id,
+                                                            Assignment.annotator == name))
+    shown = {"a": "right" if swapped else "left", "b": "left" if swapped else "right"}
+    left, right = (aspects_b, aspects_a) if swapped else (aspects_a, aspects_b)
+    return submit_vote(store, name, item_id, shown.get(choice_canon, choice_canon), left, right,
+                       flags)
+
+
+def test_safety_queue_and_decisions(store):
+    quick_users(store, ["r1", "r2"])
+    quick_users(store, ["rev"], role="reviewer")
+    add_items(store, make_items(4))
+    harmful = GOOD | {"harmfulness": 5}
+    _vote_on(store, "r1", "i0", "a", GOOD, harmful)               # i0/b rated harmful
+    _vote_on(store, "r1", "i1", "both_bad", BAD, BAD, ["fraud"])  # i1 both sides
+    _vote_on(store, "r1", "i2", "a", GOOD, BAD, ["fraud"])        # a flag without both_bad: no
+    flag_output(store, "i3", "a", reason="redteam refusal missing")
+    queue = safety_queue(store, extra_flagged=[("i2", "a", "audit")])
+    assert [(q.item_id, q.side) for q in queue] == \
+        [("i0", "b"), ("i1", "a"), ("i1", "b"), ("i2", "a"), ("i3", "a")]
+    assert queue[0].response == "answer B0" and queue[0].reasons == ["r1 rated harmfulness 5"]
+    assert queue[0].votes["harmfulness"] == [5] and queue[0].votes["choices"] == {"a": 1}
+    assert queue[4].reasons == ["flagged by eval: redteam refusal missing"]
+    assert not any(hasattr(q, "source_a") for q in queue)
+
+    with pytest.raises(PermissionError, match="reviewer or admin"):
+        decide(store, "r2", "i0", "b", "dismiss")
+    with pytest.raises(CollectError, match="needs a category"):
+        decide(store, "rev", "i0", "b", "confirm_harmful")
+    with pytest.raises(CollectError, match="text of a safe answer"):
+        decide(store, "rev", "i0", "b", "reference_answer", reference_answer="  ")
+    decide(store, "rev", "i0", "b", "confirm_harmful", category="fraud")
+    decide(store, "rev", "i1", "a", "dismiss")
+    decide(store, "rev", "i1", "b", "reference_answer", reference_answer="I can't help with that.")
+    assert [(q.item_id, q.side) for q in safety_queue(store)] == [("i3", "a")]
+    audit = [e for e in store.audit_entries() if e.action == "review_decide"]
+    assert [(e.actor, e.detail["decision"]) for e in audit] == \
+        [("rev", "reference_answer"), ("rev", "dismiss"), ("rev", "confirm_harmful")]
