@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .config import dump_yaml, to_dict
+from .config import dump_yaml
 from .io import atomic_write_text, read_jsonl, sha256_file, write_json
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers")
@@ -109,6 +109,3 @@ def _fmt(v: Any) -> str:
 def read_log(path: str | Path) -> list[dict]:
     return read_jsonl(path) if Path(path).exists() else []
 
-
-def config_dict(cfg: Any) -> dict:
-    return to_dict(cfg)
