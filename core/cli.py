@@ -16,6 +16,10 @@ The human-feedback loop, one command per stage (each reads and writes runs/<name
   data       `data demo` builds the demo domain's data; `data check FILE` checks SFT data
   base       build the tokenizer and pretrain the tiny embedded base model
   sft        supervised fine-tuning of a LoRA chatbot (TRL SFTTrainer + PEFT)
+  collect    the annotation app and its data: serve, generate, import, simulate, export, users, report
+  reward     train the reward model (`reward score` scores a file of prompt/response rows)
+  dpo        DPO update of the SFT policy (TRL DPOTrainer, agreement-smoothed loss)
+  ppo        PPO update of the SFT policy against the reward model (our own loop)
   eval       score the run's policies with the gold oracle (demo) on held-out prompts
   chat       chat with a policy in the terminal (streamed tokens)
   export     merge a LoRA adapter into a standalone Hugging Face model (--merge OUT)
@@ -63,6 +67,38 @@ def _cmd_sft(args):
     from sft.train import main
 
     return run_stage("sft", SFTConfig, main, args, "Supervised fine-tuning of a LoRA adapter.")
+
+
+def _cmd_collect(args):
+    from collect.cli import main
+
+    return main(args)
+
+
+def _cmd_reward(args):
+    from core.config import RewardConfig
+
+    if args and args[0] == "score":
+        from reward.score import cli_main
+
+        return cli_main(args[1:])
+    from reward.train import main
+
+    return run_stage("reward", RewardConfig, main, args, "Train the reward model on preference pairs.")
+
+
+def _cmd_dpo(args):
+    from core.config import DPOConfig
+    from rl.dpo import main
+
+    return run_stage("dpo", DPOConfig, main, args, "DPO update of the SFT policy.")
+
+
+def _cmd_ppo(args):
+    from core.config import PPOConfig
+    from rl.ppo import main
+
+    return run_stage("ppo", PPOConfig, main, args, "PPO update of the SFT policy against the reward model.")
 
 
 def _cmd_base(args):
@@ -115,6 +151,7 @@ def _cmd_demo(args):
 
 
 COMMANDS = {"demo": _cmd_demo, "data": _cmd_data, "base": _cmd_base, "sft": _cmd_sft,
+            "collect": _cmd_collect, "reward": _cmd_reward, "dpo": _cmd_dpo, "ppo": _cmd_ppo,
             "eval": _cmd_eval, "chat": _cmd_chat, "export": _cmd_export}
 
 

@@ -105,6 +105,43 @@ class SFTConfig(LoraFields, RuntimeConfig):
     resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
 
 
+# DPO defaults are for the tiny embedded model, from issue 5's probe: lr 2e-4 for 150 steps collapsed
+# the policy into repetition; lr 1e-5 to 2e-5 with beta 0.3-0.5 for 60-100 steps improved it. No LoRA
+# shape fields: DPO continues the SFT adapter, whose shape is in <run>/sft/adapter_config.json.
+@dataclass
+class DPOConfig(RuntimeConfig):
+    model: str = F("", "base model directory ('' = the run's base, see core.policies.base_dir)")
+    sft: str = F("", "SFT adapter: the starting policy and the reference ('' = <run>/sft)")
+    data: str = F("", "preference pairs ('' = <run>/collect/preferences.jsonl)")
+    out: str = F("", "output directory ('' = <run>/dpo)")
+    val_fraction: float = F(0.15, "share of prompts whose pairs are held out (preference accuracy, early stopping)")
+    loss_type: str = F("sigmoid", "sigmoid (DPO; conservative DPO with label smoothing) | ipo | robust")
+    beta: float = F(0.3, "β: strength of the pull towards the reference (higher = stays closer)")
+    label_smoothing: float | str = F("agreement", "ε per pair: 'agreement' = from the annotators' votes, "
+                                                  "or one number for every pair (0 = plain DPO)")
+    max_eps: float = F(0.4, "upper bound on ε from agreement (< 0.5)")
+    smoothing_prior: float = F(1.0, "pseudo-votes on each side when turning agreement into ε (0 = 1 - agreement)")
+    precompute_ref_log_probs: bool = F(False, "compute the reference log-probs once before training (TRL's option)")
+    max_length: int = F(256, "maximum tokens per prompt + response (longer ones are truncated)")
+    num_epochs: float = F(3.0, "passes over the training pairs (when max_steps is -1)")
+    max_steps: int = F(80, "stop after this many optimizer steps (-1 = use num_epochs)")
+    batch_size: int = F(16, "pairs per device per step")
+    grad_accum: int = F(1, "gradient accumulation steps")
+    learning_rate: float = F(2e-5, "peak learning rate (2e-4 collapsed the tiny policy in issue 5's probe)")
+    lr_scheduler: str = F("cosine", "transformers scheduler name")
+    warmup_ratio: float = F(0.1, "share of steps for linear warm-up")
+    weight_decay: float = F(0.0, "AdamW weight decay")
+    max_grad_norm: float = F(1.0, "gradient clipping norm")
+    eval_steps: int = F(10, "evaluate on the held-out pairs (and checkpoint) every N steps")
+    early_stopping_patience: int = F(3, "stop after N evaluations without a lower held-out loss (0 = off)")
+    max_kl: float = F(0.5, "stop when the held-out KL(ref || policy) estimate passes this many nats per token "
+                           "(0 = off); checkpoints above it are never kept as best")
+    logging_steps: int = F(5, "log training scalars every N steps")
+    save_total_limit: int = F(2, "checkpoints kept on disk (the best one is always kept)")
+    resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
+    load_in_4bit: bool = F(False, "QLoRA: load the base in 4 bits (CUDA + bitsandbytes only)")
+
+
 @dataclass
 class EvalConfig(RuntimeConfig):
     policies: str = F("", "comma-separated policies to compare (base, sft, ...); '' = all found in the run")
@@ -142,7 +179,8 @@ class DemoConfig(RuntimeConfig):
     eval_config: str = F("", "YAML for the eval stage ('' = built-in defaults)")
 
 
-STAGES: dict[str, type] = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "eval": EvalConfig,
+STAGES: dict[str, type] = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "dpo": DPOConfig,
+                           "eval": EvalConfig,
                            "chat": ChatConfig, "export": ExportConfig, "demo": DemoConfig}
 
 

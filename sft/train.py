@@ -16,10 +16,11 @@ from pathlib import Path
 
 from core.config import SFTConfig
 from core.device import DevicePolicy, policy_from_config
-from core.io import append_jsonl, read_jsonl, write_jsonl
+from core.io import write_jsonl
 from core.models import count_parameters, load_causal_lm, load_tokenizer, lora_config, preflight
 from core.records import read_sft
 from core.runcard import data_info, write_run_card
+from core.training import JsonlLogger, last_checkpoint, truncate_log
 from sft.data import augment_paraphrases, check_rows, simple_paraphrase, split_train_val
 
 
@@ -102,36 +103,6 @@ def trl_args(cfg: SFTConfig, policy: DevicePolicy, out: Path):
         dataloader_pin_memory=not policy.use_cpu,
         save_only_model=False,
     )
-
-
-class JsonlLogger:
-    """Trainer callback: every logged scalar goes to log.jsonl (flushed, so a crash keeps it)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __call__(self):  # transformers wants an instance of TrainerCallback; built lazily
-        from transformers import TrainerCallback
-
-        path = self.path
-
-        class _CB(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):
-                if logs and state.is_world_process_zero:
-                    append_jsonl(path, {"step": state.global_step, "epoch": state.epoch, **logs})
-
-        return _CB()
-
-
-def truncate_log(path: Path, step: int) -> None:
-    """On resume, drop log rows written after the checkpoint we restart from (they'd repeat)."""
-    if path.exists():
-        write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
-
-
-def last_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return ckpts[-1] if ckpts else None
 
 
 def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:

@@ -21,7 +21,7 @@ def test_cli_help_lists_stages(capsys):
 
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for stage in ("demo", "base", "sft", "eval", "chat", "export", "data"):
+    for stage in ("demo", "base", "sft", "collect", "reward", "dpo", "ppo", "eval", "chat", "export", "data"):
         assert f"  {stage} " in out
     assert main(["sft", "--help"]) == 0
     assert "--lora_r" in capsys.readouterr().out
