@@ -1,0 +1,171 @@
+"""`rlhf collect serve`: the Gradio annotation app, a thin layer over collect/'s functions.
+
+One page, one tab per role: annotators annotate, reviewers (and admins) work the safety
+queue, admins watch progress and agreement and export. Which tabs show is cosmetic: every
+handler derives the user from the server-side session and checks the role in the database
+(see app_common.session_user), and the logic functions check again.
+
+Log-in is Gradio's own (`auth=`), backed by collect.users.verify_user (scrypt): Gradio then
+refuses every API route, the page config and file routes without a valid session cookie, so
+an unauthenticated client can call nothing at all. The cookie is http-only and its token maps
+to the user name on the server; sessions end at logout or server restart, and a deactivated
+account loses every right at its next request.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import gradio as gr
+
+from .app_admin import AdminView
+from .app_annotate import KEYBOARD_JS, AnnotateView
+from .app_common import ADMINS, ANNOTATORS, REVIEWERS, AppConfig, session_user
+from .app_review import ReviewView
+from .store import Store
+from .users import verify_user
+
+# Read when a Blocks is built. Gradio rebuilds its monitoring summary (a pandas frame over
+# up to 10k past events) after every event by default: 13 ms per vote on 2 cores, and more
+# with uptime. Once per 1000 events is plenty for a dashboard we do not show.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+
+DEFAULT_HOST = "127.0.0.1"  # loopback: opening the app to a network is an explicit choice
+DEFAULT_PORT = 7860
+CSS = """
+#progress { font-size: 1.1em; }
+#annotate-panel textarea[disabled], #review-panel textarea[disabled] { white-space: pre-wrap; }
+"""
+
+
+class LoginThrottle:
+    """At most `limit` failed log-ins per name in `window_s`: scrypt makes one guess slow, this
+    bounds how many a client gets. A locked name still fails with the same message."""
+
+    MAX_NAMES = 10_000  # names tracked at once: guesses at random names cannot fill memory
+
+    def __init__(self, limit: int = 10, window_s: float = 300.0):
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str, now: float) -> collections.deque | None:
+        q = self._failures.get(name)
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        if q is not None and not q:
+            del self._failures[name]
+            return None
+        return q
+
+    def locked(self, name: str, now: float) -> bool:
+        with self._lock:
+            q = self._recent(name, now)
+            return q is not None and len(q) >= self.limit
+
+    def failed(self, name: str, now: float) -> None:
+        with self._lock:
+            if len(self._failures) >= self.MAX_NAMES:
+                for old in list(self._failures):
+                    self._recent(old, now)
+            self._failures.setdefault(name, collections.deque()).append(now)
+
+
+def make_auth(store: Store, throttle: LoginThrottle | None = None):
+    """Gradio's auth callable. Async, with the scrypt check on a worker thread, so a log-in
+    does not stall the event loop that serves everyone else."""
+    throttle = throttle or LoginThrottle()
+
+    async def auth(name: str, password: str) -> bool:
+        now = time.time()
+        if throttle.locked(name, now):
+            return False
+        ok = await anyio.to_thread.run_sync(verify_user, store, name, password) is not None
+        if not ok:
+            throttle.failed(name, now)
+        return ok
+
+    return auth
+
+
+def whoami(store: Store, request: gr.Request) -> list:
+    """Header text and which tabs to show for the logged-in user's role."""
+    user = session_user(store, request)
+    first = {"annotator": "annotate", "reviewer": "review", "admin": "admin"}[user.role]
+    return [f"Logged in as `{user.name}` ({user.role})",
+            gr.update(visible=user.role in ANNOTATORS), gr.update(visible=user.role in REVIEWERS),
+            gr.update(visible=user.role in ADMINS), gr.update(selected=first)]
+
+
+def build_app(store: Store, cfg: AppConfig | None = None) -> gr.Blocks:
+    cfg = cfg or AppConfig()
+    annotate, review, admin = (AnnotateView(store, cfg), ReviewView(store, cfg),
+                               AdminView(store, cfg))
+    with gr.Blocks(title=cfg.title, analytics_enabled=False) as app:
+        with gr.Row():
+            header = gr.Markdown("", elem_id="whoami")
+            gr.Button("Log out", link="/logout", size="sm", scale=0, elem_id="logout")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Annotate", id="annotate", visible=False) as annotate_tab:
+                annotate.build()
+            with gr.Tab("Safety review", id="review", visible=False) as review_tab:
+                review.build()
+            with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
+                admin.build()
+        for view in (annotate, review, admin):
+            view.wire()
+
+        def on_load(request: gr.Request) -> list:
+            return whoami(store, request)
+
+        # The annotator's calls skip Gradio's queue (see AnnotateView.wire); the reviewer's and
+        # admin's go through it, two at a time: the dashboard's bootstrap is CPU work that
+        # must not crowd out the annotators.
+        load = app.load(on_load, None, [header, annotate_tab, review_tab, admin_tab, tabs],
+                        api_name="whoami", queue=False)
+        load.then(annotate.on_page_load, None, annotate.outputs, api_name="annotate_page",
+                  queue=False)
+        load.then(review.on_page_load, None, review.outputs, api_name="review_page")
+        load.then(admin.on_page_load, None, admin.outputs, api_name="admin_page")
+    app.queue(default_concurrency_limit=2)
+    return app
+
+
+def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+           prevent_thread_lock: bool = False, quiet: bool = False) -> str:
+    """Start the server with the app's log-in, keyboard script and style; returns its URL."""
+    _, url, _ = app.launch(server_name=host, server_port=port, auth=make_auth(store),
+                           auth_message="Log in with the account your admin created.",
+                           head=KEYBOARD_JS, css=CSS, share=False, ssr_mode=False,
+                           show_error=False, prevent_thread_lock=prevent_thread_lock,
+                           quiet=quiet, footer_links=["settings"])
+    return url
+
+
+def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          overlap: int = 3, gold_rate: float = 0.1, guidelines: str | Path | None = None,
+          seed: int = 0, prevent_thread_lock: bool = False) -> gr.Blocks:
+    """Serve <run>/collect/annotations.db; export goes to <run>/collect/preferences.jsonl."""
+    from .commands import preferences_path, store_for
+    from .users import list_users
+
+    cfg = AppConfig(overlap=overlap, gold_rate=gold_rate, seed=seed,
+                    export_path=str(preferences_path(run)))
+    if guidelines:
+        cfg.guidelines = Path(guidelines).read_text(encoding="utf-8")
+    store = store_for(run)
+    if not list_users(store):
+        print(f"no accounts yet: add one with `rlhf collect users add NAME --role admin "
+              f"--run {run}`")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {host} exposes the app beyond this machine; put it behind "
+              "HTTPS (a reverse proxy), since passwords travel in the log-in form")
+    app = build_app(store, cfg)
+    url = launch(app, store, host, port, prevent_thread_lock=prevent_thread_lock)
+    print(f"annotation app for {run} at {url}")
+    return app
+

@@ -1,0 +1,123 @@
+"""The admin's page: progress per annotator, the agreement dashboard (naming the annotators
+to look at), the export to preference pairs, and the accounts.
+
+Admins only: the logic functions used here do not check roles themselves, so every handler
+checks first (session_user with ADMINS). The export path is the server's setting; the client
+cannot name a file.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import gradio as gr
+
+from .app_common import ADMINS, AppConfig, refusals, session_user, skips
+from .assign import admin_progress
+from .export import export_preferences
+from .store import CollectError, Store
+from .summary import agreement_summary
+from .users import list_users
+
+PROGRESS_HEADERS = ["annotator", "role", "active", "done", "open", "gold done", "last submit"]
+AGREEMENT_HEADERS = ["question", "method", "value", "95% CI", "Landis-Koch", "items"]
+USER_HEADERS = ["name", "role", "active", "created"]
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def progress_rows(prog: dict) -> list[list]:
+    return [[a["annotator"], a["role"], a["active"], a["done"], a["open"], a["gold_done"],
+             _when(a["last_submit"])] for a in prog["annotators"]]
+
+
+def agreement_rows(summary: dict) -> list[list]:
+    questions = [("choice", summary["choice"])] + list(summary["aspects"].items())
+    return [[name, r["method"], _num(r["value"]), f"[{_num(r['ci'][0])}, {_num(r['ci'][1])}]",
+             r["band"], r["n_items"]] for name, r in questions if r is not None]
+
+
+def flagged_text(summary: dict) -> str:
+    if not summary["flagged"]:
+        return "No annotator is flagged."
+    # Names are [A-Za-z0-9_.-] (users.NAME_RE); code spans keep "_" from turning italic.
+    return "**Annotators to look at:**\n\n" + "\n".join(
+        f"- `{n}`: {'; '.join(summary['annotators'][n]['why'])}" for n in summary["flagged"])
+
+
+def items_text(prog: dict) -> str:
+    it = prog["items"]
+    return (f"{it['regular']} regular items: {it['complete']} with >= {prog['overlap']} votes, "
+            f"{it['in_progress']} in progress, {it['untouched']} untouched; {it['gold']} gold "
+            f"items; {prog['active_votes']} active votes.")
+
+
+class AdminView:
+    def __init__(self, store: Store, cfg: AppConfig):
+        self.store, self.cfg = store, cfg
+
+    def build(self) -> None:
+        with gr.Column(elem_id="admin-panel"):
+            self.refresh_btn = gr.Button("Refresh")
+            gr.Markdown("### Progress")
+            self.items = gr.Markdown("", elem_id="admin-items")
+            self.progress = gr.Dataframe(headers=PROGRESS_HEADERS, interactive=False,
+                                         elem_id="admin-progress")
+            gr.Markdown("### Agreement")
+            self.agreement = gr.Dataframe(headers=AGREEMENT_HEADERS, interactive=False,
+                                          elem_id="admin-agreement")
+            self.flagged = gr.Markdown("", elem_id="admin-flagged")
+            gr.Markdown("### Export preference pairs")
+            with gr.Row():
+                self.min_agreement = gr.Number(0.0, label="minimum agreement", minimum=0.0,
+                                               maximum=1.0, step=0.05)
+                self.export_btn = gr.Button("Export", variant="primary", elem_id="admin-export")
+            self.export_status = gr.Markdown("", elem_id="admin-export-status")
+            gr.Markdown("### Accounts")
+            self.users = gr.Dataframe(headers=USER_HEADERS, interactive=False,
+                                      elem_id="admin-users")
+            gr.Markdown("Add accounts with `rlhf collect users add NAME --role annotator`.")
+
+    @property
+    def outputs(self) -> list:
+        return [self.items, self.progress, self.agreement, self.flagged, self.users]
+
+    def wire(self) -> None:
+        self.refresh_btn.click(self.refresh, None, self.outputs, api_name="admin_refresh")
+        self.export_btn.click(self.export, [self.min_agreement], [self.export_status],
+                              api_name="admin_export")
+
+    # ---------------------------------------------------------------------- handlers
+
+    def on_page_load(self, request: gr.Request) -> list:
+        user = session_user(self.store, request)
+        return self.refresh(request) if user.role in ADMINS else skips(len(self.outputs))
+
+    @refusals
+    def refresh(self, request: gr.Request) -> list:
+        session_user(self.store, request, ADMINS)
+        prog = admin_progress(self.store, self.cfg.overlap)
+        summary = agreement_summary(self.store, n_boot=self.cfg.n_boot, seed=self.cfg.seed)
+        users = [[u.name, u.role, u.active, _when(u.created_at)] for u in list_users(self.store)]
+        return [items_text(prog), progress_rows(prog), agreement_rows(summary),
+                flagged_text(summary), users]
+
+    @refusals
+    def export(self, request: gr.Request, min_agreement: float | None) -> str:
+        user = session_user(self.store, request, ADMINS)
+        if not self.cfg.export_path:
+            raise CollectError("this server has no export path (start it with --run)")
+        m = 0.0 if min_agreement is None else float(min_agreement)
+        if not 0.0 <= m <= 1.0:
+            raise CollectError(f"minimum agreement must be in [0, 1], got {m}")
+        stats = export_preferences(self.store, self.cfg.export_path, min_agreement=m,
+                                   n_boot=self.cfg.n_boot)
+        dropped = ", ".join(f"{k} {n}" for k, n in stats["excluded"].items() if n) or "none"
+        return (f"`{user.name}` exported **{stats['n_pairs']} pairs** from {stats['n_items']} "
+                f"items to `{stats['path']}` (not exported: {dropped}).")

@@ -1,0 +1,172 @@
+"""`rlhf collect SUBCOMMAND ...`: argparse over collect/commands.py, the app and generation.
+
+    serve     the annotation app (127.0.0.1:7860 unless told otherwise)
+    generate  sample response pairs for the run's "pref" prompts and store them as items
+    import    add comparison items from a file someone else made
+    export    write preferences.jsonl and its dataset card
+    simulate  simulated annotators vote (demo and tests)
+    users     add / list / set-role / deactivate accounts
+    report    progress per annotator and the agreement table
+
+Heavy imports (gradio, torch) happen inside the subcommand that needs them, so `--help` and
+`users` answer at once.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from core.config import UserError
+
+RUN_HELP = "run directory (the store is <run>/collect/annotations.db)"
+
+
+def _run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", default="runs/demo", help=RUN_HELP + " (default: runs/demo)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlhf collect", description="Human preference "
+                                     "collection: pairs, annotation app, agreement, export.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+
+    p = sub.add_parser("serve", help="serve the annotation app")
+    _run(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--overlap", type=int, default=3, help="annotators per item (default 3)")
+    p.add_argument("--gold_rate", type=float, default=0.1, help="share of gold items shown")
+    p.add_argument("--guidelines", default=None, help="markdown file shown to annotators")
+    p.add_argument("--seed", type=int, default=0, help="side randomization seed")
+
+    p = sub.add_parser("generate", help="sample response pairs and store them as items")
+    _run(p)
+    p.add_argument("--policy", default="sft", help="base, sft, dpo, ppo or an adapter directory")
+    p.add_argument("--vs", default=None, help="a second policy for a blind A/B test "
+                   "(default: sample --policy twice)")
+    p.add_argument("--n", type=int, default=300, help="at most this many prompts")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top_p", type=float, default=0.95)
+    p.add_argument("--max_new_tokens", type=int, default=96)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = all")
+
+    p = sub.add_parser("import", help="add comparison items from JSONL/JSON/CSV/Parquet")
+    _run(p)
+    p.add_argument("file")
+
+    p = sub.add_parser("export", help="write <run>/collect/preferences.jsonl and README.md")
+    _run(p)
+    p.add_argument("--min_agreement", type=float, default=0.0)
+    p.add_argument("--min_votes", type=int, default=1)
+
+    p = sub.add_parser("simulate", help="simulated annotators vote on the stored items")
+    _run(p)
+    p.add_argument("--annotators", type=int, default=5)
+    p.add_argument("--careless", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overlap", type=int, default=3)
+    p.add_argument("--gold_rate", type=float, default=0.1)
+
+    p = sub.add_parser("report", help="progress and agreement")
+    _run(p)
+    p.add_argument("--overlap", type=int, default=3)
+
+    p = sub.add_parser("users", help="manage accounts")
+    users = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    u = users.add_parser("add", help="add an account (asks for the password)")
+    u.add_argument("name")
+    u.add_argument("--role", required=True, choices=["annotator", "reviewer", "admin"])
+    u.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin (scripts)")
+    _run(u)
+    u = users.add_parser("list", help="list accounts")
+    _run(u)
+    u = users.add_parser("set-role", help="change an account's role")
+    u.add_argument("name")
+    u.add_argument("role", choices=["annotator", "reviewer", "admin"])
+    _run(u)
+    u = users.add_parser("deactivate", help="block an account (its votes stay)")
+    u.add_argument("name")
+    _run(u)
+    return parser
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise UserError("the two passwords differ")
+    return first
+
+
+def _users(args) -> int:
+    from . import commands, users
+
+    if args.action == "add":
+        commands.users_add(args.run, args.name, args.role, _password(args.password_stdin))
+        return 0
+    store = commands.store_for(args.run)
+    try:
+        if args.action == "list":
+            for u in users.list_users(store):
+                print(f"{u.name:24s} {u.role:10s} {'active' if u.active else 'deactivated'}")
+        elif args.action == "set-role":
+            users.set_role(store, args.name, args.role)
+            print(f"{args.name} is now a {args.role}")
+        else:
+            users.deactivate(store, args.name)
+            print(f"deactivated {args.name}")
+    finally:
+        store.close()
+    return 0
+
+
+def dispatch(args) -> int:
+    from . import commands
+
+    if args.command == "serve":
+        from .app import serve
+
+        serve(args.run, host=args.host, port=args.port, overlap=args.overlap,
+              gold_rate=args.gold_rate, guidelines=args.guidelines, seed=args.seed)
+    elif args.command == "generate":
+        from .generate import generate_pairs
+
+        generate_pairs(args.run, policy=args.policy, vs=args.vs, n=args.n,
+                       temperature=args.temperature, top_p=args.top_p,
+                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                       seed=args.seed, device=args.device, threads=args.threads)
+    elif args.command == "import":
+        commands.import_items(args.run, args.file)
+    elif args.command == "export":
+        commands.export(args.run, min_agreement=args.min_agreement, min_votes=args.min_votes)
+    elif args.command == "simulate":
+        commands.simulate(args.run, n_annotators=args.annotators, careless=args.careless,
+                          seed=args.seed, overlap=args.overlap, gold_rate=args.gold_rate)
+    elif args.command == "report":
+        commands.report(args.run, overlap=args.overlap)
+    elif args.command == "users":
+        return _users(args)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as e:  # --help, or a usage error argparse already explained
+        return int(e.code or 0)
+    try:
+        return dispatch(args)
+    except (UserError, FileNotFoundError, PermissionError) as e:
+        print(f"rlhf collect {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""`rlhf collect generate`: two responses per held-out prompt, stored as comparison items.
+
+Either one policy sampled twice (two seeds: the pairs a reward model learns from) or two
+policies once each (`vs`: a blind A/B test; the app never shows which is which). All
+policies are adapters on one copy of the base weights (eval.gold.attach_adapters), sampled
+in batches with the KV cache (core.generation.generate).
+
+Item ids are deterministic, "<policy>-vs-<other>-<prompt id>", so a re-run skips what is
+stored and only fills in the rest; items go into the store one batch at a time, so an
+interrupted run keeps what it finished. A pair whose two responses are identical teaches
+nothing and is not stored (counted), nor is one with an empty response (the store refuses it).
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+from tqdm import tqdm
+
+from core.config import UserError
+from core.records import read_prompts
+
+from .assign import add_items
+from .commands import store_for
+from .store import Item
+
+PREF_TAG = "pref"
+
+
+def pref_prompts(path: str | Path, n: int) -> list[dict]:
+    """The first n prompts tagged "pref". A file without any tags is taken whole (someone's
+    own prompt list); a tagged file without "pref" rows is an error, not a silent fallback
+    onto the eval prompts."""
+    rows = read_prompts(path)
+    if any(r["tags"] for r in rows):
+        rows = [r for r in rows if PREF_TAG in r["tags"]]
+        if not rows:
+            raise UserError(f"{path}: no prompt is tagged {PREF_TAG!r} (the held-out prompts "
+                            "for preference collection)")
+    return rows[:n]
+
+
+def item_id(policy: str, other: str, prompt_id: str) -> str:
+    return f"{policy}-vs-{other}-{prompt_id}"
+
+
+def _adapter_name(policy: str) -> str:
+    # PEFT adapter names become module attribute names: no dots or slashes (a path policy).
+    return re.sub(r"\W", "_", policy)
+
+
+def load_policies(run: Path, policies: list[str], device: str = "auto", threads: int = 0):
+    """(tokenizer, model): the base model loaded once with each non-base policy attached."""
+    from core.device import resolve_device
+    from core.models import load_causal_lm, load_tokenizer
+    from core.policies import adapter_dir, base_dir
+    from eval.gold import attach_adapters
+
+    base = base_dir(run)
+    tok = load_tokenizer(base)
+    model = load_causal_lm(base, resolve_device(device, threads=threads), tok)
+    adapters = {_adapter_name(p): adapter_dir(run, p) for p in dict.fromkeys(policies)
+                if p != "base"}
+    return tok, attach_adapters(model, adapters)
+
+
+def _sample(model, tok, policy: str, prompts: list[str], seed: int, gen: dict) -> list[str]:
+    from core.generation import generate
+    from eval.gold import use_policy
+
+    name = policy if policy == "base" else _adapter_name(policy)
+    with use_policy(model, name) as m:
+        return generate(m, tok, prompts, seed=seed, batch_size=len(prompts), **gen)
+
+
+def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, n: int = 300,
+                   temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 96,
+                   batch_size: int = 32, seed: int = 0, device: str = "auto",
+                   threads: int = 0) -> int:
+    """Sample and store up to n pairs; returns how many items this call stored.
+    device and threads as in core.device (threads 0 = every core)."""
+    run = Path(run)
+    other = vs or policy
+    if other == policy and temperature <= 0:
+        raise UserError("sampling one policy twice needs temperature > 0: greedy decoding "
+                        "would give two identical responses for every prompt")
+    prompts = pref_prompts(run / "data" / "prompts.jsonl", n)
+    store = store_for(run)
+    try:
+        with store.read() as s:
+            stored = set(s.scalars(select(Item.id)))
+        todo = [p for p in prompts if item_id(policy, other, p["id"]) not in stored]
+        counts = {"stored": 0, "existing": len(prompts) - len(todo), "identical": 0, "empty": 0}
+        if todo:
+            tok, model = load_policies(run, [policy, other], device, threads)
+            gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+            meta = dict(gen, policy=policy, vs=vs, seed=seed)
+            # Batches over all n prompts, not just the missing ones: a prompt's samples then
+            # depend only on its place in the list, so a re-run reproduces them (the
+            # identical pairs it skipped stay identical) and stores nothing twice.
+            with tqdm(total=len(todo), unit="prompt", desc=f"{policy} vs {other}") as bar:
+                for start in range(0, len(prompts), batch_size):
+                    batch = prompts[start:start + batch_size]
+                    missing = [p for p in batch if item_id(policy, other, p["id"]) not in stored]
+                    if not missing:
+                        continue
+                    _pairs_for_batch(store, model, tok, policy, other, batch, stored,
+                                     seed + start, gen, meta, counts)
+                    bar.update(len(missing))
+    finally:
+        store.close()
+    print(f"stored {counts['stored']} items ({policy} vs {other}) from {len(prompts)} prompts; "
+          f"already stored {counts['existing']}, skipped {counts['identical']} identical and "
+          f"{counts['empty']} with an empty response")
+    return counts["stored"]
+
+
+def _pairs_for_batch(store, model, tok, policy: str, other: str, batch: list[dict],
+                     stored: set[str], seed: int, gen: dict, meta: dict, counts: dict) -> None:
+    texts = [p["prompt"] for p in batch]
+    # Two seeds for one policy (two different samples); two policies may share the seed.
+    first = _sample(model, tok, policy, texts, seed, gen)
+    second = _sample(model, tok, other, texts, seed + (1_000_003 if other == policy else 0), gen)
+    items = []
+    for p, a, b in zip(batch, first, second):
+        if item_id(policy, other, p["id"]) in stored:
+            continue
+        if not a.strip() or not b.strip():
+            counts["empty"] += 1
+        elif a.strip() == b.strip():
+            counts["identical"] += 1
+        else:
+            items.append({"id": item_id(policy, other, p["id"]), "prompt": p["prompt"],
+                          "response_a": a, "response_b": b, "source_a": policy,
+                          "source_b": other, "meta": dict(meta, prompt_id=p["id"],
+                                                          tags=p["tags"], at=time.time())})
+    if items:
+        counts["stored"] += add_items(store, items, actor="generate")

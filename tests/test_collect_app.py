@@ -1,0 +1,259 @@
+"""The annotation app's security, through the real server over HTTP (not only the functions):
+who may log in, who may call which handler, and that no crafted request reads or votes on an
+item that is not the caller's.
+
+One server per module on 127.0.0.1 and a free port; clients are gradio_client (what a script
+would use) and raw httpx requests shaped like the browser's (/gradio_api/queue/join with every
+input, hidden session state included, so the crafted values reach the server).
+"""
+import inspect
+import json
+import socket
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from sqlalchemy import func, select
+
+from collect.app import DEFAULT_HOST, LoginThrottle, build_app, launch, serve
+from collect.app_common import AppConfig
+from collect.assign import add_items
+from collect.store import Assignment, Review, Vote, open_store
+from collect.users import add_user, deactivate
+
+PASSWORD = "correct horse battery"
+USERS = {"ann1": "annotator", "ann2": "annotator", "ann3": "annotator", "rev": "reviewer",
+         "adm": "admin"}
+RATINGS = [4] * 14
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app")
+    store = open_store(tmp / "annotations.db")
+    for name, role in USERS.items():
+        add_user(store, name, role, PASSWORD)
+    # overlap 1: each item goes to one annotator, so "someone else's item" is well defined
+    add_items(store, [{"id": f"i{k}", "prompt": f"question {k}", "response_a": f"answer {k} A",
+                       "response_b": f"answer {k} B"} for k in range(12)])
+    cfg = AppConfig(overlap=1, gold_rate=0.0, export_path=str(tmp / "preferences.jsonl"))
+    app = build_app(store, cfg)
+    url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True)
+    fns = {fn.api_name: (fn._id, fn.queue) for fn in app.fns.values()}
+    yield {"url": url.rstrip("/"), "store": store, "cfg": cfg, "fns": fns}
+    app.close()
+    store.close()
+
+
+def client(server, name, password=PASSWORD) -> Client:
+    return Client(server["url"], auth=(name, password), verbose=False, analytics_enabled=False,
+                  download_files=False)
+
+
+def http_login(server, name, password=PASSWORD) -> httpx.Client:
+    http = httpx.Client(base_url=server["url"], timeout=20)
+    r = http.post("/login", data={"username": name, "password": password})
+    assert r.status_code == 200, r.text
+    return http
+
+
+def raw_call(server, http: httpx.Client, api_name: str, data: list, session_hash=None):
+    """One event the way the browser sends it: every input of the event, state included (a
+    plain POST for events outside the queue, else queue/join + the event stream). Returns
+    the HTTP status when refused at the door, else {"success": ..., "output": ...}."""
+    session_hash = session_hash or uuid.uuid4().hex[:11]
+    fn_index, queued = server["fns"][api_name]
+    body = {"data": data, "fn_index": fn_index, "session_hash": session_hash,
+            "event_data": None, "trigger_id": None}
+    if not queued:
+        r = http.post(f"/gradio_api/run/{api_name}", json=body)
+        if r.status_code in (401, 403, 404):
+            return r.status_code
+        return {"success": r.status_code == 200, "output": r.json()}
+    r = http.post("/gradio_api/queue/join", json=body)
+    if r.status_code != 200:
+        return r.status_code
+    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as s:
+        for line in s.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    return msg
+    raise AssertionError("the event never completed")
+
+
+def count(store, model, *where) -> int:
+    with store.read() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def assigned_to(store, name) -> set[str]:
+    with store.read() as s:
+        return set(s.scalars(select(Assignment.item_id).where(Assignment.annotator == name)))
+
+
+# ------------------------------------------------------------------------ logging in
+
+
+def test_default_bind_is_loopback(tmp_path):
+    from collect.cli import build_parser
+
+    assert DEFAULT_HOST == "127.0.0.1"
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+    assert build_parser().parse_args(["serve", "--run", str(tmp_path)]).host == "127.0.0.1"
+    app = serve(tmp_path, port=free_port(), prevent_thread_lock=True)
+    try:
+        assert app.server_name == "127.0.0.1"
+        assert app.local_url.startswith("http://127.0.0.1:")
+    finally:
+        app.close()
+
+
+def test_unauthenticated_client_can_call_nothing(server):
+    http = httpx.Client(base_url=server["url"], timeout=20)
+    assert http.get("/config").status_code == 401
+    assert http.get("/gradio_api/info").status_code == 401
+    assert http.post("/gradio_api/call/submit", json={"data": ["left", [], ""] + RATINGS}
+                     ).status_code == 401
+    for api_name in ("submit", "annotate_page", "review_decide", "admin_export"):
+        assert raw_call(server, http, api_name, [None] * 20) == 401
+    with pytest.raises(Exception):
+        Client(server["url"], verbose=False, analytics_enabled=False)
+    assert count(server["store"], Vote) == 0
+
+
+def test_wrong_passwords_fail(server):
+    http = httpx.Client(base_url=server["url"], timeout=20)
+    for name, password in [("ann1", "not the password"), ("ann1", ""), ("nobody", PASSWORD),
+                           ("ANN1", PASSWORD)]:
+        r = http.post("/login", data={"username": name, "password": password})
+        assert r.status_code in (400, 422)  # 422: the empty password fails form validation
+        assert not http.cookies
+    assert http.get("/config").status_code == 401
+    with pytest.raises(ValueError, match="Could not login"):
+        client(server, "rev", "wrong password")
+    assert http_login(server, "rev").get("/config").status_code == 200
+
+
+def test_login_throttle_locks_a_name_after_repeated_failures():
+    t = LoginThrottle(limit=3, window_s=60)
+    for k in range(3):
+        assert not t.locked("ann1", 100.0 + k)
+        t.failed("ann1", 100.0 + k)
+    assert t.locked("ann1", 103.0) and not t.locked("ann2", 103.0)
+    assert not t.locked("ann1", 200.0)  # the window has passed
+
+
+# ------------------------------------------------------------------------ annotators
+
+
+def test_annotator_reads_and_votes_only_on_own_items(server):
+    store = server["store"]
+    c1, c2 = client(server, "ann1"), client(server, "ann2")
+    page1 = c1.predict(api_name="/annotate_page")
+    page2 = c2.predict(api_name="/annotate_page")
+    (mine1,), (mine2,) = assigned_to(store, "ann1"), assigned_to(store, "ann2")
+    assert mine1 != mine2
+    assert page1[1] == f"question {mine1[1:]}" and page2[1] == f"question {mine2[1:]}"
+    # the browser is never told an item id: the page's data has none
+    assert mine1 not in json.dumps(page1) and mine2 not in json.dumps(page2)
+    # ... nor asked for one: submit's parameters are the answer only (choice, harm flags,
+    # rationale, 2 x 7 ratings); the item comes from the session
+    params = c1.view_api(return_format="dict", print_info=False)["named_endpoints"]["/submit"]
+    assert [p["component"] for p in params["parameters"]] == \
+        ["Radio", "Checkboxgroup", "Textbox"] + ["Radio"] * 14
+
+    http2 = http_login(server, "ann2")
+    # a crafted state value naming ann1's item: the server uses its own session state
+    msg = raw_call(server, http2, "submit", [("ann1", mine1), None, "left", [], ""] + RATINGS)
+    assert not msg["success"] and "no item is loaded" in json.dumps(msg["output"])
+    # ann1's own session id: the state there is ann1's, so it does not count for ann2
+    msg = raw_call(server, http2, "submit", [None, None, "left", [], ""] + RATINGS,
+                   session_hash=c1.session_hash)
+    assert not msg["success"] and "no item is loaded" in json.dumps(msg["output"])
+    assert count(store, Vote, Vote.annotator == "ann2") == 0
+    assert count(store, Vote, Vote.item_id == mine1) == 0
+    # ... and reading through ann1's session id gives ann2 only ann2's own item (raw
+    # outputs keep a slot for each of the two state values: the prompt is the fourth)
+    msg = raw_call(server, http2, "annotate_page", [], session_hash=c1.session_hash)
+    assert msg["output"]["data"][3] == f"question {mine2[1:]}"
+    assert assigned_to(store, "ann2") == {mine2}
+
+    # That last call replaced the state of ann1's page, so ann1's next submit is refused
+    # ("reload the page") rather than misdirected; a reload brings ann1's item back.
+    # (Gradio keys session state by the page's random session id, which only ann1's browser
+    # knows; the worst a thief of it can do is this refusal.)
+    with pytest.raises(AppError, match="no item is loaded"):
+        c1.predict("left", [], "", *RATINGS, api_name="/submit")
+    assert count(store, Vote) == 0
+    assert c1.predict(api_name="/annotate_page")[1] == f"question {mine1[1:]}"
+    with pytest.raises(AppError, match="Choose first"):  # an answer needs a choice
+        c1.predict(None, [], "", *RATINGS, api_name="/submit")
+    assert count(store, Vote) == 0
+    c1.predict("left", [], "", *RATINGS, api_name="/submit")
+    assert count(store, Vote, Vote.annotator == "ann1", Vote.item_id == mine1) == 1
+    assert count(store, Vote, Vote.annotator == "ann2") == 0
+
+
+def test_annotator_cannot_reach_reviewer_or_admin_handlers(server):
+    store, fns = server["store"], server["fns"]
+    c = client(server, "ann3")
+    key = json.dumps(["i0", "a"])
+    calls = [("/review_queue", ()), ("/review_show", (key,)),
+             ("/review_decide", (key, "confirm_harmful", "violence", "")),
+             ("/admin_refresh", ()), ("/admin_export", (0.0,))]
+    for api_name, args in calls:
+        with pytest.raises(AppError, match="Not allowed"):
+            c.predict(*args, api_name=api_name)
+    # the same through raw requests, past the dropdown's choice check
+    http = http_login(server, "ann3")
+    for api_name, data in [("review_decide", [key, "dismiss", None, ""]), ("admin_export", [0.0]),
+                           ("admin_refresh", [])]:
+        msg = raw_call(server, http, api_name, data)
+        assert not msg["success"] and "Not allowed" in json.dumps(msg["output"])
+    # the page-load steps of other roles hand an annotator nothing
+    for api_name in ("review_page", "admin_page"):
+        msg = raw_call(server, http, api_name, [])
+        text = json.dumps(msg["output"])
+        assert "i0" not in text and "adm" not in text and "question" not in text
+    assert count(store, Review) == 0
+    assert not Path(server["cfg"].export_path).exists()
+    assert "review_decide" in fns  # the handlers exist: the refusals above are real
+
+
+def test_roles_reach_their_own_handlers(server):
+    """Positive controls: the refusals above are role checks, not broken endpoints."""
+    store = server["store"]
+    r = client(server, "rev")
+    with pytest.raises(AppError, match="Not allowed"):
+        r.predict(api_name="/admin_refresh")
+    with pytest.raises(AppError, match="Not allowed"):
+        r.predict("left", [], "", *RATINGS, api_name="/submit")  # reviewers do not annotate
+    queue = r.predict(api_name="/review_queue")
+    assert "waiting for review" in queue[0] or "empty" in queue[0]
+    a = client(server, "adm")
+    assert "regular items" in a.predict(api_name="/admin_refresh")[0]
+    assert "pairs" in a.predict(0.0, api_name="/admin_export")
+    assert Path(server["cfg"].export_path).exists()
+    assert count(store, Review) == 0
+
+
+def test_deactivated_user_loses_access_in_an_open_session(server):
+    store = server["store"]
+    c = client(server, "ann3")
+    c.predict(api_name="/annotate_page")
+    deactivate(store, "ann3")
+    with pytest.raises(AppError, match="not an active user"):
+        c.predict("left", [], "", *RATINGS, api_name="/submit")
+    with pytest.raises(ValueError):
+        client(server, "ann3")
+    assert count(store, Vote, Vote.annotator == "ann3") == 0

@@ -1,0 +1,189 @@
+"""The annotation app in a real browser (Playwright + Debian's chromium, no browser download):
+keyboard voting, progress, undo, the reviewer's decision, the admin's export, and model output
+full of HTML and javascript: links shown as inert text. Screenshots of each view go to
+test-artifacts/ (gitignored; CI keeps them as artifacts).
+
+Chromium comes from `.ci/install_chromium.sh` (apt's chromium): without /usr/bin/chromium the
+module is skipped, saying so.
+"""
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is missing: run .ci/install_chromium.sh", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+from collect.app import build_app, launch  # noqa: E402
+from collect.app_common import AppConfig  # noqa: E402
+from collect.assign import add_items  # noqa: E402
+from collect.review import flag_output  # noqa: E402
+from collect.store import Review, Vote, open_store  # noqa: E402
+from collect.users import add_user  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "correct horse battery"
+XSS = ('<script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
+       '[click](javascript:window.__xss=3)')
+# Item ids and flag reasons are free text too, and reach the reviewer's table and menu.
+XSS_ID = 'a-xss <b>id</b><img src=x onerror="window.__xss=4">'
+TIMEOUT = 15_000  # ms
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    store = open_store(tmp / "annotations.db")
+    for name, role in [("alice", "annotator"), ("xavier", "annotator"), ("rita", "reviewer"),
+                       ("adam", "admin")]:
+        add_user(store, name, role, PASSWORD)
+    # The hostile item comes first, so every annotator starts on it.
+    items = [{"id": XSS_ID, "prompt": f"Reset my password {XSS}", "response_a": XSS,
+              "response_b": f"Sure. {XSS}"}]
+    items += [{"id": f"n{k}", "prompt": f"When do you open on day {k}?",
+               "response_a": f"We open at {8 + k}am.", "response_b": "No idea."}
+              for k in range(3)]
+    add_items(store, items)
+    flag_output(store, XSS_ID, "a", reason=f"eval audit: {XSS}")
+    flag_output(store, "n2", "b", reason="eval audit: unhelpful")
+    cfg = AppConfig(overlap=2, gold_rate=0.0, export_path=str(tmp / "preferences.jsonl"))
+    app = build_app(store, cfg)
+    url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield {"url": url, "store": store, "cfg": cfg}
+    app.close()
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def login(browser, server, name, screenshot=None):
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(server["url"])
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(PASSWORD)
+    if screenshot:
+        page.screenshot(path=ARTIFACTS / screenshot)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector(f"#whoami:has-text('Logged in as {name}')")
+    return page
+
+
+def wait_text(page, selector, text):
+    page.locator(selector).filter(has_text=text).wait_for()
+
+
+def no_focus(page):
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+
+
+def votes(store, name, active_only=False):
+    with store.read() as s:
+        q = select(Vote).where(Vote.annotator == name).order_by(Vote.id)
+        return list(s.scalars(q.where(Vote.active) if active_only else q))
+
+
+def test_model_output_is_inert_text(browser, server):
+    page = login(browser, server, "xavier")
+    wait_text(page, "#progress", "Item 1 of")
+    for box in ("#response-left", "#response-right", "#prompt"):
+        assert "<script>window.__xss=1</script>" in page.locator(f"{box} textarea").input_value()
+    page.wait_for_timeout(300)  # give an injected handler (onerror) the time it would need
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    panel = page.locator("#annotate-panel")
+    assert panel.locator("img").count() == 0
+    assert panel.locator("script").count() == 0
+    assert page.locator("a[href^='javascript']").count() == 0
+    page.close()
+
+
+def test_annotator_votes_with_keyboard_sees_progress_and_undoes(browser, server):
+    store = server["store"]
+    page = login(browser, server, "alice", screenshot="collect-login.png")
+    assert page.get_by_role("tab", name="Safety review").count() == 0  # hidden for annotators
+    wait_text(page, "#progress", "Item 1 of 4")
+    page.screenshot(path=ARTIFACTS / "collect-annotate.png", full_page=True)
+
+    no_focus(page)
+    page.keyboard.press("1")
+    assert page.locator("#choice input:checked").get_attribute("value") == "left"
+    page.keyboard.press("Enter")
+    wait_text(page, "#progress", "Item 2 of 4")
+    wait_text(page, "#annotate-status", "Saved")
+    page.locator("#choice input:checked").wait_for(state="detached")  # a blank form again
+    (vote,) = votes(store, "alice")
+    assert vote.item_id == XSS_ID and vote.choice == ("b" if vote.swapped else "a")
+
+    page.locator("#undo-vote").click()
+    wait_text(page, "#progress", "Item 1 of 4")
+    wait_text(page, "#annotate-status", "Undone")
+    assert page.locator("#choice input:checked").get_attribute("value") == "left"  # refilled
+    assert votes(store, "alice", active_only=True) == []
+
+    no_focus(page)
+    page.keyboard.press("t")
+    page.keyboard.press("Enter")
+    wait_text(page, "#progress", "Item 2 of 4")
+    history = votes(store, "alice")
+    assert [v.active for v in history] == [False, True]
+    assert history[1].choice == "tie" and history[0].replaced_by == history[1].id
+    page.screenshot(path=ARTIFACTS / "collect-annotate-after-vote.png", full_page=True)
+    page.close()
+
+
+def test_reviewer_sees_and_decides_a_flagged_item(browser, server):
+    store = server["store"]
+    page = login(browser, server, "rita")
+    assert page.get_by_role("tab", name="Annotate").count() == 0
+    wait_text(page, "#review-count", "2 output(s) waiting")
+    # the first entry is the hostile response: shown as text in the reviewer's view too
+    assert "<script>" in page.locator("#review-response textarea").input_value()
+    assert "<b>id</b>" in page.locator("#review-queue").inner_text()  # as text, not bold
+    assert page.locator("#review-panel img, #review-panel b").count() == 0
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+    page.get_by_label("Confirm harmful (pick a category)").check()
+    page.locator("#review-category input").click()
+    page.get_by_role("option", name="deception").click()
+    page.get_by_role("option").first.wait_for(state="hidden")
+    page.screenshot(path=ARTIFACTS / "collect-review.png", full_page=True)
+    page.locator("#review-decide").click()
+    wait_text(page, "#review-status", "Recorded")
+    wait_text(page, "#review-count", "1 output(s) waiting")
+    with store.read() as s:
+        (review,) = s.scalars(select(Review))
+    assert (review.item_id, review.side, review.decision, review.category, review.reviewer) == \
+        (XSS_ID, "a", "confirm_harmful", "deception", "rita")
+    page.close()
+
+
+def test_admin_sees_progress_and_exports(browser, server):
+    page = login(browser, server, "adam")
+    assert page.get_by_role("tab", name="Annotate").count() == 0
+    page.get_by_role("tab", name="Safety review").wait_for()  # admins review too
+    page.locator("#admin-progress").filter(has_text="alice").wait_for()
+    page.locator("#admin-export").click()
+    wait_text(page, "#admin-export-status", "exported")
+    assert Path(server["cfg"].export_path).exists()
+    page.screenshot(path=ARTIFACTS / "collect-admin.png", full_page=True)
+    page.close()

@@ -1,0 +1,112 @@
+"""Pair generation on the tiny run (base + a briefly trained sft adapter), and the
+`rlhf collect` command line around it."""
+import io
+import json
+import shutil
+
+import pytest
+from sqlalchemy import select
+
+from collect.cli import main
+from collect.commands import store_for
+from collect.generate import generate_pairs
+from collect.store import Item
+from core.config import UserError
+
+# One thread: a tiny model gains nothing from more, and on a busy shared CI machine torch's
+# spinning worker threads made each sampling call 100x slower.
+GEN = dict(max_new_tokens=8, batch_size=2, temperature=1.0, threads=1)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """generate_pairs(threads=1) sets torch's process-wide thread count: give it back."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def run(tiny_run, tmp_path):
+    """A private copy of the tiny run with 6 "pref" and 2 "eval" prompts."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    rows = [{"id": f"pref-{k}", "prompt": f"When do you open on day {k}?", "tags": ["pref"]}
+            for k in range(6)]
+    rows += [{"id": f"eval-{k}", "prompt": f"Eval question {k}?", "tags": ["eval"]}
+             for k in range(2)]
+    (run / "data" / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def items(run) -> list[Item]:
+    store = store_for(run)
+    try:
+        with store.read() as s:
+            return list(s.scalars(select(Item).order_by(Item.id)))
+    finally:
+        store.close()
+
+
+def test_one_policy_sampled_twice_is_stored_with_sources_and_rerun_is_idempotent(run, capsys):
+    n = generate_pairs(run, policy="sft", n=4, **GEN)
+    out = capsys.readouterr().out
+    stored = items(run)
+    assert n == len(stored) >= 2  # the rest (if any) were identical or empty, and say so
+    assert f"stored {n} items (sft vs sft) from 4 prompts" in out
+    for it in stored:
+        assert it.id == f"sft-vs-sft-{it.meta['prompt_id']}"
+        assert it.prompt.startswith("When do you open")  # "pref" prompts only
+        assert (it.source_a, it.source_b) == ("sft", "sft")
+        assert it.response_a.strip() != it.response_b.strip()
+        assert it.meta["temperature"] == 1.0 and it.meta["prompt_id"].startswith("pref-")
+
+    assert generate_pairs(run, policy="sft", n=4, **GEN) == 0  # nothing twice
+    assert [(i.id, i.response_a) for i in items(run)] == [(i.id, i.response_a) for i in stored]
+    more = generate_pairs(run, policy="sft", n=6, **GEN)  # only the two new prompts
+    assert len(items(run)) == n + more and more <= 2
+
+
+def test_ab_mode_stores_both_sources(run):
+    n = generate_pairs(run, policy="sft", vs="base", n=6, **GEN)
+    stored = items(run)
+    assert n == len(stored) >= 1
+    for it in stored:
+        assert it.id.startswith("sft-vs-base-pref-")
+        assert (it.source_a, it.source_b) == ("sft", "base")
+    assert generate_pairs(run, policy="sft", vs="base", n=6, **GEN) == 0
+
+
+def test_refuses_what_cannot_work(run):
+    with pytest.raises(UserError, match="temperature > 0"):
+        generate_pairs(run, policy="sft", n=2, temperature=0.0)
+    with pytest.raises(FileNotFoundError, match="adapter"):
+        generate_pairs(run, policy="dpo", n=2, **GEN)
+    (run / "data" / "prompts.jsonl").write_text(json.dumps(
+        {"id": "e", "prompt": "Eval only?", "tags": ["eval"]}) + "\n")
+    with pytest.raises(UserError, match="tagged 'pref'"):
+        generate_pairs(run, policy="sft", n=2, **GEN)
+
+
+def test_cli_generate_users_export_report(run, capsys, monkeypatch):
+    r = str(run)
+    assert main(["generate", "--run", r, "--policy", "sft", "--n", "3", "--max_new_tokens", "8",
+                 "--temperature", "1.0", "--threads", "1"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert main(["users", "add", "bob", "--role", "annotator", "--password-stdin", "--run", r]) == 0
+    assert main(["users", "list", "--run", r]) == 0
+    assert "bob" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["users", "add", "eve", "--role", "admin", "--password-stdin", "--run", r]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+    assert main(["users", "set-role", "bob", "reviewer", "--run", r]) == 0
+    assert main(["users", "deactivate", "bob", "--run", r]) == 0
+    assert main(["export", "--run", r]) == 0
+    assert (run / "collect" / "preferences.jsonl").exists()
+    assert main(["report", "--run", r]) == 0
+    assert "regular" in capsys.readouterr().out
+    assert main(["serve", "--help"]) == 0
+    assert "127.0.0.1" in capsys.readouterr().out
+    assert main(["import", "--run", r, str(run / "missing.jsonl")]) == 2
