@@ -142,6 +142,57 @@ class DPOConfig(RuntimeConfig):
     load_in_4bit: bool = F(False, "QLoRA: load the base in 4 bits (CUDA + bitsandbytes only)")
 
 
+# PPO: paper symbols as keys: kl_coef (β), clip_eps (ε), gamma (γ), lam (λ). Conservative defaults on
+# purpose: tiny models over-optimize fast, so a low lr, a KL target and a hard KL limit with rollback
+# are on by default. The LoRA fields shape the value function's own adapter; the policy adapter's
+# shape is the SFT adapter's.
+@dataclass
+class PPOConfig(LoraFields, RuntimeConfig):
+    # inputs and output
+    model: str = F("", "base model directory ('' = the run's base)")
+    sft: str = F("", "SFT adapter the policy starts from and the reference stays at ('' = <run>/sft)")
+    reward: str = F("", "reward model directory ('' = <run>/reward)")
+    prompts: str = F("", "training prompts ('' = <run>/data/prompts.jsonl without rows tagged 'eval')")
+    out: str = F("", "output directory ('' = <run>/ppo)")
+    # rollouts
+    max_steps: int = F(100, "PPO iterations (one rollout batch + its update each)")
+    batch_size: int = F(16, "prompts sampled per iteration per process")
+    max_new_tokens: int = F(64, "maximum response length in tokens")
+    temperature: float = F(0.7, "sampling temperature; log-probs use the same logits / T")
+    top_p: float = F(1.0, "nucleus sampling threshold")
+    missing_eos_penalty: float = F(1.0, "penalty for a response cut off before EOS (0 = off)")
+    missing_eos_mode: str = F("subtract", "subtract: score − penalty | replace: score := −penalty")
+    reward_clip: float = F(0.0, "clip reward-model scores to [−c, c] (0 = off)")
+    whiten_rewards: bool = F(False, "rescale per-token rewards by their batch std (mean kept)")
+    # KL penalty (Ziegler et al. 2019)
+    kl_estimator: str = F("k1", "per-token KL estimate in the reward: k1 (log-ratio) | k3 (non-negative)")
+    kl_coef: float = F(0.1, "β: initial KL coefficient")
+    adaptive_kl: bool = F(True, "adapt β towards kl_target (else β is fixed)")
+    kl_target: float = F(2.0, "target KL per response, nats (adaptive controller)")
+    kl_horizon: float = F(500.0, "adaptive controller horizon, in samples")
+    # update
+    ppo_epochs: int = F(2, "passes over each rollout batch")
+    mini_batch_size: int = F(8, "rollouts per optimizer step")
+    learning_rate: float = F(2e-5, "AdamW lr for the policy adapter (conservative: tiny models over-optimize)")
+    value_learning_rate: float = F(1e-4, "AdamW lr for the value adapter and head")
+    weight_decay: float = F(0.0, "AdamW weight decay")
+    max_grad_norm: float = F(1.0, "gradient clipping norm (policy and value together)")
+    gamma: float = F(1.0, "γ: discount")
+    lam: float = F(0.95, "λ: GAE parameter")
+    clip_eps: float = F(0.2, "ε: policy ratio clip")
+    clip_eps_value: float = F(0.2, "value clip around the rollout's values")
+    vf_coef: float = F(0.1, "value loss weight")
+    # watchdogs (rl/watchdog.py) and checkpoints
+    max_kl: float = F(6.0, "stop and roll back when the KL per response passes this (0 = off)")
+    max_length_ratio: float = F(2.0, "hacking: mean length above this × the start, while the score rises (0 = off)")
+    max_eos_drop: float = F(0.3, "hacking: EOS rate this far below the start, while the score rises (0 = off)")
+    max_reward_length_corr: float = F(0.0, "hacking: reward-length correlation above this while the score rises (0 = off)")
+    watch_window: int = F(5, "iterations averaged for the watchdog's start and recent values")
+    save_steps: int = F(10, "checkpoint every N iterations (rollback points)")
+    save_total_limit: int = F(2, "checkpoints kept on disk")
+    resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
+
+
 @dataclass
 class EvalConfig(RuntimeConfig):
     policies: str = F("", "comma-separated policies to compare (base, sft, ...); '' = all found in the run")
@@ -180,6 +231,7 @@ class DemoConfig(RuntimeConfig):
 
 
 STAGES: dict[str, type] = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "dpo": DPOConfig,
+                           "ppo": PPOConfig,
                            "eval": EvalConfig,
                            "chat": ChatConfig, "export": ExportConfig, "demo": DemoConfig}
 

@@ -1,0 +1,360 @@
+"""`rlhf ppo`: PPO on the SFT LoRA policy against the reward model (our own loop: TRL has none).
+
+main(cfg) reads top to bottom: seed → device + accelerator → tokenizer → policy, reference and
+value on one base (rl/ppo_model.py) → prompts + reward function → resume → loop → save + run card.
+
+One iteration:  rollout (rl/rollout.py) → watchdog (rl/watchdog.py) → checkpoint every save_steps
+→ ppo_epochs × minibatches of clipped policy + value loss (rl/ppo_math.py) → KL controller → log.
+
+- A checkpoint is taken right after a rollout passed the watchdog, before the update: every
+  checkpoint on disk is a state whose KL and length were measured and found good, so a trip
+  rolls back to the newest one. It holds the policy and value adapters and head, the optimizer,
+  the KL coefficient, the logged history (the watchdog's baseline) and the step.
+- No generator state is stored: each iteration reseeds torch from (seed, step, rank) and picks
+  its prompts from the same triple, so a resumed run reproduces the uninterrupted one exactly.
+- Multi-process (accelerate launch): each process samples its own prompts; gradients are averaged
+  by DDP; metrics, the KL controller and the watchdog use values gathered from every process, so
+  all processes take the same decisions and end with the same weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from core.config import ConfigError, UserError
+from core.device import policy_from_config
+from core.io import append_jsonl, read_jsonl, write_jsonl
+from core.models import count_parameters, load_tokenizer, lora_config, preflight
+from core.policies import base_dir
+from core.records import read_prompts
+from core.runcard import data_info, write_run_card
+from rl import watchdog
+from rl.logps import token_logps
+from core.config import PPOConfig
+from rl.ppo_math import AdaptiveKLController, FixedKLController, policy_loss, value_loss
+from rl.ppo_model import POLICY, VALUE, build_actor_critic, memory_report, save_policy_and_value
+from rl.rollout import Rollout, make_experience, per_sample, sample_metrics, value_metrics
+
+
+def resolve_paths(cfg: PPOConfig) -> dict[str, Path]:
+    run = Path(cfg.run)
+    return {"base": Path(cfg.model) if cfg.model else base_dir(run),
+            "sft": Path(cfg.sft) if cfg.sft else run / "sft",
+            "reward": Path(cfg.reward) if cfg.reward else run / "reward",
+            "prompts": Path(cfg.prompts) if cfg.prompts else run / "data" / "prompts.jsonl",
+            "out": Path(cfg.out) if cfg.out else run / "ppo"}
+
+
+def check_config(cfg: PPOConfig) -> None:
+    if cfg.kl_estimator not in ("k1", "k2", "k3"):
+        raise ConfigError(f"kl_estimator must be k1 or k3 (or k2), got {cfg.kl_estimator!r}")
+    if cfg.missing_eos_mode not in ("subtract", "replace"):
+        raise ConfigError(f"missing_eos_mode must be subtract or replace, got {cfg.missing_eos_mode!r}")
+    if cfg.temperature <= 0:
+        raise ConfigError("temperature must be > 0: PPO samples, and log-probs use logits / temperature")
+    if not 1 <= cfg.mini_batch_size <= cfg.batch_size:
+        raise ConfigError(f"mini_batch_size must be in [1, batch_size={cfg.batch_size}], got {cfg.mini_batch_size}")
+    if cfg.save_steps < 1 or cfg.save_total_limit < 1:
+        raise ConfigError("save_steps and save_total_limit must be >= 1 (checkpoints are the rollback points)")
+
+
+def load_train_prompts(path: Path) -> list[str]:
+    """Prompt texts for training: every row not tagged 'eval' (those are held out for evaluation)."""
+    rows = [r["prompt"] for r in read_prompts(path) if "eval" not in r["tags"]]
+    if not rows:
+        raise UserError(f"{path}: no training prompts (every row is tagged 'eval')")
+    return rows
+
+
+def load_reward_fn(path: Path, run: str, device):
+    """The reward model's scorer as a plain (prompts, responses) -> scores function."""
+    if not path.exists():
+        raise UserError(f"{path}: no reward model; PPO optimizes a reward model's score, so train one "
+                        f"first with `rlhf reward --run {run}` (or pass --reward DIR)")
+    from reward import load_scorer
+
+    return load_scorer(path, device=device).score
+
+
+def prompt_batch(prompts: list[str], step: int, batch_size: int, rank: int, world: int, seed: int) -> list[str]:
+    """This process's prompts for an iteration: consecutive slices of per-epoch shuffles, a pure
+    function of (step, rank) so resumed runs see the same prompts."""
+    start = (step * world + rank) * batch_size
+    out = []
+    for pos in range(start, start + batch_size):
+        epoch, i = divmod(pos, len(prompts))
+        order = list(range(len(prompts)))
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+        out.append(prompts[order[i]])
+    return out
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return ((seed * 1_000_003 + step) * 1024 + rank) % (2**63)
+
+
+def make_optimizer(model, cfg: PPOConfig) -> torch.optim.Optimizer:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    policy = [p for n, p in named if f".{POLICY}." in n]
+    value = [p for n, p in named if f".{POLICY}." not in n]
+    return torch.optim.AdamW([{"params": policy, "lr": cfg.learning_rate},
+                              {"params": value, "lr": cfg.value_learning_rate}], weight_decay=cfg.weight_decay)
+
+
+def make_accelerator(cpu: bool):
+    """DDP must accept a forward that uses only some parameters: the policy pass leaves the value
+    adapter unused and the value pass the policy adapter (ppo_update)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def make_kl_controller(cfg: PPOConfig):
+    if cfg.adaptive_kl:
+        return AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+    return FixedKLController(cfg.kl_coef)
+
+
+# ---------------------------------------------------------------- update
+
+def minibatch(r: Rollout, idx: torch.Tensor) -> tuple[dict, int]:
+    """Rows `idx` of a rollout, trimmed to the columns they use: prompt padding no row of the
+    minibatch needs, and response columns past its longest response. Positions are unchanged."""
+    n = int(r.response_mask[idx].sum(-1).max())
+    prompt_len = r.input_ids.shape[1] - r.response_ids.shape[1]
+    attn = r.attention_mask[idx]
+    first = int(torch.nonzero(attn[:, :prompt_len].any(0))[0])
+    cols = slice(first, prompt_len + n)
+    seq = {"input_ids": r.input_ids[idx, cols], "attention_mask": attn[:, cols],
+           "position_ids": r.position_ids[idx, cols], "n_response": n}
+    return seq, n
+
+
+def ppo_update(model, optimizer, accelerator, r: Rollout, cfg: PPOConfig) -> dict[str, float]:
+    """ppo_epochs passes over the rollout in shuffled minibatches: one AdamW step each."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    stats: dict[str, list[float]] = defaultdict(list)
+    B = r.input_ids.shape[0]
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(B)
+        for start in range(0, B, cfg.mini_batch_size):
+            idx = order[start:start + cfg.mini_batch_size].to(r.input_ids.device)
+            seq, n = minibatch(r, idx)
+            mask = r.response_mask[idx, :n]
+            # loss = policy loss + vf_coef · value loss, whose two terms share no parameter: two
+            # backward passes give the same gradient with half the peak activation memory. The
+            # first skips DDP's all-reduce; the second reduces every gradient (policy ones too).
+            with accelerator.no_sync(model):
+                logps = token_logps(model(**seq, part=POLICY), r.response_ids[idx, :n], mask, cfg.temperature)
+                pg_loss, pg = policy_loss(logps, r.logps[idx, :n], r.advantages[idx, :n], mask, cfg.clip_eps)
+                accelerator.backward(pg_loss)
+            values = model(**seq, part=VALUE)  # (b, n)
+            vf_loss, vf = value_loss(values, r.values[idx, :n], r.returns[idx, :n], mask, cfg.clip_eps_value)
+            accelerator.backward(cfg.vf_coef * vf_loss)
+            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            for k, v in {"policy_loss": pg_loss, "value_loss": vf_loss, "grad_norm": grad_norm, **pg, **vf}.items():
+                stats[k].append(float(v.detach()) if torch.is_tensor(v) else float(v))
+    local = torch.tensor([sum(v) / len(v) for v in stats.values()], device=r.input_ids.device)
+    return dict(zip(stats, accelerator.reduce(local, "mean").tolist()))
+
+
+def rollout_metrics(accelerator, r: Rollout) -> dict:
+    """Per-response statistics gathered from every process, token statistics averaged."""
+    out = sample_metrics(accelerator.gather(per_sample(r)))
+    vm = value_metrics(r)
+    means = accelerator.reduce(torch.stack([v.float() for v in vm.values()]), "mean")
+    out.update({k: float(v) for k, v in zip(vm, means)})
+    return out
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "checkpoints").glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def save_checkpoint(out: Path, step: int, model, optimizer, kl_ctl, history: list[dict], keep: int) -> None:
+    path = out / "checkpoints" / f"step-{step}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"step": step, "trainable": model.trainable_state(), "optimizer": optimizer.state_dict(),
+             "kl_coef": kl_ctl.value, "history": history}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
+    for old in checkpoints(out)[:-keep]:
+        old.unlink()
+
+
+def load_checkpoint(path: Path, model, optimizer, kl_ctl) -> tuple[int, list[dict]]:
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    model.load_trainable_state(state["trainable"])
+    optimizer.load_state_dict(state["optimizer"])
+    kl_ctl.value = state["kl_coef"]
+    return state["step"], state["history"]
+
+
+def start_or_resume(cfg, out: Path, accelerator, model, optimizer, kl_ctl) -> tuple[int, list[dict]]:
+    """(first step, history): a fresh start clears old checkpoints and log; --resume loads the
+    newest checkpoint and drops the log rows written after it (they will be written again)."""
+    log_path, found = out / "log.jsonl", checkpoints(out)
+    if cfg.resume and found:
+        step, history = load_checkpoint(found[-1], model, optimizer, kl_ctl)
+        accelerator.print(f"[ppo] resuming from {found[-1]} (step {step})")
+        if accelerator.is_main_process and log_path.exists():
+            write_jsonl(log_path, [r for r in read_jsonl(log_path) if r["step"] <= step])
+        return step, history
+    if cfg.resume:
+        accelerator.print(f"[ppo] --resume: no checkpoint in {out / 'checkpoints'}, starting fresh")
+    if accelerator.is_main_process:
+        log_path.unlink(missing_ok=True)
+        for old in found:
+            old.unlink()
+    accelerator.wait_for_everyone()
+    return 0, []
+
+
+# ---------------------------------------------------------------- loop
+
+def train(cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, reward_fn, out: Path,
+          start: int, history: list[dict]) -> dict:
+    """Iterations start..max_steps; returns the watchdog's verdict ({"tripped": False} or why)."""
+    from tqdm.auto import tqdm
+
+    ac = accelerator.unwrap_model(model)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    limits = watchdog.Limits.from_config(cfg)
+    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="ppo",
+               disable=not accelerator.is_local_main_process)
+    for step in bar:
+        torch.manual_seed(step_seed(cfg.seed, step, rank))
+        batch = prompt_batch(prompts, step, cfg.batch_size, rank, world, cfg.seed)
+        rollout = make_experience(ac, tok, batch, reward_fn, cfg, kl_ctl.value)
+        roll = rollout_metrics(accelerator, rollout)
+        reason = watchdog.check(history, roll, limits)
+        if reason:
+            return rollback(out, step, reason, ac, optimizer, kl_ctl, accelerator)
+        if step % cfg.save_steps == 0:
+            if accelerator.is_main_process:
+                save_checkpoint(out, step, ac, optimizer, kl_ctl, history, cfg.save_total_limit)
+            accelerator.wait_for_everyone()
+        t0 = time.perf_counter()
+        upd = ppo_update(model, optimizer, accelerator, rollout, cfg)
+        row = {"step": step + 1, "kl_coef": kl_ctl.value, **roll, **upd,
+               **{f"{k}_s": round(v, 4) for k, v in rollout.seconds.items()},
+               "train_s": round(time.perf_counter() - t0, 4)}
+        kl_ctl.update(roll["kl"], n_steps=cfg.batch_size * world)
+        history.append(row)
+        if accelerator.is_main_process:
+            append_jsonl(out / "log.jsonl", row)
+        bar.set_postfix(score=f"{roll['score']:.3f}", kl=f"{roll['kl']:.3f}", len=f"{roll['response_length']:.1f}",
+                        eos=f"{roll['eos_rate']:.2f}", beta=f"{kl_ctl.value:.3f}")
+    return {"tripped": False}
+
+
+def rollback(out: Path, step: int, reason: str, model, optimizer, kl_ctl, accelerator) -> dict:
+    """Stop: restore the newest checkpoint (a state the watchdog had passed) and say so."""
+    ckpt = checkpoints(out)[-1]
+    good_step, _ = load_checkpoint(ckpt, model, optimizer, kl_ctl)
+    msg = (f"WATCHDOG TRIPPED at step {step}: {reason}. Training stopped; the policy was rolled back to "
+           f"the last good checkpoint (step {good_step}, {ckpt.name}) and that is what {out} holds.")
+    accelerator.print(f"\n[ppo] {msg}\n")
+    return {"tripped": True, "step": step, "reason": reason, "rolled_back_to": good_step, "message": msg}
+
+
+def weights_sha256(model) -> str:
+    """Fingerprint of the trainable weights: equal on every process after a DDP run."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.trainable_state().items()):
+        h.update(name.encode())
+        h.update(t.float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def summarize(history: list[dict], window: int) -> dict:
+    """Start and end of the run (means over `window` iterations) for metrics.json."""
+    out: dict = {}
+    if not history:
+        return out
+    for key in ("score", "rlhf_reward", "kl", "response_length", "eos_rate", "entropy"):
+        for name, rows in (("start", history[:window]), ("end", history[-window:])):
+            vals = [r[key] for r in rows if r.get(key) is not None]
+            out[f"{key}_{name}"] = sum(vals) / len(vals) if vals else None
+    out["explained_variance_end"] = history[-1].get("explained_variance")
+    return out
+
+
+def main(cfg: PPOConfig, reward_fn=None) -> dict:
+    """Train the PPO policy; returns metrics. `reward_fn(prompts, responses) -> scores` replaces
+    the run's reward model (tests use synthetic ones)."""
+    check_config(cfg)
+    device_policy = policy_from_config(cfg)
+    accelerator = make_accelerator(device_policy.use_cpu)
+    device_policy = dataclasses.replace(device_policy, device=accelerator.device)
+    paths = resolve_paths(cfg)
+    out = paths["out"]
+    if not (paths["sft"] / "adapter_config.json").exists():
+        raise UserError(f"{paths['sft']}: no SFT adapter to start from; train it with `rlhf sft --run {cfg.run}`")
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator.print(f"[ppo] {paths['sft']} on {paths['base']} → {out}  ({device_policy.describe()}, "
+                      f"{accelerator.num_processes} process(es))")
+
+    tok = load_tokenizer(paths["base"])
+    preflight(tok)
+    prompts = load_train_prompts(paths["prompts"])
+    reward_fn = reward_fn or load_reward_fn(paths["reward"], cfg.run, accelerator.device)
+
+    model = build_actor_critic(paths["base"], paths["sft"], tok, device_policy, lora_config(cfg), cfg.seed,
+                               cfg.load_in_4bit)
+    memory, (n_trainable, n_total) = memory_report(model), count_parameters(model)
+    accelerator.print(f"[ppo] one base + 3 adapters + value head: {n_trainable:,} trainable of {n_total:,} "
+                      f"parameters; {memory['ratio_vs_policy_alone']:.3f}x the policy alone's bytes")
+    optimizer = make_optimizer(model, cfg)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    kl_ctl = make_kl_controller(cfg)
+    start, history = start_or_resume(cfg, out, accelerator, accelerator.unwrap_model(model), optimizer, kl_ctl)
+
+    t0 = time.time()
+    verdict = train(cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, reward_fn, out, start, history)
+    metrics = {"steps": len(history), "policy_step": verdict.get("rolled_back_to", len(history)),
+               **summarize(history, cfg.watch_window), "kl_coef_final": kl_ctl.value, "watchdog": verdict,
+               "train_seconds": round(time.time() - t0, 1), "prompts": len(prompts),
+               "processes": accelerator.num_processes, "trainable_params": n_trainable,
+               "total_params": n_total, "memory_bytes": memory, "device": device_policy.describe(),
+               "weights_sha256": weights_sha256(accelerator.unwrap_model(model))}
+    if accelerator.is_main_process:
+        save_outputs(cfg, paths, out, accelerator.unwrap_model(model), tok, metrics, len(prompts))
+    accelerator.wait_for_everyone()
+    accelerator.print(f"[ppo] done: score {_num(metrics.get('score_start'))} → {_num(metrics.get('score_end'))}, "
+                      f"KL {_num(metrics.get('kl_end'))}" + (f"; {verdict['message']}" if verdict["tripped"] else ""))
+    return metrics
+
+
+def save_outputs(cfg, paths: dict, out: Path, model, tok, metrics: dict, n_prompts: int) -> None:
+    save_policy_and_value(model, out)
+    tok.save_pretrained(str(out))
+    verdict = metrics["watchdog"]
+    ending = (f"**The watchdog stopped this run**: {verdict['message']}" if verdict["tripped"] else
+              f"Finished {metrics['steps']} iterations without a watchdog trip.")
+    write_run_card(
+        out, stage="ppo", cfg=cfg, metrics=metrics, base_model=str(paths["base"]),
+        data={"prompts": data_info(paths["prompts"], n_prompts), "sft adapter": data_info(paths["sft"])},
+        summary=(f"PPO on the SFT LoRA policy (policy, reference and value adapters on one copy of the base; "
+                 f"KL estimator {cfg.kl_estimator}, β {cfg.kl_coef} {'adaptive' if cfg.adaptive_kl else 'fixed'}). "
+                 f"Reward-model score {_num(metrics.get('score_start'))} → {_num(metrics.get('score_end'))} (means "
+                 f"over the first and last {cfg.watch_window} iterations), KL to the SFT policy "
+                 f"{_num(metrics.get('kl_end'))} nats per response.\n\n{ending}"))
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
