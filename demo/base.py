@@ -37,7 +37,7 @@ def main(cfg: BaseConfig) -> dict:
         docs, tok, out, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
         num_kv_heads=cfg.num_kv_heads, intermediate_size=cfg.intermediate_size, seq_len=cfg.seq_len,
         batch_size=cfg.batch_size, max_steps=cfg.max_steps, lr=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, seed=cfg.seed,
+        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, seed=cfg.seed, threads=cfg.threads,
         log_path=out.parent / f".{out.name}.log.jsonl")
     # the model directory is renamed into place atomically; move the log in beside it
     log_tmp = out.parent / f".{out.name}.log.jsonl"

@@ -22,11 +22,14 @@ from transformers.utils import logging as hf_logging
 from core.io import append_jsonl, write_json
 from demo.tokenizer import EOT
 
-# Defaults measured on a 2-core CPU (see the module's report in the repo history): ~4.3M params,
-# 4096 tokens/step at ~0.9 s/step -> ~180 steps in ~3 minutes.
-DEFAULT_MAX_STEPS = 180
-DEFAULT_LR = 2e-3
-DEFAULT_WARMUP = 20
+# Defaults measured on the 2-core CPU with the demo corpus (~0.67 MB, ~160k tokens at vocab 3.2k):
+# 5.2M params, 4096 tokens/step at ~1.4 s/step when the CPU is otherwise idle, so 120 steps
+# (~3 epochs) take about 3 minutes and reach held-out loss ~2.0 nats against a unigram entropy
+# of 5.5. Peak lr 2e-3 and 4e-3 stalled near the unigram loss (~5.4) for tens of steps and ended
+# at 2.8 after 120 steps; 1e-3 did not stall.
+DEFAULT_MAX_STEPS = 120
+DEFAULT_LR = 1e-3
+DEFAULT_WARMUP = 12
 
 
 def pack_documents(texts: list[str], tokenizer, seq_len: int) -> torch.Tensor:
@@ -121,6 +124,19 @@ def unigram_entropy(blocks: torch.Tensor, vocab_size: int) -> float:
     return float(-(p * p.log()).sum())
 
 
+def _write_model_files(model, tokenizer, path: Path, metrics: dict, progress: bool) -> None:
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    if not progress:  # save_pretrained draws its own "Writing model shards" bar
+        hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)  # safetensors + config.json + generation_config.json
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+    tokenizer.save_pretrained(path)
+    write_json(path / "metrics.json", metrics)
+
+
 def save_model_dir(model, tokenizer, out_dir: str | os.PathLike, metrics: dict,
                    progress: bool = True) -> Path:
     """Write the model directory next to `out_dir` and rename it into place: a crash leaves
@@ -136,16 +152,11 @@ def save_model_dir(model, tokenizer, out_dir: str | os.PathLike, metrics: dict,
         bos_token_id=None,
         do_sample=False,
     )
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    if not progress:  # save_pretrained draws its own "Writing model shards" bar
-        hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(tmp)  # safetensors + config.json + generation_config.json
-    finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
-    tokenizer.save_pretrained(tmp)
-    write_json(tmp / "metrics.json", metrics)
+        _write_model_files(model, tokenizer, tmp, metrics, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out_dir.exists():
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
@@ -162,31 +173,14 @@ def _batches(n_blocks: int, batch_size: int, generator: torch.Generator):
             yield perm[i * batch_size: (i + 1) * batch_size]
 
 
-def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
-             hidden_size: int = 256, num_layers: int = 6, num_heads: int = 8,
-             num_kv_heads: int = 4, intermediate_size: int = 704, seq_len: int = 256,
-             batch_size: int = 16, max_steps: int = DEFAULT_MAX_STEPS, lr: float = DEFAULT_LR,
-             warmup_steps: int = DEFAULT_WARMUP, weight_decay: float = 0.1, val_frac: float = 0.02,
-             seed: int = 0, log_path: str | os.PathLike | None = None, log_every: int = 10,
-             progress: bool = True) -> dict:
-    """Pretrain a small Llama on `texts`, save it with `tokenizer` to `out_dir`, return metrics."""
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(seed)
-
-    train_texts, val_texts = split_documents(texts, val_frac, seed)
-    train_blocks = pack_documents(train_texts, tokenizer, seq_len)  # (N, T)
-    val_blocks = pack_documents(val_texts, tokenizer, seq_len) if val_texts else train_blocks[:0]
-
-    model = build_model(tokenizer, hidden_size=hidden_size, num_layers=num_layers,
-                        num_heads=num_heads, num_kv_heads=num_kv_heads,
-                        intermediate_size=intermediate_size,
-                        max_positions=max(seq_len, tokenizer.model_max_length))
-    model.train()
-    n_params = sum(p.numel() for p in model.parameters())
+def train_loop(model, blocks: torch.Tensor, *, batch_size: int, max_steps: int, lr: float,
+               warmup_steps: int, weight_decay: float, seed: int, log_path=None,
+               log_every: int = 10, progress: bool = True) -> tuple[list[float], int, float]:
+    """AdamW + warmup/cosine + clip 1.0 over random batches of `blocks` (N, T).
+    Returns the per-step losses, tokens seen and wall seconds."""
     optimizer = make_optimizer(model, lr, weight_decay)
-    batches = _batches(len(train_blocks), batch_size, torch.Generator().manual_seed(seed))
-    val_loss_init = evaluate(model, val_blocks, batch_size) if len(val_blocks) else float("nan")
-
+    batches = _batches(len(blocks), batch_size, torch.Generator().manual_seed(seed))
+    model.train()
     losses: list[float] = []
     tokens_seen = 0
     start = time.perf_counter()
@@ -195,7 +189,7 @@ def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
         step_lr = lr_at(step, lr=lr, warmup_steps=warmup_steps, max_steps=max_steps)
         for group in optimizer.param_groups:
             group["lr"] = step_lr
-        x = train_blocks[next(batches)]  # (B, T)
+        x = blocks[next(batches)]  # (B, T)
         loss = model(input_ids=x, labels=x).loss  # HF shifts labels inside the model
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -211,20 +205,53 @@ def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
                                     "grad_norm": grad_norm, "tokens": tokens_seen,
                                     "elapsed_s": round(elapsed, 3),
                                     "tokens_per_s": round(tokens_seen / elapsed, 1)})
-    seconds = time.perf_counter() - start
+    return losses, tokens_seen, time.perf_counter() - start
 
-    val_loss = evaluate(model, val_blocks, batch_size) if len(val_blocks) else float("nan")
+
+def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
+             hidden_size: int = 256, num_layers: int = 6, num_heads: int = 8,
+             num_kv_heads: int = 4, intermediate_size: int = 704, seq_len: int = 256,
+             batch_size: int = 16, max_steps: int = DEFAULT_MAX_STEPS, lr: float = DEFAULT_LR,
+             warmup_steps: int = DEFAULT_WARMUP, weight_decay: float = 0.1, val_frac: float = 0.02,
+             seed: int = 0, threads: int = 0, log_path: str | os.PathLike | None = None,
+             log_every: int = 10, progress: bool = True) -> dict:
+    """Pretrain a small Llama on `texts`, save it with `tokenizer` to `out_dir`, return metrics.
+
+    Losses are mean next-token cross-entropy in nats; `val_loss` is on whole held-out documents
+    (`val_frac` of them, at least one), None when there are too few documents to hold one out.
+    """
+    # Intra-op threads = cores (0); fewer when other jobs share the CPU, since oversubscribed
+    # OpenMP threads spin-wait and a step can get several times slower.
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.manual_seed(seed)
+
+    train_texts, val_texts = split_documents(texts, val_frac, seed)
+    train_blocks = pack_documents(train_texts, tokenizer, seq_len)  # (N, T)
+    val_blocks = pack_documents(val_texts, tokenizer, seq_len) if val_texts else None
+
+    model = build_model(tokenizer, hidden_size=hidden_size, num_layers=num_layers,
+                        num_heads=num_heads, num_kv_heads=num_kv_heads,
+                        intermediate_size=intermediate_size,
+                        max_positions=max(seq_len, tokenizer.model_max_length))
+    val_loss_init = evaluate(model, val_blocks, batch_size) if val_blocks is not None else None
+    losses, tokens_seen, seconds = train_loop(
+        model, train_blocks, batch_size=batch_size, max_steps=max_steps, lr=lr,
+        warmup_steps=warmup_steps, weight_decay=weight_decay, seed=seed, log_path=log_path,
+        log_every=log_every, progress=progress)
+    val_loss = evaluate(model, val_blocks, batch_size) if val_blocks is not None else None
+
     tail = losses[-max(1, min(10, len(losses) // 10)):]  # mean of the last steps: less noisy
     metrics = {
-        "n_params": n_params,
-        "initial_train_loss": losses[0] if losses else float("nan"),
-        "final_train_loss": losses[-1] if losses else float("nan"),
-        "final_train_loss_avg": sum(tail) / len(tail) if tail else float("nan"),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "initial_train_loss": losses[0] if losses else None,
+        "final_train_loss": losses[-1] if losses else None,
+        "final_train_loss_avg": sum(tail) / len(tail) if tail else None,
         "val_loss_initial": val_loss_init,
         "val_loss": val_loss,
         "unigram_entropy": unigram_entropy(train_blocks, len(tokenizer)),
         "n_train_docs": len(train_texts), "n_val_docs": len(val_texts),
-        "n_train_tokens": train_blocks.numel(), "n_val_tokens": val_blocks.numel(),
+        "n_train_tokens": train_blocks.numel(),
+        "n_val_tokens": val_blocks.numel() if val_blocks is not None else 0,
         "steps": max_steps, "tokens_seen": tokens_seen,
         "epochs": tokens_seen / max(1, train_blocks.numel()),
         "seconds": round(seconds, 2),
@@ -232,8 +259,9 @@ def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
         "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1),
         "config": {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
                    "num_kv_heads": num_kv_heads, "intermediate_size": intermediate_size,
-                   "seq_len": seq_len, "batch_size": batch_size, "lr": lr,
-                   "warmup_steps": warmup_steps, "weight_decay": weight_decay, "seed": seed},
+                   "vocab_size": len(tokenizer), "seq_len": seq_len, "batch_size": batch_size,
+                   "max_steps": max_steps, "lr": lr, "warmup_steps": warmup_steps,
+                   "weight_decay": weight_decay, "seed": seed, "threads": torch.get_num_threads()},
     }
     if log_path is not None:
         append_jsonl(log_path, {"step": max_steps, "val_loss": val_loss})
