@@ -65,9 +65,9 @@ class BaseConfig(RuntimeConfig):
     intermediate_size: int = F(704, "MLP width")
     seq_len: int = F(256, "tokens per packed training block")
     batch_size: int = F(16, "blocks per step")
-    max_steps: int = F(120, "optimizer steps")
+    max_steps: int = F(220, "optimizer steps (220: held-out loss 0.88 vs 2.03 at 120, ~5 min on 2 cores)")
     learning_rate: float = F(1e-3, "peak AdamW learning rate")
-    warmup_steps: int = F(12, "linear warm-up steps before cosine decay")
+    warmup_steps: int = F(20, "linear warm-up steps before cosine decay")
     weight_decay: float = F(0.1, "AdamW weight decay")
 
 
