@@ -107,7 +107,8 @@ class SmoothedDPOTrainer(DPOTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:
-            raise NotImplementedError("compute_metrics / logits are not supported; the metrics are logged")
+            raise ValueError("SmoothedDPOTrainer does not return logits (compute_metrics is unsupported); "
+                             "its metrics are logged to log.jsonl instead")
         mode = "train" if self.model.training else "eval"
         completion_mask = inputs["completion_mask"]  # (2B, T)
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)  # (2B, T)
