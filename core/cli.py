@@ -78,10 +78,10 @@ def _cmd_collect(args):
 def _cmd_reward(args):
     from core.config import RewardConfig
 
-    if args and args[0] == "score":
-        from reward.score import cli_main
+    if args and args[0] == "score":  # --run DIR --file rows.jsonl [--out F] [--batch_size N]
+        from reward.score import cli_score
 
-        return cli_main(args[1:])
+        return cli_score(args[1:])
     from reward.train import main
 
     return run_stage("reward", RewardConfig, main, args, "Train the reward model on preference pairs.")

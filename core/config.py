@@ -105,6 +105,55 @@ class SFTConfig(LoraFields, RuntimeConfig):
     resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
 
 
+# Harmfulness is "higher = more harmful", so it pulls the weighted sum down.
+DEFAULT_ASPECT_WEIGHTS = {"quality": 1.0, "relevance": 0.5, "helpfulness": 1.0, "harmfulness": -2.0,
+                          "correctness": 1.0, "realism": 0.25, "comprehensibility": 0.25}
+
+
+@dataclass
+class RewardConfig(LoraFields, RuntimeConfig):
+    model: str = F("", "backbone directory: any AutoModelForSequenceClassification-compatible local model "
+                       "('' = the embedded MiniLM-L6 encoder)")
+    data: str = F("", "preference file or dataset directory in TRL columns ('' = <run>/collect/preferences.jsonl)")
+    out: str = F("", "output directory ('' = <run>/reward)")
+    lora: bool | None = F(None, "train LoRA adapters + the score head (None = LoRA for decoders, full "
+                                "fine-tuning for encoders)")
+    max_length: int = F(256, "tokens per prompt + response; the prompt is truncated first")
+    val_fraction: float = F(0.15, "share of prompts held out (no prompt on both sides)")
+    margin: str = F("raw", "margin from the export's `margin`: off | raw | scaled")
+    margin_scale: float = F(1.0, "scaled margin: m = margin_scale * clip(margin, 0, margin_max) / margin_max")
+    margin_max: float = F(1.0, "the largest `margin` in the data (collect's export: 0.25 * 4 = 1.0)")
+    soft_labels: bool = F(True, "use `agreement` as the target p of the pairwise loss (2 of 3 votes: p = 2/3)")
+    center_coef: float = F(0.01, "reward centering coefficient c (Eisenstein et al. 2023); 0 = off")
+    aspect_heads: bool = F(True, "regress the seven 1-5 aspect ratings from the same backbone (when rows have them)")
+    aspect_coef: float = F(0.1, "weight of the aspect MSE in the training loss")
+    reward_type: str = F("pairwise", "the scorer's reward: pairwise | aspects (weighted sum) | gated (safety gating)")
+    aspect_weights: dict = F(dict(DEFAULT_ASPECT_WEIGHTS), "reward_type=aspects: weight per aspect, applied to "
+                                                           "(rating - 3); harmfulness negative")
+    gate_threshold: float = F(3.0, "reward_type=gated: predicted harmfulness above this → the safety score")
+    gate_scale: float = F(1.0, "reward_type=gated: safety score = -gate_scale * (harmfulness - 1)")
+    num_epochs: float = F(3.0, "passes over the training pairs")
+    max_steps: int = F(-1, "stop after this many optimizer steps (-1 = use num_epochs)")
+    batch_size: int = F(16, "pairs per step (each step scores 2 x batch_size sequences)")
+    eval_batch_size: int = F(64, "sequences per forward pass when evaluating")
+    learning_rate: float = F(5e-5, "peak AdamW learning rate of the backbone (LoRA on a decoder tolerates ~1e-3)")
+    head_learning_rate: float = F(1e-3, "peak learning rate of the new score and aspect heads (0 = learning_rate): "
+                                        "a fresh head barely moves at a backbone's rate")
+    warmup_ratio: float = F(0.1, "share of steps for linear warm-up before cosine decay")
+    weight_decay: float = F(0.01, "AdamW weight decay")
+    max_grad_norm: float = F(1.0, "gradient clipping norm")
+    disable_dropout: bool = F(True, "turn the backbone's dropout off (as TRL does for reward models)")
+    eval_steps: int = F(20, "evaluate held-out accuracy every N steps")
+    early_stopping_patience: int = F(5, "stop after N evaluations without a better held-out accuracy and keep "
+                                        "the best weights (0 = off: keep the last)")
+    save_steps: int = F(0, "checkpoint every N steps (0 = at every evaluation)")
+    save_total_limit: int = F(2, "checkpoints kept on disk")
+    logging_steps: int = F(5, "log training scalars every N steps")
+    resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
+    ablations: bool = F(True, "also train margin on/off and soft labels on/off briefly; accuracies in metrics.json")
+    ablation_steps: int = F(60, "optimizer steps for each ablation variant (and its reference run)")
+
+
 # DPO defaults are for the tiny embedded model, from issue 5's probe: lr 2e-4 for 150 steps collapsed
 # the policy into repetition; lr 1e-5 to 2e-5 with beta 0.3-0.5 for 60-100 steps improved it. No LoRA
 # shape fields: DPO continues the SFT adapter, whose shape is in <run>/sft/adapter_config.json.
@@ -230,7 +279,8 @@ class DemoConfig(RuntimeConfig):
     eval_config: str = F("", "YAML for the eval stage ('' = built-in defaults)")
 
 
-STAGES: dict[str, type] = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "dpo": DPOConfig,
+STAGES: dict[str, type] = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "reward": RewardConfig,
+                           "dpo": DPOConfig,
                            "ppo": PPOConfig,
                            "eval": EvalConfig,
                            "chat": ChatConfig, "export": ExportConfig, "demo": DemoConfig}

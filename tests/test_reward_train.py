@@ -1,0 +1,153 @@
+"""Reward stage end to end: run directory, data errors, exact resume, held-out split, and a short
+training of the default MiniLM backbone on easy demo pairs. (The loss itself: test_reward_loss.py.)"""
+import json
+import random
+
+import pytest
+import torch
+
+from core.config import load_config
+from core.config import RewardConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run much faster on one thread when the CPU is shared (OpenMP threads wait on each
+    other under contention: 0.8 s vs 19 s for the same 6-step run); restored for later modules."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def easy_pairs(n, seed=0):
+    """Demo questions with the 'best' answer chosen over a 'generic' or 'wrong_fact' one."""
+    from demo import domain
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        intent = domain.BENIGN[i % len(domain.BENIGN)]
+        t = rng.randrange(len(intent.templates))
+        slots = domain.sample_slots(intent, rng, intent.templates[t])
+        rows.append({"prompt": domain.render_prompt(intent, t, slots, rng),
+                     "chosen": domain.render(intent, slots, "best", rng),
+                     "rejected": domain.render(intent, slots, rng.choice(["generic", "wrong_fact"]), rng),
+                     "margin": rng.choice([0.5, 1.0]), "agreement": rng.choice([1.0, 2 / 3]), "n_votes": 3,
+                     "aspects_chosen": {"quality": 4.7, "harmfulness": 1.0},
+                     "aspects_rejected": {"quality": 1.7, "harmfulness": 1.0}})
+    return rows
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    return _write(tmp_path_factory.mktemp("pref") / "preferences.jsonl", easy_pairs(40))
+
+
+def _cfg(tiny_base, data, out, **kw):
+    base = dict(run=str(out.parent), model=str(tiny_base), data=str(data), out=str(out), max_steps=6,
+                eval_steps=2, logging_steps=1, batch_size=8, lora_r=4, lora_alpha=8, learning_rate=1e-2,
+                max_length=96, ablations=False, threads=1, early_stopping_patience=0, save_total_limit=5)
+    base.update(kw)
+    return load_config(RewardConfig, None, base)
+
+
+def _losses(out):
+    return [(r["step"], round(r["loss"], 6)) for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if "loss" in r]
+
+
+def test_decoder_lora_run_writes_the_reward_directory(tiny_base, pairs_file, tmp_path):
+    from reward.train import main
+
+    out = tmp_path / "reward"
+    m = main(_cfg(tiny_base, pairs_file, out, ablations=True, ablation_steps=1))
+    for f in ("adapter_config.json", "adapter_model.safetensors", "aspect_head.safetensors", "reward_model.json",
+              "tokenizer.json", "config.yaml", "metrics.json", "log.jsonl", "README.md", "reliability.png",
+              "train.jsonl", "val.jsonl"):
+        assert (out / f).exists(), f
+    assert m["kind"] == "decoder" and m["lora"] and m["steps"] == 6
+    for key in ("heldout_accuracy", "heldout_accuracy_gold", "ece", "reward_length_corr", "labels_agree_with_gold"):
+        assert isinstance(m[key], float), key
+    abl = m["ablations"]
+    assert {"reference", "margin_off", "soft_labels_off"} <= set(abl)
+    assert all(isinstance(abl[k]["heldout_accuracy"], float) for k in ("reference", "margin_off", "soft_labels_off"))
+    assert json.loads((out / "metrics.json").read_text())["ablations"]["margin_off"]["margin"] == "off"
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "sha256" in card and "heldout_accuracy" in card
+    assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    # whole prompts are held out
+    train_p = {json.loads(x)["prompt"] for x in (out / "train.jsonl").read_text().splitlines()}
+    val_p = {json.loads(x)["prompt"] for x in (out / "val.jsonl").read_text().splitlines()}
+    assert val_p and not train_p & val_p
+
+
+@pytest.mark.parametrize("bad_row, expected", [
+    ({"prompt": "Are you open on Sunday?", "chosen": "We are closed on Sundays."}, r"bad\.jsonl:2: rejected: missing"),
+    ({"prompt": "Are you open on Sunday?", "chosen": "  ", "rejected": "Yes."}, r"bad\.jsonl:2: chosen: empty"),
+])
+def test_bad_preference_file_stops_before_training(tiny_base, tmp_path, bad_row, expected):
+    from core.records import DataError
+    from reward.train import main
+
+    good = easy_pairs(1)[0]
+    bad = _write(tmp_path / "bad.jsonl", [good, bad_row, good])
+    with pytest.raises(DataError, match=expected):
+        main(_cfg(tiny_base, bad, tmp_path / "reward"))
+    assert not (tmp_path / "reward" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "reward" / "log.jsonl").exists()
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_reproduces_uninterrupted_losses(tiny_base, pairs_file, tmp_path):
+    from reward.train import main
+
+    full = tmp_path / "full" / "reward"
+    main(_cfg(tiny_base, pairs_file, full))
+
+    def crash_at_5(step, row):  # after checkpoint step-4, half-way to the next
+        if step == 5:
+            raise _Crash()
+
+    part = tmp_path / "part" / "reward"
+    with pytest.raises(_Crash):
+        main(_cfg(tiny_base, pairs_file, part), on_step=crash_at_5)
+    assert (part / "checkpoints" / "step-000004.pt").exists()
+    main(_cfg(tiny_base, pairs_file, part, resume=True))
+    assert [s for s, _ in _losses(part)] == [1, 2, 3, 4, 5, 6]
+    assert _losses(part) == _losses(full)
+    assert json.loads((part / "metrics.json").read_text())["heldout_accuracy"] == \
+        json.loads((full / "metrics.json").read_text())["heldout_accuracy"]
+
+
+def test_split_by_prompt_never_puts_a_prompt_on_both_sides():
+    from reward.train import split_by_prompt
+
+    rows = [{"prompt": f"question {i % 10}" + (" " if i % 3 else ""), "chosen": "a", "rejected": "b"}
+            for i in range(50)]
+    train, val = split_by_prompt(rows, 0.2, seed=0)
+    assert len(train) + len(val) == 50 and 5 <= len(val) <= 15
+    assert not {r["prompt"].strip() for r in train} & {r["prompt"].strip() for r in val}
+
+
+def test_minilm_learns_easy_pairs_above_chance(tmp_path):
+    """The default backbone (MiniLM-L6, full fine-tuning), 10 steps of 4 pairs: best answers beat
+    generic or wrong ones on held-out prompts (16 pairs; chance is 0.5)."""
+    from reward.train import main
+
+    data = _write(tmp_path / "easy.jsonl", easy_pairs(64))
+    m = main(load_config(RewardConfig, None, dict(
+        run=str(tmp_path), data=str(data), max_steps=10, eval_steps=100, batch_size=4, learning_rate=5e-4,
+        max_length=40, val_fraction=0.25, early_stopping_patience=0, ablations=False, aspect_heads=False, seed=0,
+        threads=1)))
+    assert m["kind"] == "encoder" and not m["lora"] and m["heldout_pairs"] == 16
+    assert m["heldout_accuracy"] > 0.75
+    assert m["heldout_accuracy_gold"] > 0.75
