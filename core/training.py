@@ -34,3 +34,36 @@ def truncate_log(path: Path, step: int) -> None:
 def last_checkpoint(out: Path) -> Path | None:
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return ckpts[-1] if ckpts else None
+
+
+def trainer_kwargs(cfg, policy, out: Path) -> dict:
+    """The TrainingArguments every Trainer-based stage shares, from its config and the device
+    policy (core/device.py): never TRL's GPU-shaped defaults (bf16, checkpointing) on a CPU."""
+    return dict(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.num_epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.eval_steps,
+        save_total_limit=cfg.save_total_limit,
+        greater_is_better=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=policy.use_cpu,
+        bf16=policy.bf16,
+        fp16=policy.fp16,
+        gradient_checkpointing=policy.gradient_checkpointing,
+        report_to="none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=not policy.use_cpu,
+    )

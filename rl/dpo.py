@@ -48,7 +48,7 @@ from core.policies import base_dir
 from core.records import read_preferences
 from core.runcard import data_info, write_run_card
 from core.config import DPOConfig
-from core.training import JsonlLogger, last_checkpoint, truncate_log
+from core.training import JsonlLogger, last_checkpoint, trainer_kwargs, truncate_log
 from rl.dpo_loss import LOSS_TYPES, smoothing_from_agreement
 
 
@@ -110,36 +110,10 @@ def trl_args(cfg: DPOConfig, policy: DevicePolicy, out: Path, evaluate: bool = T
 
     keep_best = evaluate and (cfg.early_stopping_patience > 0 or cfg.max_kl > 0)
     return TRLDPOConfig(
-        output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.num_epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        logging_steps=cfg.logging_steps,
+        **trainer_kwargs(cfg, policy, out),
         eval_strategy="steps" if evaluate else "no",
-        eval_steps=cfg.eval_steps,
-        save_strategy="steps",
-        save_steps=cfg.eval_steps,
-        save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=keep_best,
         metric_for_best_model="eval_objective" if keep_best else None,  # set by KLGuard, see below
-        greater_is_better=False,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        # device policy (core/device.py): never TRL's GPU-shaped defaults on a CPU
-        use_cpu=policy.use_cpu,
-        bf16=policy.bf16,
-        fp16=policy.fp16,
-        gradient_checkpointing=policy.gradient_checkpointing,
-        report_to="none",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=not policy.use_cpu,
         # DPO
         beta=cfg.beta,
         loss_type=[cfg.loss_type],  # one loss: SmoothedDPOTrainer computes it with rl.dpo_loss

@@ -20,7 +20,7 @@ from core.io import write_jsonl
 from core.models import count_parameters, load_causal_lm, load_tokenizer, lora_config, preflight
 from core.records import read_sft
 from core.runcard import data_info, write_run_card
-from core.training import JsonlLogger, last_checkpoint, truncate_log
+from core.training import JsonlLogger, last_checkpoint, trainer_kwargs, truncate_log
 from sft.data import augment_paraphrases, check_rows, simple_paraphrase, split_train_val
 
 
@@ -68,39 +68,13 @@ def trl_args(cfg: SFTConfig, policy: DevicePolicy, out: Path):
     from trl import SFTConfig as TRLSFTConfig
 
     return TRLSFTConfig(
-        output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.num_epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        logging_steps=cfg.logging_steps,
+        **trainer_kwargs(cfg, policy, out),
         eval_strategy="steps",
-        eval_steps=cfg.eval_steps,
-        save_strategy="steps",
-        save_steps=cfg.eval_steps,
-        save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=cfg.early_stopping_patience > 0,
         metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        # device policy (core/device.py): never TRL's GPU-shaped defaults on a CPU
-        use_cpu=policy.use_cpu,
-        bf16=policy.bf16,
-        fp16=policy.fp16,
-        gradient_checkpointing=policy.gradient_checkpointing,
         max_length=cfg.max_length,
         packing=False,
         completion_only_loss=True,
-        report_to="none",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=not policy.use_cpu,
         save_only_model=False,
     )
 
