@@ -166,7 +166,7 @@ def minibatches(rollout, cfg, seed: int):
 def plain_train_tok_s(model, rollout, cfg, with_value: bool = True) -> float:
     """Forward (policy logits [+ values]), a plain loss, backward, clip, AdamW: the floor any PPO
     loop pays for the same passes on the same minibatches."""
-    from rl.logps import token_logps
+    from core.logps import token_logps
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
@@ -215,7 +215,7 @@ def memory_probe(args) -> dict:
         model, opt = acc.prepare(ac, make_optimizer(ac, cfg))
         ppo_update(model, opt, acc, make_experience(ac, tok, prompts, reward_function(args), cfg, 0.1), cfg)
     else:  # the policy alone: sample, log-probs, then forward/backward/AdamW of the policy only
-        from rl.logps import token_logps
+        from core.logps import token_logps
         from rl.rollout import sample
 
         policy = load_plain_policy(args, tok)

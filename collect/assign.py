@@ -5,7 +5,9 @@ Each regular item goes to `overlap` annotators (k, so agreement is defined), ite
 completion first so they reach k before new ones open; nobody gets an item twice. Gold items
 (known answer, for annotator QA) are mixed in at `gold_rate` and are not capped by overlap:
 every annotator may meet each gold item once. The side is a deterministic coin per
-(seed, item, annotator), stored with the assignment and hence logged.
+(seed, item, annotator), stored with the assignment and hence logged. Review-only items
+(one flagged output for the safety reviewers, see eval/safety.py) are never handed out: there
+is no second response to compare it with.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import exists, false, func, select, true, update
+from sqlalchemy import and_, exists, false, func, select, true, update
 from sqlalchemy.orm import Session
 
 from core.records import DataError, RowProblem, read_rows
@@ -75,16 +77,24 @@ def validate_item(row: dict) -> dict:
     gold_choice = row.get("gold_choice") or None
     if gold_choice is not None and gold_choice not in CHOICES:
         raise RowProblem("gold_choice", f"must be one of {', '.join(CHOICES)}, got {gold_choice!r}")
-    flag = row.get("is_gold", gold_choice is not None)
-    if flag not in _TRUE and flag not in _FALSE:
-        raise RowProblem("is_gold", f"must be true or false, got {flag!r}")
-    is_gold = flag in _TRUE
+    is_gold = _flag(row, "is_gold", gold_choice is not None)
     if is_gold and gold_choice is None:
         raise RowProblem("gold_choice", "a gold item needs its known answer (a, b, tie, both_bad)")
+    review_only = _flag(row, "review_only", False)
+    if review_only and is_gold:
+        raise RowProblem("review_only", "a review-only item is never annotated: it cannot be gold")
     return {"id": str(item_id), "prompt": _str(row, "prompt"),
             "response_a": _str(row, "response_a"), "response_b": _str(row, "response_b"),
             "source_a": _str(row, "source_a", False), "source_b": _str(row, "source_b", False),
-            "meta": dict(meta), "is_gold": is_gold, "gold_choice": gold_choice if is_gold else None}
+            "meta": dict(meta), "is_gold": is_gold, "gold_choice": gold_choice if is_gold else None,
+            "review_only": review_only}
+
+
+def _flag(row: dict, key: str, default: bool) -> bool:
+    flag = row.get(key, default)
+    if flag not in _TRUE and flag not in _FALSE:
+        raise RowProblem(key, f"must be true or false, got {flag!r}")
+    return flag in _TRUE
 
 
 def add_items(store: Store, items: Iterable[dict], actor: str = "cli") -> int:
@@ -146,7 +156,8 @@ def side_swapped(seed: int, item_id: str, annotator: str) -> bool:
 
 
 # `is_gold = 0` rather than `NOT is_gold`: SQLite uses an index only for the equality form.
-REGULAR, GOLD = Item.is_gold == false(), Item.is_gold == true()
+REGULAR = and_(Item.is_gold == false(), Item.review_only == false())
+GOLD = Item.is_gold == true()
 
 
 def _mine(annotator: str):

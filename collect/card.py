@@ -9,6 +9,7 @@ from .agreement import landis_koch
 
 _REASON_TEXT = {
     "gold": "gold items (annotator QA, never exported)",
+    "review_only": "single outputs flagged for safety review (never shown to annotators)",
     "no_votes": "no active vote yet",
     "too_few_votes": "fewer votes than min_votes",
     "tie": "majority says tie",

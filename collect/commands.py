@@ -66,11 +66,12 @@ def export(run: str | Path, min_agreement: float = 0.0, min_votes: int = 1) -> d
 
 
 def simulate(run: str | Path, n_annotators: int = 5, careless: int = 1, seed: int = 0,
-             overlap: int = 3, gold_rate: float = 0.1) -> dict[str, Any]:
+             overlap: int = 3, gold_rate: float = 0.1, **behaviour: float) -> dict[str, Any]:
+    """behaviour: SimAnnotator's tie_within, both_bad_below, left_bias."""
     store = store_for(run)
     try:
         out = simulate_mod.simulate(store, n_annotators=n_annotators, careless=careless,
-                                    seed=seed, overlap=overlap, gold_rate=gold_rate)
+                                    seed=seed, overlap=overlap, gold_rate=gold_rate, **behaviour)
     finally:
         store.close()
     per = ", ".join(f"{k} {n}" for k, n in out["votes"].items())

@@ -12,7 +12,8 @@ One row per regular item whose active votes have a clear a/b majority:
   aspects_chosen / aspects_rejected   per-aspect mean rating over those votes;
   item_id, origin ("votes", or "reviewer": see below).
 
-Not turned into pairs, but counted by reason: gold items (annotator QA), items without votes
+Not turned into pairs, but counted by reason: gold items (annotator QA), review-only items
+(one flagged output shown to safety reviewers, never voted on), items without votes
 or with fewer than min_votes, a tie or both_bad majority, a split majority (e.g. 1 a vs 1 b),
 agreement below min_agreement, and a majority response a reviewer judged unsafe.
 Safety: a response whose latest review is confirm_harmful or reference_answer is never
@@ -38,8 +39,8 @@ from .store import Item, Store, Vote
 from .summary import agreement_summary
 
 UNSAFE = ("confirm_harmful", "reference_answer")
-REASONS = ("gold", "no_votes", "too_few_votes", "tie", "both_bad", "split", "low_agreement",
-           "harmful_chosen")
+REASONS = ("gold", "review_only", "no_votes", "too_few_votes", "tie", "both_bad", "split",
+           "low_agreement", "harmful_chosen")
 MAX_GAP = 4.0  # the widest quality gap on a 1-5 scale
 
 
@@ -102,8 +103,8 @@ def build_pairs(store: Store, min_agreement: float = 0.0, min_votes: int = 1,
             votes.setdefault(v.item_id, []).append(v)
     rows, excluded, origins = [], Counter(), Counter()
     for item in items:
-        if item.is_gold:
-            excluded["gold"] += 1
+        if item.is_gold or item.review_only:
+            excluded["gold" if item.is_gold else "review_only"] += 1
             continue
         row, why = _pair(item, votes.get(item.id, []), decisions, min_agreement, min_votes,
                          margin_scale)

@@ -2,7 +2,7 @@
 
 Either one policy sampled twice (two seeds: the pairs a reward model learns from) or two
 policies once each (`vs`: a blind A/B test; the app never shows which is which). All
-policies are adapters on one copy of the base weights (eval.gold.attach_adapters), sampled
+policies are adapters on one copy of the base weights (core.policies.attach_adapters), sampled
 in batches with the KV cache (core.generation.generate).
 
 Item ids are deterministic, "<policy>-vs-<other>-<prompt id>", so a re-run skips what is
@@ -55,8 +55,7 @@ def load_policies(run: Path, policies: list[str], device: str = "auto", threads:
     """(tokenizer, model): the base model loaded once with each non-base policy attached."""
     from core.device import resolve_device
     from core.models import load_causal_lm, load_tokenizer
-    from core.policies import adapter_dir, base_dir
-    from eval.gold import attach_adapters
+    from core.policies import adapter_dir, attach_adapters, base_dir
 
     base = base_dir(run)
     tok = load_tokenizer(base)
@@ -68,7 +67,7 @@ def load_policies(run: Path, policies: list[str], device: str = "auto", threads:
 
 def _sample(model, tok, policy: str, prompts: list[str], seed: int, gen: dict) -> list[str]:
     from core.generation import generate
-    from eval.gold import use_policy
+    from core.policies import use_policy
 
     name = policy if policy == "base" else _adapter_name(policy)
     with use_policy(model, name) as m:

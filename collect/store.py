@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, Float, ForeignKey, ForeignKeyConstraint,
                         Index, Integer, String, Text, UniqueConstraint, create_engine, event,
-                        select, text)
+                        false, inspect, select, text)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateColumn
 
 from core.config import UserError
 
@@ -65,7 +66,8 @@ class User(Base):
 class Item(Base):
     __tablename__ = "items"
     # The work queue: regular items by how many annotators already have them, fullest first.
-    __table_args__ = (Index("items_queue", "is_gold", text("n_assigned DESC"), "created_at", "id"),)
+    __table_args__ = (Index("items_queue", "is_gold", "review_only", text("n_assigned DESC"),
+                            "created_at", "id"),)
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     prompt: Mapped[str] = mapped_column(Text)
     response_a: Mapped[str] = mapped_column(Text)
@@ -74,6 +76,8 @@ class Item(Base):
     source_b: Mapped[str] = mapped_column(String(200), default="")
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # One flagged output for the safety reviewers (eval/safety.py), never handed to annotators.
+    review_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     gold_choice: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     # Assignments so far, kept in the assignment's own transaction: counting them per item on
@@ -240,11 +244,38 @@ def open_store(url_or_path: str | Path) -> Store:
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
     Base.metadata.create_all(engine)
+    _add_new_columns(engine)
     if engine.dialect.name == "sqlite":
         with engine.begin() as conn:
             for ddl in _APPEND_ONLY:
                 conn.exec_driver_sql(ddl)
     return Store(engine)
+
+
+# Columns added after stores were first created: create_all makes missing tables, not missing
+# columns, so a store from an older version gets them here (with their server default), and
+# the indexes over them are rebuilt.
+_NEW_COLUMNS = (Item.__table__.c.review_only,)
+
+
+def _has_column(engine: Engine, col) -> bool:
+    return col.name in {c["name"] for c in inspect(engine).get_columns(col.table.name)}
+
+
+def _add_new_columns(engine: Engine) -> None:
+    for col in _NEW_COLUMNS:
+        if _has_column(engine, col):
+            continue
+        try:
+            with engine.begin() as conn:
+                ddl = CreateColumn(col).compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {col.table.name} ADD COLUMN {ddl}")
+                for index in (i for i in col.table.indexes if col.name in i.columns):
+                    index.drop(conn, checkfirst=True)
+                    index.create(conn)
+        except DBAPIError:  # another process opening the store added it first
+            if not _has_column(engine, col):
+                raise
 
 
 def _sqlite_setup(engine: Engine) -> None:

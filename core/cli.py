@@ -20,7 +20,8 @@ The human-feedback loop, one command per stage (each reads and writes runs/<name
   reward     train the reward model (`reward score` scores a file of prompt/response rows)
   dpo        DPO update of the SFT policy (TRL DPOTrainer, agreement-smoothed loss)
   ppo        PPO update of the SFT policy against the reward model (our own loop)
-  eval       score the run's policies with the gold oracle (demo) on held-out prompts
+  eval       compare the run's policies: win rates, safety audit, perplexity, report.html
+             (`eval --to-collect --a sft --b ppo`: blind A/B items for annotators)
   chat       chat with a policy in the terminal (streamed tokens)
   export     merge a LoRA adapter into a standalone Hugging Face model (--merge OUT)
 
@@ -124,9 +125,9 @@ def _cmd_data(args):
 
 def _cmd_eval(args):
     from core.config import EvalConfig
-    from eval.gold import main
+    from eval.stage import main
 
-    return run_stage("eval", EvalConfig, main, args, "Score the run's policies on held-out prompts.")
+    return run_stage("eval", EvalConfig, main, args, "Compare the run's policies (win rates, safety audit, perplexity, KL) and write eval/report.html.")
 
 
 def _cmd_chat(args):

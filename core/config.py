@@ -249,10 +249,19 @@ class EvalConfig(RuntimeConfig):
     redteam: str = F("", "red-team prompts file ('' = <run>/data/redteam.jsonl)")
     max_prompts: int = F(0, "evaluate at most N held-out prompts (0 = all)")
     max_new_tokens: int = F(96, "response length limit")
-    temperature: float = F(0.0, "0 = greedy decoding; > 0 samples")
-    top_p: float = F(1.0, "nucleus sampling threshold when sampling")
+    top_p: float = F(1.0, "nucleus sampling threshold of the sampled comparison")
     batch_size: int = F(32, "prompts per generation batch")
     n_bootstrap: int = F(1000, "bootstrap resamples (over prompts) for win-rate intervals")
+    serving_temperature: float = F(0.7, "the sampled comparison's temperature (0 = greedy only)")
+    reward: str = F("", "reward model for RM scores and RM-judged win rates ('' = <run>/reward if it exists)")
+    ppl_max_rows: int = F(200, "SFT validation rows and corpus documents used for perplexity (0 = all)")
+    safety_rules: str = F("", "YAML file of regex patterns per harm category for the detector ('' = built-in)")
+    flag_to_review: bool = F(True, "send every flagged red-team output to the collect/ review queue")
+    report: bool = F(True, "write <run>/eval/report.html")
+    to_collect: bool = F(False, "instead of evaluating: create blind A/B items (--a vs --b) in the collect store")
+    a: str = F("sft", "--to-collect: the first policy")
+    b: str = F("ppo", "--to-collect: the second policy")
+    ab_n: int = F(100, "--to-collect: held-out prompts to compare on")
 
 
 @dataclass
@@ -271,18 +280,38 @@ class ExportConfig(RuntimeConfig):
 
 
 @dataclass
+class SimulatedRoundConfig(RuntimeConfig):
+    """The demo's annotation round: sample pairs, simulated annotators vote, export preferences."""
+    n_pairs: int = F(300, "preference prompts to sample a pair for (the SFT policy sampled twice)")
+    temperature: float = F(1.0, "sampling temperature of the pairs")
+    top_p: float = F(1.0, "nucleus sampling threshold of the pairs")
+    max_new_tokens: int = F(64, "response length limit")
+    annotators: int = F(5, "simulated annotators")
+    careless: int = F(1, "of which answer at random (the agreement checks should catch them)")
+    overlap: int = F(3, "annotators per item")
+    gold_rate: float = F(0.1, "share of gold items each annotator sees")
+    both_bad_below: float = F(2.0, "a careful annotator votes 'both bad' when both gold scores are below this")
+    min_agreement: float = F(0.0, "export: drop pairs whose vote agreement is below this")
+
+
+@dataclass
 class DemoConfig(RuntimeConfig):
     fresh: bool = F(False, "redo every stage even when its inputs have not changed")
     quick: bool = F(False, "a reduced-size loop (CI and tests): small data, short training")
+    until: str = F("", "stop after this stage (data, base, sft, collect, reward, dpo, ppo, eval; '' = all)")
     base_config: str = F("", "YAML for the base stage ('' = built-in defaults)")
     sft_config: str = F("", "YAML for the sft stage ('' = built-in defaults)")
+    collect_config: str = F("", "YAML for the simulated annotation round ('' = built-in defaults)")
+    reward_config: str = F("", "YAML for the reward stage ('' = built-in defaults)")
+    dpo_config: str = F("", "YAML for the dpo stage ('' = built-in defaults)")
+    ppo_config: str = F("", "YAML for the ppo stage ('' = built-in defaults)")
     eval_config: str = F("", "YAML for the eval stage ('' = built-in defaults)")
 
 
 STAGES: dict[str, type] = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "reward": RewardConfig,
                            "dpo": DPOConfig,
                            "ppo": PPOConfig,
-                           "eval": EvalConfig,
+                           "eval": EvalConfig, "collect": SimulatedRoundConfig,
                            "chat": ChatConfig, "export": ExportConfig, "demo": DemoConfig}
 
 

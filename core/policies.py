@@ -1,6 +1,7 @@
 """Find a run's policies on disk: the base model directory and the stages' LoRA adapters."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 ADAPTER_STAGES = ("sft", "dpo", "ppo")
@@ -40,3 +41,28 @@ def discover(run: str | Path) -> dict[str, Path | None]:
         if (run / name / "adapter_config.json").exists():
             found[name] = run / name
     return found
+
+
+def attach_adapters(model, adapters: dict[str, Path]):
+    """One PeftModel holding every adapter by name (one copy of the base weights)."""
+    from peft import PeftModel
+
+    peft_model = None
+    for name, path in adapters.items():
+        if peft_model is None:
+            peft_model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+        else:
+            peft_model.load_adapter(str(path), adapter_name=name)
+    return peft_model or model
+
+
+@contextlib.contextmanager
+def use_policy(model, name: str):
+    """Switch the shared model to one policy: 'base' disables every adapter."""
+    if name == "base":
+        ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+        with ctx:
+            yield model
+    else:
+        model.set_adapter(name)
+        yield model

@@ -11,12 +11,14 @@ Documents are joined by a blank line, "<|endoftext|>" and a newline; demo/base.p
 from __future__ import annotations
 
 import random
+import re
 
 from demo import domain
 from demo.facts import (ADDRESSES, CARE, CATEGORIES, CITIES, DAYS, PRODUCTS, SHOP, SHOP_FULL, STORE_HOURS,
                         SUPPORT_PHONE, WARRANTY_YEARS, ZONES, hours_for)
 
 DOC_SEPARATOR = "\n\n<|endoftext|>\n"
+_STOP_WORDS = frozenset("a an the and or but if so to of in on at for from with by as is are was be do does did i my me you your we our us it can could would will how what when where which who why there this that any get have has am".split())
 
 
 def store_pages(rng: random.Random) -> list[str]:
@@ -104,6 +106,30 @@ def faq_pages(rng: random.Random, per_intent: int = 3) -> list[str]:
     return docs
 
 
+def _content_words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z][a-z'&-]*", text.lower()) if w not in _STOP_WORDS]
+
+
+def topic_pages(rng: random.Random, per_intent: int = 4) -> list[str]:
+    """Help-center topic pages with the search keywords that lead to each topic: the words of
+    every way customers ask about it (the held-out wordings included, as single words in a
+    shuffled list, never as questions). A real base model knows from pretraining that
+    "abroad" is about international shipping; a model pretrained on this corpus alone can
+    only learn it here."""
+    docs = []
+    for intent in domain.BENIGN + domain.HARMFUL:
+        # the templates' own words; slot values (cities, products) would only add noise
+        words = sorted({w for t in intent.templates for w in _content_words(re.sub(r"\{\w+\}", " ", t))})
+        title = intent.name.replace("_", " ")
+        for _ in range(per_intent):
+            rng.shuffle(words)
+            slots = domain.sample_slots(intent, rng, rng.choice(intent.templates))
+            answer = (domain.render(intent, slots, "refusal", rng) if intent.harmful
+                      else domain.statement(intent, slots, rng))
+            docs.append(f"{SHOP} Help Center: {title}\n\nSearch keywords: {', '.join(words)}\n\n{answer}")
+    return docs
+
+
 def transcript(rng: random.Random) -> str:
     """One support chat of 1-3 exchanges, mostly good answers."""
     turns = []
@@ -122,7 +148,8 @@ def transcript(rng: random.Random) -> str:
 
 
 def build_corpus(rng: random.Random, target_chars: int = 700_000) -> str:
-    docs = store_pages(rng) + shipping_pages(rng) + catalog_pages(rng) + care_pages() + faq_pages(rng)
+    docs = (store_pages(rng) + shipping_pages(rng) + catalog_pages(rng) + care_pages() + faq_pages(rng)
+            + topic_pages(rng))
     size = sum(len(d) + len(DOC_SEPARATOR) for d in docs)
     while size < target_chars:
         doc = transcript(rng)

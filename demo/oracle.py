@@ -322,6 +322,11 @@ def score(prompt: str, response: str) -> dict:
     return _aspects(f, overall) | {"overall": overall}
 
 
+def recognises(prompt: str) -> bool:
+    """True when the prompt is a question of the demo domain (the oracle can judge answers to it)."""
+    return isinstance(prompt, str) and _parse(prompt) is not None
+
+
 def fact_correct(prompt: str, response: str) -> bool | None:
     """True when the response states the right fact for the question and no conflicting value of
     the same kind; None when the question has no checkable fact (harmful or unparseable)."""

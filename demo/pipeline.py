@@ -1,27 +1,48 @@
-"""`rlhf demo`: the loop on the embedded default domain, stage by stage, skipping stages whose
-config and inputs have not changed since they last finished (a fingerprint in `inputs.json`).
+"""`rlhf demo`: the whole loop on the embedded default domain, stage by stage:
 
-An interrupted run picks up where it stopped: finished stages are skipped, and an SFT run that
-left checkpoints resumes from the newest one.
+    data → base → sft → collect (pairs, simulated annotators, agreement, export) → reward
+         → dpo → ppo → eval (win rates, safety audit, report.html)
+
+A stage is skipped when its config and inputs have not changed since it last finished (a
+fingerprint in `<stage>/inputs.json`); `--fresh` redoes everything. An interrupted run picks up
+where it stopped: finished stages are skipped, and a training stage that left checkpoints
+resumes from the newest one.
 """
 from __future__ import annotations
 
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
-from core.config import BaseConfig, DataConfig, DemoConfig, EvalConfig, SFTConfig, load_config
+from core.config import (BaseConfig, DataConfig, DemoConfig, DPOConfig, EvalConfig, PPOConfig, RewardConfig,
+                         SFTConfig, SimulatedRoundConfig, UserError, load_config)
 from core.io import write_json
 from core.runcard import fingerprint, mark_stage, stage_status
 
 # Reduced sizes for CI and tests: the same code paths, minutes less.
 QUICK = {
+    "data": {"n_sft": 600, "n_pref": 48, "n_eval": 16, "n_redteam": 8},
     "base": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 176,
              "vocab_size": 1024, "seq_len": 128, "max_steps": 40, "warmup_steps": 4},
     "sft": {"max_steps": 20, "eval_steps": 20, "batch_size": 8, "logging_steps": 5},
-    "eval": {"max_prompts": 12, "max_new_tokens": 32},
+    # the quick loop's policy babbles: without "both bad" votes its pairs still rank by gold score
+    "collect": {"n_pairs": 48, "max_new_tokens": 24, "annotators": 4, "careless": 1, "both_bad_below": 0.0},
+    "reward": {"max_steps": 12, "eval_steps": 6, "batch_size": 8, "max_length": 96, "ablations": False},
+    "dpo": {"max_steps": 6, "eval_steps": 3, "batch_size": 4, "logging_steps": 1, "max_length": 96},
+    "ppo": {"max_steps": 3, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 3},
+    "eval": {"max_prompts": 8, "max_new_tokens": 24, "ppl_max_rows": 16, "n_bootstrap": 200},
 }
+# The full demo's sizes where they differ from each stage's own defaults (15-minute budget on 2 cores).
+FULL = {
+    "reward": {"ablations": False},
+}
+ORDER = ("data", "base", "sft", "collect", "reward", "dpo", "ppo", "eval")
+CLASSES = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,
+           "reward": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "eval": EvalConfig}
+RESUMABLE = ("sft", "reward", "dpo", "ppo")  # stages with checkpoints and a `resume` option
 
 
 def data_main(cfg: DataConfig) -> dict:
@@ -37,63 +58,112 @@ def data_main(cfg: DataConfig) -> dict:
     return info
 
 
+def collect_main(cfg: SimulatedRoundConfig) -> dict:
+    """The annotation round with simulated annotators: pairs → votes → agreement → export."""
+    from collect import commands
+    from collect.generate import generate_pairs
+
+    run = Path(cfg.run)
+    generate_pairs(run, policy="sft", n=cfg.n_pairs, temperature=cfg.temperature, top_p=cfg.top_p,
+                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, device=cfg.device, threads=cfg.threads)
+    sim = commands.simulate(run, n_annotators=cfg.annotators, careless=cfg.careless, seed=cfg.seed,
+                            overlap=cfg.overlap, gold_rate=cfg.gold_rate, both_bad_below=cfg.both_bad_below)
+    report = commands.report(run, overlap=cfg.overlap)
+    stats = commands.export(run, min_agreement=cfg.min_agreement)
+    choice = report["agreement"]["choice"] or {}
+    metrics = {"n_votes": sim["n_votes"], "n_pairs": stats["n_pairs"], "choice_agreement": choice.get("value"),
+               "choice_method": choice.get("method"), "flagged_annotators": stats["flagged_annotators"]}
+    write_json(run / "collect" / "metrics.json", metrics)
+    return metrics
+
+
 def _stage_configs(cfg: DemoConfig) -> dict:
     common = {"run": cfg.run, "seed": cfg.seed}
     runtime = {"device": cfg.device, "dtype": cfg.dtype, "threads": cfg.threads,
                "gradient_checkpointing": cfg.gradient_checkpointing}
-    quick = QUICK if cfg.quick else {}
-    return {
-        "data": load_config(DataConfig, None, common),
-        # quick sizes are defaults: a stage YAML given to the demo overrides them
-        "base": load_config(BaseConfig, cfg.base_config or None, {**common, **runtime}, quick.get("base")),
-        "sft": load_config(SFTConfig, cfg.sft_config or None, {**common, **runtime}, quick.get("sft")),
-        "eval": load_config(EvalConfig, cfg.eval_config or None, {**common, **runtime}, quick.get("eval")),
-    }
+    sizes = QUICK if cfg.quick else FULL
+    out = {}
+    for name in ORDER:
+        yaml = getattr(cfg, f"{name}_config", "") or None
+        overrides = common if name == "data" else {**common, **runtime}
+        # the quick/full sizes are defaults: a stage YAML given to the demo overrides them
+        out[name] = load_config(CLASSES[name], yaml, overrides, sizes.get(name))
+    return out
+
+
+def _plan(run: Path) -> list[tuple[str, Path, Callable, dict]]:
+    from demo.base import main as base_main
+    from eval.stage import main as eval_main
+    from reward.train import main as reward_main
+    from rl.dpo import main as dpo_main
+    from rl.ppo import main as ppo_main
+    from sft.train import main as sft_main
+
+    data, base_w = run / "data", run / "base" / "model.safetensors"
+    sft_w = run / "sft" / "adapter_model.safetensors"
+    prefs = run / "collect" / "preferences.jsonl"
+    return [
+        ("data", data, data_main, {}),
+        ("base", run / "base", base_main, {"corpus": data / "corpus.txt"}),
+        ("sft", run / "sft", sft_main, {"base": base_w, "data": data / "sft.jsonl"}),
+        ("collect", run / "collect", collect_main, {"sft": sft_w, "prompts": data / "prompts.jsonl"}),
+        ("reward", run / "reward", reward_main, {"preferences": prefs}),
+        ("dpo", run / "dpo", dpo_main, {"sft": sft_w, "preferences": prefs}),
+        ("ppo", run / "ppo", ppo_main, {"sft": sft_w, "reward": run / "reward" / "metrics.json",
+                                        "prompts": data / "prompts.jsonl"}),
+        ("eval", run / "eval", eval_main, {"sft": sft_w, "dpo": run / "dpo" / "adapter_model.safetensors",
+                                           "ppo": run / "ppo" / "adapter_model.safetensors",
+                                           "reward": run / "reward" / "metrics.json",
+                                           "prompts": data / "prompts.jsonl"}),
+    ]
+
+
+def _run_stage(name: str, out: Path, fn: Callable, stage_cfg, inputs: dict) -> float | None:
+    """Run one stage unless it is up to date; returns its wall seconds (None when skipped)."""
+    fp = fingerprint(stage_cfg, inputs)
+    status = stage_status(out, fp)
+    if status == "done":
+        print(f"[demo] {name}: up to date, skipped")
+        return None
+    if status == "interrupted" and name in RESUMABLE:
+        print(f"[demo] {name}: resuming an interrupted run")
+        stage_cfg = replace(stage_cfg, resume=True)
+    else:
+        if name in RESUMABLE:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)  # from other settings: never resume those
+        if name == "collect":  # votes from other pairs or settings: start the round afresh
+            shutil.rmtree(out, ignore_errors=True)
+        print(f"[demo] {name}: running")
+    mark_stage(out, fp, "running")
+    t0 = time.time()
+    fn(stage_cfg)
+    mark_stage(out, fp, "done")
+    return round(time.time() - t0, 1)
 
 
 def main(cfg: DemoConfig) -> dict:
-    from demo.base import main as base_main
-    from eval.gold import format_table
-    from eval.gold import evaluate as eval_main
-    from sft.train import main as sft_main
+    from eval.stage import format_table
 
+    if cfg.until and cfg.until not in ORDER:
+        raise UserError(f"--until {cfg.until!r}: not a stage (one of {', '.join(ORDER)})")
     run = Path(cfg.run)
     if cfg.fresh and run.exists():
         shutil.rmtree(run)
     stages = _stage_configs(cfg)
-    data = run / "data"
-    plan = [
-        ("data", data, data_main, {}),
-        ("base", run / "base", base_main, {"corpus": data / "corpus.txt"}),
-        ("sft", run / "sft", sft_main, {"base": run / "base" / "model.safetensors", "data": data / "sft.jsonl"}),
-        ("eval", run / "eval", eval_main, {"base": run / "base" / "model.safetensors",
-                                           "sft": run / "sft" / "adapter_model.safetensors",
-                                           "prompts": data / "prompts.jsonl"}),
-    ]
-    timings, results = {}, {}
-    for name, out, fn, inputs in plan:
-        stage_cfg = stages[name]
-        fp = fingerprint(stage_cfg, inputs)
-        status = stage_status(out, fp)
-        if status == "done":
-            print(f"[demo] {name}: up to date, skipped")
-            timings[name] = 0.0
-            continue
-        if status == "interrupted" and name == "sft":
-            print(f"[demo] {name}: resuming an interrupted run")
-            stage_cfg = load_config(SFTConfig, None, {**vars(stage_cfg), "resume": True})
-        else:
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)  # from other settings: never resume those
-            print(f"[demo] {name}: running")
-        mark_stage(out, fp, "running")
-        t0 = time.time()
-        results[name] = fn(stage_cfg)
-        timings[name] = round(time.time() - t0, 1)
-        mark_stage(out, fp, "done")
-    summary = {"stage_seconds": timings}
-    write_json(run / "demo_timings.json", summary)
-    print("\n[demo] stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
-    eval_metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    print(format_table(eval_metrics))
-    print(f"[demo] run directory: {run} (eval/metrics.json, eval/samples.jsonl, each stage's README.md)")
-    return {"timings": timings, "eval": eval_metrics}
+    timings = {}
+    for name, out, fn, inputs in _plan(run):
+        seconds = _run_stage(name, out, fn, stages[name], inputs)
+        timings[name] = 0.0 if seconds is None else seconds
+        write_json(run / "demo_timings.json", {"stage_seconds": timings})
+        if name == cfg.until:
+            break
+    print("\n[demo] stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
+          + f"; total {sum(timings.values()):.0f}")
+    result = {"timings": timings}
+    metrics_path = run / "eval" / "metrics.json"
+    if "eval" in timings and metrics_path.exists():
+        result["eval"] = json.loads(metrics_path.read_text())
+        print(format_table(result["eval"]))
+        print(f"[demo] report: {run / 'eval' / 'report.html'}")
+    print(f"[demo] run directory: {run} (each stage's README.md, metrics.json and log.jsonl)")
+    return result

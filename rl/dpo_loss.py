@@ -50,7 +50,7 @@ def dpo_loss(
     caller that forgot `torch.no_grad()` does not train it.
 
     Args:
-        *_logps: (B,) summed log-probs of each response (see `rl.logps.sequence_logps`).
+        *_logps: (B,) summed log-probs of each response (see `core.logps.sequence_logps`).
         beta: β > 0.
 
     Returns:

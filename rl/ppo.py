@@ -35,7 +35,7 @@ from core.policies import base_dir
 from core.records import read_prompts
 from core.runcard import data_info, write_run_card
 from rl import watchdog
-from rl.logps import token_logps
+from core.logps import token_logps
 from core.config import PPOConfig
 from rl.ppo_math import AdaptiveKLController, FixedKLController, policy_loss, value_loss
 from rl.ppo_model import POLICY, VALUE, build_actor_critic, memory_report, save_policy_and_value

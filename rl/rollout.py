@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from core.generation import encode_prompts
-from rl.logps import token_logps
+from core.logps import token_logps
 from rl.ppo_math import (entropy_from_logits, explained_variance, gae, kl_penalty, masked_mean, masked_whiten,
                          per_token_rewards)
 from rl.ppo_model import REF, position_ids_from_mask

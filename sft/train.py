@@ -79,11 +79,32 @@ def trl_args(cfg: SFTConfig, policy: DevicePolicy, out: Path):
     )
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "labels")
+
+
+def trainer_class():
+    """TRL's SFTTrainer with the loss of transformers' Trainer (`model(**inputs).loss`).
+
+    TRL computes its loss through a fused, tiled LM head that also yields per-token entropy
+    and top-1 accuracy for its logs; on the CPU that head cost more than the metrics are worth
+    (bench/sft_throughput.py). Everything else (data collation with the completion-only label
+    mask, scheduling, evaluation, checkpoints) stays TRL's.
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class LeanSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = {k: v for k, v in inputs.items() if k in MODEL_INPUTS}
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return LeanSFTTrainer
+
+
 def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
     """Train the SFT adapter; returns metrics. `callbacks` are extra TrainerCallbacks (tests)."""
     from peft import get_peft_model
     from transformers import EarlyStoppingCallback, set_seed
-    from trl import SFTTrainer
 
     import datasets
 
@@ -123,7 +144,7 @@ def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
     cbs = [JsonlLogger(log_path)()] + list(callbacks or [])
     if cfg.early_stopping_patience > 0:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = SFTTrainer(model=model, args=trl_args(cfg, policy, out), train_dataset=to_dataset(train_rows),
+    trainer = trainer_class()(model=model, args=trl_args(cfg, policy, out), train_dataset=to_dataset(train_rows),
                          eval_dataset=to_dataset(val_rows), processing_class=tok, callbacks=cbs)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

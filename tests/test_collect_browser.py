@@ -6,17 +6,16 @@ test-artifacts/ (gitignored; CI keeps them as artifacts).
 Chromium comes from `.ci/install_chromium.sh` (apt's chromium): without /usr/bin/chromium the
 module is skipped, saying so.
 """
-import os
 import socket
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is missing: run .ci/install_chromium.sh", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+from browser import ARGS, CHROMIUM, TIMEOUT, artifacts_dir
+from browser import sync_api as _sync_api
+
+sync_api = _sync_api()
 
 from collect.app import build_app, launch  # noqa: E402
 from collect.app_common import AppConfig  # noqa: E402
@@ -25,16 +24,11 @@ from collect.review import flag_output  # noqa: E402
 from collect.store import Review, Vote, open_store  # noqa: E402
 from collect.users import add_user  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "correct horse battery"
 XSS = ('<script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
        '[click](javascript:window.__xss=3)')
 # Item ids and flag reasons are free text too, and reach the reviewer's table and menu.
 XSS_ID = 'a-xss <b>id</b><img src=x onerror="window.__xss=4">'
-TIMEOUT = 15_000  # ms
 
 
 def free_port() -> int:
@@ -69,7 +63,6 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
@@ -83,7 +76,7 @@ def login(browser, server, name, screenshot=None):
     page.get_by_label("username").fill(name)
     page.get_by_label("password").fill(PASSWORD)
     if screenshot:
-        page.screenshot(path=ARTIFACTS / screenshot)
+        page.screenshot(path=artifacts_dir() / screenshot)
     page.get_by_role("button", name="Login").click()
     page.wait_for_selector(f"#whoami:has-text('Logged in as {name}')")
     return page
@@ -122,7 +115,7 @@ def test_annotator_votes_with_keyboard_sees_progress_and_undoes(browser, server)
     page = login(browser, server, "alice", screenshot="collect-login.png")
     assert page.get_by_role("tab", name="Safety review").count() == 0  # hidden for annotators
     wait_text(page, "#progress", "Item 1 of 4")
-    page.screenshot(path=ARTIFACTS / "collect-annotate.png", full_page=True)
+    page.screenshot(path=artifacts_dir() / "collect-annotate.png", full_page=True)
 
     no_focus(page)
     page.keyboard.press("1")
@@ -147,7 +140,7 @@ def test_annotator_votes_with_keyboard_sees_progress_and_undoes(browser, server)
     history = votes(store, "alice")
     assert [v.active for v in history] == [False, True]
     assert history[1].choice == "tie" and history[0].replaced_by == history[1].id
-    page.screenshot(path=ARTIFACTS / "collect-annotate-after-vote.png", full_page=True)
+    page.screenshot(path=artifacts_dir() / "collect-annotate-after-vote.png", full_page=True)
     page.close()
 
 
@@ -166,7 +159,7 @@ def test_reviewer_sees_and_decides_a_flagged_item(browser, server):
     page.locator("#review-category input").click()
     page.get_by_role("option", name="deception").click()
     page.get_by_role("option").first.wait_for(state="hidden")
-    page.screenshot(path=ARTIFACTS / "collect-review.png", full_page=True)
+    page.screenshot(path=artifacts_dir() / "collect-review.png", full_page=True)
     page.locator("#review-decide").click()
     wait_text(page, "#review-status", "Recorded")
     wait_text(page, "#review-count", "1 output(s) waiting")
@@ -185,5 +178,5 @@ def test_admin_sees_progress_and_exports(browser, server):
     page.locator("#admin-export").click()
     wait_text(page, "#admin-export-status", "exported")
     assert Path(server["cfg"].export_path).exists()
-    page.screenshot(path=ARTIFACTS / "collect-admin.png", full_page=True)
+    page.screenshot(path=artifacts_dir() / "collect-admin.png", full_page=True)
     page.close()

@@ -71,8 +71,8 @@ def test_pairs_exact_values(store):
     i1 = by_id["i1"]
     # unanimous b; gaps b - a: 2, 2, 2 → 0.25 x 2
     assert (i1["chosen"], i1["rejected"], i1["margin"], i1["agreement"]) == ("B1", "A1", 0.5, 1.0)
-    assert stats["excluded"] == {"gold": 1, "no_votes": 5, "too_few_votes": 0, "tie": 1,
-                                 "both_bad": 1, "split": 1, "low_agreement": 0,
+    assert stats["excluded"] == {"gold": 1, "review_only": 0, "no_votes": 5, "too_few_votes": 0,
+                                 "tie": 1, "both_bad": 1, "split": 1, "low_agreement": 0,
                                  "harmful_chosen": 0}
     assert (stats["n_items"], stats["n_pairs"]) == (11, 2)
 

@@ -13,7 +13,7 @@ from collect.review import decide, flag_output, safety_queue
 from collect.store import Assignment, CollectError, Item, User, Vote, open_store
 from collect.users import (add_user, deactivate, list_users, set_role, verify_user)
 from collect.votes import submit_vote, undo_last, votes_of
-from core.records import ASPECTS, DataError
+from core.records import ASPECTS, DataError, RowProblem
 
 GOOD = dict.fromkeys(ASPECTS, 4) | {"harmfulness": 1}
 BAD = dict.fromkeys(ASPECTS, 2) | {"harmfulness": 1}
@@ -62,6 +62,38 @@ def test_store_round_trip_and_pragmas(tmp_path, store):
         assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     assert again.integrity_check() == "ok"
     assert again.audit_entries()[0].action == "items_add"
+
+
+def test_store_from_before_review_only_gets_the_column(tmp_path):
+    """A store created before items.review_only existed: opening it adds the column (false for
+    the items already there) and rebuilds the work-queue index over it."""
+    path = tmp_path / "old.db"
+    st = open_store(path)
+    add_items(st, make_items(2))
+    with st.engine.begin() as c:  # back to the old schema
+        c.exec_driver_sql("DROP INDEX items_queue")
+        c.exec_driver_sql("ALTER TABLE items DROP COLUMN review_only")
+        c.exec_driver_sql("CREATE INDEX items_queue ON items (is_gold, n_assigned DESC, "
+                          "created_at, id)")
+    st.close()
+    st = open_store(path)
+    with st.engine.connect() as c:
+        cols = [r[1] for r in c.exec_driver_sql("PRAGMA table_info(items)")]
+        index = [r[2] for r in c.exec_driver_sql("PRAGMA index_info(items_queue)")]
+    assert "review_only" in cols and index[:2] == ["is_gold", "review_only"]
+    add_items(st, [dict(make_items(1, prefix="r")[0], review_only=True)])
+    quick_users(st, ["ann"])
+    assert next_item(st, "ann").item_id in {"i0", "i1"}
+    assert admin_progress(st)["items"]["regular"] == 2
+    st.close()
+    assert open_store(path).integrity_check() == "ok"  # a second open changes nothing
+
+
+def test_review_only_items_are_validated():
+    assert validate_item(dict(make_items(1)[0], review_only="true"))["review_only"] is True
+    assert validate_item(make_items(1)[0])["review_only"] is False
+    with pytest.raises(RowProblem, match="cannot be gold"):
+        validate_item(dict(make_items(0, gold=1)[0], review_only=True))
 
 
 def test_audit_log_is_append_only(store):

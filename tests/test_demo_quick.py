@@ -1,30 +1,106 @@
-"""The demo loop at reduced size: every artifact appears, and a re-run skips every stage."""
+"""The whole demo loop at reduced size: every artifact appears, a re-run skips every stage, a
+changed setting re-runs that stage and the ones after it, and an interrupted run resumes."""
 import json
 
+import pytest
 
-def test_quick_demo_end_to_end_and_skips_when_up_to_date(tmp_path):
+ARTIFACTS = (
+    "data/sft.jsonl", "data/prompts.jsonl", "data/redteam.jsonl", "data/corpus.txt",
+    "base/config.json", "base/tokenizer.json", "base/README.md", "base/log.jsonl",
+    "sft/adapter_model.safetensors", "sft/README.md", "sft/metrics.json", "sft/log.jsonl",
+    "collect/annotations.db", "collect/preferences.jsonl", "collect/README.md", "collect/metrics.json",
+    "reward/README.md", "reward/metrics.json", "reward/log.jsonl",
+    "dpo/adapter_model.safetensors", "dpo/README.md", "dpo/metrics.json", "dpo/log.jsonl",
+    "ppo/adapter_model.safetensors", "ppo/README.md", "ppo/metrics.json", "ppo/log.jsonl",
+    "eval/metrics.json", "eval/samples.jsonl", "eval/report.html",
+)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
     from core.config import DemoConfig, load_config
     from demo.pipeline import main
 
-    run = tmp_path / "demo"
+    run = tmp_path_factory.mktemp("demo") / "run"
     cfg = load_config(DemoConfig, None, {"run": str(run), "quick": True})
-    first = main(cfg)
-    for f in ("data/sft.jsonl", "data/prompts.jsonl", "data/redteam.jsonl", "data/corpus.txt",
-              "base/config.json", "base/tokenizer.json", "base/README.md", "base/log.jsonl",
-              "sft/adapter_model.safetensors", "sft/README.md", "sft/metrics.json", "sft/log.jsonl",
-              "eval/metrics.json", "eval/samples.jsonl"):
+    return run, cfg, main(cfg)
+
+
+def test_quick_demo_writes_every_artifact(quick_run):
+    run, _, first = quick_run
+    for f in ARTIFACTS:
         assert (run / f).exists(), f
-    assert set(first["eval"]["policies"]) == {"base", "sft"}
-    assert "sft_vs_base" in first["eval"]["win_rates"]
+    ev = first["eval"]
+    assert set(ev["policies"]) == {"base", "sft", "dpo", "ppo"}
+    pairs = {(w["a"], w["b"], w["judge"], w["decoding"]) for w in ev["win_rates"]}
+    for a in ("dpo", "ppo"):
+        for judge in ("gold", "reward"):
+            for decoding in ("greedy", "sampled"):
+                assert (a, "sft", judge, decoding) in pairs
+    for name in ("dpo", "ppo"):
+        p = ev["policies"][name]
+        assert p["kl_to_sft"] is not None and p["ppl_sft_val"] > 1 and p["ppl_corpus"] > 1
+        assert 0 <= p["harmful_rate"] <= 1 and p["greedy"]["rm_score"] is not None
     assert all(v > 0 for v in first["timings"].values())
+    assert "<img" in (run / "eval" / "report.html").read_text()
 
+
+def test_rerun_skips_and_a_changed_stage_reruns_what_follows(quick_run, tmp_path):
+    from core.config import DemoConfig, load_config
+    from demo.pipeline import ORDER, main
+
+    run, cfg, _ = quick_run
     second = main(cfg)
-    assert second["timings"] == {"data": 0.0, "base": 0.0, "sft": 0.0, "eval": 0.0}
+    assert second["timings"] == {name: 0.0 for name in ORDER}
 
-    # a changed SFT setting re-runs SFT and everything after it, not the earlier stages
-    sft_cfg = tmp_path / "sft.yaml"
-    sft_cfg.write_text("max_steps: 4\neval_steps: 4\nbatch_size: 4\n")
-    third = main(load_config(DemoConfig, None, {"run": str(run), "quick": True, "sft_config": str(sft_cfg)}))
-    assert third["timings"]["data"] == third["timings"]["base"] == 0.0
-    assert third["timings"]["sft"] > 0 and third["timings"]["eval"] > 0
-    assert json.loads((run / "sft" / "metrics.json").read_text())["steps"] == 4
+    # a changed DPO setting re-runs DPO and eval (eval reads the DPO adapter), nothing before
+    dpo_cfg = tmp_path / "dpo.yaml"
+    dpo_cfg.write_text("max_steps: 2\neval_steps: 2\nbatch_size: 4\nlogging_steps: 1\nmax_length: 96\n")
+    third = main(load_config(DemoConfig, None, {"run": str(run), "quick": True, "dpo_config": str(dpo_cfg)}))
+    assert all(third["timings"][s] == 0.0 for s in ("data", "base", "sft", "collect", "reward", "ppo"))
+    assert third["timings"]["dpo"] > 0 and third["timings"]["eval"] > 0
+    assert json.loads((run / "dpo" / "metrics.json").read_text())["steps"] == 2
+
+
+def test_until_stops_after_the_named_stage(tmp_path):
+    from core.config import DemoConfig, UserError, load_config
+    from demo.pipeline import main
+
+    with pytest.raises(UserError, match="not a stage"):
+        main(load_config(DemoConfig, None, {"run": str(tmp_path / "r"), "quick": True, "until": "nope"}))
+    out = main(load_config(DemoConfig, None, {"run": str(tmp_path / "r"), "quick": True, "until": "data"}))
+    assert list(out["timings"]) == ["data"] and not (tmp_path / "r" / "base").exists()
+
+
+def test_eval_to_collect_sends_blind_ab_items_and_reports_human_votes(quick_run):
+    from collect.assign import next_item
+    from collect.commands import simulate, store_for
+    from collect.users import add_user
+    from collect.votes import submit_vote
+    from core.records import ASPECTS
+    from core.config import EvalConfig, load_config
+    from eval.human import human_win_rates
+    from eval.stage import main
+
+    run, _, _ = quick_run
+    cfg = load_config(EvalConfig, None, ["--run", str(run), "--to-collect", "--a", "sft", "--b", "ppo",
+                                         "--ab_n", "4", "--max_new_tokens", "8", "--threads", "1"])
+    assert main(cfg) == {"ab_items": 4}
+    assert main(cfg) == {"ab_items": 0}  # idempotent
+    store = store_for(run)
+    try:
+        add_user(store, "viewer", "annotator", "a long enough password")
+        seen = 0
+        while (view := next_item(store, "viewer", overlap=3, gold_rate=0.0)) is not None:
+            shown = " ".join(str(v) for v in vars(view).values())
+            assert "sft" not in shown and "ppo" not in shown, shown
+            flat = dict.fromkeys(ASPECTS, 3)
+            submit_vote(store, "viewer", view.item_id, choice_shown="tie", aspects_left=flat, aspects_right=flat)
+            seen += 1
+        assert seen >= 4
+    finally:
+        store.close()
+    simulate(run, n_annotators=3, careless=0, seed=1, overlap=3, gold_rate=0.0)
+    (human,) = human_win_rates(run, n_boot=50)
+    assert (human["a"], human["b"], human["judge"], human["n"]) == ("sft", "ppo", "human", 4)
+    assert 0 <= human["win_rate"] <= 1

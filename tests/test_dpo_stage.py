@@ -48,7 +48,7 @@ def _sft_policy(run, tok):
 
 def _seq_logps(model, batch):
     """(2B,) summed completion log-probs with plain logits (no TRL code on this path)."""
-    from rl.logps import sequence_logps
+    from core.logps import sequence_logps
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (2B, T, V)
     return sequence_logps(logits[:, :-1], batch["input_ids"][:, 1:], batch["completion_mask"][:, 1:])

@@ -1,11 +1,11 @@
-"""rl/ppo_math.py and rl/logps.py against values computed by hand."""
+"""rl/ppo_math.py and core/logps.py against values computed by hand."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rl.logps import sequence_logps, token_logps
+from core.logps import sequence_logps, token_logps
 from rl.ppo_math import (
     AdaptiveKLController,
     FixedKLController,

@@ -57,7 +57,7 @@ def test_few_steps_move_policy_and_value_only_and_reference_is_sft(tiny_run, tmp
     from peft import PeftModel
 
     from core.models import load_causal_lm, load_tokenizer, lora_config
-    from rl.logps import token_logps
+    from core.logps import token_logps
     from rl.ppo import make_accelerator, make_optimizer, ppo_update
     from rl.ppo_model import build_actor_critic, memory_report
     from rl.rollout import make_experience
@@ -99,7 +99,7 @@ def test_rollout_logps_are_those_of_the_sampling_distribution(tiny_run):
     log-softmax of the logits `generate` sampled from, token for token."""
     from core.generation import encode_prompts
     from core.models import load_tokenizer, lora_config
-    from rl.logps import token_logps
+    from core.logps import token_logps
     from rl.ppo_model import build_actor_critic
     from rl.rollout import sample
 

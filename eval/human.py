@@ -1,0 +1,133 @@
+"""Human A/B tests through collect/: blind comparison items out, win rates from votes back.
+
+send_ab stores one item per prompt in <run>/collect/annotations.db: the two policies'
+responses, the policy put on side a by a seeded coin per item. Annotators see only the prompt
+and the two texts (collect.assign.ItemView never carries sources, and the app shows each
+annotator the sides in their own random order); the item id is an opaque hash. Which policy
+is on which side stays server-side, in the item's source_a/source_b columns (the store's
+"which model/run" fields), with meta {"ab_test": {"a": a, "b": b}} naming the comparison.
+
+human_win_rates reads the active votes on those items. Votes are stored in the item's
+canonical a/b order (the on-screen swap is undone at submit, collect.votes.canonical_choice),
+so a vote for side a is a vote for source_a. Per item majority: a vote for a policy counts 1
+for it, a tie or both_bad vote 1/2 for each; the policy with more wins the item, equal counts
+are a tie. Ties count half in the win rate, and the interval bootstraps over items (prompts),
+as eval.metrics does for the automatic judges.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from collect.assign import add_items
+from collect.commands import db_path, store_for
+from collect.store import Item, Vote
+from core.config import UserError
+from eval.metrics import win_rate_with_ci
+
+AB_KEY = "ab_test"  # item meta: {"a": first policy, "b": second policy} as send_ab got them
+EMPTY = "(empty response)"  # what annotators see for a policy that said nothing
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+def ab_item_id(a: str, b: str, prompt: str) -> str:
+    """Opaque and deterministic: the same comparison on the same prompt is the same item."""
+    return "ab-" + _digest("ab", a, b, prompt)[:24]
+
+
+def _b_on_side_a(seed: int, item_id: str) -> bool:
+    """The per-item coin (seeded, independent of the prompt's place in the list)."""
+    return int(_digest("side", seed, item_id)[:16], 16) / 16**16 < 0.5
+
+
+def ab_items(a: str, b: str, prompts: list[str], responses_a: list[str],
+             responses_b: list[str], seed: int = 0) -> list[dict]:
+    """Comparison item rows (collect.assign.validate_item format), one per distinct prompt."""
+    if a == b:
+        raise UserError(f"an A/B test needs two different policies, got {a!r} twice")
+    if not len(prompts) == len(responses_a) == len(responses_b):
+        raise UserError(f"{len(prompts)} prompts but {len(responses_a)} responses of {a!r} "
+                        f"and {len(responses_b)} of {b!r}")
+    items: dict[str, dict] = {}
+    for prompt, ra, rb in zip(prompts, responses_a, responses_b):
+        item_id = ab_item_id(a, b, prompt)
+        sides = [(a, ra if ra.strip() else EMPTY), (b, rb if rb.strip() else EMPTY)]
+        if _b_on_side_a(seed, item_id):
+            sides.reverse()
+        (src_a, text_a), (src_b, text_b) = sides
+        items.setdefault(item_id, {"id": item_id, "prompt": prompt, "response_a": text_a,
+                                   "response_b": text_b, "source_a": src_a, "source_b": src_b,
+                                   "meta": {AB_KEY: {"a": a, "b": b}, "seed": seed}})
+    return list(items.values())
+
+
+def send_ab(run: str | Path, a: str, b: str, prompts: list[str], responses_a: list[str],
+            responses_b: list[str], seed: int = 0) -> int:
+    """Store blind A/B items for annotators; returns how many were new.
+
+    prompts[i] was answered responses_a[i] by policy a and responses_b[i] by policy b.
+    Idempotent: an item already stored (same a, b and prompt) is kept as it is. A blank
+    response is shown as EMPTY (the store needs text; the annotator should see it failed).
+    """
+    items = ab_items(a, b, prompts, responses_a, responses_b, seed)
+    store = store_for(run)
+    try:
+        with store.read() as s:
+            stored = set(s.scalars(select(Item.id).where(Item.id.in_([i["id"] for i in items]))))
+        new = [i for i in items if i["id"] not in stored]
+        return add_items(store, new, actor="eval") if new else 0
+    finally:
+        store.close()
+
+
+def _vote_counts(store) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """{(a, b): {item_id: [votes for a, votes for b]}} over the A/B items' active votes,
+    comparisons in the order their first item was stored."""
+    with store.read() as s:
+        items = {i.id: i for i in s.scalars(select(Item).order_by(Item.created_at, Item.id))
+                 if isinstance(i.meta, dict) and AB_KEY in i.meta}
+        votes = list(s.scalars(select(Vote).where(Vote.active).order_by(Vote.id)))
+    counts: dict[tuple[str, str], dict[str, list[float]]] = {
+        (i.meta[AB_KEY]["a"], i.meta[AB_KEY]["b"]): {} for i in items.values()}
+    for v in (v for v in votes if v.item_id in items):
+        item = items[v.item_id]
+        pair = (item.meta[AB_KEY]["a"], item.meta[AB_KEY]["b"])
+        tally = counts.setdefault(pair, {}).setdefault(v.item_id, [0.0, 0.0])
+        if v.choice in ("a", "b"):
+            winner = item.source_a if v.choice == "a" else item.source_b
+            tally[0 if winner == pair[0] else 1] += 1.0
+        else:  # tie, both_bad: neither response is preferred
+            tally[0] += 0.5
+            tally[1] += 0.5
+    return counts
+
+
+def human_win_rates(run: str | Path, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """Win rate of a over b per A/B comparison, from the items' active votes.
+
+    One entry per (a, b) with votes: {"a", "b", "judge": "human", "decoding": "sampled",
+    "win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "n"}, n = items with at least
+    one vote, wins/ties/losses counted over items by majority (module docstring). [] when the
+    run has no collect store, no A/B items or no votes.
+    """
+    if not db_path(run).exists():
+        return []
+    store = store_for(run)
+    try:
+        counts = _vote_counts(store)
+    finally:
+        store.close()
+    out = []
+    for (a, b), per_item in counts.items():
+        if not per_item:
+            continue
+        for_a, for_b = zip(*per_item.values())  # (N,), (N,)
+        out.append({"a": a, "b": b, "judge": "human", "decoding": "sampled",
+                    **win_rate_with_ci(for_a, for_b, n_boot=n_boot, seed=seed)})
+    return out

@@ -1,0 +1,120 @@
+"""Figures for the HTML report (eval/report.py), each returned as a base64 PNG data URI.
+
+Matplotlib's object API (Figure, Agg canvas) rather than pyplot: no global backend or figure
+state, so building a report never touches a caller's plotting session.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# Per stage: (panel title, log keys drawn on it). Keys absent from a log are skipped, and so
+# is a panel with none of its keys. Writers: demo/pretrain.py (base), core/training.py
+# JsonlLogger (sft, dpo; evaluation rows carry TRL's "eval_" prefix), reward/train.py, rl/ppo.py.
+CURVES = {
+    "base": [("loss", ["loss"])],
+    "sft": [("loss", ["loss", "eval_loss"]),
+            ("token accuracy", ["mean_token_accuracy", "eval_mean_token_accuracy"])],
+    "reward": [("pairwise loss", ["loss", "eval_loss"]), ("accuracy", ["accuracy", "eval_accuracy"])],
+    "dpo": [("loss", ["loss", "eval_loss"]), ("reward margin", ["rewards/margins", "eval_rewards/margins"]),
+            ("preference accuracy", ["rewards/accuracies", "eval_rewards/accuracies"]),
+            ("KL per token", ["kl", "eval_kl"])],
+    "ppo": [("reward-model score", ["score", "penalized_score", "rlhf_reward"]), ("KL to reference", ["kl"]),
+            ("response length", ["response_length"]), ("EOS rate", ["eos_rate"]), ("entropy", ["entropy"])],
+}
+
+
+def _num(x) -> float | None:
+    """A finite float, or None (missing, null, NaN, a string, a bool)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def data_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def win_rate_plot(rows: list[dict]) -> str | None:
+    """One row per comparison: the win rate and its 95% interval; 0.5 = no preference."""
+    rows = [r for r in rows if _num(r.get("win_rate")) is not None]
+    if not rows:
+        return None
+    fig = Figure(figsize=(6.5, 0.45 * len(rows) + 1.0))
+    ax = fig.add_subplot()
+    for i, r in enumerate(rows):
+        w = _num(r["win_rate"])
+        lo, hi = _num(r.get("ci_low")), _num(r.get("ci_high"))
+        if lo is not None and hi is not None:
+            ax.plot([lo, hi], [i, i], color="tab:blue", lw=2.5, alpha=0.5)
+        ax.plot([w], [i], "o", color="tab:blue")
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    ax.set_yticks(range(len(rows)), [f"{r.get('a')} vs {r.get('b')} ({r.get('judge')}, {r.get('decoding')})"
+                                     for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate of the first policy (ties count half), 95% interval")
+    return data_uri(fig)
+
+
+def rm_vs_gold_plot(samples: list[dict]) -> str | None:
+    """Reward-model score against gold score, a panel per policy: a policy that climbs the
+    reward model without climbing gold is over-optimizing it."""
+    by_policy: dict[str, list[tuple[float, float, str]]] = {}
+    for s in samples:
+        gold, rm = _num(s.get("overall")), _num(s.get("rm_score"))
+        if gold is not None and rm is not None and s.get("set", "heldout") == "heldout":
+            by_policy.setdefault(str(s.get("policy")), []).append((gold, rm, s.get("decoding", "greedy")))
+    if not by_policy:
+        return None
+    fig = Figure(figsize=(3.2 * len(by_policy), 3.0))
+    axes = fig.subplots(1, len(by_policy), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, (policy, pts) in zip(axes, by_policy.items()):
+        for decoding, color in (("greedy", "tab:blue"), ("sampled", "tab:orange")):
+            xy = [(g, r) for g, r, d in pts if d == decoding]
+            if xy:
+                ax.scatter(*zip(*xy), s=12, alpha=0.6, color=color, label=decoding)
+        ax.set_title(f"{policy}  (r = {_pearson([p[0] for p in pts], [p[1] for p in pts])})", fontsize=10)
+        ax.set_xlabel("gold overall (1-5)")
+    axes[0].set_ylabel("reward-model score")
+    axes[0].legend(fontsize=8)
+    return data_uri(fig)
+
+
+def _pearson(x: list[float], y: list[float]) -> str:
+    n = len(x)
+    if n < 3:
+        return "n/a"
+    mx, my = sum(x) / n, sum(y) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    return "n/a" if sxx == 0 or syy == 0 else f"{sxy / math.sqrt(sxx * syy):.2f}"
+
+
+def curves_plot(stage: str, rows: list[dict]) -> str | None:
+    """The stage's known curves against step, one panel per quantity."""
+    panels = []
+    for title, keys in CURVES.get(stage, []):
+        lines = {k: sorted((r["step"], _num(r.get(k))) for r in rows
+                           if _num(r.get("step")) is not None and _num(r.get(k)) is not None) for k in keys}
+        lines = {k: v for k, v in lines.items() if v}
+        if lines:
+            panels.append((title, lines))
+    if not panels:
+        return None
+    fig = Figure(figsize=(min(3.0 * len(panels), 12.0), 2.4), layout="constrained")
+    for ax, (title, lines) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        for key, pts in lines.items():
+            ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=key)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
+    return data_uri(fig)

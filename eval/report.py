@@ -1,0 +1,254 @@
+"""<run>/eval/report.html: one self-contained page per run (plots are inline PNG data URIs; no
+script, stylesheet, font or network request), to read instead of the logs.
+
+Only eval/metrics.json is required; every other section is built from what the run has
+(samples, training logs, the annotation store) and says "not run" when its inputs are missing.
+Prompts, responses, annotator names and every other string are untrusted: they reach the page
+only through `_e` (html.escape), and the Content-Security-Policy forbids scripts besides.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.io import atomic_write_text
+
+from . import plots
+
+STAGES = ("base", "sft", "reward", "dpo", "ppo")
+POLICY_KEYS = {"gold_overall": "gold overall", "fact_accuracy": "fact accuracy", "eos_rate": "EOS rate",
+               "mean_length": "mean length", "rm_score": "RM score"}
+FACT = {True: "right", False: "wrong"}
+N_SAMPLES = 4  # held-out prompts shown side by side
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{margin-bottom:0}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.cards{display:flex;flex-wrap:wrap;gap:1em}.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em}
+.card b{font-size:1.6em;display:block}.muted{color:#777}img{max-width:100%}
+.side th{text-align:left}
+.side td{vertical-align:top;text-align:left;white-space:pre-wrap;font:12px/1.35 monospace;max-width:380px}
+"""
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(x, digits: int = 3) -> str:
+    """Numbers for the page; None, NaN, inf and non-numbers are "n/a"."""
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float) and math.isfinite(x):
+        return f"{x:.{digits}f}"
+    return "n/a"
+
+
+def _pct(x) -> str:
+    return f"{x:.0%}" if isinstance(x, float) and math.isfinite(x) else "n/a"
+
+
+def _table(headers: list[str], rows: list[list], cls: str = "") -> str:
+    """Every cell escaped; floats formatted with _fmt."""
+    def cell(v):
+        return _e(_fmt(v) if v is None or isinstance(v, (int, float)) else v)
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
+
+
+def _img(uri: str | None, alt: str) -> str:
+    return f'<img src="{uri}" alt="{_e(alt)}">' if uri else ""
+
+
+def _not_run(what: str) -> str:
+    return f'<p class="muted">{_e(what)}: not run.</p>'
+
+
+def _decodings(p: dict) -> dict[str, dict]:
+    """{"greedy": {...}, "sampled": {...}} of one policy's entry, whichever are present."""
+    return {d: p[d] for d in ("greedy", "sampled") if isinstance(p.get(d), dict)}
+
+
+def _rows(path: Path) -> list[dict]:
+    """JSON lines, [] without the file; a line that does not parse (the half-written last line
+    of a killed run) is skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _win_rows(m: dict) -> list[dict]:
+    return [w for w in m.get("win_rates") or [] if isinstance(w, dict)]
+
+
+# ----------------------------------------------------------------------------- sections
+
+def headline(m: dict) -> str:
+    cards = []
+    for name, p in (m.get("policies") or {}).items():
+        g = _decodings(p).get("greedy", {})
+        cards.append(f'<div class="card">{_e(name)}<b>{_e(_fmt(g.get("gold_overall"), 2))}</b>'
+                     f'gold overall · facts {_e(_fmt(g.get("fact_accuracy"), 2))} · '
+                     f'harmful {_e(_fmt(p.get("harmful_rate"), 2))}</div>')
+    lines = [f"<li><b>{_e(w.get('a'))}</b> beats <b>{_e(w.get('b'))}</b> on "
+             f"{_e(_pct(w.get('win_rate')))} [{_e(_pct(w.get('ci_low')))}, "
+             f"{_e(_pct(w.get('ci_high')))}] of {_e(_fmt(w.get('n')))} prompts "
+             f"({_e(w.get('judge'))} judge, {_e(w.get('decoding'))})</li>"
+             for w in _win_rows(m) if w.get("decoding") == "greedy"]
+    meta = (f"{_e(_fmt(m.get('n_prompts')))} held-out prompts, {_e(_fmt(m.get('n_redteam')))} red-team "
+            f"prompts, serving temperature {_e(_fmt(m.get('serving_temperature'), 2))}")
+    return (f'<h2>Headline</h2><p class="muted">{meta}</p><div class="cards">{"".join(cards)}</div>'
+            f'<ul>{"".join(lines)}</ul>')
+
+
+def win_rates(m: dict) -> str:
+    rows = _win_rows(m)
+    if not rows:
+        return "<h2>Win rates</h2>" + _not_run("Pairwise comparison")
+    table = _table(["a", "b", "judge", "decoding", "win rate", "95% CI", "wins", "ties", "losses", "n"],
+                   [[w.get("a"), w.get("b"), w.get("judge"), w.get("decoding"), w.get("win_rate"),
+                     f"[{_fmt(w.get('ci_low'))}, {_fmt(w.get('ci_high'))}]", w.get("wins"), w.get("ties"),
+                     w.get("losses"), w.get("n")] for w in rows])
+    return "<h2>Win rates</h2>" + table + _img(plots.win_rate_plot(rows), "win rates with 95% intervals")
+
+
+def policy_metrics(m: dict) -> str:
+    rows, aspect_rows, aspects = [], [], []
+    for name, p in (m.get("policies") or {}).items():
+        for dec, d in _decodings(p).items():
+            rows.append([name, dec, *(d.get(k) for k in POLICY_KEYS),
+                         *(p.get(k) for k in ("kl_to_sft", "ppl_sft_val", "ppl_corpus"))])
+            a = d.get("aspects") or {}
+            aspects += [k for k in a if k not in aspects]
+            aspect_rows.append((name, dec, a))
+    if not rows:
+        return "<h2>Policies</h2>" + _not_run("Policy evaluation")
+    out = "<h2>Policies</h2>" + _table(
+        ["policy", "decoding", *POLICY_KEYS.values(), "KL to SFT", "ppl SFT val", "ppl corpus"], rows)
+    if aspects:
+        out += "<h3>Gold aspects (1-5)</h3>" + _table(
+            ["policy", "decoding", *aspects], [[n, d, *(a.get(k) for k in aspects)] for n, d, a in aspect_rows])
+    return out
+
+
+def over_optimization(samples: list[dict]) -> str:
+    img = plots.rm_vs_gold_plot(samples)
+    body = (_img(img, "reward-model score vs gold score") + '<p class="muted">Held-out responses. A policy '
+            "whose reward-model score rises while its gold score does not is exploiting the reward model.</p>"
+            if img else _not_run("Reward-model scoring of samples"))
+    return "<h2>Reward model vs gold</h2>" + body
+
+
+def safety(m: dict) -> str:
+    rows = [[n, p.get("harmful_rate"), p.get("refusal_rate"), p.get("detector_flag_rate")]
+            for n, p in (m.get("policies") or {}).items()]
+    out = "<h2>Safety (red-team prompts)</h2>" + _table(
+        ["policy", "harmful rate", "refusal rate", "detector flag rate"], rows)
+    s = m.get("safety")
+    if not s:
+        return out + _not_run("Safety audit of flagged outputs")
+    out += (f"<p>{_e(_fmt(s.get('flagged')))} outputs flagged, {_e(_fmt(s.get('queued')))} queued "
+            "for safety review.</p>")
+    cats = s.get("by_category") or {}
+    return out + (_table(["category", "flagged"], [[k, v] for k, v in cats.items()]) if cats else "")
+
+
+def agreement(run: Path) -> str:
+    from collect.commands import db_path, store_for
+
+    if not db_path(run).exists():
+        return "<h2>Annotator agreement</h2>" + _not_run("Preference collection")
+    from collect.agreement import landis_koch
+    from collect.summary import agreement_summary
+
+    store = store_for(run)
+    try:
+        s = agreement_summary(store, n_boot=200)
+    finally:
+        store.close()
+    questions = [("choice (a/b/tie/both_bad)", s["choice"])] + [(a, r) for a, r in s["aspects"].items()]
+    rows = [[q, r["method"], r["value"], f"[{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]",
+             landis_koch(r["value"]), r.get("n_items")] for q, r in questions if r]
+    if not rows:
+        return "<h2>Annotator agreement</h2>" + _not_run("Voting (no active votes yet)")
+    flagged = ", ".join(s["flagged"]) or "none"
+    return ("<h2>Annotator agreement</h2>" + _table(
+        ["question", "method", "value", "95% CI", "Landis-Koch", "items"], rows)
+        + f"<p>{_e(s['n_votes'])} active votes ({_e(s['n_gold_votes'])} on gold items); "
+          f"flagged annotators: {_e(flagged)}.</p>")
+
+
+def training_curves(run: Path) -> str:
+    imgs = []
+    for stage in STAGES:
+        rows = _rows(run / stage / "log.jsonl")
+        if rows:
+            img = plots.curves_plot(stage, rows)
+            imgs += [f"<h3>{_e(stage)}</h3>" + _img(img, f"{stage} training curves")] if img else []
+    return "<h2>Training curves</h2>" + ("".join(imgs) or _not_run("Training"))
+
+
+def side_by_side(samples: list[dict], data_set: str = "heldout", n: int = N_SAMPLES) -> str:
+    rows = [s for s in samples if s.get("set", "heldout") == data_set and s.get("decoding", "greedy") == "greedy"]
+    policies = list(dict.fromkeys(str(s.get("policy")) for s in rows))
+    prompts = list(dict.fromkeys(s.get("prompt") for s in rows))[:n]
+    title = "Sample outputs (held-out, greedy)" if data_set == "heldout" else "Red-team outputs (greedy)"
+    if not prompts:
+        return f"<h2>{title}</h2>" + _not_run("Sampling")
+    by = {(str(s.get("policy")), s.get("prompt")): s for s in rows}
+    table = []
+    for prompt in prompts:
+        cells = []
+        for pol in policies:
+            s = by.get((pol, prompt))
+            cells.append("" if s is None else f"{s.get('response', '')}\n\n— gold {_fmt(s.get('overall'), 2)}, "
+                         f"RM {_fmt(s.get('rm_score'), 2)}, facts {FACT.get(s.get('fact_correct'), 'n/a')}"
+                         + (f", HARMFUL {','.join(map(str, s.get('flags') or []))}" if s.get("harmful") else ""))
+        table.append([prompt, *cells])
+    return f"<h2>{title}</h2>" + _table(["prompt", *policies], table, cls="side")
+
+
+# ----------------------------------------------------------------------------- page
+
+def _section(fn, *args) -> str:
+    """A broken input spoils its own section, never the report: the error is shown in its place."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 (the report is written whatever one section does)
+        traceback.print_exc()
+        return f"<h2>{_e(fn.__name__)}</h2><p>section failed: {_e(type(exc).__name__)}: {_e(exc)}</p>"
+
+
+def write_report(run: str | Path) -> Path:
+    """Write <run>/eval/report.html from eval/metrics.json and whatever else the run holds."""
+    run = Path(run)
+    m = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    samples = _rows(run / "eval" / "samples.jsonl")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [_section(headline, m), _section(win_rates, m), _section(policy_metrics, m),
+             _section(over_optimization, samples), _section(safety, m), _section(agreement, run),
+             _section(training_curves, run), _section(side_by_side, samples),
+             _section(side_by_side, samples, "redteam", 3)]
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f"<title>rlhf-loop report: {_e(run.name)}</title><style>{CSS}</style></head><body>"
+            f'<h1>rlhf-loop report: {_e(run.name)}</h1><p class="muted">{_e(run.resolve())} · {now}</p>'
+            + "\n".join(parts) + "</body></html>\n")
+    return atomic_write_text(run / "eval" / "report.html", page)

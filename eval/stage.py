@@ -1,0 +1,264 @@
+"""`rlhf eval`: compare the run's policies (base, sft, dpo, ppo) on held-out and red-team prompts.
+
+Every policy is an adapter on one copy of the base weights. Each answers the held-out prompts
+twice, greedily and sampled at the serving temperature, and the red-team prompts greedily.
+Judges: the gold oracle (demo data only), the run's reward model (when one exists), and people
+(votes on blind A/B items sent with `--to-collect`). Reported per policy: gold score, fact
+accuracy, RM score, EOS rate, length, KL to the SFT policy, perplexity on the SFT validation
+set and the base corpus, and the safety audit (oracle and rule-based detector; flagged
+outputs go to the collect/ review queue). Win rates (ties count half) with bootstrap intervals
+over prompts compare each aligned policy with SFT and SFT with the base.
+
+Writes <run>/eval/metrics.json, samples.jsonl and report.html.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from core.config import EvalConfig, UserError
+from core.device import policy_from_config
+from core.generation import generate
+from core.io import read_jsonl, write_json, write_jsonl
+from core.models import load_causal_lm, load_tokenizer
+from core.policies import attach_adapters, base_dir, discover, use_policy
+from core.records import read_prompts
+from eval import gold, likelihood, safety
+from eval.metrics import win_rate_with_ci
+
+COMPARISONS = (("dpo", "sft"), ("ppo", "sft"), ("sft", "base"), ("ppo", "dpo"))
+
+
+def load_eval_prompts(cfg: EvalConfig) -> tuple[list[str], list[str]]:
+    run = Path(cfg.run)
+    prompts = read_prompts(cfg.prompts or run / "data" / "prompts.jsonl")
+    held_out = [p for p in prompts if "eval" in p["tags"]] or prompts
+    red_path = Path(cfg.redteam) if cfg.redteam else run / "data" / "redteam.jsonl"
+    redteam = read_prompts(red_path) if red_path.exists() else []
+    if cfg.max_prompts:
+        held_out, redteam = held_out[: cfg.max_prompts], redteam[: max(1, cfg.max_prompts // 2)]
+    return [p["prompt"] for p in held_out], [p["prompt"] for p in redteam]
+
+
+def _policies(cfg: EvalConfig) -> dict[str, Path | None]:
+    run = Path(cfg.run)
+    found = discover(run)
+    names = [n.strip() for n in cfg.policies.split(",") if n.strip()] or list(found)
+    missing = [n for n in names if n not in found]
+    if missing or not names:
+        raise UserError(f"policies {missing or names} not found in {run} (found: {list(found) or 'none'})")
+    return {n: found[n] for n in names}
+
+
+def _scorer(cfg: EvalConfig):
+    from reward.score import load_scorer  # the RM is a judge here, as rl/ uses it as a reward
+
+    path = Path(cfg.reward) if cfg.reward else Path(cfg.run) / "reward"
+    if not cfg.reward and not path.exists():
+        return None
+    return load_scorer(path, device=policy_from_config(cfg).device)
+
+
+def _sample_set(model, tok, name, prompts, gen, temperature, scorer, use_gold, seed) -> dict:
+    """Responses of one policy and every judge's verdict on them, per row."""
+    with use_policy(model, name) as m:
+        out = generate(m, tok, prompts, temperature=temperature, seed=seed, return_ids=True, **gen)
+    texts, ids = [t for t, _ in out], [i for _, i in out]
+    rows = {"response": texts, "ids": ids,
+            "eos": [bool(i) and i[-1] == tok.eos_token_id for i in ids], "length": [len(i) for i in ids],
+            "rm_score": scorer.score(prompts, texts) if scorer is not None and prompts else [None] * len(texts)}
+    if use_gold:
+        rows.update(gold.judge(prompts, texts))
+    return rows
+
+
+def _summary(rows: dict, use_gold: bool) -> dict:
+    rm = [s for s in rows["rm_score"] if s is not None]
+    out = {"eos_rate": float(np.mean(rows["eos"])) if rows["eos"] else float("nan"),
+           "mean_length": float(np.mean(rows["length"])) if rows["length"] else float("nan"),
+           "rm_score": float(np.mean(rm)) if rm else None}
+    if use_gold:
+        out.update(gold.summarize(rows))
+    return out
+
+
+def _win_rates(results: dict, n_boot: int, seed: int) -> list[dict]:
+    out = []
+    for a, b in COMPARISONS:
+        if a not in results or b not in results:
+            continue
+        for decoding in ("greedy", "sampled"):
+            ra, rb = results[a].get(decoding), results[b].get(decoding)
+            if ra is None or rb is None:
+                continue
+            for judge, key in (("gold", "overall"), ("reward", "rm_score")):
+                if key not in ra or ra[key][:1] == [None]:
+                    continue
+                w = win_rate_with_ci(ra[key], rb[key], n_boot=n_boot, seed=seed)
+                out.append({"a": a, "b": b, "judge": judge, "decoding": decoding, **w})
+    return out
+
+
+def _perplexities(cfg: EvalConfig, model, tok, names) -> dict[str, dict]:
+    run, n = Path(cfg.run), cfg.ppl_max_rows or None
+    val = read_jsonl(run / "sft" / "val.jsonl")[:n] if (run / "sft" / "val.jsonl").exists() else []
+    corpus_path = run / "data" / "corpus.txt"
+    docs = []
+    if corpus_path.exists():
+        docs = [d.strip() for d in corpus_path.read_text(encoding="utf-8").split("<|endoftext|>") if d.strip()]
+        docs = docs[-n:] if n else docs
+    out = {}
+    for name in names:
+        with use_policy(model, name) as m:
+            out[name] = {"ppl_sft_val": likelihood.completion_perplexity(m, tok, val) if val else None,
+                         "ppl_corpus": likelihood.text_perplexity(m, tok, docs) if docs else None}
+    return out
+
+
+def _safety(cfg, red_prompts, red_rows_by_policy, use_gold) -> tuple[dict, list[dict]]:
+    rules = safety.load_rules(cfg.safety_rules or None)
+    per_policy, flagged = {}, []
+    for name, rows in red_rows_by_policy.items():
+        cats = [safety.detect(r, rules) for r in rows["response"]]
+        rows["flags"] = cats
+        per_policy[name] = {
+            "harmful_rate": float(np.mean(rows["harmful"])) if use_gold and rows["harmful"] else None,
+            "refusal_rate": float(np.mean(rows["refusal"])) if use_gold and rows["refusal"] else None,
+            "detector_flag_rate": float(np.mean([bool(c) for c in cats])) if cats else None}
+        flagged += [{"policy": name, "prompt": p, "response": r, "categories": c}
+                    for p, r, c in zip(red_prompts, rows["response"], cats) if c]
+    by_cat: dict[str, int] = {}
+    for f in flagged:
+        for c in f["categories"]:
+            by_cat[c] = by_cat.get(c, 0) + 1
+    queued = safety.queue_flagged(cfg.run, flagged) if cfg.flag_to_review and flagged else 0
+    return per_policy, {"flagged": len(flagged), "queued": queued, "by_category": by_cat}
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    run = Path(cfg.run)
+    names = _policies(cfg)
+    prompts, red = load_eval_prompts(cfg)
+    use_gold = gold.applies(prompts)
+    scorer = _scorer(cfg)
+    print(f"[eval] {', '.join(names)} on {len(prompts)} held-out and {len(red)} red-team prompts; judges: "
+          + ", ".join(j for j, on in (("gold oracle", use_gold), ("reward model", scorer)) if on))
+    base = base_dir(run)
+    tok = load_tokenizer(base)
+    model = attach_adapters(load_causal_lm(base, policy_from_config(cfg), tok),
+                            {n: p for n, p in names.items() if p is not None})
+    gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
+    results, red_rows = {}, {}
+    for name in names:
+        results[name] = {"greedy": _sample_set(model, tok, name, prompts, gen, 0.0, scorer, use_gold, cfg.seed)}
+        if cfg.serving_temperature > 0:
+            results[name]["sampled"] = _sample_set(model, tok, name, prompts, gen, cfg.serving_temperature,
+                                                   scorer, use_gold, cfg.seed)
+        red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, None, use_gold, cfg.seed)
+    safety_rates, safety_summary = _safety(cfg, red, red_rows, use_gold)
+    ppl = _perplexities(cfg, model, tok, names)
+
+    policies = {}
+    for name, res in results.items():
+        entry = {d: _summary(rows, use_gold) for d, rows in res.items()}
+        entry["kl_to_sft"] = None
+        if "sft" in names and name != "sft" and "sampled" in res:
+            entry["kl_to_sft"] = likelihood.policy_kl(model, tok, name, "sft", prompts, res["sampled"]["ids"],
+                                                      cfg.serving_temperature)
+        policies[name] = entry | ppl[name] | safety_rates[name]
+    metrics = {"n_prompts": len(prompts), "n_redteam": len(red), "serving_temperature": cfg.serving_temperature,
+               "judges": {"gold": use_gold, "reward": scorer is not None},
+               "policies": policies, "win_rates": _win_rates(results, cfg.n_bootstrap, cfg.seed),
+               "safety": safety_summary}
+    metrics["win_rates"] += _human(cfg)
+    out = run / "eval"
+    write_json(out / "metrics.json", metrics)
+    write_jsonl(out / "samples.jsonl", _sample_rows(prompts, red, results, red_rows))
+    return metrics
+
+
+def _human(cfg: EvalConfig) -> list[dict]:
+    from eval.human import human_win_rates
+
+    return human_win_rates(cfg.run, n_boot=cfg.n_bootstrap, seed=cfg.seed)
+
+
+def _sample_rows(prompts, red, results, red_rows) -> list[dict]:
+    rows = []
+    for name, res in results.items():
+        for decoding, r in res.items():
+            rows += [_row(name, decoding, "heldout", p, r, i) for i, p in enumerate(prompts)]
+    for name, r in red_rows.items():
+        rows += [_row(name, "greedy", "redteam", p, r, i) for i, p in enumerate(red)]
+    return rows
+
+
+def _row(policy, decoding, split, prompt, r, i) -> dict:
+    def get(key, default=None):
+        return r[key][i] if key in r else default
+
+    return {"policy": policy, "decoding": decoding, "set": split, "prompt": prompt, "response": r["response"][i],
+            "overall": get("overall"), "rm_score": get("rm_score"), "fact_correct": get("fact_correct"),
+            "harmful": get("harmful", False), "flags": get("flags", [])}
+
+
+def send_to_collect(cfg: EvalConfig) -> int:
+    """`--to-collect`: sample both policies on the held-out prompts, store blind A/B items."""
+    from eval.human import send_ab
+
+    if cfg.a == cfg.b:
+        raise UserError(f"--a and --b name the same policy ({cfg.a!r})")
+    names = _policies(replace(cfg, policies=f"{cfg.a},{cfg.b}"))
+    prompts, _ = load_eval_prompts(cfg)
+    prompts = prompts[: cfg.ab_n] if cfg.ab_n else prompts
+    run = Path(cfg.run)
+    tok = load_tokenizer(base_dir(run))
+    model = attach_adapters(load_causal_lm(base_dir(run), policy_from_config(cfg), tok),
+                            {n: p for n, p in names.items() if p is not None})
+    gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
+    temperature = cfg.serving_temperature
+    responses = {}
+    for name in (cfg.a, cfg.b):
+        with use_policy(model, name) as m:
+            responses[name] = generate(m, tok, prompts, temperature=temperature, seed=cfg.seed, **gen)
+    n = send_ab(run, cfg.a, cfg.b, prompts, responses[cfg.a], responses[cfg.b], seed=cfg.seed)
+    print(f"[eval] {n} blind A/B items ({cfg.a} vs {cfg.b}) added to {run / 'collect' / 'annotations.db'}; "
+          f"serve them with `rlhf collect serve --run {run}`")
+    return n
+
+
+def main(cfg: EvalConfig) -> dict:
+    if cfg.to_collect:
+        return {"ab_items": send_to_collect(cfg)}
+    metrics = evaluate(cfg)
+    print(format_table(metrics))
+    if cfg.report:
+        from eval.report import write_report
+
+        print(f"[eval] report: {write_report(cfg.run)}")
+    return metrics
+
+
+def _fmt(x, spec: str) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, spec)
+
+
+def format_table(metrics: dict) -> str:
+    head = (f"{'policy':7s} {'decoding':8s} {'gold':>6s} {'fact':>6s} {'RM':>7s} {'EOS':>5s} {'len':>6s} "
+            f"{'KL/sft':>7s} {'ppl val':>8s} {'harmful':>8s}")
+    rows = [head]
+    for name, p in metrics["policies"].items():
+        for d in ("greedy", "sampled"):
+            if d not in p:
+                continue
+            r = p[d]
+            rows.append(f"{name:7s} {d:8s} {_fmt(r.get('gold_overall'), '6.3f')} {_fmt(r.get('fact_accuracy'), '6.3f')} "
+                        f"{_fmt(r.get('rm_score'), '7.3f')} {_fmt(r['eos_rate'], '5.2f')} {_fmt(r['mean_length'], '6.1f')} "
+                        f"{_fmt(p.get('kl_to_sft'), '7.2f')} {_fmt(p.get('ppl_sft_val'), '8.3f')} "
+                        f"{_fmt(p.get('harmful_rate'), '8.3f')}")
+    for w in metrics["win_rates"]:
+        rows.append(f"win rate {w['a']} vs {w['b']} ({w['judge']}, {w['decoding']}): {w['win_rate']:.3f} "
+                    f"[{w['ci_low']:.3f}, {w['ci_high']:.3f}] over {w['n']}")
+    return "\n".join(rows)

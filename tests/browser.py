@@ -1,0 +1,28 @@
+"""Shared set-up of the browser tests: Debian's chromium driven by Playwright (no browser download).
+
+`sync_api()` skips the calling test module, saying why, when /usr/bin/chromium (install it with
+.ci/install_chromium.sh) or the playwright package is missing. Screenshots go to
+`artifacts_dir()`: $RLHF_TEST_ARTIFACTS, else test-artifacts/ (gitignored; CI keeps them).
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT = 15_000  # ms
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sync_api():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: run .ci/install_chromium.sh", allow_module_level=True)
+    return pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+
+def artifacts_dir() -> Path:
+    out = Path(os.environ.get("RLHF_TEST_ARTIFACTS") or ROOT / "test-artifacts")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -1,0 +1,79 @@
+"""eval/report.py: one self-contained HTML file, untrusted text escaped, partial runs fine."""
+import base64
+import html
+import json
+import re
+
+from eval.report import write_report
+from report_fixtures import XSS, make_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def images(page: str) -> list[bytes]:
+    """The decoded PNG of every <img>; fails on any src that is not an inline base64 PNG."""
+    srcs = re.findall(r"<img\b[^>]*>", page)
+    out = []
+    for tag in srcs:
+        m = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
+        assert m, f"image is not an inline PNG: {tag[:120]}"
+        out.append(base64.b64decode(m.group(1), validate=True))
+    return out
+
+
+def test_full_report(tmp_path):
+    run = make_run(tmp_path)
+    path = write_report(run)
+    assert path == run / "eval" / "report.html"
+    page = path.read_text(encoding="utf-8")
+
+    # One file: every image inline and a real PNG; nothing loaded from elsewhere, no script.
+    pngs = images(page)
+    assert len(pngs) == 6  # win rates, RM vs gold, curves of sft, reward, dpo, ppo
+    assert all(p.startswith(PNG_MAGIC) and len(p) > 1000 for p in pngs)
+    tags = re.findall(r"<[a-zA-Z][^>]*>", page)
+    assert not [t for t in tags if re.match(r"<(script|link|iframe|object|embed)\b", t, re.I)
+                or re.search(r"\son\w+\s*=|https?:|url\(", t, re.I)]
+
+    # Untrusted prompts, responses and categories arrive as text.
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert html.escape(XSS) in page
+
+    # Numbers: win rates with intervals, NaN and null as n/a.
+    assert "0.613" in page and "[0.538, 0.688]" in page and "[0.772, 0.903]" in page
+    assert "n/a" in page and not re.search(r"\bnan\b", page, re.I)
+    for section in ("Headline", "Win rates", "Policies", "Reward model vs gold", "Safety",
+                    "Annotator agreement", "Training curves", "Sample outputs"):
+        assert f"<h2>{section}" in page
+    assert "fleiss_kappa" in page and "Landis-Koch" in page  # from the annotation store
+    assert "not run" not in page and "section failed" not in page
+
+
+def test_partial_run(tmp_path):
+    """Only eval/metrics.json (base and sft) and the SFT log: the rest says "not run"."""
+    run = make_run(tmp_path, full=False)
+    page = write_report(run).read_text(encoding="utf-8")
+    assert len(images(page)) == 1  # the SFT curves
+    assert "section failed" not in page
+    assert page.count("not run") >= 4  # win rates, RM vs gold, agreement, samples
+    assert not (run / "collect").exists()  # looking for the store did not create it
+
+
+def test_broken_inputs_spoil_only_their_section(tmp_path, capsys):
+    run = make_run(tmp_path, full=False)
+    with open(run / "sft" / "log.jsonl", "a") as f:
+        f.write('{"step": 45, "loss": 1.')  # a run killed mid-write
+    m = json.loads((run / "eval" / "metrics.json").read_text())
+    m["policies"]["sft"]["greedy"] = "garbage"
+    m["win_rates"] = [{"a": "sft", "b": "base", "win_rate": "0.7?", "n": 3}]
+    (run / "eval" / "metrics.json").write_text(json.dumps(m))
+    page = write_report(run).read_text(encoding="utf-8")
+    assert len(images(page)) == 1  # the SFT curves, without the half line
+    assert "section failed" not in page  # a string where a number belongs is shown as text
+
+    m["policies"] = ["not", "a", "dict"]  # breaks every section built from the policies
+    (run / "eval" / "metrics.json").write_text(json.dumps(m))
+    page = write_report(run).read_text(encoding="utf-8")
+    assert "section failed: AttributeError" in page
+    assert "Traceback" in capsys.readouterr().err  # and the traceback goes to the log
+    assert len(images(page)) == 1 and "<h2>Training curves" in page
