@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup
+demo:
+	@t0=$$(date +%s); $(MAKE) --no-print-directory setup; echo "[make] set-up: $$(( $$(date +%s) - t0 )) s"
 	$(VENV)/bin/rlhf demo --run runs/demo
 
 test: setup

@@ -47,6 +47,10 @@ def resolve_device(device: str = "auto", dtype: str = "auto", gradient_checkpoin
     """Pick device, dtype and checkpointing; with apply=True also set torch's thread count."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        # under `accelerate launch` / torchrun each process loads its model on its own GPU,
+        # not all of them on GPU 0 before the Trainer moves them
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device '{device}' requested but CUDA is not available on this machine")
@@ -62,6 +66,8 @@ def resolve_device(device: str = "auto", dtype: str = "auto", gradient_checkpoin
     n_threads = threads or os.cpu_count() or 1
     if apply and dev.type == "cpu":
         torch.set_num_threads(n_threads)
+    if apply and dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)
     gc = bool(gradient_checkpointing) if gradient_checkpointing is not None else False
     return DevicePolicy(device=dev, dtype=dt, gradient_checkpointing=gc, threads=n_threads)
 

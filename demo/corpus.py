@@ -1,7 +1,8 @@
 """Pretraining text for the tiny base model: the shop's web pages and support chat transcripts.
 
 Pages state every fact in prose (store pages, the shipping-zone table, the catalog, care
-guides, help-center Q&As) in several wordings, so a small model can learn the lookups. The
+guides, help-center Q&As in every wording of each question, see faq_pages) in several
+wordings, so a small model can learn the lookups and the language. The
 transcripts ("Customer: ...\\nAgent: ...") teach the conversational shape; they use only SFT
 (non-held-out) question templates and are mostly good answers, with a few curt ones, as a
 real support archive would be. Harmful requests in them are always refused.
@@ -11,7 +12,6 @@ Documents are joined by a blank line, "<|endoftext|>" and a newline; demo/base.p
 from __future__ import annotations
 
 import random
-import re
 
 from demo import domain
 from demo.facts import (ADDRESSES, CARE, CATEGORIES, CITIES, DAYS, PRODUCTS, SHOP, SHOP_FULL, STORE_HOURS,
@@ -91,42 +91,27 @@ def care_pages() -> list[str]:
     return docs
 
 
-def faq_pages(rng: random.Random, per_intent: int = 3) -> list[str]:
-    """Help-center pages: SFT-template questions with plain-prose answers."""
+def faq_pages(rng: random.Random, per_template: int = 2) -> list[str]:
+    """Help-center pages: each intent's questions in every wording (the held-out wordings too,
+    with other slot values and greetings than any held-out prompt), with plain-prose answers.
+
+    A real base model has read paraphrases of nearly every question during pretraining; SFT
+    then teaches the chat format and manners, not the language. These pages are that
+    knowledge for the tiny model: without them no 5M-parameter model can know that "I live
+    abroad" asks about international shipping. SFT rows and chat transcripts still use only
+    the SFT wordings, so the held-out prompts are new to the SFT stage."""
     docs = []
     for intent in domain.BENIGN:
-        for _ in range(per_intent):
+        ids = [t for t in range(len(intent.templates)) for _ in range(per_template)]
+        rng.shuffle(ids)
+        while ids:
+            page, ids = ids[: rng.randint(2, 4)], ids[4:] if len(ids) > 4 else []
             qas = []
-            for _ in range(rng.randint(2, 4)):
-                t = rng.choice(intent.sft_template_ids())
+            for t in page:
                 slots = domain.sample_slots(intent, rng, intent.templates[t])
                 question = intent.templates[t].format(**slots)
                 qas.append(f"Q: {question}\nA: {domain.statement(intent, slots, rng)}")
             docs.append(f"{SHOP} Help Center\n\n" + "\n\n".join(qas))
-    return docs
-
-
-def _content_words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z][a-z'&-]*", text.lower()) if w not in _STOP_WORDS]
-
-
-def topic_pages(rng: random.Random, per_intent: int = 4) -> list[str]:
-    """Help-center topic pages with the search keywords that lead to each topic: the words of
-    every way customers ask about it (the held-out wordings included, as single words in a
-    shuffled list, never as questions). A real base model knows from pretraining that
-    "abroad" is about international shipping; a model pretrained on this corpus alone can
-    only learn it here."""
-    docs = []
-    for intent in domain.BENIGN + domain.HARMFUL:
-        # the templates' own words; slot values (cities, products) would only add noise
-        words = sorted({w for t in intent.templates for w in _content_words(re.sub(r"\{\w+\}", " ", t))})
-        title = intent.name.replace("_", " ")
-        for _ in range(per_intent):
-            rng.shuffle(words)
-            slots = domain.sample_slots(intent, rng, rng.choice(intent.templates))
-            answer = (domain.render(intent, slots, "refusal", rng) if intent.harmful
-                      else domain.statement(intent, slots, rng))
-            docs.append(f"{SHOP} Help Center: {title}\n\nSearch keywords: {', '.join(words)}\n\n{answer}")
     return docs
 
 
@@ -148,8 +133,7 @@ def transcript(rng: random.Random) -> str:
 
 
 def build_corpus(rng: random.Random, target_chars: int = 700_000) -> str:
-    docs = (store_pages(rng) + shipping_pages(rng) + catalog_pages(rng) + care_pages() + faq_pages(rng)
-            + topic_pages(rng))
+    docs = store_pages(rng) + shipping_pages(rng) + catalog_pages(rng) + care_pages() + faq_pages(rng)
     size = sum(len(d) + len(DOC_SEPARATOR) for d in docs)
     while size < target_chars:
         doc = transcript(rng)

@@ -22,14 +22,15 @@ from transformers.utils import logging as hf_logging
 from core.io import append_jsonl, write_json
 from demo.tokenizer import EOT
 
-# Defaults measured on the 2-core CPU with the demo corpus (~0.67 MB, ~160k tokens at vocab 3.2k):
-# 5.2M params, 4096 tokens/step at ~1.4 s/step when the CPU is otherwise idle, so 120 steps
-# (~3 epochs) take about 3 minutes and reach held-out loss ~2.0 nats against a unigram entropy
-# of 5.5. Peak lr 2e-3 and 4e-3 stalled near the unigram loss (~5.4) for tens of steps and ended
-# at 2.8 after 120 steps; 1e-3 did not stall.
-DEFAULT_MAX_STEPS = 120
-DEFAULT_LR = 1e-3
-DEFAULT_WARMUP = 12
+# Defaults (core.config.BaseConfig holds the ones `rlhf base` uses), measured on the 2-core CPU
+# with the demo corpus (~0.7 MB, ~200k tokens at vocab 3.2k), 5.2M params:
+# - 120 steps of 16 x 256 tokens at lr 1e-3: held-out loss 2.0 nats (unigram entropy 5.5);
+# - 220 such steps: 0.80, and the model answered nearly every question with the same sentence;
+# - 440 steps of 8 x 256 (the same tokens, twice the updates) at lr 2e-3: 0.57, and the answers
+#   follow the question. lr 3e-3 trained slower; 4e-3 stalled near the unigram loss.
+DEFAULT_MAX_STEPS = 440
+DEFAULT_LR = 2e-3
+DEFAULT_WARMUP = 30
 
 
 def pack_documents(texts: list[str], tokenizer, seq_len: int) -> torch.Tensor:
@@ -211,7 +212,7 @@ def train_loop(model, blocks: torch.Tensor, *, batch_size: int, max_steps: int, 
 def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
              hidden_size: int = 256, num_layers: int = 6, num_heads: int = 8,
              num_kv_heads: int = 4, intermediate_size: int = 704, seq_len: int = 256,
-             batch_size: int = 16, max_steps: int = DEFAULT_MAX_STEPS, lr: float = DEFAULT_LR,
+             batch_size: int = 8, max_steps: int = DEFAULT_MAX_STEPS, lr: float = DEFAULT_LR,
              warmup_steps: int = DEFAULT_WARMUP, weight_decay: float = 0.1, val_frac: float = 0.02,
              seed: int = 0, threads: int = 0, log_path: str | os.PathLike | None = None,
              log_every: int = 10, progress: bool = True) -> dict:

@@ -4,8 +4,9 @@ The intent tables (demo/intents_*.py) only fill in `Intent` records; all behavio
 demo/domain.py (rendering, parsing) and demo/oracle.py (scoring), so the tables stay readable.
 
 Rules for writing an intent:
-- `templates`: the question paraphrases. Template i is held out (never in SFT rows or the
-  corpus, only in prompts.jsonl and redteam.jsonl) when i % 4 == 3, i.e. 25% of them.
+- `templates`: the question paraphrases. Template i is held out when i % 4 == 3, i.e. 25% of
+  them: never in SFT rows or chat transcripts, only in prompts.jsonl and redteam.jsonl and,
+  as pretraining knowledge, in the corpus's help-center pages (demo/corpus.faq_pages).
 - `cues`: (regex, weight) keyword rules over the lowercased question; parse() picks the intent
   with the highest total weight among those whose `requires` slots are present and whose
   `forbids` slots are absent. Cues are rules about words, never lists of generated prompts.

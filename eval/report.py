@@ -157,10 +157,10 @@ def over_optimization(samples: list[dict]) -> str:
 
 
 def safety(m: dict) -> str:
-    rows = [[n, p.get("harmful_rate"), p.get("refusal_rate"), p.get("detector_flag_rate")]
+    rows = [[n, p.get("harmful_rate"), p.get("harmful_rate_sampled"), p.get("refusal_rate"), p.get("detector_flag_rate")]
             for n, p in (m.get("policies") or {}).items()]
     out = "<h2>Safety (red-team prompts)</h2>" + _table(
-        ["policy", "harmful rate", "refusal rate", "detector flag rate"], rows)
+        ["policy", "harmful rate (greedy)", "harmful rate (sampled)", "refusal rate", "detector flag rate"], rows)
     s = m.get("safety")
     if not s:
         return out + _not_run("Safety audit of flagged outputs")

@@ -150,19 +150,23 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = attach_adapters(load_causal_lm(base, policy_from_config(cfg), tok),
                             {n: p for n, p in names.items() if p is not None})
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
-    results, red_rows = {}, {}
+    results, red_rows, harmful_sampled = {}, {}, {}
     for name in names:
         results[name] = {"greedy": _sample_set(model, tok, name, prompts, gen, 0.0, scorer, use_gold, cfg.seed)}
         if cfg.serving_temperature > 0:
             results[name]["sampled"] = _sample_set(model, tok, name, prompts, gen, cfg.serving_temperature,
                                                    scorer, use_gold, cfg.seed)
         red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, None, use_gold, cfg.seed)
+        if use_gold and cfg.serving_temperature > 0:  # greedy decoding hides a minority of harmful answers
+            red_sampled = _sample_set(model, tok, name, red, gen, cfg.serving_temperature, None, True, cfg.seed)
+            harmful_sampled[name] = float(np.mean(red_sampled["harmful"])) if red else None
     safety_rates, safety_summary = _safety(cfg, red, red_rows, use_gold)
     ppl = _perplexities(cfg, model, tok, names)
 
     policies = {}
     for name, res in results.items():
         entry = {d: _summary(rows, use_gold) for d, rows in res.items()}
+        entry["harmful_rate_sampled"] = harmful_sampled.get(name)
         entry["kl_to_sft"] = None
         if "sft" in names and name != "sft" and "sampled" in res:
             entry["kl_to_sft"] = likelihood.policy_kl(model, tok, name, "sft", prompts, res["sampled"]["ids"],
@@ -247,7 +251,7 @@ def _fmt(x, spec: str) -> str:
 
 def format_table(metrics: dict) -> str:
     head = (f"{'policy':7s} {'decoding':8s} {'gold':>6s} {'fact':>6s} {'RM':>7s} {'EOS':>5s} {'len':>6s} "
-            f"{'KL/sft':>7s} {'ppl val':>8s} {'harmful':>8s}")
+            f"{'KL/sft':>7s} {'ppl val':>8s} {'harmful':>8s} {'(T>0)':>6s}")
     rows = [head]
     for name, p in metrics["policies"].items():
         for d in ("greedy", "sampled"):
@@ -257,7 +261,7 @@ def format_table(metrics: dict) -> str:
             rows.append(f"{name:7s} {d:8s} {_fmt(r.get('gold_overall'), '6.3f')} {_fmt(r.get('fact_accuracy'), '6.3f')} "
                         f"{_fmt(r.get('rm_score'), '7.3f')} {_fmt(r['eos_rate'], '5.2f')} {_fmt(r['mean_length'], '6.1f')} "
                         f"{_fmt(p.get('kl_to_sft'), '7.2f')} {_fmt(p.get('ppl_sft_val'), '8.3f')} "
-                        f"{_fmt(p.get('harmful_rate'), '8.3f')}")
+                        f"{_fmt(p.get('harmful_rate'), '8.3f')} {_fmt(p.get('harmful_rate_sampled'), '6.3f')}")
     for w in metrics["win_rates"]:
         rows.append(f"win rate {w['a']} vs {w['b']} ({w['judge']}, {w['decoding']}): {w['win_rate']:.3f} "
                     f"[{w['ci_low']:.3f}, {w['ci_high']:.3f}] over {w['n']}")

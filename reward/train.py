@@ -23,6 +23,7 @@ stopping on held-out accuracy (best weights kept), checkpoints with model + opti
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 import shutil
@@ -461,6 +462,9 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
     from transformers import set_seed
 
     check_config(cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("the reward stage trains in one process (a 22M-parameter encoder needs no more); "
+                          "run it without `accelerate launch` / torchrun")
     set_seed(cfg.seed)
     policy = policy_from_config(cfg)
     model_path, data_path, out = resolve_paths(cfg)

@@ -113,7 +113,14 @@ def make_accelerator(cpu: bool):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
-    return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    from accelerate.utils import DistributedType
+
+    acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+        raise UserError(f"PPO runs on one device or under DDP (configs/accelerate/multi_gpu.yaml), not "
+                        f"{acc.distributed_type.value}: rollouts sample from the whole policy, and the loop "
+                        "steps its optimizer itself. Launch it with the multi_gpu config.")
+    return acc
 
 
 def make_kl_controller(cfg: PPOConfig):

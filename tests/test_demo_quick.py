@@ -104,3 +104,30 @@ def test_eval_to_collect_sends_blind_ab_items_and_reports_human_votes(quick_run)
     (human,) = human_win_rates(run, n_boot=50)
     assert (human["a"], human["b"], human["judge"], human["n"]) == ("sft", "ppo", "human", 4)
     assert 0 <= human["win_rate"] <= 1
+
+
+def test_an_interrupted_stage_resumes_and_a_finished_one_is_skipped(tmp_path):
+    from core.config import DPOConfig
+    from demo.pipeline import _run_stage
+
+    out, seen = tmp_path / "dpo", []
+    inputs = {"prefs": tmp_path / "prefs.jsonl"}
+    (tmp_path / "prefs.jsonl").write_text("{}\n")
+
+    def crash(cfg):
+        seen.append(cfg.resume)
+        raise KeyboardInterrupt
+
+    def finish(cfg):
+        seen.append(cfg.resume)
+        (out / "metrics.json").write_text("{}")
+
+    cfg = DPOConfig(run=str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        _run_stage("dpo", out, crash, cfg, inputs)
+    assert _run_stage("dpo", out, finish, cfg, inputs) > -1  # resumed
+    assert _run_stage("dpo", out, finish, cfg, inputs) is None  # up to date: skipped
+    assert seen == [False, True]
+    (tmp_path / "prefs.jsonl").write_text('{"changed": 1}\n')  # new input: a fresh run
+    _run_stage("dpo", out, finish, cfg, inputs)
+    assert seen == [False, True, False]
