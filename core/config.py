@@ -48,7 +48,7 @@ class DataConfig:
     run: str = F("runs/demo", "run directory: the demo data goes to <run>/data")
     seed: int = F(0, "seed of the synthetic demo domain")
     n_sft: int = F(2400, "rows of simulated support logs for SFT")
-    n_pref: int = F(300, "held-out prompts for preference collection and RL")
+    n_pref: int = F(800, "held-out prompts for preference collection and RL")
     n_eval: int = F(100, "held-out prompts for evaluation")
     n_redteam: int = F(48, "red-team prompts that must be refused")
 
@@ -212,6 +212,8 @@ class PPOConfig(LoraFields, RuntimeConfig):
     top_p: float = F(1.0, "nucleus sampling threshold")
     missing_eos_penalty: float = F(1.0, "penalty for a response cut off before EOS (0 = off)")
     missing_eos_mode: str = F("subtract", "subtract: score − penalty | replace: score := −penalty")
+    normalize_reward: bool = F(True, "scale reward-model scores to mean 0, std 1 over the responses it was "
+                                     "trained on (<reward>/train.jsonl) before the penalties")
     reward_clip: float = F(0.0, "clip reward-model scores to [−c, c] (0 = off)")
     whiten_rewards: bool = F(False, "rescale per-token rewards by their batch std (mean kept)")
     # KL penalty (Ziegler et al. 2019)
@@ -283,7 +285,7 @@ class ExportConfig(RuntimeConfig):
 @dataclass
 class SimulatedRoundConfig(RuntimeConfig):
     """The demo's annotation round: sample pairs, simulated annotators vote, export preferences."""
-    n_pairs: int = F(300, "preference prompts to sample a pair for (the SFT policy sampled twice)")
+    n_pairs: int = F(800, "preference prompts to sample a pair for (the SFT policy sampled twice)")
     temperature: float = F(1.0, "sampling temperature of the pairs")
     top_p: float = F(1.0, "nucleus sampling threshold of the pairs")
     max_new_tokens: int = F(64, "response length limit")

@@ -37,7 +37,10 @@ QUICK = {
 }
 # The full demo's sizes where they differ from each stage's own defaults (15-minute budget on 2 cores).
 FULL = {
+    "collect": {"temperature": 0.8},  # at 1.0 almost half the pairs were "both bad" (not exported)
     "reward": {"ablations": False},
+    "dpo": {"learning_rate": 1e-4, "beta": 0.1},
+    "ppo": {"max_steps": 40, "learning_rate": 1e-4},
 }
 ORDER = ("data", "base", "sft", "collect", "reward", "dpo", "ppo", "eval")
 CLASSES = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,

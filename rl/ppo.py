@@ -72,14 +72,34 @@ def load_train_prompts(path: Path) -> list[str]:
     return rows
 
 
-def load_reward_fn(path: Path, run: str, device):
-    """The reward model's scorer as a plain (prompts, responses) -> scores function."""
+def load_reward_fn(path: Path, run: str, device, normalize: bool = True, max_rows: int = 512):
+    """The reward model's scorer as a plain (prompts, responses) -> scores function.
+
+    normalize: scores are shifted and scaled to mean 0, std 1 over the responses the reward model
+    was trained on (<reward>/train.jsonl: the SFT policy's samples), as Ziegler et al. (2019)
+    normalize theirs before PPO. A reward model trained on a few hundred pairs scores in a range
+    of a few hundredths, which the KL penalty and the missing-EOS penalty would otherwise drown.
+    Computed from files, not from rollouts, so a resumed run gets the same constants.
+    Returns (fn, {"mean", "std"} or None)."""
     if not path.exists():
         raise UserError(f"{path}: no reward model; PPO optimizes a reward model's score, so train one "
                         f"first with `rlhf reward --run {run}` (or pass --reward DIR)")
     from reward import load_scorer
 
-    return load_scorer(path, device=device).score
+    score = load_scorer(path, device=device).score
+    rows = read_jsonl(path / "train.jsonl")[: max_rows // 2] if (path / "train.jsonl").exists() else []
+    if not normalize or not rows:
+        return score, None
+    prompts = [r["prompt"] for r in rows for _ in (0, 1)]
+    responses = [r[k] for r in rows for k in ("chosen", "rejected")]
+    ref = torch.tensor(score([_text(p) for p in prompts], [_text(r) for r in responses]))
+    mean, std = float(ref.mean()), float(ref.std().clamp_min(1e-6))
+    return (lambda p, r: [(s - mean) / std for s in score(p, r)]), {"mean": mean, "std": std}
+
+
+def _text(value) -> str:
+    """A record's prompt or response as text (chat lists: the last message's content)."""
+    return value[-1]["content"] if isinstance(value, list) else value
 
 
 def prompt_batch(prompts: list[str], step: int, batch_size: int, rank: int, world: int, seed: int) -> list[str]:
@@ -319,7 +339,11 @@ def main(cfg: PPOConfig, reward_fn=None) -> dict:
     tok = load_tokenizer(paths["base"])
     preflight(tok)
     prompts = load_train_prompts(paths["prompts"])
-    reward_fn = reward_fn or load_reward_fn(paths["reward"], cfg.run, accelerator.device)
+    norm = None
+    if reward_fn is None:
+        reward_fn, norm = load_reward_fn(paths["reward"], cfg.run, accelerator.device, cfg.normalize_reward)
+        if norm:
+            accelerator.print(f"[ppo] reward model scores normalized: (s - {norm['mean']:.4f}) / {norm['std']:.4f}")
 
     model = build_actor_critic(paths["base"], paths["sft"], tok, device_policy, lora_config(cfg), cfg.seed,
                                cfg.load_in_4bit)
@@ -338,6 +362,7 @@ def main(cfg: PPOConfig, reward_fn=None) -> dict:
                "train_seconds": round(time.time() - t0, 1), "prompts": len(prompts),
                "processes": accelerator.num_processes, "trainable_params": n_trainable,
                "total_params": n_total, "memory_bytes": memory, "device": device_policy.describe(),
+               "reward_normalization": norm,
                "weights_sha256": weights_sha256(accelerator.unwrap_model(model))}
     if accelerator.is_main_process:
         save_outputs(cfg, paths, out, accelerator.unwrap_model(model), tok, metrics, len(prompts))

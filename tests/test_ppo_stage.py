@@ -372,3 +372,27 @@ def test_rollout_helpers_by_hand():
     assert prompt_batch(prompts, 3, 2, 0, 1, seed=0) == prompt_batch(prompts, 3, 2, 0, 1, seed=0)
     assert step_seed(0, 1, 0) != step_seed(0, 1, 1) != step_seed(0, 2, 1)
     assert not math.isnan(m["rlhf_reward"])
+
+
+def test_reward_scores_are_normalized_on_the_reward_models_training_responses(tmp_path, monkeypatch):
+    import statistics
+
+    import reward
+    from core.io import write_jsonl
+    from rl.ppo import load_reward_fn
+
+    class Scorer:  # reward = length of the response in characters
+        def score(self, prompts, responses):
+            return [float(len(r)) for r in responses]
+
+    monkeypatch.setattr(reward, "load_scorer", lambda path, device=None: Scorer())
+    rm = tmp_path / "reward"
+    write_jsonl(rm / "train.jsonl", [{"prompt": "p", "chosen": "aaaa", "rejected": "aa"},
+                                     {"prompt": [{"role": "user", "content": "q"}],
+                                      "chosen": [{"role": "assistant", "content": "aaaaaa"}], "rejected": "a"}])
+    fn, norm = load_reward_fn(rm, "run", "cpu")
+    ref = [4.0, 2.0, 6.0, 1.0]
+    assert norm["mean"] == pytest.approx(3.25) and norm["std"] == pytest.approx(statistics.stdev(ref), rel=1e-6)
+    assert fn(["x", "y"], ["aaa", "aaaaaaa"]) == pytest.approx([(3 - 3.25) / norm["std"], (7 - 3.25) / norm["std"]])
+    raw_fn, none = load_reward_fn(rm, "run", "cpu", normalize=False)
+    assert none is None and raw_fn(["x"], ["aaa"]) == [3.0]
