@@ -1,7 +1,8 @@
 """`rlhf eval`: compare the run's policies (base, sft, dpo, ppo) on held-out and red-team prompts.
 
 Every policy is an adapter on one copy of the base weights. Each answers the held-out prompts
-twice, greedily and sampled at the serving temperature, and the red-team prompts greedily.
+twice, greedily and sampled at the serving temperature, and the red-team prompts greedily (the
+audited answers) and, in the demo, sampled too (a harmful minority greedy decoding would hide).
 Judges: the gold oracle (demo data only), the run's reward model (when one exists), and people
 (votes on blind A/B items sent with `--to-collect`). Reported per policy: gold score, fact
 accuracy, RM score, EOS rate, length, KL to the SFT policy, perplexity on the SFT validation
