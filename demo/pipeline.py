@@ -134,8 +134,9 @@ def _run_stage(name: str, out: Path, fn: Callable, stage_cfg, inputs: dict) -> f
     else:
         if name in RESUMABLE:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)  # from other settings: never resume those
-        if name == "collect":  # votes from other pairs or settings: start the round afresh
-            shutil.rmtree(out, ignore_errors=True)
+        if name == "collect" and out.exists():  # votes on other pairs: start afresh, keep the old store
+            out.rename(out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"))
+            print(f"[demo] collect: the previous round moved to {out.name}.stale-*")
         print(f"[demo] {name}: running")
     mark_stage(out, fp, "running")
     t0 = time.time()
