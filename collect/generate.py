@@ -5,13 +5,15 @@ policies once each (`vs`: a blind A/B test; the app never shows which is which).
 policies are adapters on one copy of the base weights (core.policies.attach_adapters), sampled
 in batches with the KV cache (core.generation.generate).
 
-Item ids are deterministic, "<policy>-vs-<other>-<prompt id>", so a re-run skips what is
-stored and only fills in the rest; items go into the store one batch at a time, so an
+Item ids are deterministic, a hash of the two policies and the prompt id (no model name in
+them), so a re-run skips what is stored and only fills in the rest; items go into the store one batch at a time, so an
 interrupted run keeps what it finished. A pair whose two responses are identical teaches
 nothing and is not stored (counted), nor is one with an empty response (the store refuses it).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from pathlib import Path
@@ -43,7 +45,9 @@ def pref_prompts(path: str | Path, n: int) -> list[dict]:
 
 
 def item_id(policy: str, other: str, prompt_id: str) -> str:
-    return f"{policy}-vs-{other}-{prompt_id}"
+    """Opaque and deterministic: no policy name in anything an annotator's page could carry."""
+    digest = hashlib.sha256(json.dumps(["pair", policy, other, prompt_id]).encode()).hexdigest()
+    return f"pair-{digest[:24]}"
 
 
 def _adapter_name(policy: str) -> str:

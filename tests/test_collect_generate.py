@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from collect.cli import main
 from collect.commands import store_for
-from collect.generate import generate_pairs
+from collect.generate import generate_pairs, item_id
 from collect.store import Item
 from core.config import UserError
 
@@ -57,7 +57,7 @@ def test_one_policy_sampled_twice_is_stored_with_sources_and_rerun_is_idempotent
     assert n == len(stored) >= 2  # the rest (if any) were identical or empty, and say so
     assert f"stored {n} items (sft vs sft) from 4 prompts" in out
     for it in stored:
-        assert it.id == f"sft-vs-sft-{it.meta['prompt_id']}"
+        assert it.id == item_id("sft", "sft", it.meta["prompt_id"]) and "sft" not in it.id
         assert it.prompt.startswith("When do you open")  # "pref" prompts only
         assert (it.source_a, it.source_b) == ("sft", "sft")
         assert it.response_a.strip() != it.response_b.strip()
@@ -74,7 +74,8 @@ def test_ab_mode_stores_both_sources(run):
     stored = items(run)
     assert n == len(stored) >= 1
     for it in stored:
-        assert it.id.startswith("sft-vs-base-pref-")
+        assert it.id == item_id("sft", "base", it.meta["prompt_id"])
+        assert "sft" not in it.id and "base" not in it.id
         assert (it.source_a, it.source_b) == ("sft", "base")
     assert generate_pairs(run, policy="sft", vs="base", n=6, **GEN) == 0
 
