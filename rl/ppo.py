@@ -77,9 +77,9 @@ def load_reward_fn(path: Path, run: str, device, normalize: bool = True, max_row
 
     normalize: scores are shifted and scaled to mean 0, std 1 over the responses the reward model
     was trained on (<reward>/train.jsonl: the SFT policy's samples), as Ziegler et al. (2019)
-    normalize theirs before PPO. A reward model trained on a few hundred pairs scores in a range
-    of a few hundredths, which the KL penalty and the missing-EOS penalty would otherwise drown.
-    Computed from files, not from rollouts, so a resumed run gets the same constants.
+    normalize theirs before PPO, so that β·KL, the missing-EOS penalty and kl_target mean the
+    same whatever the reward model's scale. Computed from files, not from rollouts, so a
+    resumed run gets the same constants.
     Returns (fn, {"mean", "std"} or None)."""
     if not path.exists():
         raise UserError(f"{path}: no reward model; PPO optimizes a reward model's score, so train one "
