@@ -36,6 +36,21 @@ def last_checkpoint(out: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def prepare_resume(out: Path, resume: bool, stage: str) -> Path | None:
+    """The checkpoint to resume from (None: a fresh start). Resuming cuts <out>/log.jsonl back
+    to the checkpoint's step, so no step is logged twice; a fresh start removes the old log."""
+    log_path = out / "log.jsonl"
+    resume_from = last_checkpoint(out) if resume else None
+    if resume and resume_from is None:
+        print(f"[{stage}] --resume: no checkpoint in {out / 'checkpoints'}, starting fresh")
+    if resume_from is not None:
+        truncate_log(log_path, int(resume_from.name.split("-")[-1]))
+        print(f"[{stage}] resuming from {resume_from}")
+    else:
+        log_path.unlink(missing_ok=True)
+    return resume_from
+
+
 def trainer_kwargs(cfg, policy, out: Path) -> dict:
     """The TrainingArguments every Trainer-based stage shares, from its config and the device
     policy (core/device.py): never TRL's GPU-shaped defaults (bf16, checkpointing) on a CPU."""

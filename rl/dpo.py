@@ -48,7 +48,7 @@ from core.policies import base_dir
 from core.records import read_preferences
 from core.runcard import data_info, write_run_card
 from core.config import DPOConfig
-from core.training import JsonlLogger, last_checkpoint, trainer_kwargs, truncate_log
+from core.training import JsonlLogger, prepare_resume, trainer_kwargs
 from rl.dpo_loss import LOSS_TYPES, smoothing_from_agreement
 
 
@@ -228,15 +228,7 @@ def main(cfg: DPOConfig, callbacks: list | None = None) -> dict:
     print(f"[dpo] {n_trainable:,} trainable of {n_total:,} parameters; reference adapter "
           f"{memory['ref_adapter_bytes'] / 2**20:.2f} MiB vs base {memory['base_param_bytes'] / 2**20:.2f} MiB")
 
-    log_path = out / "log.jsonl"
-    resume_from = last_checkpoint(out) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        print(f"[dpo] --resume: no checkpoint in {out / 'checkpoints'}, starting fresh")
-    if resume_from is not None:
-        truncate_log(log_path, int(resume_from.name.split("-")[-1]))
-        print(f"[dpo] resuming from {resume_from}")
-    else:
-        log_path.unlink(missing_ok=True)
+    resume_from = prepare_resume(out, cfg.resume, "dpo")
 
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -20,7 +20,7 @@ from core.io import write_jsonl
 from core.models import count_parameters, load_causal_lm, load_tokenizer, lora_config, preflight
 from core.records import read_sft
 from core.runcard import data_info, write_run_card
-from core.training import JsonlLogger, last_checkpoint, trainer_kwargs, truncate_log
+from core.training import JsonlLogger, prepare_resume, trainer_kwargs
 from sft.data import augment_paraphrases, check_rows, simple_paraphrase, split_train_val
 
 
@@ -132,14 +132,7 @@ def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
     print(f"[sft] LoRA r={cfg.lora_r}: {n_trainable:,} trainable of {n_total:,} parameters")
 
     log_path = out / "log.jsonl"
-    resume_from = last_checkpoint(out) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        print(f"[sft] --resume: no checkpoint in {out / 'checkpoints'}, starting fresh")
-    if resume_from is not None:
-        truncate_log(log_path, int(resume_from.name.split("-")[-1]))
-        print(f"[sft] resuming from {resume_from}")
-    else:
-        log_path.unlink(missing_ok=True)
+    resume_from = prepare_resume(out, cfg.resume, "sft")
 
     cbs = [JsonlLogger(log_path)()] + list(callbacks or [])
     if cfg.early_stopping_patience > 0:
