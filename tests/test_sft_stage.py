@@ -93,3 +93,31 @@ def test_data_errors_stop_before_training(tiny_base, tmp_path):
     with pytest.raises(DataError, match=r"bad\.jsonl:2: \(row\)"):
         main(_cfg(tiny_base, bad, tmp_path / "sft"))
     assert not (tmp_path / "sft" / "adapter_model.safetensors").exists()
+
+
+def test_lean_trainer_loss_equals_trls_on_the_same_batch(tiny_base, tmp_path):
+    """sft.train.trainer_class swaps TRL's fused-head loss for Trainer.compute_loss: same number,
+    completion tokens only (the prompt's labels are -100 in the batch)."""
+    from peft import get_peft_model
+    from trl import SFTTrainer
+
+    from conftest import tiny_chat_rows
+    from core.device import resolve_device
+    from core.models import load_causal_lm, load_tokenizer, lora_config
+    from sft.train import to_dataset, trainer_class, trl_args
+
+    cfg = SFTConfig(max_steps=1, batch_size=4, early_stopping_patience=0, lora_r=4)
+    policy, tok = resolve_device("cpu"), load_tokenizer(tiny_base)
+    torch.manual_seed(0)
+    model = get_peft_model(load_causal_lm(tiny_base, policy, tok), lora_config(cfg))
+    args = trl_args(cfg, policy, tmp_path)
+    args.eval_strategy, args.load_best_model_at_end = "no", False
+    data = to_dataset(tiny_chat_rows())
+    trl = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
+    lean = trainer_class()(model=model, args=args, train_dataset=data, processing_class=tok)
+    batch = next(iter(trl.get_train_dataloader()))
+    assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
+    with torch.no_grad():
+        want = trl.compute_loss(model, dict(batch))
+        got = lean.compute_loss(model, dict(batch))
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
