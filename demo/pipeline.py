@@ -38,9 +38,10 @@ QUICK = {
 # The full demo's sizes where they differ from each stage's own defaults (15-minute budget on 2 cores).
 FULL = {
     "collect": {"temperature": 0.8},  # at 1.0 almost half the pairs were "both bad" (not exported)
-    "reward": {"ablations": False},
-    "dpo": {"learning_rate": 1e-4, "beta": 0.1},
-    "ppo": {"max_steps": 40, "learning_rate": 1e-4},
+    "reward": {"ablations": False, "num_epochs": 2.0},
+    # the reference forward once per pair, not once per step; ε from 3 agreeing votes 0.125, not 0.2
+    "dpo": {"learning_rate": 1e-4, "beta": 0.1, "precompute_ref_log_probs": True, "smoothing_prior": 0.5},
+    "ppo": {"max_steps": 30, "learning_rate": 1e-4},
 }
 ORDER = ("data", "base", "sft", "collect", "reward", "dpo", "ppo", "eval")
 CLASSES = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,
@@ -68,7 +69,8 @@ def collect_main(cfg: SimulatedRoundConfig) -> dict:
 
     run = Path(cfg.run)
     generate_pairs(run, policy="sft", n=cfg.n_pairs, temperature=cfg.temperature, top_p=cfg.top_p,
-                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, device=cfg.device, threads=cfg.threads)
+                   max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device,
+                   threads=cfg.threads)
     sim = commands.simulate(run, n_annotators=cfg.annotators, careless=cfg.careless, seed=cfg.seed,
                             overlap=cfg.overlap, gold_rate=cfg.gold_rate, both_bad_below=cfg.both_bad_below)
     report = commands.report(run, overlap=cfg.overlap)
