@@ -3,7 +3,7 @@
 All three train the same LoRA configuration on identical batches (taken from our stage's own
 dataloader), in one process, and report non-pad tokens/s over the timed steps (after warm-up); ours
 and the plain loop run --repeats times each, alternating, and the best run of each counts:
-  ours   TRL SFTTrainer with the device-aware arguments of sft/train.py (fp32, no checkpointing)
+  ours   sft/train.py's trainer (TRL SFTTrainer with Trainer's loss) and its device-aware arguments
   plain  forward, backward, clip, AdamW step: the floor any trainer pays
   trl    TRL SFTTrainer with its default SFTConfig (bf16 autocast, gradient checkpointing), use_cpu=True
 Goal on CPU: ours >= 0.85x plain and >= 10x TRL's defaults.
@@ -52,7 +52,7 @@ def build_trainer(model_path, rows, steps, out, ours: bool, callbacks):
     from core.config import SFTConfig
     from core.device import resolve_device
     from core.models import load_causal_lm, load_tokenizer, lora_config
-    from sft.train import to_dataset, trl_args
+    from sft.train import to_dataset, trainer_class, trl_args
 
     cfg = SFTConfig(max_steps=steps, batch_size=16, eval_steps=10_000, early_stopping_patience=0,
                     logging_steps=10_000)
@@ -67,8 +67,9 @@ def build_trainer(model_path, rows, steps, out, ours: bool, callbacks):
         args = TRLSFTConfig(output_dir=str(out), use_cpu=True, max_steps=steps, per_device_train_batch_size=16,
                             learning_rate=cfg.learning_rate, report_to="none", save_strategy="no",
                             logging_steps=10_000, seed=0, data_seed=0)
-    return SFTTrainer(model=model, args=args, train_dataset=to_dataset(rows), processing_class=tok,
-                      callbacks=callbacks), cfg
+    cls = trainer_class() if ours else SFTTrainer  # ours: the trainer sft/train.py runs
+    return cls(model=model, args=args, train_dataset=to_dataset(rows), processing_class=tok,
+               callbacks=callbacks), cfg
 
 
 def run_trainer(model_path, rows, steps, warmup, ours: bool):
