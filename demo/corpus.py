@@ -104,7 +104,8 @@ def faq_pages(rng: random.Random, per_template: int = 10) -> list[str]:
     Each wording is asked per_template times, with other slots each time. Measured on the held-out
     eval prompts (bench/base_probe.py and the SFT policy's greedy answers, issue 2): with 2 per
     wording (some were lost to a paging bug) the SFT policy's fact accuracy was 0.37, with 6 it was
-    0.49, with 10 it is 0.68. The pages then fill about 78% of the corpus, transcripts 16%."""
+    0.49, with 10 it is 0.68 (0.71 with today's SFT defaults, from a fresh clone). The pages then
+    fill about 78% of the corpus, transcripts 16%."""
     docs = []
     for intent in domain.BENIGN:
         ids = [t for t in range(len(intent.templates)) for _ in range(per_template)]

@@ -209,7 +209,8 @@ def test_corpus_uses_only_sft_templates(built):
 
 def test_faq_pages_ask_every_wording_per_template_times():
     """The held-out wordings reach the base model only through these pages (demo/corpus.py):
-    every wording of every benign intent must be asked exactly per_template times."""
+    per_template questions per wording in all, and every wording of every benign intent among them
+    at least per_template times (a paging bug once dropped some)."""
     import re
 
     from demo.corpus import faq_pages
