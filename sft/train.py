@@ -5,8 +5,9 @@ augment) → model + LoRA → TRL trainer → train (resumable) → validate →
 
 Loss is on completions only: every row is turned into TRL's conversational prompt/completion
 form, so the chat template is applied the same way as at generation time and TRL masks the prompt.
-TRL's own defaults (bf16 autocast, gradient checkpointing) are GPU-shaped and ran 16.6x slower on
-this project's CPUs; `trl_args` is the one place where our config becomes TRL's, device-aware.
+TRL's own defaults (bf16 autocast, gradient checkpointing) are GPU-shaped: 16.6x slower on the CPUs
+first measured, 1.7x on one with avx512_bf16 (core/device.py); `trl_args` is the one place where
+our config becomes TRL's, device-aware.
 """
 from __future__ import annotations
 
