@@ -1,7 +1,8 @@
-"""Does a demo base model answer the question it is asked? Greedy answers in the corpus's own
-format (no chat template, no SFT) to the held-out eval prompts and to SFT-wording prompts,
-scored for fact accuracy by the gold oracle. The diagnostic behind the base pretraining
-defaults (issue 2): a low held-out loss alone did not mean the model used the question.
+"""Does a demo base model answer the question it is asked? Greedy answers in the corpus's
+help-center format ("Q: ...\\nA:", no chat template, no SFT) to the held-out eval prompts and
+to SFT-wording prompts, scored for fact accuracy by the gold oracle. The diagnostic behind the
+base pretraining defaults (issue 2): a low held-out loss alone did not mean the model used the
+question.
 
     python bench/base_probe.py [--model runs/demo/base] [--data runs/demo/data] [--format "Q: {p}\\nA:"]
 """
@@ -43,7 +44,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="runs/demo/base")
     ap.add_argument("--data", default="runs/demo/data")
-    ap.add_argument("--format", default="Customer: {p}\nAgent:", help="prompt format; {p} = the question")
+    ap.add_argument("--format", default="Q: {p}\nA:", help="prompt format; {p} = the question")
     ap.add_argument("--n_sft", type=int, default=100, help="SFT-wording prompts to probe as well")
     args = ap.parse_args()
     fmt = args.format.replace("\\n", "\n")

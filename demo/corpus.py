@@ -3,9 +3,16 @@
 Pages state every fact in prose (store pages, the shipping-zone table, the catalog, care
 guides, help-center Q&As in every wording of each question, see faq_pages) in several
 wordings, so a small model can learn the lookups and the language. The
-transcripts ("Customer: ...\\nAgent: ...") teach the conversational shape; they use only SFT
-(non-held-out) question templates and are mostly good answers, with a few curt ones, as a
-real support archive would be. Harmful requests in them are always refused.
+support chat transcripts (2% of the text, TRANSCRIPT_SHARE) teach the conversational shape; they
+use only SFT (non-held-out) question templates and are mostly good answers, with a few curt
+ones, as a real support archive would be. Harmful requests in them are always refused.
+
+The transcripts are written in the tokenizer's own chat format (ChatML, demo/tokenizer.py),
+as today's base models have seen their chat template in pretraining. With the format unseen
+("Customer: ...\\nAgent: ..." instead), LoRA SFT could not learn the template's positions: the
+first answer token stayed near uniform (5.5 nats on training rows, against about 2 for the
+data's own spread of openers) and <|im_end|> cost 3 nats, so a sampled answer often began with
+a junk token.
 
 Documents are joined by a blank line, "<|endoftext|>" and a newline; demo/base.py splits on it.
 """
@@ -14,10 +21,16 @@ from __future__ import annotations
 import random
 
 from demo import domain
+from demo.tokenizer import render_chat
 from demo.facts import (ADDRESSES, CARE, CATEGORIES, CITIES, DAYS, PRODUCTS, SHOP, SHOP_FULL, STORE_HOURS,
                         SUPPORT_PHONE, WARRANTY_YEARS, ZONES, hours_for)
 
 DOC_SEPARATOR = "\n\n<|endoftext|>\n"
+# The transcripts' share of the corpus characters. Enough for the base to know its chat format,
+# too little to make it a support agent (the SFT stage's job). Measured on the held-out prompts
+# (greedy, gold oracle; base | SFT mean score): 16% made the base a better agent than the SFT
+# policy (3.80 | 3.57), 8% too (3.67 | 3.47), 3% about equal (3.09 | 3.21); at 2%, 1.50 | 3.24.
+TRANSCRIPT_SHARE = 0.02
 _STOP_WORDS = frozenset("a an the and or but if so to of in on at for from with by as is are was be do does did i my me you your we our us it can could would will how what when where which who why there this that any get have has am".split())
 
 
@@ -104,8 +117,8 @@ def faq_pages(rng: random.Random, per_template: int = 10) -> list[str]:
     Each wording is asked per_template times, with other slots each time. Measured on the held-out
     eval prompts (bench/base_probe.py and the SFT policy's greedy answers, issue 2): with 2 per
     wording (some were lost to a paging bug) the SFT policy's fact accuracy was 0.37, with 6 it was
-    0.49, with 10 it is 0.68 (0.71 with today's SFT defaults, from a fresh clone). The pages then
-    fill about 78% of the corpus, transcripts 16%."""
+    0.49, with 10 it was 0.68 (all with the transcripts not yet in the chat format). The pages fill
+    98% of the corpus."""
     docs = []
     for intent in domain.BENIGN:
         ids = [t for t in range(len(intent.templates)) for _ in range(per_template)]
@@ -124,7 +137,7 @@ def faq_pages(rng: random.Random, per_template: int = 10) -> list[str]:
 
 def transcript(rng: random.Random) -> str:
     """One support chat of 1-3 exchanges, mostly good answers."""
-    turns = []
+    messages = []
     for _ in range(rng.choice((1, 1, 2, 2, 3))):
         if rng.random() < 0.05:
             intent = rng.choice(domain.HARMFUL)
@@ -135,14 +148,17 @@ def transcript(rng: random.Random) -> str:
         t = rng.choice(intent.sft_template_ids())
         slots = domain.sample_slots(intent, rng, intent.templates[t])
         prompt = domain.render_prompt(intent, t, slots, rng)
-        turns.append(f"Customer: {prompt}\nAgent: {domain.render(intent, slots, quality, rng)}")
-    return "\n".join(turns)
+        messages += [{"role": "user", "content": prompt},
+                     {"role": "assistant", "content": domain.render(intent, slots, quality, rng)}]
+    return render_chat(messages)
 
 
-def build_corpus(rng: random.Random, target_chars: int = 700_000) -> str:
+def build_corpus(rng: random.Random, transcript_share: float = TRANSCRIPT_SHARE) -> str:
+    """The pages, plus chat transcripts until they are `transcript_share` of the characters."""
     docs = store_pages(rng) + shipping_pages(rng) + catalog_pages(rng) + care_pages() + faq_pages(rng)
-    size = sum(len(d) + len(DOC_SEPARATOR) for d in docs)
-    while size < target_chars:
+    pages = sum(len(d) + len(DOC_SEPARATOR) for d in docs)
+    size = 0
+    while size < pages * transcript_share / (1 - transcript_share):
         doc = transcript(rng)
         docs.append(doc)
         size += len(doc) + len(DOC_SEPARATOR)

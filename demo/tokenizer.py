@@ -6,9 +6,6 @@ stage only sees an ordinary `PreTrainedTokenizerFast` saved in a model directory
 """
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
-
 # Document separator for pretraining; never produced by the chat template.
 EOT = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -34,12 +31,20 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: list[str], vocab_size: int = 4096,
-                    model_max_length: int = 512) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on `texts` and wrap it as a HF fast tokenizer.
+def render_chat(messages: list[dict]) -> str:
+    """What CHAT_TEMPLATE renders for `messages` (no generation prompt), without jinja: the
+    corpus writes its chat transcripts in this form (tests check it equals the template's)."""
+    return "".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}" for m in messages)
+
+
+def train_tokenizer(texts: list[str], vocab_size: int = 4096, model_max_length: int = 512):
+    """Train a byte-level BPE on `texts` and wrap it as a HF fast tokenizer (PreTrainedTokenizerFast).
 
     Deterministic: the same texts in the same order give the same vocabulary and merges.
     """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     # add_prefix_space=False: a prefix space would make decode(encode(s)) != s.
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

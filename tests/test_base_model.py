@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from demo.pretrain import build_model, lr_at, pack_documents, pretrain, save_model_dir
-from demo.tokenizer import EOT, IM_END, IM_START, PAD, train_tokenizer
+from demo.tokenizer import EOT, IM_END, IM_START, PAD, render_chat, train_tokenizer
 
 # 100 steps at a high lr: at 30 steps the model still loops on "$ $ $" instead of ending its
 # turn, and the generation test needs a model that has learned to emit <|im_end|>. One thread:
@@ -93,6 +93,13 @@ def test_chat_template_renders_exactly(tok):
     system = [{"role": "system", "content": "Be brief."}] + CHAT
     assert tok.apply_chat_template(system, tokenize=False).startswith(
         "<|im_start|>system\nBe brief.<|im_end|><|im_start|>user\n")
+
+
+def test_corpus_chat_format_is_the_chat_template(tok):
+    """The corpus writes its transcripts with render_chat: the very text the template renders."""
+    chat = CHAT + [{"role": "user", "content": "And the mug?"}, {"role": "assistant", "content": "$12."}]
+    for messages in (CHAT, chat, chat[:1]):
+        assert render_chat(messages) == tok.apply_chat_template(messages, tokenize=False)
 
 
 def test_chat_ids_end_with_eos(tok):
