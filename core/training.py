@@ -82,3 +82,15 @@ def trainer_kwargs(cfg, policy, out: Path) -> dict:
         dataloader_num_workers=0,
         dataloader_pin_memory=not policy.use_cpu,
     )
+
+
+def weights_sha256(tensors: dict) -> str:
+    """Fingerprint of named tensors (the trainable weights): equal on every process after a
+    DDP run, and between a resumed and an uninterrupted run."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(tensors.items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()

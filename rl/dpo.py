@@ -48,7 +48,7 @@ from core.policies import base_dir
 from core.records import read_preferences
 from core.runcard import data_info, write_run_card
 from core.config import DPOConfig
-from core.training import JsonlLogger, prepare_resume, trainer_kwargs
+from core.training import JsonlLogger, prepare_resume, trainer_kwargs, weights_sha256
 from rl.dpo_loss import LOSS_TYPES, smoothing_from_agreement
 
 
@@ -261,6 +261,9 @@ def main(cfg: DPOConfig, callbacks: list | None = None) -> dict:
         **memory,
         "ref_adapter_vs_base": memory["ref_adapter_bytes"] / max(memory["base_param_bytes"], 1),
         "device": info["policy"].describe(),
+        "processes": trainer.accelerator.num_processes,
+        # the trained adapter's fingerprint: equal on every process after a DDP run
+        "weights_sha256": weights_sha256({n: p for n, p in model.named_parameters() if p.requires_grad}),
     }
     write_run_card(
         out, stage="dpo", cfg=cfg, metrics=metrics, base_model=str(info["model_path"]),

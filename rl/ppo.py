@@ -34,6 +34,7 @@ from core.models import count_parameters, load_tokenizer, lora_config, preflight
 from core.policies import base_dir
 from core.records import read_prompts
 from core.runcard import data_info, write_run_card
+from core.training import weights_sha256
 from rl import watchdog
 from core.logps import token_logps
 from core.config import PPOConfig
@@ -297,17 +298,6 @@ def rollback(out: Path, step: int, reason: str, model, optimizer, kl_ctl, accele
     return {"tripped": True, "step": step, "reason": reason, "rolled_back_to": good_step, "message": msg}
 
 
-def weights_sha256(model) -> str:
-    """Fingerprint of the trainable weights: equal on every process after a DDP run."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(model.trainable_state().items()):
-        h.update(name.encode())
-        h.update(t.float().cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
 def summarize(history: list[dict], window: int) -> dict:
     """Start and end of the run (means over `window` iterations) for metrics.json."""
     out: dict = {}
@@ -363,7 +353,7 @@ def main(cfg: PPOConfig, reward_fn=None) -> dict:
                "processes": accelerator.num_processes, "trainable_params": n_trainable,
                "total_params": n_total, "memory_bytes": memory, "device": device_policy.describe(),
                "reward_normalization": norm,
-               "weights_sha256": weights_sha256(accelerator.unwrap_model(model))}
+               "weights_sha256": weights_sha256(accelerator.unwrap_model(model).trainable_state())}
     if accelerator.is_main_process:
         save_outputs(cfg, paths, out, accelerator.unwrap_model(model), tok, metrics, len(prompts))
     accelerator.wait_for_everyone()

@@ -12,6 +12,19 @@ QUESTIONS = ["When do you open on {d}?", "What time do you close on {d}?", "Are 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
+def launch_two_processes(script, cwd) -> None:
+    """`accelerate launch --num_processes 2` of a Python script on the CPU. `--multi_gpu` selects
+    accelerate's torchrun launcher (`--cpu` would start one process); a stage's
+    Accelerator(cpu=True) then picks the gloo backend (DistributedType.MULTI_CPU)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
+                   check=True, env=env, cwd=cwd, timeout=300)
+
+
 def tiny_chat_rows(n_days=7):
     rows = []
     for qi, q in enumerate(QUESTIONS):

@@ -211,3 +211,34 @@ def test_kl_guard_stops_training(tiny_run, prefs, tmp_path):
 
     metrics = main(_cfg(tiny_run, prefs, tmp_path / "dpo", max_steps=6, max_kl=1e-9))
     assert metrics["kl_guard_tripped_at_step"] == 2 and metrics["steps"] == 2
+
+
+def test_two_processes_end_with_identical_weights(tiny_run, prefs, tmp_path):
+    """accelerate launch --num_processes 2 (gloo on CPU): TRL's DPOTrainer under DDP keeps both
+    ranks' adapters equal, and the run trained (the adapter moved away from the SFT one)."""
+    from pathlib import Path
+
+    from conftest import launch_two_processes
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = dict(run=str(tiny_run), data=str(prefs), out=str(tmp_path / "dpo"), max_steps=2, eval_steps=2,
+               logging_steps=1, batch_size=2, learning_rate=5e-3, warmup_ratio=0.0, early_stopping_patience=0,
+               max_kl=0.0, threads=1)
+    script = tmp_path / "dpo2.py"
+    script.write_text(
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "from accelerate import PartialState\nfrom core.config import DPOConfig, load_config\nfrom rl.dpo import main\n"
+        f"m = main(load_config(DPOConfig, None, {cfg!r}))\n"
+        f"open({str(tmp_path)!r} + f'/rank{{PartialState().process_index}}.json', 'w').write(json.dumps(m))\n")
+    launch_two_processes(script, tmp_path)
+    m0, m1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1))
+    assert m0["processes"] == 2 and m0["steps"] == 2
+    assert m0["weights_sha256"] == m1["weights_sha256"]
+
+    from safetensors.torch import load_file
+
+    trained = load_file(str(tmp_path / "dpo" / "adapter_model.safetensors"))
+    sft = load_file(str(tiny_run / "sft" / "adapter_model.safetensors"))
+    assert trained.keys() == sft.keys()
+    assert any(not torch.equal(trained[k], sft[k]) for k in sft)

@@ -2,9 +2,6 @@
 watchdog rollback; the watchdog and rollout helpers against hand-computed cases."""
 import json
 import math
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -288,9 +285,9 @@ def test_ppo_tiny_yaml_parses():
 
 
 def test_two_processes_end_with_identical_weights(tiny_run, prompts_file, tmp_path):
-    """accelerate launch --num_processes 2 (gloo on CPU): DDP keeps both ranks' weights equal.
-    `--multi_gpu` selects accelerate's torchrun launcher (`--cpu` would start one process); the
-    stage's Accelerator(cpu=True) then picks the gloo backend (DistributedType.MULTI_CPU)."""
+    """accelerate launch --num_processes 2 (gloo on CPU): DDP keeps both ranks' weights equal."""
+    from conftest import launch_two_processes
+
     script = tmp_path / "ppo2.py"
     script.write_text(
         "import json, sys\n"
@@ -300,10 +297,7 @@ def test_two_processes_end_with_identical_weights(tiny_run, prompts_file, tmp_pa
         f"cfg = load_config(PPOConfig, None, {dict(run=str(tiny_run), out=str(tmp_path / 'ppo'), prompts=str(prompts_file), max_steps=2, batch_size=2, mini_batch_size=1, max_new_tokens=4, ppo_epochs=1, threads=1, lora_r=4, learning_rate=1e-2, value_learning_rate=1e-2)!r})\n"
         "m = main(cfg, reward_fn=lambda p, r: [float(x.count('day')) for x in r])\n"
         f"open({str(tmp_path)!r} + f'/rank{{PartialState().process_index}}.json', 'w').write(json.dumps(m))\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
-                   check=True, env=env, cwd=tmp_path, timeout=300)
+    launch_two_processes(script, tmp_path)
     m0, m1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1))
     assert m0["processes"] == 2 and m0["steps"] == 2
     assert m0["weights_sha256"] == m1["weights_sha256"]
