@@ -1,13 +1,13 @@
-"""eval/likelihood.py against values computed by hand, with a model whose next-token
-distribution is fixed (the same at every position), so every log-prob is known."""
+"""core/likelihood.py and eval/likelihood.py against values computed by hand, with a model whose
+next-token distribution is fixed (the same at every position), so every log-prob is known."""
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from eval.likelihood import (_pad, completion_perplexity, encode_chat_rows, kl_per_response, scored_logps,
-                             text_perplexity)
+from core.likelihood import _pad, encode_chat_rows, position_nll, scored_logps
+from eval.likelihood import completion_perplexity, kl_per_response, text_perplexity
 
 
 class FixedModel(torch.nn.Module):
@@ -86,3 +86,15 @@ def test_completion_perplexity_scores_the_completion_only(tiny_base):
     probs[tgt[0]] = 0.5
     want = math.exp(-sum(math.log(probs[t]) for t in tgt) / len(tgt))
     assert completion_perplexity(FixedModel(probs), tok, rows) == pytest.approx(want, rel=1e-4)
+
+
+def test_position_nll_by_hand():
+    rows = [torch.tensor([-1.0, -0.5, -0.2]), torch.tensor([-3.0, -0.1]), torch.tensor([-0.4, -0.6, -0.8, -0.9])]
+    got = position_nll(rows)
+    assert got["first"] == pytest.approx((1.0 + 3.0 + 0.4) / 3)
+    assert got["eos"] == pytest.approx((0.2 + 0.1 + 0.9) / 3)
+    assert got["other"] == pytest.approx((0.5 + 0.6 + 0.8) / 3)  # over the middle tokens, not per row
+    one = position_nll([torch.tensor([-2.0])])
+    assert one["first"] == one["eos"] == pytest.approx(2.0) and math.isnan(one["other"])
+    assert all(math.isnan(v) for v in position_nll([]).values())
+

@@ -27,6 +27,8 @@ def test_sft_trains_lora_only_and_writes_run_dir(tiny_base, chat_file, tmp_path)
     out = tmp_path / "sft"
     metrics = main(_cfg(tiny_base, chat_file, out))
     assert metrics["steps"] == 6
+    by_position = metrics["val_nll_by_position"]
+    assert by_position.keys() == {"first", "eos", "other"} and all(0 < v < 50 for v in by_position.values())
     for f in ("adapter_config.json", "adapter_model.safetensors", "config.yaml", "metrics.json", "log.jsonl",
               "README.md", "train.jsonl", "val.jsonl", "tokenizer.json"):
         assert (out / f).exists(), f
@@ -121,3 +123,14 @@ def test_lean_trainer_loss_equals_trls_on_the_same_batch(tiny_base, tmp_path):
         want = trl.compute_loss(model, dict(batch))
         got = lean.compute_loss(model, dict(batch))
     assert got.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_format_warning_names_the_end_of_turn_token(capsys):
+    from sft.train import warn_format
+
+    assert not warn_format({"first": 3.5, "eos": 0.25, "other": 0.7})
+    assert capsys.readouterr().out == ""
+    assert warn_format({"first": 5.5, "eos": 3.06, "other": 0.54})
+    out = capsys.readouterr().out
+    assert "end-of-turn token costs 3.06 nats" in out and "chat template" in out
+
