@@ -21,9 +21,9 @@ from __future__ import annotations
 import random
 
 from demo import domain
-from demo.tokenizer import render_chat
 from demo.facts import (ADDRESSES, CARE, CATEGORIES, CITIES, DAYS, PRODUCTS, SHOP, SHOP_FULL, STORE_HOURS,
                         SUPPORT_PHONE, WARRANTY_YEARS, ZONES, hours_for)
+from demo.tokenizer import render_chat
 
 DOC_SEPARATOR = "\n\n<|endoftext|>\n"
 # The transcripts' share of the corpus characters. Enough for the base to know its chat format,
