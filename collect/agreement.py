@@ -378,15 +378,19 @@ def agreement_report(votes: Iterable[Vote], categories: Sequence[Hashable],
                      seed: int = 0) -> dict[str, Any]:
     """Agreement on one question (the a/b/tie/both_bad choice, or one 1-5 aspect).
 
-    Fleiss' kappa when every item (with >= 2 votes) has the same number of raters, else
-    Krippendorff's nominal alpha; "method" says which. `levels` adds Krippendorff alpha at
+    A label None (or nan) is a missing rating: it is left out and counted in "n_missing", so
+    an item counts only the raters who answered. Fleiss' kappa when every item (with >= 2
+    answers) has the same number of raters, else Krippendorff's nominal alpha (which allows
+    missing ratings); "method" says which. `levels` adds Krippendorff alpha at
     other levels, e.g. ("ordinal", "interval") for aspects: nominal/ordinal use the position
     in `categories` (so list them in order), interval/ratio the label's numeric value.
     "band" is the Landis & Koch label of "value", applied to alpha as well as a rough guide.
     """
     cats = list(categories)
     index = {c: j for j, c in enumerate(cats)}
-    enc = _encode_votes(votes)
+    votes = list(votes)
+    given = [v for v in votes if not _missing(v[2])]
+    enc = _encode_votes(given)
     for lab in enc["labels"]:
         if lab not in index:
             raise ValueError(f"label {lab!r} is not one of the categories {cats}")
@@ -395,8 +399,8 @@ def agreement_report(votes: Iterable[Vote], categories: Sequence[Hashable],
                          minlength=len(enc["items"]) * len(cats)).reshape(-1, len(cats))
     keep = counts.sum(axis=1) >= 2  # (I,) single-vote items carry no agreement information
     raters = np.unique(counts[keep].sum(axis=1))
-    report: dict[str, Any] = {"n_votes": int(len(cat_code)), "n_items": int(keep.sum()),
-                              "n_items_dropped": int((~keep).sum())}
+    report: dict[str, Any] = {"n_votes": int(len(cat_code)), "n_missing": len(votes) - len(given),
+                              "n_items": int(keep.sum()), "n_items_dropped": int((~keep).sum())}
     if len(raters) == 1:
         fleiss = fleiss_kappa(counts[keep])
         ci = bootstrap_ci(lambda t: fleiss_kappa(t)["kappa"], counts[keep], n_boot, alpha, seed)
@@ -416,6 +420,10 @@ def agreement_report(votes: Iterable[Vote], categories: Sequence[Hashable],
         ci = _alpha_ci(_rater_matrix(enc, values), level, n_boot, alpha, seed)
         report["alpha"][level] = {"value": ci["estimate"], "ci": [ci["low"], ci["high"]]}
     return report
+
+
+def _missing(label: Any) -> bool:
+    return label is None or (isinstance(label, float) and math.isnan(label))
 
 
 def _numeric(labels: list, level: str) -> np.ndarray:

@@ -24,11 +24,12 @@ from .votes import HARM_CATEGORIES, shown_choice, submit_vote, undo_last
 
 CHOICES = [("1 is better  [1]", "left"), ("2 is better  [2]", "right"), ("Tie  [t]", "tie"),
            ("Both bad  [b]", "both_bad")]
-# Keyboard voting needs a complete default answer; harmless is the common case. Straight-lined
-# defaults show up in the agreement statistics, which is where careless work is caught.
-DEFAULT_RATINGS = dict.fromkeys(ASPECTS, 3) | {"harmfulness": 1}
 ASPECT_HELP = {"harmfulness": "harmfulness (higher = more harmful)"}
-RESET_FORM_JS = "() => " + json.dumps([None, [], ""] + [DEFAULT_RATINGS[a] for a in ASPECTS] * 2)
+# Ratings start unset and an untouched one is stored as missing: a pre-filled value would be a
+# rating nobody gave. Keyboard voting (choice + Enter) needs none of them.
+UNRATED = [None] * (2 * len(ASPECTS))
+CLEAR_RATINGS_JS = "() => " + json.dumps(UNRATED)
+RESET_FORM_JS = "() => " + json.dumps([None, [], ""] + UNRATED)
 
 # Click-free voting. Keys act only while the annotation panel is on screen and focus is not
 # in a field that takes typing; Enter on a focused button keeps its own meaning.
@@ -79,6 +80,7 @@ class AnnotateView:
             with gr.Row():
                 self.ratings_left = self._ratings_column(1, "left")
                 self.ratings_right = self._ratings_column(2, "right")
+            self.clear_btn = gr.Button("Clear ratings", size="sm", elem_id="clear-ratings")
             self.flags = gr.CheckboxGroup(list(HARM_CATEGORIES), label="Harm categories "
                                           "(tick any that apply to either response)")
             self.rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8)
@@ -97,8 +99,8 @@ class AnnotateView:
     @staticmethod
     def _ratings_column(number: int, side: str) -> list[gr.Radio]:
         with gr.Column(), gr.Accordion(f"Ratings for response {number}", open=True):
-            return [gr.Radio([1, 2, 3, 4, 5], value=DEFAULT_RATINGS[a],
-                             label=ASPECT_HELP.get(a, a), elem_id=f"rate-{side}-{a}")
+            return [gr.Radio([1, 2, 3, 4, 5], value=None, label=ASPECT_HELP.get(a, a),
+                             elem_id=f"rate-{side}-{a}")
                     for a in ASPECTS]
 
     @property
@@ -121,6 +123,9 @@ class AnnotateView:
                               ).success(None, None, self.form, js=RESET_FORM_JS)
         self.undo_btn.click(self.undo, None, self.outputs + self.form, api_name="undo",
                             queue=False)
+        # A radio cannot be un-clicked: this takes every rating back to "not rated".
+        self.clear_btn.click(None, None, [*self.ratings_left, *self.ratings_right],
+                             js=CLEAR_RATINGS_JS)
 
     # ---------------------------------------------------------------------- handlers
 
@@ -192,7 +197,6 @@ class AnnotateView:
     def _answer(answer: dict | None) -> list:
         """The form's values: a previous answer (undo), or the blank form."""
         answer = answer or {}
-        left = answer.get("left") or DEFAULT_RATINGS
-        right = answer.get("right") or DEFAULT_RATINGS
+        left, right = answer.get("left") or {}, answer.get("right") or {}
         return [answer.get("choice"), answer.get("flags", []), answer.get("rationale", ""),
-                *(left[a] for a in ASPECTS), *(right[a] for a in ASPECTS)]
+                *(left.get(a) for a in ASPECTS), *(right.get(a) for a in ASPECTS)]

@@ -33,7 +33,8 @@ support agent should have sent, and rate each response on seven aspects from 1 (
 **Aspects** (1-5): *quality* overall; *relevance* to what was asked; *helpfulness*: does it solve
 the problem; *harmfulness*: **higher = more harmful** (1 = harmless); *correctness* of facts
 (hours, prices, policies); *realism*: would a real agent say this; *comprehensibility*: clear and
-easy to read.
+easy to read. Rate what you judged and leave the rest unrated (**Clear ratings** unsets them):
+an unrated aspect is recorded as missing, never as a middle score.
 
 Judge the text only: the two responses come in random order and you are never told which system
 wrote which. If you make a mistake, **Undo** brings back your last answer for two minutes.

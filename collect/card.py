@@ -72,7 +72,9 @@ def render_card(stats: dict, summary: dict) -> str:
         "`rejected` (TRL), `margin`, `agreement`, `n_votes`, `aspects_chosen`, "
         "`aspects_rejected`, `item_id`, `origin`.", "",
         f"- `margin` = {stats['margin_scale']} x max(0, mean quality-rating gap chosen - "
-        "rejected over the item's votes)",
+        "rejected over the item's votes that rated both; 0 when none did)",
+        "- `aspects_*` = per-aspect mean over the ratings given: an aspect an annotator left "
+        "unrated is missing, never filled in, and an aspect nobody rated is left out",
         "- `agreement` = share of the item's voters who chose the majority response",
         "- a response confirmed unsafe by a safety reviewer is never `chosen`; with a reviewer's "
         "reference answer the pair is reference vs. that response (`origin: reviewer`)", "",
@@ -85,7 +87,8 @@ def render_card(stats: dict, summary: dict) -> str:
         *(excl or ["| (none) | 0 | |"]), "",
         "## Agreement", "",
         "Fleiss' kappa when every item has the same number of votes, else Krippendorff's "
-        "alpha (nominal); aspects also ordinal and interval alpha; bootstrap CI over items.", "",
+        "alpha (nominal); aspects also ordinal and interval alpha; bootstrap CI over items. "
+        "Unrated aspects are missing ratings: an item counts only the raters who rated it.", "",
         *_agreement_rows(summary), "",
         f"Position bias: the left-shown response won {_f(pos['share'], 3)} of "
         f"{pos['n_decisive']} decisive votes (binomial p = {_f(pos['p_value'], 4)}).", "",

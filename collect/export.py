@@ -10,6 +10,12 @@ One row per regular item whose active votes have a clear a/b majority:
   agreement  share of the item's voters who chose the majority;
   n_votes    active votes on the item;
   aspects_chosen / aspects_rejected   per-aspect mean rating over those votes;
+
+Missing ratings (an aspect the annotator left unrated is stored as None) are never filled in:
+an aspect's mean is over the votes that rated it, and an aspect no voter rated is left out of
+aspects_chosen / aspects_rejected (null when no aspect was rated at all), which the reward
+stage reads as "no target". The margin's mean is over the votes that rated the quality of
+both responses; when no vote did, the margin is 0.0, the value of a pair without a margin.
   item_id, origin ("votes", or "reviewer": see below).
 
 Not turned into pairs, but counted by reason: gold items (annotator QA), review-only items
@@ -44,8 +50,17 @@ REASONS = ("gold", "review_only", "no_votes", "too_few_votes", "tie", "both_bad"
 MAX_GAP = 4.0  # the widest quality gap on a 1-5 scale
 
 
-def _means(ratings: list[dict]) -> dict[str, float]:
-    return {a: round(fmean(r[a] for r in ratings), 4) for a in ASPECTS}
+def _means(ratings: list[dict]) -> dict[str, float] | None:
+    """Per-aspect mean over the ratings given; None when nothing was rated."""
+    given = {a: [r[a] for r in ratings if r.get(a) is not None] for a in ASPECTS}
+    return {a: round(fmean(xs), 4) for a, xs in given.items() if xs} or None
+
+
+def _margin(chosen: list[dict], rejected: list[dict], margin_scale: float) -> float:
+    """margin_scale * max(0, mean quality gap) over the votes that rated both responses."""
+    gaps = [x["quality"] - y["quality"] for x, y in zip(chosen, rejected)
+            if x.get("quality") is not None and y.get("quality") is not None]
+    return round(margin_scale * max(0.0, fmean(gaps)), 6) if gaps else 0.0
 
 
 def _reference(decisions: dict, item_id: str, prefer: str) -> str | None:
@@ -76,8 +91,7 @@ def _pair(item: Item, votes: list[Vote], decisions: dict, min_agreement: float,
     side_text = {"a": item.response_a, "b": item.response_b}
     ratings = {s: [v.aspects_a if s == "a" else v.aspects_b for v in votes] for s in "ab"}
     row = {"prompt": item.prompt, "chosen": side_text[c], "rejected": side_text[r],
-           "margin": round(margin_scale * max(0.0, fmean(
-               x["quality"] - y["quality"] for x, y in zip(ratings[c], ratings[r]))), 6),
+           "margin": _margin(ratings[c], ratings[r], margin_scale),
            "agreement": round(agreement, 6), "n_votes": len(votes),
            "aspects_chosen": _means(ratings[c]), "aspects_rejected": _means(ratings[r]),
            "item_id": item.id, "origin": "votes"}

@@ -1,10 +1,11 @@
 """The safety review: which outputs a reviewer must look at, and their decisions.
 
-An output (item, side) enters the queue when any active vote rates its harmfulness >= 4,
-when a vote says "both bad" and ticks a harm category (both sides: the vote does not say
-which one), or when something outside the app flagged it (the eval stage's safety audit,
-through flag_output or `extra_flagged`). It leaves the queue once a reviewer decided on it.
-A decision is never edited: a later decision on the same output is a new row and wins.
+An output (item, side) enters the queue when any active vote rates its harmfulness >= 4 (an
+unrated harmfulness triggers nothing), when a vote says "both bad" and ticks a harm category
+(both sides: the vote does not say which one), or when something outside the app flagged it
+(the eval stage's safety audit, through flag_output or `extra_flagged`). It leaves the queue
+once a reviewer decided on it. A decision is never edited: a later decision on the same output
+is a new row and wins.
 """
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ def _vote_reasons(votes: Iterable[Vote]) -> dict[tuple[str, str], list[str]]:
     reasons: dict[tuple[str, str], list[str]] = {}
     for v in votes:
         for side, aspects in (("a", v.aspects_a), ("b", v.aspects_b)):
-            if aspects.get("harmfulness", 0) >= HARMFUL_RATING:
+            harm = aspects.get("harmfulness")
+            if harm is not None and harm >= HARMFUL_RATING:
                 reasons.setdefault((v.item_id, side), []).append(
-                    f"{v.annotator} rated harmfulness {aspects['harmfulness']}")
+                    f"{v.annotator} rated harmfulness {harm}")
         if v.choice == "both_bad" and v.harm_flags:
             for side in SIDES:
                 reasons.setdefault((v.item_id, side), []).append(
@@ -65,7 +67,9 @@ def _vote_reasons(votes: Iterable[Vote]) -> dict[tuple[str, str], list[str]]:
 
 
 def _vote_summary(votes: list[Vote], side: str) -> dict[str, Any]:
-    ratings = [(v.aspects_a if side == "a" else v.aspects_b)["harmfulness"] for v in votes]
+    ratings = [h for v in votes
+               if (h := (v.aspects_a if side == "a" else v.aspects_b).get("harmfulness"))
+               is not None]  # the ratings given; n_votes says how many votes there are
     flags = Counter(f for v in votes for f in v.harm_flags)
     return {"n_votes": len(votes), "choices": dict(Counter(v.choice for v in votes)),
             "harmfulness": ratings, "harm_flags": dict(flags),

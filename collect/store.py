@@ -8,7 +8,8 @@ same code locks the item row (SELECT ... FOR UPDATE) and the unique constraints 
 line of defence (callers retry on IntegrityError).
 
 Times are unix seconds (float, UTC): unambiguous across databases and easy to subtract for the
-undo window. JSON columns hold aspects {aspect: 1..5}, harm flags and free-form details.
+undo window. JSON columns hold aspects {aspect: 1..5, or null when not rated}, harm flags and
+free-form details.
 """
 from __future__ import annotations
 

@@ -54,7 +54,8 @@ def agreement_summary(store: Store, threshold: float = 0.5, min_items: int = 10,
         out["choice"] = agreement_report([r[:3] for r in regular], CHOICES, n_boot=n_boot,
                                          seed=seed)
         for aspect in ASPECTS:
-            ratings = [(f"{r[0]}/{side}", r[1], (r[4] if side == "a" else r[5])[aspect])
+            # None (not rated) is a missing rating: agreement_report leaves it out.
+            ratings = [(f"{r[0]}/{side}", r[1], (r[4] if side == "a" else r[5]).get(aspect))
                        for r in regular for side in ("a", "b")]
             out["aspects"][aspect] = agreement_report(ratings, RATINGS, ("ordinal", "interval"),
                                                       n_boot=n_boot, seed=seed)

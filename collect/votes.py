@@ -41,25 +41,24 @@ def shown_choice(choice: str, swapped: bool) -> str:
     return "left" if (choice == "a") != swapped else "right"
 
 
-def check_aspects(ratings: Any, which: str) -> dict[str, int]:
-    """All seven aspects, integer ratings 1..5 (an integral float from a slider is fine)."""
+def check_aspects(ratings: Any, which: str) -> dict[str, int | None]:
+    """All seven aspects, each a whole rating 1..5 or None: not rated (an aspect left out of
+    the mapping is not rated either). An unrated aspect stays missing in the store; it is
+    never filled in, so agreement and export count only ratings someone gave."""
     if not isinstance(ratings, dict):
-        raise CollectError(f"{which} ratings must be a mapping {{aspect: 1..5}}")
+        raise CollectError(f"{which} ratings must be a mapping {{aspect: 1..5 or None}}")
     unknown = sorted(set(ratings) - set(ASPECTS))
     if unknown:
         raise CollectError(f"{which} ratings: unknown aspect(s) {unknown} "
                            f"(known: {', '.join(ASPECTS)})")
-    missing = [a for a in ASPECTS if ratings.get(a) is None]
-    if missing:
-        raise CollectError(f"{which} ratings: a complete vote rates all seven aspects; "
-                           f"missing {', '.join(missing)}")
     out = {}
     for a in ASPECTS:
-        v = ratings[a]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) \
-                or not 1 <= v <= 5:
-            raise CollectError(f"{which} ratings: {a} must be a whole number 1-5, got {v!r}")
-        out[a] = int(v)
+        v = ratings.get(a)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not 1 <= v <= 5 or v != int(v)):
+            raise CollectError(f"{which} ratings: {a} must be a whole number 1-5 or unset, "
+                               f"got {v!r}")
+        out[a] = None if v is None else int(v)
     return out
 
 

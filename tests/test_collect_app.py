@@ -23,6 +23,7 @@ from collect.app_common import AppConfig
 from collect.assign import add_items
 from collect.store import Assignment, Review, Vote, open_store
 from collect.users import add_user, deactivate
+from core.records import ASPECTS
 
 PASSWORD = "correct horse battery"
 USERS = {"ann1": "annotator", "ann2": "annotator", "ann3": "annotator", "rev": "reviewer",
@@ -99,6 +100,11 @@ def count(store, model, *where) -> int:
 def assigned_to(store, name) -> set[str]:
     with store.read() as s:
         return set(s.scalars(select(Assignment.item_id).where(Assignment.annotator == name)))
+
+
+def voted_by(store, name) -> set[str]:
+    with store.read() as s:
+        return set(s.scalars(select(Vote.item_id).where(Vote.annotator == name)))
 
 
 # ------------------------------------------------------------------------ logging in
@@ -202,6 +208,19 @@ def test_annotator_reads_and_votes_only_on_own_items(server):
     c1.predict("left", [], "", *RATINGS, api_name="/submit")
     assert count(store, Vote, Vote.annotator == "ann1", Vote.item_id == mine1) == 1
     assert count(store, Vote, Vote.annotator == "ann2") == 0
+
+
+def test_vote_without_ratings_is_stored_as_missing(server):
+    """Choice + Enter with every rating left unset: the vote goes in, its ratings as None."""
+    store = server["store"]
+    c = client(server, "ann2")
+    c.predict(api_name="/annotate_page")
+    (mine,) = assigned_to(store, "ann2") - voted_by(store, "ann2")
+    out = c.predict("right", [], "", *[None] * 14, api_name="/submit")
+    assert out[-1].startswith("Saved")
+    with store.read() as s:
+        vote = s.scalar(select(Vote).where(Vote.annotator == "ann2", Vote.item_id == mine))
+    assert vote.aspects_a == vote.aspects_b == dict.fromkeys(ASPECTS, None)
 
 
 def test_annotator_cannot_reach_reviewer_or_admin_handlers(server):

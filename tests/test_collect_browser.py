@@ -1,7 +1,7 @@
 """The annotation app in a real browser (Playwright + Debian's chromium, no browser download):
-keyboard voting, progress, undo, the reviewer's decision, the admin's export, and model output
-full of HTML and javascript: links shown as inert text. Screenshots of each view go to
-test-artifacts/ (gitignored; CI keeps them as artifacts).
+keyboard voting with the ratings left unset, progress, undo, the reviewer's decision, the
+admin's export, and model output full of HTML and javascript: links shown as inert text.
+Screenshots of each view go to test-artifacts/ (gitignored; CI keeps them as artifacts).
 
 Chromium comes from `.ci/install_chromium.sh` (apt's chromium): without /usr/bin/chromium the
 module is skipped, saying so.
@@ -23,8 +23,10 @@ from collect.assign import add_items  # noqa: E402
 from collect.review import flag_output  # noqa: E402
 from collect.store import Review, Vote, open_store  # noqa: E402
 from collect.users import add_user  # noqa: E402
+from core.records import ASPECTS  # noqa: E402
 
 PASSWORD = "correct horse battery"
+UNRATED = dict.fromkeys(ASPECTS, None)
 XSS = ('<script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
        '[click](javascript:window.__xss=3)')
 # Item ids and flag reasons are free text too, and reach the reviewer's table and menu.
@@ -126,12 +128,19 @@ def test_annotator_votes_with_keyboard_sees_progress_and_undoes(browser, server)
     page.locator("#choice input:checked").wait_for(state="detached")  # a blank form again
     (vote,) = votes(store, "alice")
     assert vote.item_id == XSS_ID and vote.choice == ("b" if vote.swapped else "a")
+    assert vote.aspects_a == vote.aspects_b == UNRATED  # untouched ratings are missing
 
     page.locator("#undo-vote").click()
     wait_text(page, "#progress", "Item 1 of 4")
     wait_text(page, "#annotate-status", "Undone")
     assert page.locator("#choice input:checked").get_attribute("value") == "left"  # refilled
     assert votes(store, "alice", active_only=True) == []
+    ratings = page.locator("#annotate-panel [id^=rate-] input:checked")
+    assert ratings.count() == 0
+    page.locator("#rate-left-quality input[value='4']").check()
+    page.locator("#clear-ratings").click()  # a clicked rating can be taken back
+    ratings.first.wait_for(state="detached")
+    page.locator("#rate-right-quality input[value='5']").check()
 
     no_focus(page)
     page.keyboard.press("t")
@@ -140,6 +149,9 @@ def test_annotator_votes_with_keyboard_sees_progress_and_undoes(browser, server)
     history = votes(store, "alice")
     assert [v.active for v in history] == [False, True]
     assert history[1].choice == "tie" and history[0].replaced_by == history[1].id
+    right, left = (history[1].aspects_a, history[1].aspects_b) if history[1].swapped else \
+        (history[1].aspects_b, history[1].aspects_a)
+    assert (left, right) == (UNRATED, UNRATED | {"quality": 5})
     page.screenshot(path=artifacts_dir() / "collect-annotate-after-vote.png", full_page=True)
     page.close()
 

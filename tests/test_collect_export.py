@@ -20,12 +20,15 @@ def rating(quality, harm=1):
 
 
 def force_vote(store, name, item_id, choice, qa, qb, harm_a=1, harm_b=1):
+    return vote_with(store, name, item_id, choice, rating(qa, harm_a), rating(qb, harm_b))
+
+
+def vote_with(store, name, item_id, choice, a, b):
     """Assign the item to `name` (with the real side coin) and vote through submit_vote,
     translating the canonical answer into what the annotator would have clicked."""
     swapped = side_swapped(0, item_id, name)
     with store.write() as s:
         s.add(Assignment(item_id=item_id, annotator=name, swapped=swapped))
-    a, b = rating(qa, harm_a), rating(qb, harm_b)
     left, right = (b, a) if swapped else (a, b)
     return submit_vote(store, name, item_id, shown_choice(choice, swapped), left, right)
 
@@ -138,3 +141,83 @@ def test_agreement_summary_values(store):
     assert s["flagged"] == []  # too few items to single anyone out
     assert set(s["aspects"]) == set(ASPECTS)
     assert not math.isnan(s["aspects"]["quality"]["alpha"]["interval"]["value"])
+
+
+# Votes with aspects left unrated (None): {item: [(choice, aspects a, aspects b)] for x1, x2, x3}
+MIXED = {
+    "m0": [("a", {"quality": 5, "relevance": 4}, {"quality": 2, "relevance": 2}),
+           ("a", {"quality": 4, "relevance": 4}, {}),
+           ("a", {}, {})],
+    "m1": [("b", {}, {})] * 3,
+    "m2": [("a", {"quality": 4, "relevance": 5}, {"quality": 2, "relevance": 1}),
+           ("a", {"quality": 4, "relevance": 4}, {"quality": 2, "relevance": 1}),
+           ("a", {"quality": 4}, {})],
+}
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    st = open_store(tmp_path / "mixed.db")
+    with st.write() as s:
+        s.add_all(User(name=n, role="annotator", password_hash="-") for n in VOTERS)
+    add_items(st, [{"id": i, "prompt": f"p{i}", "response_a": f"A{i}", "response_b": f"B{i}"}
+                   for i in MIXED])
+    for item, vs in MIXED.items():
+        for name, (choice, a, b) in zip(VOTERS, vs):
+            vote_with(st, name, item, choice, a, b)
+    yield st
+    st.close()
+
+
+def test_export_means_and_margin_over_given_ratings(tmp_path, mixed):
+    """m0 chosen a: quality a (5, 4, -) -> 4.5, relevance a (4, 4, -) -> 4.0, b (2, -, -) -> 2.0
+    each; only x1 rated the quality of both sides: gap 5 - 2 = 3, margin 0.25 x 3 = 0.75.
+    m1: nobody rated anything -> no aspect means (null) and margin 0.0.
+    m2 chosen a: quality a (4, 4, 4) -> 4.0, relevance a (5, 4, -) -> 4.5, b quality (2, 2, -)
+    -> 2.0, relevance (1, 1, -) -> 1.0; gaps 2, 2 (x3 rated only a) -> margin 0.5.
+    The other five aspects were never rated and are absent, not 3."""
+    rows, stats = build_pairs(mixed)
+    by_id = {r["item_id"]: r for r in rows}
+    assert stats["n_pairs"] == 3
+    m0, m1, m2 = by_id["m0"], by_id["m1"], by_id["m2"]
+    assert (m0["chosen"], m0["agreement"], m0["n_votes"]) == ("Am0", 1.0, 3)
+    assert m0["aspects_chosen"] == {"quality": 4.5, "relevance": 4.0}
+    assert m0["aspects_rejected"] == {"quality": 2.0, "relevance": 2.0}
+    assert m0["margin"] == 0.75
+    assert (m1["chosen"], m1["aspects_chosen"], m1["aspects_rejected"], m1["margin"]) == \
+        ("Bm1", None, None, 0.0)
+    assert m2["aspects_chosen"] == {"quality": 4.0, "relevance": 4.5}
+    assert m2["aspects_rejected"] == {"quality": 2.0, "relevance": 1.0}
+    assert m2["margin"] == 0.5
+    out = tmp_path / "preferences.jsonl"
+    export_preferences(mixed, out, n_boot=20)
+    back = {r["item_id"]: r for r in read_preferences(out)}  # the reward stage's reader
+    assert back["m0"]["aspects_chosen"] == {"quality": 4.5, "relevance": 4.0}
+    assert back["m1"]["aspects_chosen"] is None and back["m1"]["margin"] == 0.0
+
+
+def test_agreement_leaves_missing_ratings_out(mixed):
+    """Units are item/side; units with one rating are dropped (m0/b for both aspects).
+
+    quality: m0/a {5, 4}, m2/a {4, 4, 4}, m2/b {2, 2}: 2 and 3 raters -> Krippendorff.
+    Coincidences: o_45 = o_54 = 1 (m0/a), o_44 = 6 pairs x 1/2 = 3 (m2/a), o_22 = 2 (m2/b);
+    n_2 = 2, n_4 = 4, n_5 = 1, n = 7.
+    nominal: 1 - (n - 1) sum_{c!=k} o_ck / sum_{c!=k} n_c n_k = 1 - 6 x 2 / (49 - 21) = 4/7.
+    interval: D_e = 2 (n_2 n_4 2^2 + n_2 n_5 3^2 + n_4 n_5 1^2) = 2 (32 + 18 + 4) = 108,
+    observed 2 x 1^2 = 2: alpha = 1 - 6 x 2 / 108 = 8/9.
+    relevance: m0/a {4, 4}, m2/a {5, 4}, m2/b {1, 1}: 2 raters on every unit -> Fleiss.
+    p_j (1..5) = (2, 0, 0, 3, 1) / 6; P_i = 1, 0, 1 -> P_bar = 2/3;
+    P_e = 1/9 + 1/4 + 1/36 = 7/18; kappa = (2/3 - 7/18) / (11/18) = 5/11.
+    Entries: 3 items x 2 sides x 3 voters = 18; given 8 quality and 7 relevance ratings."""
+    s = agreement_summary(mixed, n_boot=20)
+    q, r = s["aspects"]["quality"], s["aspects"]["relevance"]
+    assert q["method"] == "krippendorff_alpha_nominal"
+    assert q["value"] == pytest.approx(4 / 7)
+    assert q["alpha"]["interval"]["value"] == pytest.approx(8 / 9)
+    assert (q["n_votes"], q["n_missing"], q["n_items"], q["n_items_dropped"]) == (8, 10, 3, 1)
+    assert r["method"] == "fleiss_kappa" and r["raters_per_item"] == 2
+    assert r["value"] == pytest.approx(5 / 11)
+    assert (r["n_votes"], r["n_missing"], r["n_items"], r["n_items_dropped"]) == (7, 11, 3, 1)
+    never = s["aspects"]["correctness"]  # rated by nobody: undefined, not an error
+    assert never["n_votes"] == 0 and never["n_missing"] == 18 and math.isnan(never["value"])
+    assert s["choice"]["method"] == "fleiss_kappa" and s["choice"]["value"] == 1.0

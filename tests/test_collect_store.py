@@ -288,11 +288,9 @@ def test_vote_validation_messages(store):
     quick_users(store, ["x"])
     add_items(store, make_items(1))
     v = next_item(store, "x")
-    partial = {k: 3 for k in ASPECTS[:5]}
-    with pytest.raises(CollectError, match="all seven aspects; missing realism, comprehensibility"):
-        submit_vote(store, "x", v.item_id, "left", partial, BAD)
-    with pytest.raises(CollectError, match="quality must be a whole number 1-5, got 6"):
-        submit_vote(store, "x", v.item_id, "left", GOOD | {"quality": 6}, BAD)
+    for bad in (6, 0, 2.5, "4", True, float("nan")):
+        with pytest.raises(CollectError, match="quality must be a whole number 1-5 or unset"):
+            submit_vote(store, "x", v.item_id, "left", GOOD | {"quality": bad}, BAD)
     with pytest.raises(CollectError, match="unknown aspect"):
         submit_vote(store, "x", v.item_id, "left", GOOD | {"style": 3}, BAD)
     with pytest.raises(CollectError, match="harm flag"):
@@ -303,6 +301,30 @@ def test_vote_validation_messages(store):
                        harm_flags=["fraud", "fraud"], rationale="  both wrong ")
     assert (vote.aspects_a if not vote.swapped else vote.aspects_b)["quality"] == 2
     assert (vote.choice, vote.harm_flags, vote.rationale) == ("both_bad", ["fraud"], "both wrong")
+
+
+def test_unrated_aspects_round_trip_as_missing(tmp_path, store):
+    """A vote with no ratings (choice + Enter) stores every aspect as None, not a default;
+    a partial one stores None for the aspects left out, and none of it is refilled later."""
+    quick_users(store, ["n"])
+    add_items(store, make_items(2))
+    unrated = dict.fromkeys(ASPECTS, None)
+    v = next_item(store, "n", gold_rate=0.0)
+    first = submit_vote(store, "n", v.item_id, "left", {}, dict(unrated))
+    assert submit_vote(store, "n", v.item_id, "left", dict(unrated), {}).id == first.id
+    v2 = next_item(store, "n", gold_rate=0.0)
+    left = {"quality": 5, "harmfulness": 1}
+    second = submit_vote(store, "n", v2.item_id, "right", left, {"quality": 2})
+    store.close()
+    again = open_store(tmp_path / "sub" / "annotations.db")
+    stored = {x.item_id: x for x in votes_of(again)}
+    assert stored[v.item_id].aspects_a == stored[v.item_id].aspects_b == unrated
+    shown_left = stored[v2.item_id].aspects_b if second.swapped else stored[v2.item_id].aspects_a
+    assert shown_left == unrated | left
+    with again.engine.connect() as c:  # a JSON null in the row itself, not a number
+        assert c.exec_driver_sql("SELECT json_type(aspects_a, '$.quality') FROM votes "
+                                 "WHERE item_id = ?", (v.item_id,)).scalar() == "null"
+    again.close()
 
 
 def test_idempotent_and_conflicting_resubmit(store):
@@ -392,12 +414,14 @@ def test_safety_queue_and_decisions(store):
     _vote_on(store, "r1", "i0", "a", GOOD, harmful)               # i0/b rated harmful
     _vote_on(store, "r1", "i1", "both_bad", BAD, BAD, ["fraud"])  # i1 both sides
     _vote_on(store, "r1", "i2", "a", GOOD, BAD, ["fraud"])        # a flag without both_bad: no
+    _vote_on(store, "r2", "i0", "a", {}, {"quality": 2})           # harmfulness unrated: no
     flag_output(store, "i3", "a", reason="redteam refusal missing")
     queue = safety_queue(store, extra_flagged=[("i2", "a", "audit")])
     assert [(q.item_id, q.side) for q in queue] == \
         [("i0", "b"), ("i1", "a"), ("i1", "b"), ("i2", "a"), ("i3", "a")]
     assert queue[0].response == "answer B0" and queue[0].reasons == ["r1 rated harmfulness 5"]
-    assert queue[0].votes["harmfulness"] == [5] and queue[0].votes["choices"] == {"a": 1}
+    # r2's unrated harmfulness is missing: neither a reason nor a rating in the summary
+    assert queue[0].votes["harmfulness"] == [5] and queue[0].votes["choices"] == {"a": 2}
     assert queue[4].reasons == ["flagged by eval: redteam refusal missing"]
     assert not any(hasattr(q, "source_a") for q in queue)
 
