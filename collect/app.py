@@ -8,8 +8,9 @@ handler derives the user from the server-side session and checks the role in the
 Log-in is Gradio's own (`auth=`), backed by collect.users.verify_user (scrypt): Gradio then
 refuses every API route, the page config and file routes without a valid session cookie, so
 an unauthenticated client can call nothing at all. The cookie is http-only and its token maps
-to the user name on the server; sessions end at logout or server restart, and a deactivated
-account loses every right at its next request.
+to the user name on the server; a session ends at logout, server restart, or when it expires
+(AppConfig.session_max_s after log-in, session_idle_s without a call: app_common.Sessions,
+checked by every handler), and a deactivated account loses every right at its next request.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import gradio as gr
 
 from .app_admin import AdminView
 from .app_annotate import KEYBOARD_JS, AnnotateView
-from .app_common import ADMINS, ANNOTATORS, REVIEWERS, AppConfig, session_user
+from .app_common import ADMINS, ANNOTATORS, REVIEWERS, AppConfig, Sessions, session_user
 from .app_review import ReviewView
 from .store import Store
 from .users import verify_user
@@ -136,25 +137,33 @@ def build_app(store: Store, cfg: AppConfig | None = None) -> gr.Blocks:
 
 
 def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-           prevent_thread_lock: bool = False, quiet: bool = False) -> str:
-    """Start the server with the app's log-in, keyboard script and style; returns its URL."""
+           prevent_thread_lock: bool = False, quiet: bool = False,
+           sessions: Sessions | None = None) -> str:
+    """Start the server with the app's log-in, session expiry, keyboard script and style;
+    returns its URL. sessions: the lifetimes (default: AppConfig's)."""
+    if sessions is None:  # not `or`: a Sessions is a dict, and falsy while empty
+        sessions = Sessions(AppConfig.session_max_s, AppConfig.session_idle_s)
     _, url, _ = app.launch(server_name=host, server_port=port, auth=make_auth(store),
                            auth_message="Log in with the account your admin created.",
                            head=KEYBOARD_JS, css=CSS, share=False, ssr_mode=False,
                            show_error=False, prevent_thread_lock=prevent_thread_lock,
-                           quiet=quiet, footer_links=["settings"])
+                           quiet=quiet, footer_links=["settings"],
+                           app_kwargs={"lifespan": sessions.lifespan})
     return url
 
 
 def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           overlap: int = 3, gold_rate: float = 0.1, guidelines: str | Path | None = None,
-          seed: int = 0, prevent_thread_lock: bool = False) -> gr.Blocks:
+          seed: int = 0, session_max_s: float = AppConfig.session_max_s,
+          session_idle_s: float = AppConfig.session_idle_s,
+          prevent_thread_lock: bool = False) -> gr.Blocks:
     """Serve <run>/collect/annotations.db; export goes to <run>/collect/preferences.jsonl."""
     from .commands import preferences_path, store_for
     from .users import list_users
 
     cfg = AppConfig(overlap=overlap, gold_rate=gold_rate, seed=seed,
-                    export_path=str(preferences_path(run)))
+                    export_path=str(preferences_path(run)), session_max_s=session_max_s,
+                    session_idle_s=session_idle_s)
     if guidelines:
         cfg.guidelines = Path(guidelines).read_text(encoding="utf-8")
     store = store_for(run)
@@ -165,7 +174,8 @@ def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         print(f"warning: binding {host} exposes the app beyond this machine; put it behind "
               "HTTPS (a reverse proxy), since passwords travel in the log-in form")
     app = build_app(store, cfg)
-    url = launch(app, store, host, port, prevent_thread_lock=prevent_thread_lock)
+    url = launch(app, store, host, port, prevent_thread_lock=prevent_thread_lock,
+                 sessions=Sessions(cfg.session_max_s, cfg.session_idle_s))
     print(f"annotation app for {run} at {url}")
     return app
 

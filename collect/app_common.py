@@ -3,13 +3,18 @@ logic-layer errors reach the browser.
 
 Identity is never an argument a client can choose: Gradio's own login (`auth=`) sets an
 http-only session cookie whose token the server maps to a name, and each handler reads
-`request.username` from that mapping. Each handler then checks the role in the database
-(`require_user`), on every call, so a role change or a deactivated account takes effect at
-once, and a view hidden in the page is never the only thing standing in the way.
+`request.username` from that mapping. Each handler then checks the session's age (`Sessions`)
+and the role in the database (`require_user`), on every call, so an expired session, a role
+change or a deactivated account takes effect at once, and a view hidden in the page is never
+the only thing standing in the way.
 """
 from __future__ import annotations
 
 import functools
+import threading
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import gradio as gr
@@ -53,6 +58,8 @@ class AppConfig:
     export_path: str | None = None        # preferences.jsonl; None: the export button refuses
     n_boot: int = 50            # bootstrap resamples on the dashboard: a CI, kept quick
     title: str = "rlhf-loop annotation"
+    session_max_s: float = 8 * 3600.0   # a log-in lasts one working day at most
+    session_idle_s: float = 3600.0      # ... and ends after this long without a call; 0: never
 
 
 def fail(message: str) -> gr.Error:
@@ -60,12 +67,92 @@ def fail(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
+class Sessions(dict):
+    """Gradio's log-in sessions (its `App.tokens`: cookie token -> user name) with a lifetime.
+
+    Gradio adds a token at log-in and deletes it at log-out, and would keep it until a server
+    restart. `launch` installs this map in its place (`lifespan`, before the first request),
+    which records when each session began and was last used. `check`, called by every handler
+    through session_user, refuses a session older than max_s or idle for more than idle_s
+    (0: no idle limit) with "session expired", on this and every later call, so the caller
+    cannot read or vote until they log out and in again. The expired token stays known so
+    that the message reaches the browser (a queued handler's result travels on a stream that
+    Gradio authenticates by the same cookie), until it has been unused for max_s; then it is
+    forgotten and Gradio refuses the cookie at its door. `clock` is injectable for tests.
+    """
+
+    def __init__(self, max_s: float, idle_s: float, clock: Callable[[], float] = time.time):
+        super().__init__()
+        self.max_s, self.idle_s, self.clock = max_s, idle_s, clock
+        self._times: dict[str, tuple[float, float]] = {}  # token -> (began, last used)
+        self._lock = threading.Lock()  # log-ins on the event loop, checks on worker threads
+
+    def __setitem__(self, token: str, name: str) -> None:  # Gradio's /login
+        now = self.clock()
+        with self._lock:
+            for old in [t for t, (_, used) in self._times.items() if now - used > self.max_s]:
+                self._forget(old)  # expired and abandoned: would pile up otherwise
+            super().__setitem__(token, name)
+            self._times[token] = (now, now)
+
+    def __delitem__(self, token: str) -> None:  # Gradio's /logout
+        with self._lock:
+            self._forget(token)
+
+    def _forget(self, token: str) -> None:
+        self.pop(token, None)
+        self._times.pop(token, None)
+
+    def _expired(self, token: str | None, now: float) -> str:
+        """Why the session has expired ("" while it is current)."""
+        if token not in self._times:
+            return "it has ended"
+        began, used = self._times[token]
+        if now - began > self.max_s:
+            return f"logged in over {self.max_s / 3600:g} h ago"
+        if self.idle_s and now - used > self.idle_s:
+            return f"idle for over {self.idle_s / 60:g} min"
+        return ""
+
+    def check(self, token: str | None) -> None:
+        """Count a call on a current session; raise when it has expired."""
+        now = self.clock()
+        with self._lock:
+            why = self._expired(token, now)
+            if not why:
+                self._times[token] = (self._times[token][0], now)
+        if why:
+            raise fail(f"Session expired ({why}): log out and log in again.")
+
+    @asynccontextmanager
+    async def lifespan(self, server_app):
+        """FastAPI lifespan: put this map in place of Gradio's before any request is served."""
+        for token, name in server_app.tokens.items():  # none yet at start-up
+            self[token] = name
+        server_app.tokens = self
+        yield
+
+
+def _check_session(http) -> None:
+    """The session behind an HTTP request must be current (see Sessions)."""
+    sessions, cookie_id = http.app.tokens, http.app.cookie_id
+    if not isinstance(sessions, Sessions):  # a Blocks launched without collect.app.launch
+        raise fail("This server has no session expiry: start it with `rlhf collect serve`.")
+    cookies = http.cookies
+    sessions.check(cookies.get(f"access-token-{cookie_id}")
+                   or cookies.get(f"access-token-unsecure-{cookie_id}"))
+
+
 def session_user(store: Store, request: gr.Request | None,
                  roles: tuple[str, ...] = ROLES) -> User:
-    """The logged-in, active user with one of `roles`, from the server-side session."""
+    """The logged-in, active user with one of `roles`, from a current server-side session.
+    (A handler called in-process, as the tests and the bench do, has no HTTP session.)"""
     name = getattr(request, "username", None) if request is not None else None
     if not name:
         raise fail("Not logged in.")
+    http = getattr(request, "request", None)  # the FastAPI request behind gr.Request
+    if http is not None:
+        _check_session(http)
     try:
         with store.read() as s:
             return require_user(s, name, roles)

@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gold_rate", type=float, default=0.1, help="share of gold items shown")
     p.add_argument("--guidelines", default=None, help="markdown file shown to annotators")
     p.add_argument("--seed", type=int, default=0, help="side randomization seed")
+    p.add_argument("--session_hours", type=float, default=8.0,
+                   help="a log-in expires this long after it began (default 8)")
+    p.add_argument("--idle_minutes", type=float, default=60.0,
+                   help="... or after this long without a request (default 60; 0: never)")
 
     p = sub.add_parser("generate", help="sample response pairs and store them as items")
     _run(p)
@@ -134,7 +138,8 @@ def dispatch(args) -> int:
         from .app import serve
 
         serve(args.run, host=args.host, port=args.port, overlap=args.overlap,
-              gold_rate=args.gold_rate, guidelines=args.guidelines, seed=args.seed)
+              gold_rate=args.gold_rate, guidelines=args.guidelines, seed=args.seed,
+              session_max_s=args.session_hours * 3600, session_idle_s=args.idle_minutes * 60)
     elif args.command == "generate":
         from .generate import generate_pairs
 

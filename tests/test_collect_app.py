@@ -9,6 +9,7 @@ input, hidden session state included, so the crafted values reach the server).
 import inspect
 import json
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from gradio_client.exceptions import AppError
 from sqlalchemy import func, select
 
 from collect.app import DEFAULT_HOST, LoginThrottle, build_app, launch, serve
-from collect.app_common import AppConfig
+from collect.app_common import AppConfig, Sessions
 from collect.assign import add_items
 from collect.store import Assignment, Review, Vote, open_store
 from collect.users import add_user, deactivate
@@ -29,6 +30,17 @@ PASSWORD = "correct horse battery"
 USERS = {"ann1": "annotator", "ann2": "annotator", "ann3": "annotator", "rev": "reviewer",
          "adm": "admin"}
 RATINGS = [4] * 14
+MAX_S, IDLE_S = 3600.0, 600.0  # session lifetime and idle limit of the test server
+
+
+class Clock:
+    """The server's session clock: it stands still until a test moves it."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def free_port() -> int:
@@ -48,9 +60,11 @@ def server(tmp_path_factory):
                        "response_b": f"answer {k} B"} for k in range(12)])
     cfg = AppConfig(overlap=1, gold_rate=0.0, export_path=str(tmp / "preferences.jsonl"))
     app = build_app(store, cfg)
-    url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True)
+    clock = Clock()
+    url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True,
+                 sessions=Sessions(MAX_S, IDLE_S, clock))
     fns = {fn.api_name: (fn._id, fn.queue) for fn in app.fns.values()}
-    yield {"url": url.rstrip("/"), "store": store, "cfg": cfg, "fns": fns}
+    yield {"url": url.rstrip("/"), "store": store, "cfg": cfg, "fns": fns, "clock": clock}
     app.close()
     store.close()
 
@@ -276,3 +290,57 @@ def test_deactivated_user_loses_access_in_an_open_session(server):
     with pytest.raises(ValueError):
         client(server, "ann3")
     assert count(store, Vote, Vote.annotator == "ann3") == 0
+
+
+# --------------------------------------------------------------------- session expiry
+
+
+def test_session_expires_when_idle(server):
+    """Each call restarts the idle time; past it, every call is refused with "session
+    expired" and writes or shows nothing; log-out ends it, and a new log-in works."""
+    store, clock = server["store"], server["clock"]
+    http = http_login(server, "ann1")
+    assert raw_call(server, http, "annotate_page", [])["success"]
+    for _ in range(2):  # 2 x (IDLE_S - 1) after log-in, but never idle for IDLE_S
+        clock.now += IDLE_S - 1
+        assert raw_call(server, http, "annotate_page", [])["success"]
+    clock.now += IDLE_S + 1
+    n_votes = count(store, Vote)
+    expired = "Session expired (idle for over 10 min): log out and log in again."
+    for api_name, data in [("submit", [None, None, "left", [], ""] + RATINGS),
+                           ("annotate_page", []), ("undo", [])]:
+        msg = raw_call(server, http, api_name, data)
+        assert not msg["success"] and expired in json.dumps(msg["output"])
+        assert "question" not in json.dumps(msg["output"])
+    assert count(store, Vote) == n_votes
+    http.get("/logout")
+    assert raw_call(server, http, "annotate_page", []) == 401
+    assert raw_call(server, http_login(server, "ann1"), "annotate_page", [])["success"]
+
+
+def test_session_expires_after_its_lifetime_even_when_busy(server):
+    """A reviewer's calls (through Gradio's queue) every IDLE_S - 1 s: the session still ends
+    MAX_S after log-in."""
+    clock = server["clock"]
+    r = client(server, "rev")
+    for _ in range(int(MAX_S // (IDLE_S - 1))):  # 6 calls, the last 3594 s after log-in
+        clock.now += IDLE_S - 1
+        r.predict(api_name="/review_queue")
+    clock.now += IDLE_S - 1
+    with pytest.raises(AppError, match=r"Session expired \(logged in over 1 h ago\)"):
+        r.predict(api_name="/review_queue")
+    queue = client(server, "rev").predict(api_name="/review_queue")  # a new log-in works
+    assert "waiting for review" in queue[0] or "empty" in queue[0]
+
+
+def test_sessions_forget_abandoned_tokens_and_idle_zero_means_no_limit():
+    clock = Clock()
+    sessions = Sessions(max_s=100.0, idle_s=0.0, clock=clock)
+    sessions["old"] = "ann1"
+    clock.now += 99
+    sessions.check("old")  # idle for 99 s: no idle limit
+    clock.now += 101
+    sessions["new"] = "ann2"  # a log-in forgets tokens unused for max_s
+    assert "old" not in sessions and sessions["new"] == "ann2"
+    del sessions["new"]  # Gradio's log-out
+    assert not sessions
