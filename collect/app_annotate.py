@@ -17,10 +17,10 @@ import gradio as gr
 
 from core.records import ASPECTS
 
-from .app_common import ANNOTATORS, AppConfig, fail, refusals, session_user, skips
+from .app_common import ANNOTATORS, AppConfig, fail, refusals, session_name, session_user, skips
 from .assign import ItemView, next_item
 from .store import Store
-from .votes import HARM_CATEGORIES, shown_choice, submit_vote, undo_last
+from .votes import HARM_CATEGORIES, shown_choice, submit_and_next, undo_last
 
 CHOICES = [("1 is better  [1]", "left"), ("2 is better  [2]", "right"), ("Tie  [t]", "tie"),
            ("Both bad  [b]", "both_bad")]
@@ -139,31 +139,33 @@ class AnnotateView:
 
     @refusals
     def load(self, request: gr.Request) -> list:
-        user = session_user(self.store, request, ANNOTATORS)
-        view = next_item(self.store, user.name, self.cfg.overlap, self.cfg.gold_rate,
-                         self.cfg.seed)
-        return self._show(user.name, view, "")
+        name = session_name(request)  # next_item checks the role in its own read
+        view = next_item(self.store, name, self.cfg.overlap, self.cfg.gold_rate,
+                         self.cfg.seed, roles=ANNOTATORS)
+        return self._show(name, view, "")
 
     @refusals
     def submit(self, request: gr.Request, shown: tuple | None, started: float | None,
                choice: str | None, flags: list[str] | None, rationale: str | None,
                *ratings: int) -> list:
         """Store the answer on the shown item; the next item. Every refusal raises, so the
-        browser keeps the form as it was (the reset runs on success only)."""
-        user = session_user(self.store, request, ANNOTATORS)
-        if not shown or shown[0] != user.name:
+        browser keeps the form as it was (the reset runs on success only). The vote and the
+        next assignment are one transaction, which also checks the user's role and state."""
+        name = session_name(request)
+        if not shown or shown[0] != name:
+            session_user(self.store, request, ANNOTATORS)  # "not allowed" comes first
             raise fail("Nothing to submit: no item is loaded (reload the page).")
         if choice is None:
             raise fail("Choose first: 1 better, 2 better, tie or both bad.")
         n = len(ASPECTS)
-        submit_vote(self.store, user.name, shown[1], choice,
-                    aspects_left=dict(zip(ASPECTS, ratings[:n])),
-                    aspects_right=dict(zip(ASPECTS, ratings[n:2 * n])),
-                    harm_flags=flags or (), rationale=rationale or "", started_at=started)
-        view = next_item(self.store, user.name, self.cfg.overlap, self.cfg.gold_rate,
-                         self.cfg.seed)
-        undo_min = self.cfg.undo_window_s / 60
-        return self._show(user.name, view, f"Saved. You can undo it for {undo_min:g} min.")
+        cfg = self.cfg
+        _, view = submit_and_next(
+            self.store, name, shown[1], choice, aspects_left=dict(zip(ASPECTS, ratings[:n])),
+            aspects_right=dict(zip(ASPECTS, ratings[n:2 * n])), harm_flags=flags or (),
+            rationale=rationale or "", started_at=started, overlap=cfg.overlap,
+            gold_rate=cfg.gold_rate, seed=cfg.seed, roles=ANNOTATORS)
+        undo_min = cfg.undo_window_s / 60
+        return self._show(name, view, f"Saved. You can undo it for {undo_min:g} min.")
 
     @refusals
     def undo(self, request: gr.Request) -> list:

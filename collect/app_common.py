@@ -143,16 +143,23 @@ def _check_session(http) -> None:
                    or cookies.get(f"access-token-unsecure-{cookie_id}"))
 
 
-def session_user(store: Store, request: gr.Request | None,
-                 roles: tuple[str, ...] = ROLES) -> User:
-    """The logged-in, active user with one of `roles`, from a current server-side session.
-    (A handler called in-process, as the tests and the bench do, has no HTTP session.)"""
+def session_name(request: gr.Request | None) -> str:
+    """The logged-in name from a current server-side session, without reading the database:
+    for handlers whose logic function checks the user in its own transaction. (A handler
+    called in-process, as the tests and the bench do, has no HTTP session.)"""
     name = getattr(request, "username", None) if request is not None else None
     if not name:
         raise fail("Not logged in.")
     http = getattr(request, "request", None)  # the FastAPI request behind gr.Request
     if http is not None:
         _check_session(http)
+    return name
+
+
+def session_user(store: Store, request: gr.Request | None,
+                 roles: tuple[str, ...] = ROLES) -> User:
+    """The logged-in, active user with one of `roles`, from a current server-side session."""
+    name = session_name(request)
     try:
         with store.read() as s:
             return require_user(s, name, roles)

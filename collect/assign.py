@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import and_, exists, false, func, select, true, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, join
 
 from core.records import DataError, RowProblem, read_rows
 
-from .store import CHOICES, Assignment, CollectError, Item, Store, User, Vote, audit, now
+from .store import CHOICES, ROLES, Assignment, CollectError, Item, Store, User, Vote, audit, now
 from .users import require_user
 
 MAX_ID = 200
@@ -195,7 +195,9 @@ def _pick_gold(s: Session, annotator: str) -> str | None:
 
 
 def _pick(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int) -> str | None:
-    n_had = s.scalar(select(func.count()).where(Assignment.annotator == annotator))
+    # The gold coin's draw index; without gold items to mix in, one statement less.
+    n_had = s.scalar(select(func.count()).where(Assignment.annotator == annotator)) \
+        if gold_rate else 0
     for _ in range(8):
         regular = _first_regular(s, annotator, overlap)
         # Gold only ever replaces a regular item: once the regular pool is empty we stop
@@ -211,9 +213,10 @@ def _pick(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int)
     return None  # lost the race eight times: report nothing now, the next call tries again
 
 
-def _assign(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int
-            ) -> Assignment | None:
-    require_user(s, annotator)
+def assign_next(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int
+                ) -> Assignment | None:
+    """Inside the caller's write transaction (which has checked the user): the annotator's
+    unfinished assignment, else a new one; None when nothing is left."""
     current = _open_assignment(s, annotator)
     if current is not None:
         return current
@@ -227,23 +230,37 @@ def _assign(s: Session, annotator: str, overlap: int, gold_rate: float, seed: in
     return a
 
 
-def next_item(store: Store, annotator: str, overlap: int = 3, gold_rate: float = 0.1,
-              seed: int = 0) -> ItemView | None:
-    """The annotator's unfinished item, else a newly assigned one; None when nothing is left.
-    Safe under concurrency: check and insert happen in one write transaction, and a lost race
-    on the unique (item, annotator) constraint is retried."""
+def check_queue(overlap: int, gold_rate: float) -> None:
     if overlap < 1 or not 0.0 <= gold_rate < 1.0:
         raise CollectError(f"need overlap >= 1 and 0 <= gold_rate < 1, got {overlap}, {gold_rate}")
+
+
+def next_item(store: Store, annotator: str, overlap: int = 3, gold_rate: float = 0.1,
+              seed: int = 0, roles: tuple[str, ...] = ROLES) -> ItemView | None:
+    """The annotator's unfinished item, else a newly assigned one; None when nothing is left.
+    Safe under concurrency: check and insert happen in one write transaction, and a lost race
+    on the unique (item, annotator) constraint is retried. roles: who may annotate."""
+    check_queue(overlap, gold_rate)
     with store.read() as s:  # the common case (a page reload) needs no write lock
-        require_user(s, annotator)
+        require_user(s, annotator, roles)
         current = _open_assignment(s, annotator)
         if current is not None:
             return _view(s, current, overlap, gold_rate)
-    a = store.transact(lambda s: _assign(s, annotator, overlap, gold_rate, seed),
-                       retry_integrity=3)
+
+    def write(s: Session) -> Assignment | None:
+        require_user(s, annotator, roles)
+        return assign_next(s, annotator, overlap, gold_rate, seed)
+
+    return view_assignment(store, store.transact(write, retry_integrity=3), overlap, gold_rate)
+
+
+def view_assignment(store: Store, a: Assignment | None, overlap: int, gold_rate: float
+                    ) -> ItemView | None:
+    """What the annotator sees of an assignment made in a write transaction, read after it
+    committed: progress counts need no write lock, so the writer's turn stays short."""
     if a is None:
         return None
-    with store.read() as s:  # progress counts need no write lock: keep the writer's turn short
+    with store.read() as s:
         return _view(s, a, overlap, gold_rate)
 
 
@@ -259,20 +276,23 @@ def _view(s: Session, a: Assignment, overlap: int, gold_rate: float) -> ItemView
 # --------------------------------------------------------------------------- progress
 
 
+def _count(source, *where):
+    return select(func.count()).select_from(source).where(*where).scalar_subquery()
+
+
 def _progress(s: Session, annotator: str, overlap: int, gold_rate: float) -> tuple[int, int]:
-    done = s.scalar(select(func.count()).where(Vote.annotator == annotator, Vote.active))
-    assigned = s.scalar(select(func.count()).where(Assignment.annotator == annotator))
-    open_items = s.scalar(select(func.count()).select_from(Item).where(
-        REGULAR, Item.n_assigned < overlap))
-    had = s.scalar(select(func.count()).select_from(Assignment)
-                   .join(Item, Item.id == Assignment.item_id)
-                   .where(Assignment.annotator == annotator, REGULAR, Item.n_assigned < overlap))
-    gold_had = s.scalar(select(func.count()).select_from(Assignment)
-                        .join(Item, Item.id == Assignment.item_id)
-                        .where(Assignment.annotator == annotator, GOLD))
-    gold_left = s.scalar(select(func.count()).select_from(Item).where(GOLD)) - gold_had
+    mine, open_regular = Assignment.annotator == annotator, and_(REGULAR, Item.n_assigned < overlap)
+    with_item = join(Assignment, Item, Item.id == Assignment.item_id)
+    # Six counts in one statement: one round trip instead of six.
+    done, assigned, open_items, had, gold_had, gold_items = s.execute(select(
+        _count(Vote, Vote.annotator == annotator, Vote.active),
+        _count(Assignment, mine),
+        _count(Item, open_regular),
+        _count(with_item, mine, open_regular),
+        _count(with_item, mine, GOLD),
+        _count(Item, GOLD))).one()
     available = open_items - had
-    expected_gold = min(gold_left, round(available * gold_rate / (1.0 - gold_rate)))
+    expected_gold = min(gold_items - gold_had, round(available * gold_rate / (1.0 - gold_rate)))
     return done, assigned + available + expected_gold
 
 

@@ -126,7 +126,11 @@ def list_users(store: Store) -> list[User]:
 def require_user(session, name: str, roles: tuple[str, ...] = ROLES) -> User:
     """The active user `name` with one of `roles`, inside the caller's transaction; else
     PermissionError (a deactivated account keeps no rights, whatever its role)."""
-    user = session.scalar(select(User).where(User.name == name))
+    return check_user(session.scalar(select(User).where(User.name == name)), name, roles)
+
+
+def check_user(user: User | None, name: str, roles: tuple[str, ...] = ROLES) -> User:
+    """require_user's verdict on a row the caller has already read (None: no such user)."""
     if user is None or not user.active:
         raise PermissionError(f"{name!r} is not an active user")
     if user.role not in roles:

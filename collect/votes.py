@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from core.records import ASPECTS
 
-from .store import Assignment, CollectError, Store, Vote, audit
+from .assign import ItemView, assign_next, check_queue, view_assignment
+from .store import ROLES, Assignment, CollectError, Store, User, Vote, audit
 from .store import now as _now
-from .users import require_user
+from .users import check_user, require_user
 
 SHOWN_CHOICES = ("left", "right", "tie", "both_bad")
 HARM_CATEGORIES = ("violence", "self_harm", "hate", "harassment", "sexual", "illegal", "privacy",
@@ -70,14 +71,60 @@ def check_harm_flags(flags: Iterable[str]) -> list[str]:
     return sorted(set(flags))
 
 
-def _active_vote(s: Session, item_id: str, annotator: str) -> Vote | None:
-    return s.scalar(select(Vote).where(Vote.item_id == item_id, Vote.annotator == annotator,
-                                       Vote.active))
-
-
 def _same(v: Vote, fields: dict) -> bool:
     return all(getattr(v, k) == fields[k] for k in
                ("choice", "aspects_a", "aspects_b", "harm_flags", "rationale"))
+
+
+def _check_answer(aspects_left: dict, aspects_right: dict, harm_flags: Iterable[str],
+                  rationale: str) -> dict:
+    rationale = (rationale or "").strip()
+    if len(rationale) > MAX_RATIONALE:
+        raise CollectError(f"rationale: at most {MAX_RATIONALE} characters")
+    return {"left": check_aspects(aspects_left, "left response"),
+            "right": check_aspects(aspects_right, "right response"),
+            "harm_flags": check_harm_flags(harm_flags), "rationale": rationale}
+
+
+def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, answer: dict,
+                started_at: float | None, roles: tuple[str, ...]) -> Vote:
+    """submit_vote's work inside the caller's write transaction."""
+    older = aliased(Vote)
+    undone = (select(older.id).where(older.item_id == item_id, older.annotator == annotator,
+                                     ~older.active, older.replaced_by.is_(None))
+              .order_by(older.id.desc()).limit(1).scalar_subquery())
+    # One round trip: the voter, their assignment, their active vote on the item, and the
+    # newest undone vote there (the one a new answer replaces).
+    row = s.execute(
+        select(User, Assignment, Vote, undone)
+        .outerjoin(Assignment, and_(Assignment.annotator == User.name,
+                                    Assignment.item_id == item_id))
+        .outerjoin(Vote, and_(Vote.annotator == User.name, Vote.item_id == item_id, Vote.active))
+        .where(User.name == annotator)).first()
+    user, a, current, undone_id = row if row is not None else (None,) * 4
+    check_user(user, annotator, roles)
+    if a is None:
+        raise PermissionError(f"item {item_id!r} is not assigned to {annotator!r}")
+    left, right = answer["left"], answer["right"]
+    fields = dict(choice=canonical_choice(choice_shown, a.swapped),
+                  aspects_a=right if a.swapped else left, aspects_b=left if a.swapped else right,
+                  harm_flags=answer["harm_flags"], rationale=answer["rationale"])
+    if current is not None:
+        if _same(current, fields):
+            return current  # idempotent: a repeated submit writes nothing
+        raise CollectError(f"{annotator!r} already voted on item {item_id!r} with a different "
+                           "answer; undo that vote first to change it")
+    vote = Vote(item_id=item_id, annotator=annotator, swapped=a.swapped, active=True,
+                started_at=started_at, submitted_at=_now(), **fields)
+    s.add(vote)
+    a.done = True
+    s.flush()
+    if undone_id is not None:
+        s.execute(update(Vote).where(Vote.id == undone_id).values(replaced_by=vote.id)
+                  .execution_options(synchronize_session=False))
+    audit(s, annotator, "vote_submit", vote_id=vote.id, item_id=item_id, choice=vote.choice,
+          swapped=a.swapped, replaces=undone_id)
+    return vote
 
 
 def submit_vote(store: Store, annotator: str, item_id: str, choice_shown: str,
@@ -88,47 +135,30 @@ def submit_vote(store: Store, annotator: str, item_id: str, choice_shown: str,
     PermissionError: the item is not assigned to this (active) annotator.
     CollectError: bad ratings/flags, or a different answer while one is active (undo first).
     """
-    left = check_aspects(aspects_left, "left response")
-    right = check_aspects(aspects_right, "right response")
-    flags = check_harm_flags(harm_flags)
-    rationale = (rationale or "").strip()
-    if len(rationale) > MAX_RATIONALE:
-        raise CollectError(f"rationale: at most {MAX_RATIONALE} characters")
-
-    def write(s: Session) -> Vote:
-        require_user(s, annotator)
-        a = s.scalar(select(Assignment).where(Assignment.item_id == item_id,
-                                              Assignment.annotator == annotator))
-        if a is None:
-            raise PermissionError(f"item {item_id!r} is not assigned to {annotator!r}")
-        fields = dict(choice=canonical_choice(choice_shown, a.swapped),
-                      aspects_a=right if a.swapped else left,
-                      aspects_b=left if a.swapped else right,
-                      harm_flags=flags, rationale=rationale)
-        current = _active_vote(s, item_id, annotator)
-        if current is not None:
-            if _same(current, fields):
-                return current  # idempotent: a repeated submit writes nothing
-            raise CollectError(f"{annotator!r} already voted on item {item_id!r} with a different "
-                               "answer; undo that vote first to change it")
-        vote = Vote(item_id=item_id, annotator=annotator, swapped=a.swapped, active=True,
-                    started_at=started_at, submitted_at=_now(), **fields)
-        s.add(vote)
-        a.done = True
-        s.flush()
-        # The newest undone vote on this item is the one this answer replaces.
-        undone = s.scalar(select(Vote).where(Vote.item_id == item_id, Vote.annotator == annotator,
-                                             ~Vote.active, Vote.replaced_by.is_(None))
-                          .order_by(Vote.id.desc()).limit(1))
-        if undone is not None:
-            undone.replaced_by = vote.id
-        audit(s, annotator, "vote_submit", vote_id=vote.id, item_id=item_id, choice=vote.choice,
-              swapped=a.swapped, replaces=None if undone is None else undone.id)
-        return vote
-
+    answer = _check_answer(aspects_left, aspects_right, harm_flags, rationale)
     # A concurrent identical submit that won the race trips the one-active-vote index;
     # the retry then finds its vote and returns it.
-    return store.transact(write, retry_integrity=2)
+    return store.transact(lambda s: _write_vote(s, annotator, item_id, choice_shown, answer,
+                                                started_at, ROLES), retry_integrity=2)
+
+
+def submit_and_next(store: Store, annotator: str, item_id: str, choice_shown: str,
+                    aspects_left: dict, aspects_right: dict, harm_flags: Iterable[str] = (),
+                    rationale: str = "", started_at: float | None = None, overlap: int = 3,
+                    gold_rate: float = 0.1, seed: int = 0, roles: tuple[str, ...] = ROLES
+                    ) -> tuple[Vote, ItemView | None]:
+    """The app's submit: submit_vote (same checks and guarantees) and the annotator's next
+    assignment (next_item's) in one write transaction, then the next item's view from a
+    read. roles: who may annotate, checked in the transaction. A failure stores neither."""
+    check_queue(overlap, gold_rate)
+    answer = _check_answer(aspects_left, aspects_right, harm_flags, rationale)
+
+    def write(s: Session) -> tuple[Vote, Assignment | None]:
+        vote = _write_vote(s, annotator, item_id, choice_shown, answer, started_at, roles)
+        return vote, assign_next(s, annotator, overlap, gold_rate, seed)
+
+    vote, a = store.transact(write, retry_integrity=3)
+    return vote, view_assignment(store, a, overlap, gold_rate)
 
 
 def undo_last(store: Store, annotator: str, window_s: float = 120.0,

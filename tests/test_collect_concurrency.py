@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from collect.assign import add_items, next_item
 from collect.store import Assignment, Item, User, Vote, open_store
-from collect.votes import submit_vote, votes_of
+from collect.votes import submit_and_next, submit_vote, votes_of
 from core.records import ASPECTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def test_20_concurrent_submitters_store_each_vote_once(tmp_path):
     store.close()
 
 
-def test_32_concurrent_next_item_never_over_assign(tmp_path):
+def test_32_concurrent_annotators_never_over_assign(tmp_path):
     names = [f"b{k}" for k in range(32)]
     path = tmp_path / "db.sqlite"
     setup(path, names, 20).close()
@@ -82,8 +82,9 @@ def test_32_concurrent_next_item_never_over_assign(tmp_path):
     def work(name):
         store = open_store(path)  # like separate server processes: own engine, own sessions
         start.wait()
-        while (v := next_item(store, name, overlap=3, gold_rate=0.0)) is not None:
-            submit_vote(store, name, v.item_id, "tie", GOOD, GOOD)
+        v = next_item(store, name, overlap=3, gold_rate=0.0)
+        while v is not None:  # the app's submit: vote + next assignment in one transaction
+            _, v = submit_and_next(store, name, v.item_id, "tie", GOOD, GOOD, gold_rate=0.0)
         store.close()
 
     run_threads(work, names)
@@ -101,18 +102,21 @@ def test_32_concurrent_next_item_never_over_assign(tmp_path):
     store.close()
 
 
+# The app's path: each submit stores the vote and assigns the next item in one transaction.
 CHILD = """
 import sys
 from collect.assign import next_item
 from collect.store import open_store
-from collect.votes import submit_vote
+from collect.votes import submit_and_next
 from core.records import ASPECTS
 r = dict.fromkeys(ASPECTS, 3)
 store = open_store(sys.argv[1])
+v = next_item(store, "k", overlap=1, gold_rate=0.0)
 while True:
-    v = next_item(store, "k", overlap=1, gold_rate=0.0)
-    vote = submit_vote(store, "k", v.item_id, "left", r, r, rationale="x" * 2000)
+    vote, nxt = submit_and_next(store, "k", v.item_id, "left", r, r, rationale="x" * 2000,
+                                overlap=1, gold_rate=0.0)
     print(vote.id, v.item_id, flush=True)
+    v = nxt
 """
 
 
