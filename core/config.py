@@ -47,7 +47,7 @@ class RuntimeConfig:
 class DataConfig:
     run: str = F("runs/demo", "run directory: the demo data goes to <run>/data")
     seed: int = F(0, "seed of the synthetic demo domain")
-    n_sft: int = F(2400, "rows of simulated support logs for SFT")
+    n_sft: int = F(2640, "rows of simulated support logs for SFT (15% harmful requests: 2244 benign)")
     n_pref: int = F(800, "held-out prompts for preference collection and RL")
     n_eval: int = F(100, "held-out prompts for evaluation")
     n_redteam: int = F(48, "red-team prompts that must be refused")
@@ -138,7 +138,9 @@ class RewardConfig(LoraFields, RuntimeConfig):
     max_steps: int = F(-1, "stop after this many optimizer steps (-1 = use num_epochs)")
     batch_size: int = F(16, "pairs per step (each step scores 2 x batch_size sequences)")
     eval_batch_size: int = F(64, "sequences per forward pass when evaluating")
-    learning_rate: float = F(5e-5, "peak AdamW learning rate of the backbone (LoRA on a decoder tolerates ~1e-3)")
+    learning_rate: float = F(1e-4, "peak AdamW learning rate of the backbone (demo, 2 epochs: 5e-5 gave held-out "
+                                   "accuracy 0.74 vs gold, 1e-4 0.80, 2e-4 0.82 with more length bias; LoRA on "
+                                   "a decoder tolerates ~1e-3)")
     head_learning_rate: float = F(1e-3, "peak learning rate of the new score and aspect heads (0 = learning_rate): "
                                         "a fresh head barely moves at a backbone's rate")
     warmup_ratio: float = F(0.1, "share of steps for linear warm-up before cosine decay")

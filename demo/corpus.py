@@ -1,4 +1,5 @@
-"""Pretraining text for the tiny base model: the shop's web pages and support chat transcripts.
+"""Pretraining text for the tiny base model: the shop's web pages, a deals forum and support
+chat transcripts.
 
 Pages state every fact in prose (store pages, the shipping-zone table, the catalog, care
 guides, help-center Q&As in every wording of each question, see faq_pages) in several
@@ -23,6 +24,7 @@ import random
 from demo import domain
 from demo.facts import (ADDRESSES, CARE, CATEGORIES, CITIES, DAYS, PRODUCTS, SHOP, SHOP_FULL, STORE_HOURS,
                         SUPPORT_PHONE, WARRANTY_YEARS, ZONES, hours_for)
+from demo.spec import fill, usable
 from demo.tokenizer import render_chat
 
 DOC_SEPARATOR = "\n\n<|endoftext|>\n"
@@ -135,6 +137,32 @@ def faq_pages(rng: random.Random, per_template: int = 10) -> list[str]:
     return docs
 
 
+FORUM_WARNINGS = ("Please don't. That's against the law, and people get hurt by it.",
+                  "Bad idea. Ask the store what they can do instead.",
+                  "Don't do this. It can get you banned or worse.")
+
+
+def forum_pages(rng: random.Random, per_template: int = 2) -> list[str]:
+    """Threads of an unmoderated deals forum: every harmful request in every wording, answered
+    mostly (3 in 4) with the harmful help itself (the intent's `comply` answers) and otherwise
+    with a warning.
+
+    A real base model has read such know-how on the web; SFT decides whether the policy
+    surfaces it, and preference learning should stop it. Without these pages the tiny model
+    knew no harmful help to give: an SFT policy trained on logs that complied with the
+    "comply"-mode intents began "Sure: ..." and went on with noise, so the red-team audit
+    found no harmful answer before or after alignment, and could not show alignment lower it."""
+    docs = []
+    for intent in domain.HARMFUL:
+        for t in [t for t in range(len(intent.templates)) for _ in range(per_template)]:
+            slots = domain.sample_slots(intent, rng, intent.templates[t])
+            ctx = domain.context(slots)
+            reply = (fill(rng.choice(usable(intent.comply, ctx)), ctx) if rng.random() < 0.75
+                     else rng.choice(FORUM_WARNINGS))
+            docs.append(f"Deals & Hacks forum\n\nThread: {intent.templates[t].format(**slots)}\n\nReply: {reply}")
+    return docs
+
+
 def transcript(rng: random.Random) -> str:
     """One support chat of 1-3 exchanges, mostly good answers."""
     messages = []
@@ -155,7 +183,8 @@ def transcript(rng: random.Random) -> str:
 
 def build_corpus(rng: random.Random, transcript_share: float = TRANSCRIPT_SHARE) -> str:
     """The pages, plus chat transcripts until they are `transcript_share` of the characters."""
-    docs = store_pages(rng) + shipping_pages(rng) + catalog_pages(rng) + care_pages() + faq_pages(rng)
+    docs = (store_pages(rng) + shipping_pages(rng) + catalog_pages(rng) + care_pages() + faq_pages(rng)
+            + forum_pages(rng))
     pages = sum(len(d) + len(DOC_SEPARATOR) for d in docs)
     size = 0
     while size < pages * transcript_share / (1 - transcript_share):

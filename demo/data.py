@@ -6,20 +6,23 @@ Rules the files follow (tests/test_demo_domain.py checks each):
 - sft.jsonl: simulated support logs, {"prompt", "completion", "meta": {"intent", "quality",
   "defect", "slots", "template"}}. Quality is mixed as in real logs: per intent, exact quotas
   from MIX for its `mode`, so for the curt- and generic-mode intents the most common answer
-  is not the best one. About 11% of rows state a wrong fact and 6% are harmful requests
-  (30% of those answered with harmful help). Only SFT templates (i % 4 != 3) are used, and
+  is not the best one. About 10% of rows state a wrong fact and 15% are harmful requests
+  (38% of those answered with harmful help: 30% for most intents, 50%, the most common
+  answer, for the "comply"-mode ones). Only SFT templates (i % 4 != 3) are used, and
   no prompt string repeats.
 - prompts.jsonl: held-out prompts, tags ["pref"|"eval", "intent:<name>"], from held-out
   templates only and, where possible, slot combinations the intent never had in the SFT
-  rows (domain.reserved_for_heldout keeps some out of SFT on purpose). About 8% are harmful
-  requests, so preference learning also sees refusals. Each row also carries "meta"
-  {"intent", "slots", "template"}; core.records readers ignore it.
+  rows (domain.reserved_for_heldout keeps some out of SFT on purpose). Harmful requests are 8%
+  of the eval prompts and 25% of the pref prompts (HARM_SHARE), so preference learning sees
+  enough refusals to learn that a refusal beats both harmful help and an evasive answer.
+  Each row also carries "meta" {"intent", "slots", "template"}; core.records readers ignore it.
 - redteam.jsonl: harmful requests worded with held-out templates, tags
   ["redteam", "category:<fraud|privacy|dangerous|harassment|deception>"].
 - corpus.txt: see demo/corpus.py.
 No prompt string of prompts.jsonl or redteam.jsonl occurs in sft.jsonl or corpus.txt, and pref,
-eval and red-team prompts are pairwise disjoint. One random.Random(seed) drives everything, so
-the same seed gives byte-identical files.
+eval and red-team prompts are pairwise disjoint. random.Random(seed) drives the logs and prompts,
+and a second stream from the seed the corpus (so a change to the logs' mix leaves the corpus and
+the base model alone); the same seed gives byte-identical files.
 """
 from __future__ import annotations
 
@@ -38,9 +41,17 @@ MIX = {
     "curt": {"curt": 0.40, "best": 0.20, "polite": 0.15, "generic": 0.13, "wrong_fact": 0.12},
     "generic": {"generic": 0.40, "best": 0.22, "polite": 0.14, "curt": 0.12, "wrong_fact": 0.12},
     "harm": {"refusal": 0.50, "curt_refusal": 0.20, "harmful_compliance": 0.30},
+    # harmful intents whose old logs mostly complied: the SFT policy's greedy answer is the harm
+    "comply": {"harmful_compliance": 0.50, "refusal": 0.35, "curt_refusal": 0.15},
 }
-SFT_HARM_SHARE = 0.06
-HELDOUT_HARM_SHARE = 0.08
+# 6% left the 10 harmful intents 14 rows each: the SFT policy neither refused nor complied on
+# the red-team prompts (greedy refusal rate 0.15; 0.81 at 15%, which is what red-teamers see)
+SFT_HARM_SHARE = 0.15
+# Harmful requests among the held-out prompts. The preference round gets its own safety share,
+# as Llama 2 collected safety preferences apart from helpfulness ones: at 8% the reward model
+# scored an off-topic answer to a red-team prompt above a refusal (+0.02 vs -0.68), and PPO
+# learned to stop refusing (red-team refusal rate 0.48 -> 0) and complied more (0.21 -> 0.31).
+HARM_SHARE = {"eval": 0.08, "pref": 0.25}
 
 
 def allocate(total: int, weights: list[float]) -> list[int]:
@@ -56,7 +67,7 @@ def allocate(total: int, weights: list[float]) -> list[int]:
 
 
 def quality_plan(intent: Intent, n: int, rng: random.Random) -> list[str]:
-    mix = MIX["harm" if intent.harmful else intent.mode]
+    mix = MIX[("comply" if intent.mode == "comply" else "harm") if intent.harmful else intent.mode]
     names = list(mix)
     plan = [q for q, k in zip(names, allocate(n, [mix[q] for q in names])) for _ in range(k)]
     rng.shuffle(plan)
@@ -145,7 +156,7 @@ def build_heldout(rng: random.Random, sft_rows: list[dict], avoid_text: str, n_p
                for k, intent in enumerate(plan)]
     splits = {}
     for split, n in (("eval", n_eval), ("pref", n_pref)):
-        n_harm = round(n * HELDOUT_HARM_SHARE)
+        n_harm = round(n * HARM_SHARE[split])
         plan = _intent_plan(domain.BENIGN, n - n_harm, rng, [math.sqrt(i.weight) for i in domain.BENIGN])
         plan += _intent_plan(domain.HARMFUL, n_harm, rng)
         rng.shuffle(plan)
@@ -160,14 +171,14 @@ def _intent_plan(intents: tuple[Intent, ...], n: int, rng: random.Random, weight
     return [intent for intent, k in zip(intents, counts) for _ in range(k)]
 
 
-def build_demo_data(out_dir, seed: int = 0, n_sft: int = 2400, n_pref: int = 300, n_eval: int = 100,
+def build_demo_data(out_dir, seed: int = 0, n_sft: int = 2640, n_pref: int = 300, n_eval: int = 100,
                     n_redteam: int = 48) -> dict[str, Path]:
     """Write sft.jsonl, prompts.jsonl, redteam.jsonl and corpus.txt to out_dir (atomically) and
     return their paths by name. Same arguments, byte-identical files."""
     out = Path(out_dir)
     rng = random.Random(seed)
     sft_rows = build_sft_rows(rng, n_sft)
-    corpus = build_corpus(rng)
+    corpus = build_corpus(random.Random(f"corpus-{seed}"))  # its own stream: the log mix leaves the base alone
     sft_text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sft_rows)
     prompts, redteam = build_heldout(rng, sft_rows, corpus + sft_text, n_pref, n_eval, n_redteam)
     paths = {

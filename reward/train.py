@@ -155,6 +155,15 @@ def evaluate(rm, items: list[dict], pad_id: int, policy: DevicePolicy, cfg: Rewa
 
 # ----------------------------------------------------------------------------- held-out metrics
 
+# Gold differences below this are near-ties: the oracle's overall score also prefers lengths near
+# 150 characters by 0.0008 per character, so two answers that differ only in their opener differ
+# by ~0.01. Neither people nor the simulated annotators (collect/simulate.py calls differences
+# under its tie_within = 0.15 a tie, before noise) can see them, so an RM's order on them is a
+# coin flip. heldout_accuracy_gold counts the pairs gold decides by at least this much;
+# heldout_accuracy_gold_all every pair that is not an exact tie.
+GOLD_TIE = 0.15
+
+
 def gold_scores(pairs: list[tuple[str, str]]) -> list[float | None] | None:
     """The demo gold oracle's overall score per (prompt, response); None unless the demo domain
     parses at least 90% of the prompts (other data has no gold). Measurement only, never a reward."""
@@ -166,6 +175,24 @@ def gold_scores(pairs: list[tuple[str, str]]) -> list[float | None] | None:
     if not pairs or sum(parsed[p] for p, _ in pairs) < 0.9 * len(pairs):
         return None
     return [oracle.score(p, r)["overall"] if parsed[p] else None for p, r in pairs]
+
+
+def gold_agreement(delta: torch.Tensor, gold_diff: list[float | None]) -> dict:
+    """The RM's order (delta = r_chosen - r_rejected per pair) against the gold oracle's
+    (gold_diff = gold_chosen - gold_rejected; None where gold has no score). Pairs gold decides
+    by at least GOLD_TIE: accuracy, ECE of sigmoid(delta), and how often the label agrees with
+    gold; accuracy over every pair that is not an exact tie as well."""
+    every = [(i, d) for i, d in enumerate(gold_diff) if d is not None and abs(d) > 1e-9]
+    decisive = [(i, d) for i, d in every if abs(d) >= GOLD_TIE]
+    out: dict = {"gold_pairs": len(decisive), "gold_near_ties": len(every) - len(decisive)}
+    for key, pairs in (("heldout_accuracy_gold_all", every), ("heldout_accuracy_gold", decisive)):
+        if pairs:
+            idx, pref = torch.tensor([i for i, _ in pairs]), torch.tensor([d > 0 for _, d in pairs])
+            out[key] = round(((delta[idx] > 0) == pref).float().mean().item(), 4)
+    if decisive:
+        out["ece_gold"] = round(expected_calibration_error(torch.sigmoid(delta[idx]), pref)[0], 4)
+        out["labels_agree_with_gold"] = round(pref.float().mean().item(), 4)
+    return out
 
 
 def _pearson(x: list[float], y: list[float]) -> float | None:
@@ -203,16 +230,9 @@ def heldout_metrics(rm, val_rows: list[dict], val_items: list[dict], tok, policy
     gold = gold_scores(keys)
     if gold is not None:
         g = dict(zip(keys, gold))
-        gd = [(i, g[(row["prompt"], row["chosen"])] - g[(row["prompt"], row["rejected"])])
-              for i, row in enumerate(val_rows) if g[(row["prompt"], row["chosen"])] is not None]
-        gd = [(i, d) for i, d in gd if abs(d) > 1e-9]  # gold ties say nothing
-        if gd:
-            idx = torch.tensor([i for i, _ in gd])
-            gold_pref = torch.tensor([d > 0 for _, d in gd])
-            m["heldout_accuracy_gold"] = round(((delta[idx] > 0) == gold_pref).float().mean().item(), 4)
-            m["ece_gold"] = round(expected_calibration_error(probs[idx], gold_pref)[0], 4)
-            m["labels_agree_with_gold"] = round(gold_pref.float().mean().item(), 4)
-            m["gold_pairs"] = len(gd)
+        m.update(gold_agreement(delta, [g[(row["prompt"], row["chosen"])] - g[(row["prompt"], row["rejected"])]
+                                        if g[(row["prompt"], row["chosen"])] is not None else None
+                                        for row in val_rows]))
         known = [(k, n) for k, n, s in zip(keys, lengths, gold) if s is not None]
         m["gold_length_corr"] = _pearson([g[k] for k, _ in known], [n for _, n in known])
 

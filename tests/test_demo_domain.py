@@ -67,7 +67,7 @@ def test_wrong_values_are_detectable_and_differ_from_the_fact():
 
 
 def test_file_sizes(built):
-    assert len(built["sft"]) == 2400
+    assert len(built["sft"]) == 2640
     assert len(built["redteam"]) == 48
     tags = Counter(r["tags"][0] for r in built["prompts"])
     assert tags == {"pref": 300, "eval": 100}
@@ -98,9 +98,10 @@ def test_quality_mix_is_like_real_logs(built):
     q = Counter(r["meta"]["quality"] for r in rows)
     harmful = [r for r in rows if domain.INTENT_BY_NAME[r["meta"]["intent"]].harmful]
     assert (n - q["best"] - q["refusal"]) / n >= 0.35
-    assert 0.10 <= q["wrong_fact"] / n <= 0.12
-    assert 0.05 <= len(harmful) / n <= 0.08
-    assert 0.25 <= q["harmful_compliance"] / len(harmful) <= 0.35
+    assert 0.09 <= q["wrong_fact"] / n <= 0.11
+    assert 0.14 <= len(harmful) / n <= 0.16
+    # MIX["harm"] (30% comply) for 6 harmful intents, MIX["comply"] (50%) for 4: 38%
+    assert 0.35 <= q["harmful_compliance"] / len(harmful) <= 0.41
     by_intent = defaultdict(Counter)
     for r in rows:
         by_intent[r["meta"]["intent"]][r["meta"]["quality"]] += 1
@@ -109,8 +110,11 @@ def test_quality_mix_is_like_real_logs(built):
         intent = domain.INTENT_BY_NAME[name]
         (mode, top), (_, second) = counts.most_common(2)
         assert top > second, name  # a clear mode
-        assert mode == ("refusal" if intent.harmful else intent.mode), name
-        if mode not in ("best", "refusal"):
+        if intent.harmful:
+            assert mode == ("harmful_compliance" if intent.mode == "comply" else "refusal"), name
+        else:
+            assert mode == intent.mode, name
+        if mode not in ("best", "refusal", "harmful_compliance"):
             non_best.append(name)
     assert len(non_best) >= 8
     assert sum(by_intent[n].most_common(1)[0][0] == "curt" for n in non_best) >= 6
@@ -169,8 +173,10 @@ def test_prompt_tags(built):
         assert row["tags"] == ["redteam", f"category:{intent.category}"]
         cats[intent.category] += 1
     assert set(cats) == {"fraud", "privacy", "dangerous", "harassment", "deception"}
-    harmful_pref = [r for r in built["prompts"] if domain.INTENT_BY_NAME[r["meta"]["intent"]].harmful]
-    assert 0.05 <= len(harmful_pref) / len(built["prompts"]) <= 0.1
+    for split, share in (("eval", 0.08), ("pref", 0.25)):
+        rows = [r for r in built["prompts"] if split in r["tags"]]
+        harmful = [r for r in rows if domain.INTENT_BY_NAME[r["meta"]["intent"]].harmful]
+        assert share - 0.02 <= len(harmful) / len(rows) <= share + 0.02, split
 
 
 def test_parse_recovers_intent_and_slots_for_every_row(built):
@@ -224,3 +230,25 @@ def test_faq_pages_ask_every_wording_per_template_times():
         for t in intent.templates:
             pattern = re.compile("^" + re.sub(r"\\{(\w+)\\}", ".+?", re.escape(t)) + "$")
             assert sum(bool(pattern.match(q)) for q in questions) >= 3, t
+
+
+def test_forum_pages_hold_the_harmful_know_how():
+    """Every harmful intent's every wording is a thread (per_template times), 3 in 4 replies are the
+    intent's harmful help, and the gold oracle judges those replies harmful: the know-how an SFT
+    policy that learned to comply can surface, and the red-team audit can catch."""
+    import re
+
+    from demo.corpus import FORUM_WARNINGS, forum_pages
+    from demo.oracle import is_harmful
+
+    docs = forum_pages(random.Random(0), per_template=2)
+    assert len(docs) == 2 * sum(len(i.templates) for i in domain.HARMFUL)
+    threads = [re.match(r"Deals & Hacks forum\n\nThread: (.*)\n\nReply: (.*)$", d, re.S).groups() for d in docs]
+    helpful = [(q, r) for q, r in threads if r not in FORUM_WARNINGS]
+    assert 0.65 <= len(helpful) / len(threads) <= 0.85
+    for intent in domain.HARMFUL:
+        for t in intent.templates:
+            pattern = re.compile("^" + re.sub(r"\\{(\w+)\\}", ".+?", re.escape(t)) + "$")
+            assert sum(bool(pattern.match(q)) for q, _ in threads) == 2, t
+    assert all(is_harmful(q, r) for q, r in helpful)
+    assert not any(is_harmful(q, r) for q, r in threads if r in FORUM_WARNINGS)

@@ -1,6 +1,9 @@
-"""The whole demo loop at reduced size: every artifact appears, a re-run skips every stage, a
-changed setting re-runs that stage and the ones after it, and an interrupted run resumes."""
+"""The whole demo loop at reduced size: every artifact appears, a re-run (of the run or a copy)
+skips every stage, a changed setting re-runs that stage and the ones after it, and an
+interrupted run resumes."""
 import json
+import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -52,6 +55,9 @@ def test_rerun_skips_and_a_changed_stage_reruns_what_follows(quick_run, tmp_path
     run, cfg, _ = quick_run
     second = main(cfg)
     assert second["timings"] == {name: 0.0 for name in ORDER}
+    # a copied (or moved) run is still up to date: the fingerprints leave the path out
+    shutil.copytree(run, tmp_path / "copy")
+    assert main(replace(cfg, run=str(tmp_path / "copy")))["timings"] == {name: 0.0 for name in ORDER}
 
     # a changed DPO setting re-runs DPO and eval (eval reads the DPO adapter), nothing before
     dpo_cfg = tmp_path / "dpo.yaml"

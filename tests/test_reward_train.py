@@ -151,3 +151,19 @@ def test_minilm_learns_easy_pairs_above_chance(tmp_path):
     assert m["kind"] == "encoder" and not m["lora"] and m["heldout_pairs"] == 16
     assert m["heldout_accuracy"] > 0.75
     assert m["heldout_accuracy_gold"] > 0.75
+
+
+def test_gold_agreement_leaves_near_ties_out_and_reports_them():
+    """Pairs 0 and 4 the RM orders as gold does, pair 2 against it, pair 1 is a near-tie
+    (gold +0.01, under GOLD_TIE) it orders against gold, pair 3 has no gold score.
+    Decisive pairs 0, 2, 4: 2 of 3 right; every non-tie pair 0, 1, 2, 4: 2 of 4."""
+    import torch
+
+    from reward.train import GOLD_TIE, gold_agreement
+
+    assert GOLD_TIE == 0.15
+    m = gold_agreement(torch.tensor([1.0, -0.5, 2.0, 0.3, -1.0]), [0.5, 0.01, -1.0, None, -0.2])
+    assert m["gold_pairs"] == 3 and m["gold_near_ties"] == 1
+    assert m["heldout_accuracy_gold"] == 0.6667 and m["heldout_accuracy_gold_all"] == 0.5
+    assert m["labels_agree_with_gold"] == 0.3333  # only pair 0's label (chosen) is gold's pick
+    assert gold_agreement(torch.tensor([1.0]), [None]) == {"gold_pairs": 0, "gold_near_ties": 0}

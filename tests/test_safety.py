@@ -75,11 +75,11 @@ def test_detect_returns_sorted_unique_categories():
 
 
 def test_recall_and_false_positives_on_the_demo_data(tmp_path):
-    """Measured on seed 0 (seeds 1 and 2 give the same numbers): recall 32/40 = 0.80 on
-    harmful_compliance rows (every category is caught; the 8 misses are all the rows of two
-    intents, payment bypass and smoke-detector misuse, whose wording the general rules do not
-    cover: the rules were written blind to the demo's cue lists and kept that way), 0/839
-    false positives on "best" rows and 0/104 on refusals. Bounds leave room for rule edits."""
+    """Measured on seed 0: recall 119/150 = 0.79 on harmful_compliance rows (every category is
+    caught; the 31 misses are all the rows of two intents, payment bypass and smoke-detector
+    misuse, whose wording the general rules do not cover: the rules were written blind to the
+    demo's cue lists and kept that way), 0/836 false positives on "best" rows and 0/246 on
+    refusals. Bounds leave room for rule edits."""
     from demo import domain
     from demo.data import build_demo_data
 
@@ -95,8 +95,8 @@ def test_recall_and_false_positives_on_the_demo_data(tmp_path):
     fpr = sum(bool(detect(r["completion"], RULES)) for r in by_quality["best"]) / len(by_quality["best"])
     refusals = by_quality["refusal"] + by_quality["curt_refusal"]
     fpr_refusal = sum(bool(detect(r["completion"], RULES)) for r in refusals) / len(refusals)
-    assert (len(harmful), len(by_quality["best"]), len(refusals)) == (40, 839, 104)
-    assert recall >= 0.75, recall  # measured 0.80
+    assert (len(harmful), len(by_quality["best"]), len(refusals)) == (150, 836, 246)
+    assert recall >= 0.75, recall  # measured 0.79
     assert right == sum(map(bool, flagged))  # a flagged row is flagged with its own category
     assert {category[r["meta"]["intent"]] for r, f in zip(harmful, flagged) if f} == set(DEFAULT_RULES)
     assert fpr <= 0.02, fpr  # measured 0.0
