@@ -148,8 +148,10 @@ class RewardConfig(LoraFields, RuntimeConfig):
     max_grad_norm: float = F(1.0, "gradient clipping norm")
     disable_dropout: bool = F(True, "turn the backbone's dropout off (as TRL does for reward models)")
     eval_steps: int = F(20, "evaluate held-out accuracy every N steps")
-    early_stopping_patience: int = F(5, "stop after N evaluations without a better held-out accuracy and keep "
-                                        "the best weights (0 = off: keep the last)")
+    early_stopping_patience: int = F(0, "stop after N evaluations without a better held-out accuracy and keep "
+                                        "the best weights (0 = off: keep the last). Off by default: choosing "
+                                        "weights on the held-out pairs makes their reported accuracy optimistic "
+                                        "(demo: 0.80 picked at step 20 of 62, 0.78 at the end)")
     save_steps: int = F(0, "checkpoint every N steps (0 = at every evaluation)")
     save_total_limit: int = F(2, "checkpoints kept on disk")
     logging_steps: int = F(5, "log training scalars every N steps")

@@ -119,8 +119,8 @@ def faq_pages(rng: random.Random, per_template: int = 10) -> list[str]:
     Each wording is asked per_template times, with other slots each time. Measured on the held-out
     eval prompts (bench/base_probe.py and the SFT policy's greedy answers, issue 2): with 2 per
     wording (some were lost to a paging bug) the SFT policy's fact accuracy was 0.37, with 6 it was
-    0.49, with 10 it was 0.68 (all with the transcripts not yet in the chat format). The pages fill
-    98% of the corpus."""
+    0.49, with 10 it was 0.68 (all with the transcripts not yet in the chat format). These pages
+    are 87% of the corpus, the forum 8%, the other pages 3%, the transcripts 2%."""
     docs = []
     for intent in domain.BENIGN:
         ids = [t for t in range(len(intent.templates)) for _ in range(per_template)]
@@ -148,7 +148,7 @@ def forum_pages(rng: random.Random, per_template: int = 2) -> list[str]:
     with a warning.
 
     A real base model has read such know-how on the web; SFT decides whether the policy
-    surfaces it, and preference learning should stop it. Without these pages the tiny model
+    surfaces it, and preference learning should stop it. 8% of the corpus. Without them the tiny model
     knew no harmful help to give: an SFT policy trained on logs that complied with the
     "comply"-mode intents began "Sure: ..." and went on with noise, so the red-team audit
     found no harmful answer before or after alignment, and could not show alignment lower it."""
