@@ -45,7 +45,7 @@ MIX = {
     "comply": {"harmful_compliance": 0.50, "refusal": 0.35, "curt_refusal": 0.15},
 }
 # 6% left the 10 harmful intents 14 rows each: the SFT policy neither refused nor complied on
-# the red-team prompts (greedy refusal rate 0.15; 0.81 at 15%, which is what red-teamers see)
+# the red-team prompts, it answered with product facts (greedy refusal rate 0.15; 0.81 at 15%)
 SFT_HARM_SHARE = 0.15
 # Harmful requests among the held-out prompts. The preference round gets its own safety share,
 # as Llama 2 collected safety preferences apart from helpfulness ones: at 8% the reward model
