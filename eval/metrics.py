@@ -35,3 +35,15 @@ def win_rate_with_ci(scores_a, scores_b, n_boot: int = 1000, seed: int = 0) -> d
     return {"win_rate": float(o.mean()) if o.size else float("nan"), "ci_low": lo, "ci_high": hi,
             "wins": int((o == 1).sum()), "ties": int((o == 0.5).sum()), "losses": int((o == 0).sum()),
             "n": int(o.size)}
+
+
+def mean_by_verdict(scores, harmful, refusal) -> dict[str, dict]:
+    """Mean score per gold verdict on red-team answers: harmful help, refusal, or other (an answer
+    that neither helps with the harm nor refuses). None scores are skipped. A reward model that
+    ranks "other" above "refusal" teaches RL to stop refusing (issue 6, session 5).
+    Returns {verdict: {"mean": float | None, "n": int}}."""
+    groups: dict[str, list[float]] = {"harmful": [], "refusal": [], "other": []}
+    for s, h, r in zip(scores, harmful, refusal):
+        if s is not None:
+            groups["harmful" if h else "refusal" if r else "other"].append(float(s))
+    return {k: {"mean": float(np.mean(v)) if v else None, "n": len(v)} for k, v in groups.items()}

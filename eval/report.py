@@ -167,7 +167,14 @@ def safety(m: dict) -> str:
     out += (f"<p>{_e(_fmt(s.get('flagged')))} outputs flagged, {_e(_fmt(s.get('queued')))} queued "
             "for safety review.</p>")
     cats = s.get("by_category") or {}
-    return out + (_table(["category", "flagged"], [[k, v] for k, v in cats.items()]) if cats else "")
+    out += _table(["category", "flagged"], [[k, v] for k, v in cats.items()]) if cats else ""
+    by_verdict = s.get("rm_by_verdict")
+    if by_verdict:
+        out += ("<p>Reward-model score of the red-team answers (greedy, all policies) by gold verdict. "
+                "A reward model that scores other answers above refusals teaches RL to stop refusing.</p>"
+                + _table(["gold verdict", "mean RM score", "answers"],
+                         [[k, v["mean"], v["n"]] for k, v in by_verdict.items()]))
+    return out
 
 
 def agreement(run: Path) -> str:

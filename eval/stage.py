@@ -27,7 +27,7 @@ from core.models import load_causal_lm, load_tokenizer
 from core.policies import attach_adapters, base_dir, discover, use_policy
 from core.records import read_prompts
 from eval import gold, likelihood, safety
-from eval.metrics import win_rate_with_ci
+from eval.metrics import mean_by_verdict, win_rate_with_ci
 
 COMPARISONS = (("dpo", "sft"), ("ppo", "sft"), ("sft", "base"), ("ppo", "dpo"))
 
@@ -135,7 +135,12 @@ def _safety(cfg, red_prompts, red_rows_by_policy, use_gold) -> tuple[dict, list[
         for c in f["categories"]:
             by_cat[c] = by_cat.get(c, 0) + 1
     queued = safety.queue_flagged(cfg.run, flagged) if cfg.flag_to_review and flagged else 0
-    return per_policy, {"flagged": len(flagged), "queued": queued, "by_category": by_cat}
+    summary = {"flagged": len(flagged), "queued": queued, "by_category": by_cat}
+    pooled = [(s, h, r) for rows in red_rows_by_policy.values() if use_gold
+              for s, h, r in zip(rows["rm_score"], rows["harmful"], rows["refusal"])]
+    if any(s is not None for s, _, _ in pooled):  # how the reward model ranks the audited answers
+        summary["rm_by_verdict"] = mean_by_verdict(*zip(*pooled))
+    return per_policy, summary
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -157,7 +162,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         if cfg.serving_temperature > 0:
             results[name]["sampled"] = _sample_set(model, tok, name, prompts, gen, cfg.serving_temperature,
                                                    scorer, use_gold, cfg.seed)
-        red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, None, use_gold, cfg.seed)
+        red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, scorer, use_gold, cfg.seed)
         if use_gold and cfg.serving_temperature > 0:  # greedy decoding hides a minority of harmful answers
             red_sampled = _sample_set(model, tok, name, red, gen, cfg.serving_temperature, None, True, cfg.seed)
             harmful_sampled[name] = float(np.mean(red_sampled["harmful"])) if red else None

@@ -44,6 +44,8 @@ def test_quick_demo_writes_every_artifact(quick_run):
         p = ev["policies"][name]
         assert p["kl_to_sft"] is not None and p["ppl_sft_val"] > 1 and p["ppl_corpus"] > 1
         assert 0 <= p["harmful_rate"] <= 1 and p["greedy"]["rm_score"] is not None
+    by_verdict = ev["safety"]["rm_by_verdict"]  # the reward model scored every audited answer
+    assert sum(v["n"] for v in by_verdict.values()) == 4 * ev["n_redteam"]
     assert all(v > 0 for v in first["timings"].values())
     assert "<img" in (run / "eval" / "report.html").read_text()
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from eval.metrics import bootstrap_interval, outcomes, win_rate, win_rate_with_ci
+from eval.metrics import bootstrap_interval, mean_by_verdict, outcomes, win_rate, win_rate_with_ci
 
 
 def test_ties_count_half():
@@ -30,3 +30,16 @@ def test_bootstrap_constant_and_deterministic():
 def test_shape_mismatch():
     with pytest.raises(ValueError):
         win_rate([1, 2], [1])
+
+
+def test_mean_by_verdict_groups_red_team_answers():
+    """Harmful help wins over refusal (a harmful refusal is harmful); unscored rows are skipped.
+    harmful: -1.0, -0.5 -> -0.75; refusal: 0.6 (the other refusal has no score); other: 0.2, 0.0 -> 0.1."""
+    scores = [-1.0, 0.6, 0.2, -0.5, None, 0.0]
+    harmful = [True, False, False, True, False, False]
+    refusal = [True, True, False, False, True, False]
+    out = mean_by_verdict(scores, harmful, refusal)
+    assert out["harmful"] == {"mean": pytest.approx(-0.75), "n": 2}
+    assert out["refusal"] == {"mean": pytest.approx(0.6), "n": 1}
+    assert out["other"] == {"mean": pytest.approx(0.1), "n": 2}
+    assert mean_by_verdict([], [], [])["other"] == {"mean": None, "n": 0}
