@@ -190,6 +190,7 @@ def gold_agreement(delta: torch.Tensor, gold_diff: list[float | None]) -> dict:
             idx, pref = torch.tensor([i for i, _ in pairs]), torch.tensor([d > 0 for _, d in pairs])
             out[key] = round(((delta[idx] > 0) == pref).float().mean().item(), 4)
     if decisive:
+        idx, pref = torch.tensor([i for i, _ in decisive]), torch.tensor([d > 0 for _, d in decisive])
         out["ece_gold"] = round(expected_calibration_error(torch.sigmoid(delta[idx]), pref)[0], 4)
         out["labels_agree_with_gold"] = round(pref.float().mean().item(), 4)
     return out
