@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.config import BaseConfig
+from core.config import BaseConfig, UserError
 from core.models import preflight
 from core.runcard import data_info, write_run_card
 
@@ -31,13 +31,16 @@ def main(cfg: BaseConfig) -> dict:
     out = Path(cfg.out) if cfg.out else run / "base"
     docs = read_corpus(corpus)
     print(f"[base] {len(docs)} documents from {corpus} → {out}")
+    if not 0.0 <= cfg.short_seq_share <= 1.0:
+        raise UserError(f"short_seq_share must be between 0 and 1, got {cfg.short_seq_share}")
     tok = train_tokenizer(docs, vocab_size=cfg.vocab_size)
     preflight(tok)
     metrics = pretrain(
         docs, tok, out, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
         num_kv_heads=cfg.num_kv_heads, intermediate_size=cfg.intermediate_size, seq_len=cfg.seq_len,
         batch_size=cfg.batch_size, max_steps=cfg.max_steps, lr=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, seed=cfg.seed, threads=cfg.threads,
+        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        short_steps=round(cfg.short_seq_share * cfg.max_steps), seed=cfg.seed, threads=cfg.threads,
         log_path=out.parent / f".{out.name}.log.jsonl")
     # the model directory is renamed into place atomically; move the log in beside it
     log_tmp = out.parent / f".{out.name}.log.jsonl"

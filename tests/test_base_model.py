@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from demo.pretrain import build_model, lr_at, pack_documents, pretrain, save_model_dir
+from demo.pretrain import build_model, lr_at, pack_documents, pretrain, save_model_dir, train_loop
 from demo.tokenizer import EOT, IM_END, IM_START, PAD, render_chat, train_tokenizer
 
 # 100 steps at a high lr: at 30 steps the model still loops on "$ $ $" instead of ending its
@@ -149,6 +149,25 @@ def test_pretraining_learns(tok, trained):
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert rows[0]["step"] == 1 and {"loss", "lr", "grad_norm", "tokens_per_s"} <= rows[0].keys()
     assert rows[-1]["val_loss"] == pytest.approx(m["val_loss"])
+
+
+def test_short_steps_see_the_same_tokens_in_half_length_blocks(tok):
+    """Sequence-length warm-up: the first `short_steps` steps take 2B blocks of T/2 tokens cut
+    from the same (N, T) blocks, so tokens per step stay B*T; then (B, T) blocks."""
+    model = build_model(tok, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                        intermediate_size=64, max_positions=64)
+    shapes = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                    with_kwargs=True)
+    blocks = torch.arange(40 * 16).remainder(len(tok)).view(40, 16)
+    _, tokens, _ = train_loop(model, blocks, batch_size=4, max_steps=5, lr=1e-3, warmup_steps=1,
+                              weight_decay=0.0, seed=0, short_steps=3, progress=False)
+    assert shapes == [(8, 8)] * 3 + [(4, 16)] * 2
+    assert tokens == 5 * 4 * 16
+    shapes.clear()  # an odd block length cannot be halved: every step is a full block
+    train_loop(model, blocks[:, :15], batch_size=4, max_steps=2, lr=1e-3, warmup_steps=1,
+               weight_decay=0.0, seed=0, short_steps=2, progress=False)
+    assert shapes == [(4, 15)] * 2
 
 
 def test_pretraining_is_deterministic(texts, tok, trained, tmp_path):
