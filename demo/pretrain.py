@@ -28,8 +28,9 @@ from demo.tokenizer import EOT
 # - 220 such steps: 0.80, and the model answered nearly every question with the same sentence;
 # - 440 steps of 8 x 256 (the same tokens, twice the updates) at lr 2e-3: 0.57, and the answers
 #   follow the question. lr 3e-3 trained slower; 4e-3 stalled near the unigram loss.
-# - the first 90% of those steps on 16 x 128 blocks (the same tokens; session-6 corpus, seed 0):
-#   234 s instead of 302, held-out loss (on 256-token blocks) 0.450 instead of 0.480.
+# - the first 90% of those steps on 16 x 128 blocks (the same tokens), measured the same day on the
+#   demo corpus, seed 0: 230 s instead of 246, held-out loss (on 256-token blocks) 0.451 instead
+#   of 0.480 (bench/base_seq_warmup.py: 1.03-1.09x per step).
 DEFAULT_MAX_STEPS = 440
 DEFAULT_LR = 2e-3
 DEFAULT_WARMUP = 30
@@ -182,8 +183,8 @@ def train_loop(model, blocks: torch.Tensor, *, batch_size: int, max_steps: int, 
     """AdamW + warmup/cosine + clip 1.0 over random batches of `blocks` (N, T).
 
     The first `short_steps` steps see the same tokens cut into half-length blocks, twice as many
-    per step (sequence-length warm-up): attention costs O(T) per token, and at T=256 it was a
-    quarter of the step time. Returns the per-step losses, tokens seen and wall seconds."""
+    per step (sequence-length warm-up): attention costs O(T) per token, so these steps are a
+    little cheaper, and the model learned more from the same steps (see the defaults above). Returns the per-step losses, tokens seen and wall seconds."""
     optimizer = make_optimizer(model, lr, weight_decay)
     if blocks.shape[1] % 2:  # an odd block length (a one-block corpus) cannot be halved
         short_steps = 0
