@@ -184,7 +184,8 @@ def train_loop(model, blocks: torch.Tensor, *, batch_size: int, max_steps: int, 
 
     The first `short_steps` steps see the same tokens cut into half-length blocks, twice as many
     per step (sequence-length warm-up): attention costs O(T) per token, so these steps are a
-    little cheaper, and the model learned more from the same steps (see the defaults above). Returns the per-step losses, tokens seen and wall seconds."""
+    little cheaper, and the model learned more from the same steps (see the defaults above).
+    Returns the per-step losses, tokens seen and wall seconds."""
     optimizer = make_optimizer(model, lr, weight_decay)
     if blocks.shape[1] % 2:  # an odd block length (a one-block corpus) cannot be halved
         short_steps = 0

@@ -37,6 +37,19 @@ def win_rate_with_ci(scores_a, scores_b, n_boot: int = 1000, seed: int = 0) -> d
             "n": int(o.size)}
 
 
+def rate_difference_with_ci(flags_a, flags_b, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Rate of A minus rate of B over the same prompts (paired: flags_a[i] and flags_b[i] are two
+    policies' verdicts on prompt i, e.g. harmful or not), with a bootstrap interval over prompts.
+    Shapes (N,), (N,); a negative difference means A is flagged less often."""
+    a, b = np.asarray(flags_a, dtype=float), np.asarray(flags_b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"verdicts differ in shape: {a.shape} vs {b.shape}")
+    lo, hi = bootstrap_interval(a - b, n_boot=n_boot, seed=seed)
+    nan = float("nan")
+    return {"rate_a": float(a.mean()) if a.size else nan, "rate_b": float(b.mean()) if b.size else nan,
+            "difference": float((a - b).mean()) if a.size else nan, "ci_low": lo, "ci_high": hi, "n": int(a.size)}
+
+
 def mean_by_verdict(scores, harmful, refusal) -> dict[str, dict]:
     """Mean score per gold verdict on red-team answers: harmful help, refusal, or other (an answer
     that neither helps with the harm nor refuses). None scores are skipped. A reward model that

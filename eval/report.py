@@ -166,6 +166,13 @@ def safety(m: dict) -> str:
         return out + _not_run("Safety audit of flagged outputs")
     out += (f"<p>{_e(_fmt(s.get('flagged')))} outputs flagged, {_e(_fmt(s.get('queued')))} queued "
             "for safety review.</p>")
+    diffs = s.get("harmful_vs_sft") or []
+    if diffs:
+        out += ("<p>Harmful rate minus the SFT policy's on the same red-team prompts (negative: less harmful "
+                "help), with a paired bootstrap 95% interval over prompts.</p>"
+                + _table(["policy", "decoding", "harmful rate", "SFT's", "difference", "95% interval"],
+                         [[d["policy"], d["decoding"], d["rate_a"], d["rate_b"], d["difference"],
+                           f"[{_fmt(d['ci_low'], 2)}, {_fmt(d['ci_high'], 2)}]"] for d in diffs]))
     cats = s.get("by_category") or {}
     out += _table(["category", "flagged"], [[k, v] for k, v in cats.items()]) if cats else ""
     by_verdict = s.get("rm_by_verdict")

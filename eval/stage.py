@@ -27,7 +27,7 @@ from core.models import load_causal_lm, load_tokenizer
 from core.policies import attach_adapters, base_dir, discover, use_policy
 from core.records import read_prompts
 from eval import gold, likelihood, safety
-from eval.metrics import mean_by_verdict, win_rate_with_ci
+from eval.metrics import mean_by_verdict, rate_difference_with_ci, win_rate_with_ci
 
 COMPARISONS = (("dpo", "sft"), ("ppo", "sft"), ("sft", "base"), ("ppo", "dpo"))
 
@@ -143,6 +143,18 @@ def _safety(cfg, red_prompts, red_rows_by_policy, use_gold) -> tuple[dict, list[
     return per_policy, summary
 
 
+def _harmful_vs_sft(greedy: dict, sampled: dict, n_boot: int, seed: int) -> list[dict]:
+    """Each other policy's harmful rate minus SFT's on the same red-team prompts, per decoding,
+    with a paired bootstrap interval: on 48 prompts a difference of 0.1 can be noise."""
+    out = []
+    for decoding, rows in (("greedy", greedy), ("sampled", sampled)):
+        for name in rows:
+            if name != "sft" and "sft" in rows:
+                d = rate_difference_with_ci(rows[name]["harmful"], rows["sft"]["harmful"], n_boot, seed)
+                out.append({"policy": name, "decoding": decoding, **d})
+    return out
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     run = Path(cfg.run)
     names = _policies(cfg)
@@ -156,7 +168,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = attach_adapters(load_causal_lm(base, policy_from_config(cfg), tok),
                             {n: p for n, p in names.items() if p is not None})
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
-    results, red_rows, harmful_sampled = {}, {}, {}
+    results, red_rows, red_sampled = {}, {}, {}
     for name in names:
         results[name] = {"greedy": _sample_set(model, tok, name, prompts, gen, 0.0, scorer, use_gold, cfg.seed)}
         if cfg.serving_temperature > 0:
@@ -164,15 +176,17 @@ def evaluate(cfg: EvalConfig) -> dict:
                                                    scorer, use_gold, cfg.seed)
         red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, scorer, use_gold, cfg.seed)
         if use_gold and cfg.serving_temperature > 0:  # greedy decoding hides a minority of harmful answers
-            red_sampled = _sample_set(model, tok, name, red, gen, cfg.serving_temperature, None, True, cfg.seed)
-            harmful_sampled[name] = float(np.mean(red_sampled["harmful"])) if red else None
+            red_sampled[name] = _sample_set(model, tok, name, red, gen, cfg.serving_temperature, None, True, cfg.seed)
     safety_rates, safety_summary = _safety(cfg, red, red_rows, use_gold)
+    if use_gold and red and "sft" in names:
+        safety_summary["harmful_vs_sft"] = _harmful_vs_sft(red_rows, red_sampled, cfg.n_bootstrap, cfg.seed)
     ppl = _perplexities(cfg, model, tok, names)
 
     policies = {}
     for name, res in results.items():
         entry = {d: _summary(rows, use_gold) for d, rows in res.items()}
-        entry["harmful_rate_sampled"] = harmful_sampled.get(name)
+        sampled = red_sampled.get(name) if red else None
+        entry["harmful_rate_sampled"] = float(np.mean(sampled["harmful"])) if sampled else None
         entry["kl_to_sft"] = None
         if "sft" in names and name != "sft" and "sampled" in res:
             entry["kl_to_sft"] = likelihood.policy_kl(model, tok, name, "sft", prompts, res["sampled"]["ids"],
@@ -271,4 +285,7 @@ def format_table(metrics: dict) -> str:
     for w in metrics["win_rates"]:
         rows.append(f"win rate {w['a']} vs {w['b']} ({w['judge']}, {w['decoding']}): {w['win_rate']:.3f} "
                     f"[{w['ci_low']:.3f}, {w['ci_high']:.3f}] over {w['n']}")
+    for d in (metrics.get("safety") or {}).get("harmful_vs_sft", []):
+        rows.append(f"harmful rate {d['policy']} - sft ({d['decoding']}): {d['rate_a']:.3f} - {d['rate_b']:.3f} = "
+                    f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over {d['n']} red-team prompts")
     return "\n".join(rows)

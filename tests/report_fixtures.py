@@ -31,7 +31,9 @@ def metrics(policies=POLICIES) -> dict:
             pol[name]["sampled"] = _decoding(k)
     return {"n_prompts": 100, "n_redteam": 48, "serving_temperature": 0.7, "policies": pol,
             "win_rates": WIN_RATES if len(policies) > 2 else [],
-            "safety": {"flagged": 3, "queued": 2, "by_category": {"pii": 2, f"violence {XSS}": 1}}}
+            "safety": {"flagged": 3, "queued": 2, "by_category": {"pii": 2, f"violence {XSS}": 1},
+                       "harmful_vs_sft": [{"policy": "dpo", "decoding": "greedy", "rate_a": 0.125, "rate_b": 0.5,
+                                           "difference": -0.375, "ci_low": -0.521, "ci_high": -0.229, "n": 48}]}}
 
 
 def samples(policies=POLICIES) -> list[dict]:

@@ -46,6 +46,12 @@ def test_quick_demo_writes_every_artifact(quick_run):
         assert 0 <= p["harmful_rate"] <= 1 and p["greedy"]["rm_score"] is not None
     by_verdict = ev["safety"]["rm_by_verdict"]  # the reward model scored every audited answer
     assert sum(v["n"] for v in by_verdict.values()) == 4 * ev["n_redteam"]
+    diffs = {(d["policy"], d["decoding"]): d for d in ev["safety"]["harmful_vs_sft"]}
+    assert set(diffs) == {(n, dec) for n in ("base", "dpo", "ppo") for dec in ("greedy", "sampled")}
+    for (name, dec), d in diffs.items():
+        rate = ev["policies"][name]["harmful_rate" if dec == "greedy" else "harmful_rate_sampled"]
+        assert d["rate_a"] == pytest.approx(rate) and d["n"] == ev["n_redteam"]
+        assert d["difference"] == pytest.approx(d["rate_a"] - d["rate_b"]) and d["ci_low"] <= d["ci_high"]
     assert all(v > 0 for v in first["timings"].values())
     assert "<img" in (run / "eval" / "report.html").read_text()
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from eval.metrics import bootstrap_interval, mean_by_verdict, outcomes, win_rate, win_rate_with_ci
+from eval.metrics import (bootstrap_interval, mean_by_verdict, outcomes, rate_difference_with_ci, win_rate,
+                          win_rate_with_ci)
 
 
 def test_ties_count_half():
@@ -43,3 +44,17 @@ def test_mean_by_verdict_groups_red_team_answers():
     assert out["refusal"] == {"mean": pytest.approx(0.6), "n": 1}
     assert out["other"] == {"mean": pytest.approx(0.1), "n": 2}
     assert mean_by_verdict([], [], [])["other"] == {"mean": None, "n": 0}
+
+
+def test_rate_difference_is_paired_over_prompts():
+    """A harmful on prompts 0, 1; B (SFT) on 0, 2, 3: rates 2/4 and 3/4, difference -0.25.
+    Per-prompt differences [0, +1, -1, -1]: every bootstrap mean lies in [-1, +1] and is a
+    multiple of 1/4; identical verdicts give exactly 0 with a zero-width interval."""
+    d = rate_difference_with_ci([1, 1, 0, 0], [1, 0, 1, 1], n_boot=500, seed=0)
+    assert (d["rate_a"], d["rate_b"], d["difference"], d["n"]) == (0.5, 0.75, -0.25, 4)
+    assert -1.0 <= d["ci_low"] < -0.25 < d["ci_high"] <= 1.0
+    assert d["ci_low"] * 4 == pytest.approx(round(d["ci_low"] * 4))
+    same = rate_difference_with_ci([True, False, True], [True, False, True])
+    assert (same["difference"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        rate_difference_with_ci([1, 0], [1])

@@ -41,6 +41,7 @@ def test_full_report(tmp_path):
 
     # Numbers: win rates with intervals, NaN and null as n/a.
     assert "0.613" in page and "[0.538, 0.688]" in page and "[0.772, 0.903]" in page
+    assert "<td>-0.375</td><td>[-0.52, -0.23]</td>" in page  # harmful rate minus SFT's, paired interval
     assert "n/a" in page and not re.search(r"\bnan\b", page, re.I)
     for section in ("Headline", "Win rates", "Policies", "Reward model vs gold", "Safety",
                     "Annotator agreement", "Training curves", "Sample outputs"):
