@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 # is a panel with none of its keys. Writers: demo/pretrain.py (base), core/training.py
 # JsonlLogger (sft, dpo; evaluation rows carry TRL's "eval_" prefix), reward/train.py, rl/ppo.py.
 CURVES = {
-    "base": [("loss", ["loss"])],
+    "base": [("loss", ["loss", "val_loss"])],  # val_loss: one held-out point at the end
     "sft": [("loss", ["loss", "eval_loss"]),
             ("token accuracy", ["mean_token_accuracy", "eval_mean_token_accuracy"])],
     "reward": [("pairwise loss", ["loss", "eval_loss"]), ("accuracy", ["accuracy", "eval_accuracy"])],
