@@ -36,6 +36,7 @@ def main() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from core.config import BaseConfig
+    from demo.pretrain import make_optimizer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=10)
@@ -50,7 +51,7 @@ def main() -> None:
         vocab_size=args.vocab, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
         num_hidden_layers=c.num_layers, num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads,
         max_position_embeddings=c.seq_len, tie_word_embeddings=True))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model, lr=1e-4, weight_decay=c.weight_decay)  # pretraining's (fused) AdamW
     full = torch.randint(0, args.vocab, (c.batch_size, c.seq_len))
     half = full.reshape(2 * c.batch_size, c.seq_len // 2)  # the same tokens
 

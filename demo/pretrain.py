@@ -30,7 +30,7 @@ from demo.tokenizer import EOT
 #   follow the question. lr 3e-3 trained slower; 4e-3 stalled near the unigram loss.
 # - the first 90% of those steps on 16 x 128 blocks (the same tokens), measured the same day on the
 #   demo corpus, seed 0: 230 s instead of 246, held-out loss (on 256-token blocks) 0.451 instead
-#   of 0.480 (bench/base_seq_warmup.py: 1.03-1.09x per step).
+#   of 0.480 (bench/base_seq_warmup.py: 1.03-1.17x per step over five runs).
 DEFAULT_MAX_STEPS = 440
 DEFAULT_LR = 2e-3
 DEFAULT_WARMUP = 30
