@@ -26,13 +26,13 @@ def main(cfg: BaseConfig) -> dict:
     from demo.pretrain import pretrain
     from demo.tokenizer import train_tokenizer
 
+    if not 0.0 <= cfg.short_seq_share <= 1.0:
+        raise UserError(f"short_seq_share must be between 0 and 1, got {cfg.short_seq_share}")
     run = Path(cfg.run)
     corpus = Path(cfg.corpus) if cfg.corpus else run / "data" / "corpus.txt"
     out = Path(cfg.out) if cfg.out else run / "base"
     docs = read_corpus(corpus)
     print(f"[base] {len(docs)} documents from {corpus} → {out}")
-    if not 0.0 <= cfg.short_seq_share <= 1.0:
-        raise UserError(f"short_seq_share must be between 0 and 1, got {cfg.short_seq_share}")
     tok = train_tokenizer(docs, vocab_size=cfg.vocab_size)
     preflight(tok)
     metrics = pretrain(

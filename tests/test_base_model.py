@@ -273,3 +273,12 @@ def test_chat_generation_stops_at_im_end(trained):
 def test_tokenizer_passes_project_preflight(tok):
     from core.models import preflight
     preflight(tok)  # raises with every broken rule listed
+
+
+def test_base_stage_refuses_a_share_outside_0_1_before_reading_anything(tmp_path):
+    from core.config import BaseConfig, UserError, load_config
+    from demo.base import main
+
+    cfg = load_config(BaseConfig, None, {"run": str(tmp_path / "missing-run"), "short_seq_share": 1.5})
+    with pytest.raises(UserError, match="short_seq_share must be between 0 and 1, got 1.5"):
+        main(cfg)
