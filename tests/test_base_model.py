@@ -156,18 +156,21 @@ def test_short_steps_see_the_same_tokens_in_half_length_blocks(tok):
     from the same (N, T) blocks, so tokens per step stay B*T; then (B, T) blocks."""
     model = build_model(tok, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                         intermediate_size=64, max_positions=64)
-    shapes = []
-    model.register_forward_pre_hook(lambda m, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+    seen = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["input_ids"].clone()),
                                     with_kwargs=True)
     blocks = torch.arange(40 * 16).remainder(len(tok)).view(40, 16)
     _, tokens, _ = train_loop(model, blocks, batch_size=4, max_steps=5, lr=1e-3, warmup_steps=1,
                               weight_decay=0.0, seed=0, short_steps=3, progress=False)
-    assert shapes == [(8, 8)] * 3 + [(4, 16)] * 2
+    assert [tuple(x.shape) for x in seen] == [(8, 8)] * 3 + [(4, 16)] * 2
     assert tokens == 5 * 4 * 16
-    shapes.clear()  # an odd block length cannot be halved: every step is a full block
+    halves, wholes = {tuple(r) for r in blocks.reshape(-1, 8).tolist()}, {tuple(r) for r in blocks.tolist()}
+    assert all(tuple(r) in halves for x in seen[:3] for r in x.tolist())  # cut from the same blocks
+    assert all(tuple(r) in wholes for x in seen[3:] for r in x.tolist())
+    seen.clear()  # an odd block length cannot be halved: every step is a full block
     train_loop(model, blocks[:, :15], batch_size=4, max_steps=2, lr=1e-3, warmup_steps=1,
                weight_decay=0.0, seed=0, short_steps=2, progress=False)
-    assert shapes == [(4, 15)] * 2
+    assert [tuple(x.shape) for x in seen] == [(4, 15)] * 2
 
 
 def test_pretraining_is_deterministic(texts, tok, trained, tmp_path):
