@@ -86,18 +86,18 @@ def test_deepspeed_plugin_from_launch_env(name, stage):
 
 
 def test_fsdp_plugin_from_launch_env():
-    import torch
-    import accelerate.utils.dataclasses as acc_dc
     from accelerate.utils import FullyShardedDataParallelPlugin
     from torch.distributed.fsdp import ShardingStrategy, StateDictType
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
     assert _load(CONFIGS / "fsdp.yaml").fsdp_config["fsdp_use_orig_params"] is True
-    # sync_module_states asks for the current accelerator device: pretend one exists (no CUDA here)
-    with mock.patch.dict(os.environ, _launch_env("fsdp"), clear=True), \
-            mock.patch.object(acc_dc, "is_cuda_available", lambda: True), \
-            mock.patch.object(torch.cuda, "current_device", lambda: 0):
-        plugin = FullyShardedDataParallelPlugin()
+    env = _launch_env("fsdp")
+    # Rank 0's weights are broadcast to the others at wrap time, so every process starts equal.
+    assert env["FSDP_SYNC_MODULE_STATES"].lower() == "true"
+    # Everything else comes from the launch environment. sync_module_states is passed as False
+    # here only because checking it needs a CUDA device, which the plugin queries at construction.
+    with mock.patch.dict(os.environ, env, clear=True):
+        plugin = FullyShardedDataParallelPlugin(sync_module_states=False)
     assert plugin.fsdp_version == 1
     assert plugin.use_orig_params is True  # frozen base + trainable LoRA in one FSDP unit
     assert plugin.sharding_strategy == ShardingStrategy.FULL_SHARD
