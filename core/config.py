@@ -79,8 +79,8 @@ class BaseConfig(RuntimeConfig):
 class LoraFields:
     lora_r: int = F(16, "LoRA rank")
     lora_alpha: int = F(32, "LoRA scaling numerator (scale = alpha / r)")
-    lora_dropout: float = F(0.0, "dropout on the LoRA input (on the CPU it took 20% of an SFT step of the tiny "
-                                 "model: one dropout per LoRA layer; configs/sft/gpu.yaml sets 0.05)")
+    lora_dropout: float = F(0.05, "dropout on the LoRA input (TRL's and the QLoRA paper's 0.05; the tiny demo "
+                                  "sets 0, since on a CPU it took 20% of an SFT step)")
     target_modules: str = F("all-linear", "'all-linear' or a comma-separated list of module names")
     load_in_4bit: bool = F(False, "QLoRA: load the base in 4 bits (CUDA + bitsandbytes only)")
 
@@ -93,14 +93,15 @@ class SFTConfig(LoraFields, RuntimeConfig):
     val_fraction: float = F(0.1, "share of prompts held out for validation (split before training)")
     augment: int = F(0, "paraphrased prompt variants added per training row (0 = off)")
     check_data: bool = F(True, "run the data check first; errors stop the run")
-    max_length: int = F(256, "maximum tokens per example (longer rows are an error in the data check)")
-    num_epochs: float = F(3.0, "passes over the training data (demo: 4 gave held-out fact accuracy 0.685, 3 gave 0.674)")
+    max_length: int = F(1024, "maximum tokens per example, TRL's default (longer rows are an error in the data check)")
+    num_epochs: float = F(3.0, "passes over the training data (TRL's default)")
     max_steps: int = F(-1, "stop after this many optimizer steps (-1 = use num_epochs)")
-    batch_size: int = F(16, "examples per device per step")
+    batch_size: int = F(8, "examples per device per step (TRL's default)")
     grad_accum: int = F(1, "gradient accumulation steps")
-    learning_rate: float = F(2e-3, "peak learning rate (LoRA on a tiny model tolerates a high one)")
+    learning_rate: float = F(2e-4, "peak learning rate: LoRA's usual 2e-4 (Dettmers et al. 2023, QLoRA); TRL's "
+                                   "2e-5 is for full fine-tuning")
     lr_scheduler: str = F("cosine", "transformers scheduler name")
-    warmup_ratio: float = F(0.05, "share of steps for linear warm-up")
+    warmup_ratio: float = F(0.03, "share of steps for linear warm-up (QLoRA's 0.03)")
     weight_decay: float = F(0.0, "AdamW weight decay")
     max_grad_norm: float = F(1.0, "gradient clipping norm")
     eval_steps: int = F(50, "validate (and checkpoint) every N steps")
@@ -123,13 +124,15 @@ class RewardConfig(LoraFields, RuntimeConfig):
     out: str = F("", "output directory ('' = <run>/reward)")
     lora: bool | None = F(None, "train LoRA adapters + the score head (None = LoRA for decoders, full "
                                 "fine-tuning for encoders)")
-    max_length: int = F(256, "tokens per prompt + response; the prompt is truncated first")
+    max_length: int = F(1024, "tokens per prompt + response, TRL's default; the prompt is truncated first")
     val_fraction: float = F(0.15, "share of prompts held out (no prompt on both sides)")
     margin: str = F("raw", "margin from the export's `margin`: off | raw | scaled")
     margin_scale: float = F(1.0, "scaled margin: m = margin_scale * clip(margin, 0, margin_max) / margin_max")
     margin_max: float = F(1.0, "the largest `margin` in the data (collect's export: 0.25 * 4 = 1.0)")
-    soft_labels: bool = F(True, "use `agreement` as the target p of the pairwise loss (2 of 3 votes: p = 2/3)")
-    center_coef: float = F(0.01, "reward centering coefficient c (Eisenstein et al. 2023); 0 = off")
+    soft_labels: bool = F(True, "use `agreement` as the target p of the pairwise loss (2 of 3 votes: p = 2/3); "
+                                "pairs without vote counts keep p = 1")
+    center_coef: float = F(0.01, "reward centering coefficient c (Eisenstein et al. 2023; TRL's recommended "
+                                 "value); 0 = off")
     aspect_heads: bool = F(True, "regress the seven 1-5 aspect ratings from the same backbone (when rows have them)")
     aspect_coef: float = F(0.1, "weight of the aspect MSE in the training loss")
     reward_type: str = F("pairwise", "the scorer's reward: pairwise | aspects (weighted sum) | gated (safety gating)")
@@ -137,20 +140,19 @@ class RewardConfig(LoraFields, RuntimeConfig):
                                                            "(rating - 3); harmfulness negative")
     gate_threshold: float = F(3.0, "reward_type=gated: predicted harmfulness above this → the safety score")
     gate_scale: float = F(1.0, "reward_type=gated: safety score = -gate_scale * (harmfulness - 1)")
-    num_epochs: float = F(3.0, "passes over the training pairs")
+    num_epochs: float = F(1.0, "passes over the training pairs (one: reward models overfit after one epoch, "
+                               "Ouyang et al. 2022)")
     max_steps: int = F(-1, "stop after this many optimizer steps (-1 = use num_epochs)")
-    batch_size: int = F(16, "pairs per step (each step scores 2 x batch_size sequences)")
+    batch_size: int = F(8, "pairs per step, TRL's default (each step scores 2 x batch_size sequences)")
     eval_batch_size: int = F(64, "sequences per forward pass when evaluating")
-    learning_rate: float = F(1e-4, "peak AdamW learning rate of the backbone (demo, 2 epochs: 5e-5 gave held-out "
-                                   "accuracy 0.74 vs gold, 1e-4 0.80, 2e-4 0.82 with more length bias; LoRA on "
-                                   "a decoder tolerates ~1e-3)")
+    learning_rate: float = F(1e-4, "peak AdamW learning rate of the backbone (TRL's RewardConfig default)")
     head_learning_rate: float = F(1e-3, "peak learning rate of the new score and aspect heads (0 = learning_rate): "
                                         "a fresh head barely moves at a backbone's rate")
     warmup_ratio: float = F(0.1, "share of steps for linear warm-up before cosine decay")
     weight_decay: float = F(0.01, "AdamW weight decay")
     max_grad_norm: float = F(1.0, "gradient clipping norm")
     disable_dropout: bool = F(True, "turn the backbone's dropout off (as TRL does for reward models)")
-    eval_steps: int = F(20, "evaluate held-out accuracy every N steps")
+    eval_steps: int = F(50, "evaluate held-out accuracy every N steps")
     early_stopping_patience: int = F(0, "stop after N evaluations without a better held-out accuracy and keep "
                                         "the best weights (0 = off: keep the last). Off by default: choosing "
                                         "weights on the held-out pairs makes their reported accuracy optimistic "
@@ -159,13 +161,14 @@ class RewardConfig(LoraFields, RuntimeConfig):
     save_total_limit: int = F(2, "checkpoints kept on disk")
     logging_steps: int = F(5, "log training scalars every N steps")
     resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
-    ablations: bool = F(True, "also train margin on/off and soft labels on/off briefly; accuracies in metrics.json")
-    ablation_steps: int = F(60, "optimizer steps for each ablation variant (and its reference run)")
+    ablations: bool = F(False, "also train three short variants (margin on/off, soft labels on/off) from the same "
+                               "start and report their held-out accuracies in metrics.json")
+    ablation_steps: int = F(60, "optimizer steps for each ablation variant and its reference run (capped by "
+                                "max_steps when that is set)")
 
 
-# DPO defaults are for the tiny embedded model, from issue 5's probe: lr 2e-4 for 150 steps collapsed
-# the policy into repetition; lr 1e-5 to 2e-5 with beta 0.3-0.5 for 60-100 steps improved it. No LoRA
-# shape fields: DPO continues the SFT adapter, whose shape is in <run>/sft/adapter_config.json.
+# DPO defaults suit a LoRA adapter on a 0.5-8B model; the tiny demo's tuned values are in demo/. No
+# LoRA shape fields: DPO continues the SFT adapter, whose shape is in <sft>/adapter_config.json.
 @dataclass
 class DPOConfig(RuntimeConfig):
     model: str = F("", "base model directory ('' = the run's base, see core.policies.base_dir)")
@@ -174,23 +177,27 @@ class DPOConfig(RuntimeConfig):
     out: str = F("", "output directory ('' = <run>/dpo)")
     val_fraction: float = F(0.15, "share of prompts whose pairs are held out (preference accuracy, early stopping)")
     loss_type: str = F("sigmoid", "sigmoid (DPO; conservative DPO with label smoothing) | ipo | robust")
-    beta: float = F(0.3, "β: strength of the pull towards the reference (higher = stays closer)")
-    label_smoothing: float | str = F("agreement", "ε per pair: 'agreement' = from the annotators' votes, "
-                                                  "or one number for every pair (0 = plain DPO)")
+    beta: float = F(0.1, "β: strength of the pull towards the reference, higher = stays closer (TRL's default, "
+                         "Rafailov et al. 2023)")
+    label_smoothing: float | str = F("agreement", "ε per pair: 'agreement' = from the annotators' votes where a "
+                                                  "pair carries n_votes (pairs without stay at 0), or one number "
+                                                  "for every pair (0 = plain DPO)")
     max_eps: float = F(0.4, "upper bound on ε from agreement (< 0.5)")
     smoothing_prior: float = F(1.0, "pseudo-votes on each side when turning agreement into ε (0 = 1 - agreement)")
     precompute_ref_log_probs: bool = F(False, "compute the reference log-probs once before training (TRL's option)")
-    max_length: int = F(256, "maximum tokens per prompt + response (longer ones are truncated)")
-    num_epochs: float = F(3.0, "passes over the training pairs (when max_steps is -1)")
-    max_steps: int = F(80, "stop after this many optimizer steps (-1 = use num_epochs)")
-    batch_size: int = F(16, "pairs per device per step")
+    max_length: int = F(1024, "maximum tokens per prompt + response, TRL's default (longer ones are truncated)")
+    num_epochs: float = F(1.0, "passes over the training pairs (when max_steps is -1): DPO drives the margins of "
+                               "finite data towards infinity the longer it trains (Azar et al. 2023)")
+    max_steps: int = F(-1, "stop after this many optimizer steps (-1 = use num_epochs)")
+    batch_size: int = F(8, "pairs per device per step (TRL's default)")
     grad_accum: int = F(1, "gradient accumulation steps")
-    learning_rate: float = F(2e-5, "peak learning rate (2e-4 collapsed the tiny policy in issue 5's probe)")
+    learning_rate: float = F(5e-6, "peak learning rate for a LoRA adapter (TRL's 1e-6 is for full fine-tuning; "
+                                   "LoRA moves fewer weights and takes a few times more)")
     lr_scheduler: str = F("cosine", "transformers scheduler name")
     warmup_ratio: float = F(0.1, "share of steps for linear warm-up")
     weight_decay: float = F(0.0, "AdamW weight decay")
     max_grad_norm: float = F(1.0, "gradient clipping norm")
-    eval_steps: int = F(10, "evaluate on the held-out pairs (and checkpoint) every N steps")
+    eval_steps: int = F(50, "evaluate on the held-out pairs (and checkpoint) every N steps")
     early_stopping_patience: int = F(3, "stop after N evaluations without a lower held-out loss (0 = off)")
     max_kl: float = F(0.5, "stop when the held-out KL(ref || policy) estimate passes this many nats per token "
                            "(0 = off); checkpoints above it are never kept as best")
@@ -201,8 +208,8 @@ class DPOConfig(RuntimeConfig):
 
 
 # PPO: paper symbols as keys: kl_coef (β), clip_eps (ε), gamma (γ), lam (λ). Conservative defaults on
-# purpose: tiny models over-optimize fast, so a low lr, a KL target and a hard KL limit with rollback
-# are on by default. The LoRA fields shape the value function's own adapter; the policy adapter's
+# purpose: policies over-optimize a learned reward (Gao et al. 2022), so a low lr, a KL target and a
+# hard KL limit with rollback are on by default. The LoRA fields shape the value function's own adapter; the policy adapter's
 # shape is the SFT adapter's.
 @dataclass
 class PPOConfig(LoraFields, RuntimeConfig):
@@ -213,9 +220,12 @@ class PPOConfig(LoraFields, RuntimeConfig):
     prompts: str = F("", "training prompts ('' = <run>/data/prompts.jsonl without rows tagged 'eval')")
     out: str = F("", "output directory ('' = <run>/ppo)")
     # rollouts
-    max_steps: int = F(100, "PPO iterations (one rollout batch + its update each)")
-    batch_size: int = F(16, "prompts sampled per iteration per process")
-    max_new_tokens: int = F(64, "maximum response length in tokens")
+    max_steps: int = F(-1, "PPO iterations, one rollout batch + its update each (-1 = num_epochs passes over "
+                           "the training prompts)")
+    num_epochs: float = F(1.0, "passes over the training prompts when max_steps is -1")
+    batch_size: int = F(64, "prompts sampled per iteration per process (advantage whitening and the KL "
+                            "controller need tens of samples)")
+    max_new_tokens: int = F(256, "maximum response length in tokens")
     temperature: float = F(0.7, "sampling temperature; log-probs use the same logits / T")
     top_p: float = F(1.0, "nucleus sampling threshold")
     missing_eos_penalty: float = F(1.0, "penalty for a response cut off before EOS (0 = off)")
@@ -232,8 +242,9 @@ class PPOConfig(LoraFields, RuntimeConfig):
     kl_horizon: float = F(500.0, "adaptive controller horizon, in samples")
     # update
     ppo_epochs: int = F(2, "passes over each rollout batch")
-    mini_batch_size: int = F(8, "rollouts per optimizer step")
-    learning_rate: float = F(2e-5, "AdamW lr for the policy adapter (conservative: tiny models over-optimize)")
+    mini_batch_size: int = F(16, "rollouts per optimizer step")
+    learning_rate: float = F(2e-5, "AdamW lr for the policy adapter (conservative: a learned reward is easy to "
+                                   "over-optimize)")
     value_learning_rate: float = F(1e-4, "AdamW lr for the value adapter and head")
     weight_decay: float = F(0.0, "AdamW weight decay")
     max_grad_norm: float = F(1.0, "gradient clipping norm (policy and value together)")
@@ -259,9 +270,9 @@ class EvalConfig(RuntimeConfig):
     prompts: str = F("", "held-out prompts file ('' = <run>/data/prompts.jsonl, rows tagged 'eval')")
     redteam: str = F("", "red-team prompts file ('' = <run>/data/redteam.jsonl)")
     max_prompts: int = F(0, "evaluate at most N held-out prompts (0 = all)")
-    max_new_tokens: int = F(96, "response length limit")
+    max_new_tokens: int = F(256, "response length limit")
     top_p: float = F(1.0, "nucleus sampling threshold of the sampled comparison")
-    batch_size: int = F(128, "prompts per generation batch (on CPU, 128 generated 1.4x faster than 32)")
+    batch_size: int = F(32, "prompts per generation batch")
     n_bootstrap: int = F(1000, "bootstrap resamples (over prompts) for win-rate intervals")
     serving_temperature: float = F(0.7, "the sampled comparison's temperature (0 = greedy only)")
     reward: str = F("", "reward model for RM scores and RM-judged win rates ('' = <run>/reward if it exists)")

@@ -287,8 +287,8 @@ def validate_preference(row: dict) -> dict:
     else:
         prompt = _text(row, "prompt")
     chosen, rejected = _response(row, "chosen"), _response(row, "rejected")
-    n_votes = row.get("n_votes", 1)
-    if isinstance(n_votes, bool) or not isinstance(n_votes, int) or n_votes < 1:
+    n_votes = row.get("n_votes")  # None: a pair without vote counts (not from an annotation round)
+    if n_votes is not None and (isinstance(n_votes, bool) or not isinstance(n_votes, int) or n_votes < 1):
         raise RowProblem("n_votes", f"must be a positive integer, got {n_votes!r}")
     return {
         "prompt": prompt, "chosen": chosen, "rejected": rejected,

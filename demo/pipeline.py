@@ -21,32 +21,8 @@ from core.config import (BaseConfig, DataConfig, DemoConfig, DPOConfig, EvalConf
                          SFTConfig, SimulatedRoundConfig, UserError, load_config)
 from core.io import write_json
 from core.runcard import fingerprint, mark_stage, stage_status
+from demo.sizes import FULL, QUICK
 
-# Reduced sizes for CI and tests: the same code paths, minutes less.
-QUICK = {
-    "data": {"n_sft": 600, "n_pref": 48, "n_eval": 16, "n_redteam": 8},
-    "base": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 176,
-             "vocab_size": 1024, "seq_len": 128, "max_steps": 40, "warmup_steps": 4},
-    "sft": {"max_steps": 20, "eval_steps": 20, "batch_size": 8, "logging_steps": 5},
-    # the quick loop's policy babbles: without "both bad" votes its pairs still rank by gold score
-    "collect": {"n_pairs": 48, "max_new_tokens": 24, "annotators": 4, "careless": 1, "both_bad_below": 0.0},
-    "reward": {"max_steps": 12, "eval_steps": 6, "batch_size": 8, "max_length": 96, "ablations": False},
-    "dpo": {"max_steps": 6, "eval_steps": 3, "batch_size": 4, "logging_steps": 1, "max_length": 96},
-    "ppo": {"max_steps": 3, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 3},
-    "eval": {"max_prompts": 8, "max_new_tokens": 24, "ppl_max_rows": 16, "n_bootstrap": 200},
-}
-# The full demo's sizes where they differ from each stage's own defaults (15-minute budget on 2 cores).
-FULL = {
-    # 2640 log rows (15% harmful requests) for 2.75 epochs: the steps of 2400 rows x 3. Cutting to
-    # 2.5 epochs and 420 base steps saved 4 s on a slower day and lost SFT fact accuracy (0.70 -> 0.59)
-    "sft": {"num_epochs": 2.75},
-    "collect": {"temperature": 0.8},  # at 1.0 almost half the pairs were "both bad" (not exported)
-    "reward": {"ablations": False, "num_epochs": 2.0},
-    # the reference forward once per pair, not once per step; ε from 3 agreeing votes 0.125, not 0.2
-    "dpo": {"learning_rate": 1e-4, "beta": 0.1, "precompute_ref_log_probs": True, "smoothing_prior": 0.5},
-    "ppo": {"max_steps": 30, "learning_rate": 1e-4},
-    "eval": {"ppl_max_rows": 100},  # perplexity of 4 policies on 200 rows each took 28 s of the eval's 92
-}
 ORDER = ("data", "base", "sft", "collect", "reward", "dpo", "ppo", "eval")
 CLASSES = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,
            "reward": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "eval": EvalConfig}

@@ -376,14 +376,14 @@ def _early_stop(out: Path, step: int, rm, ev: dict, early: dict, patience: int) 
 
 def train_loop(rm, train_items: list[dict], val_items: list[dict], cfg: RewardConfig, policy: DevicePolicy,
                pad_id: int, max_steps: int, out: Path | None = None, on_step: Callable | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, desc: str = "reward") -> dict:
     """Train for max_steps; with `out`, also log, evaluate, checkpoint and early-stop there."""
     from tqdm.auto import tqdm
 
     opt, sched = _optimizer(rm, cfg, max_steps)
     steps_per_epoch = math.ceil(len(train_items) / cfg.batch_size)
     step, early = _resume_or_reset(out, rm, opt, sched, cfg) if out else (0, {"best": None, "best_step": 0})
-    bar = tqdm(total=max_steps, initial=step, desc="reward", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=max_steps, initial=step, desc=desc, disable=not progress, dynamic_ncols=True)
     rm.train()
     while step < max_steps:
         # the data order is a function of (seed, epoch): the step alone says where a resumed run goes on
@@ -456,18 +456,20 @@ def total_steps(cfg: RewardConfig, n_train: int) -> int:
 
 def run_ablations(cfg: RewardConfig, model_path: Path, tok, policy: DevicePolicy, train_items, val_items,
                   val_rows, aspect_heads: bool) -> dict:
-    """Margin on/off and soft labels on/off, each trained ablation_steps from the same start."""
+    """Margin on/off and soft labels on/off, each trained ablation_steps (at most max_steps, when
+    that is set) from the same start."""
+    steps = cfg.ablation_steps if cfg.max_steps < 0 else min(cfg.ablation_steps, cfg.max_steps)
     flip_margin = "off" if cfg.margin != "off" else "raw"
     variants = {"reference": {},
                 f"margin_{'off' if flip_margin == 'off' else 'on'}": {"margin": flip_margin},
                 f"soft_labels_{'off' if cfg.soft_labels else 'on'}": {"soft_labels": not cfg.soft_labels}}
-    results = {"steps": cfg.ablation_steps,
+    results = {"steps": steps,
                "reference_settings": {"margin": cfg.margin, "soft_labels": cfg.soft_labels}}
     for name, change in variants.items():
         vcfg = RewardConfig(**{**vars(cfg), **change})
         rm = new_model(vcfg, model_path, tok, policy, aspect_heads)
         t0 = time.time()
-        train_loop(rm, train_items, val_items, vcfg, policy, tok.pad_token_id, cfg.ablation_steps, progress=False)
+        train_loop(rm, train_items, val_items, vcfg, policy, tok.pad_token_id, steps, desc=f"ablation {name}")
         m = heldout_metrics(rm, val_rows, val_items, tok, policy, vcfg.eval_batch_size)
         results[name] = {**change, "heldout_accuracy": m["heldout_accuracy"],
                          "heldout_accuracy_gold": m.get("heldout_accuracy_gold"), "ece": m["ece"],

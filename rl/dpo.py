@@ -73,13 +73,18 @@ def split_by_prompt(rows: list[dict], val_fraction: float, seed: int) -> tuple[l
 
 
 def pair_smoothing(rows: list[dict], cfg: DPOConfig) -> list[float]:
-    """ε for each pair: from its votes ('agreement') or one number; checked against the loss type."""
+    """ε for each pair: from its votes ('agreement') or one number; checked against the loss type.
+    With 'agreement', a pair without vote counts (n_votes missing: not from an annotation round)
+    gets ε = 0, plain DPO: there is no evidence that its label is uncertain."""
     import torch
 
     if cfg.label_smoothing == "agreement":
-        eps = smoothing_from_agreement(torch.tensor([r["agreement"] for r in rows]),
-                                       torch.tensor([r["n_votes"] for r in rows]),
-                                       max_eps=cfg.max_eps, prior=cfg.smoothing_prior).tolist()
+        voted = [r for r in rows if r.get("n_votes") is not None]
+        smoothed = iter(smoothing_from_agreement(torch.tensor([r["agreement"] for r in voted]),
+                                                 torch.tensor([r["n_votes"] for r in voted]),
+                                                 max_eps=cfg.max_eps, prior=cfg.smoothing_prior).tolist()
+                        if voted else [])
+        eps = [next(smoothed) if r.get("n_votes") is not None else 0.0 for r in rows]
     elif isinstance(cfg.label_smoothing, (int, float)):
         eps = [float(cfg.label_smoothing)] * len(rows)
     else:

@@ -19,6 +19,7 @@ One iteration:  rollout (rl/rollout.py) → watchdog (rl/watchdog.py) → checkp
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import random
 import time
@@ -61,6 +62,8 @@ def check_config(cfg: PPOConfig) -> None:
         raise ConfigError("temperature must be > 0: PPO samples, and log-probs use logits / temperature")
     if not 1 <= cfg.mini_batch_size <= cfg.batch_size:
         raise ConfigError(f"mini_batch_size must be in [1, batch_size={cfg.batch_size}], got {cfg.mini_batch_size}")
+    if cfg.max_steps < 0 and cfg.num_epochs <= 0:
+        raise ConfigError(f"num_epochs must be > 0 when max_steps is -1, got {cfg.num_epochs}")
     if cfg.save_steps < 1 or cfg.save_total_limit < 1:
         raise ConfigError("save_steps and save_total_limit must be >= 1 (checkpoints are the rollback points)")
 
@@ -114,6 +117,14 @@ def prompt_batch(prompts: list[str], step: int, batch_size: int, rank: int, worl
         random.Random(seed * 100_003 + epoch).shuffle(order)
         out.append(prompts[order[i]])
     return out
+
+
+def total_iterations(max_steps: int, num_epochs: float, n_prompts: int, batch_size: int, world: int) -> int:
+    """max_steps when set, else enough iterations for num_epochs passes over the training prompts
+    (each iteration samples batch_size prompts on each of `world` processes)."""
+    if max_steps >= 0:
+        return max_steps
+    return max(1, math.ceil(num_epochs * n_prompts / (batch_size * world)))
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -329,6 +340,8 @@ def main(cfg: PPOConfig, reward_fn=None) -> dict:
     tok = load_tokenizer(paths["base"])
     preflight(tok)
     prompts = load_train_prompts(paths["prompts"])
+    steps = total_iterations(cfg.max_steps, cfg.num_epochs, len(prompts), cfg.batch_size, accelerator.num_processes)
+    cfg = dataclasses.replace(cfg, max_steps=steps)
     norm = None
     if reward_fn is None:
         reward_fn, norm = load_reward_fn(paths["reward"], cfg.run, accelerator.device, cfg.normalize_reward)

@@ -28,7 +28,7 @@ def prefs(tmp_path):
 
 def _cfg(run, prefs, out, **kw):
     base = dict(run=str(run), data=str(prefs), out=str(out), max_steps=4, eval_steps=2, logging_steps=1,
-                batch_size=4, learning_rate=5e-3, warmup_ratio=0.0, val_fraction=0.15, save_total_limit=5,
+                batch_size=4, learning_rate=5e-3, warmup_ratio=0.0, val_fraction=0.15, save_total_limit=5, beta=0.3,
                 early_stopping_patience=0, max_kl=0.0, threads=1)
     base.update(kw)
     return load_config(DPOConfig, None, base)
@@ -242,3 +242,19 @@ def test_two_processes_end_with_identical_weights(tiny_run, prefs, tmp_path):
     sft = load_file(str(tiny_run / "sft" / "adapter_model.safetensors"))
     assert trained.keys() == sft.keys()
     assert any(not torch.equal(trained[k], sft[k]) for k in sft)
+
+
+def test_agreement_smoothing_only_where_pairs_carry_votes():
+    """A plain preference file (no n_votes) trains as plain DPO, ε = 0; a voted pair gets ε from its
+    votes: 3 of 5 with one pseudo-vote a side is (2 + 1) / (5 + 2) = 3/7."""
+    from core.records import validate_preference
+    from rl.dpo import pair_smoothing
+
+    plain = validate_preference({"prompt": "p", "chosen": "a", "rejected": "b"})
+    voted = validate_preference({"prompt": "p", "chosen": "a", "rejected": "b", "agreement": 0.6, "n_votes": 5})
+    assert plain["n_votes"] is None and voted["n_votes"] == 5
+    eps = pair_smoothing([plain, voted, plain], DPOConfig(label_smoothing="agreement", max_eps=0.49,
+                                                          smoothing_prior=1.0))
+    assert eps[0] == 0.0 and eps[2] == 0.0
+    assert eps[1] == pytest.approx(3 / 7)
+    assert pair_smoothing([plain], DPOConfig(label_smoothing=0.1)) == [0.1]

@@ -390,3 +390,12 @@ def test_reward_scores_are_normalized_on_the_reward_models_training_responses(tm
     assert fn(["x", "y"], ["aaa", "aaaaaaa"]) == pytest.approx([(3 - 3.25) / norm["std"], (7 - 3.25) / norm["std"]])
     raw_fn, none = load_reward_fn(rm, "run", "cpu", normalize=False)
     assert none is None and raw_fn(["x"], ["aaa"]) == [3.0]
+
+
+def test_iterations_default_to_one_pass_over_the_prompts():
+    from rl.ppo import total_iterations
+
+    assert total_iterations(-1, 1.0, n_prompts=1000, batch_size=64, world=1) == 16  # ceil(1000 / 64)
+    assert total_iterations(-1, 2.0, n_prompts=1000, batch_size=64, world=4) == 8   # ceil(2000 / 256)
+    assert total_iterations(-1, 1.0, n_prompts=3, batch_size=64, world=1) == 1
+    assert total_iterations(30, 1.0, n_prompts=1000, batch_size=64, world=1) == 30

@@ -102,7 +102,7 @@ def test_preferences_validation(tmp_path):
     ]
     good = read_preferences(_jsonl(tmp_path / "ok.jsonl", [
         {"prompt": "q", "chosen": [{"role": "assistant", "content": "A"}], "rejected": "B"}]))
-    assert good[0]["chosen"] == "A" and good[0]["margin"] == 0.0 and good[0]["n_votes"] == 1
+    assert good[0]["chosen"] == "A" and good[0]["margin"] == 0.0 and good[0]["n_votes"] is None
 
 
 def test_prompts_get_ids_and_tags(tmp_path):

@@ -1,0 +1,31 @@
+"""The demo's tuned values: demo/sizes.py and configs/*/tiny.yaml say the same, and they differ
+from the stage defaults (which are for real 0.5-8B models) where the tiny model needs it."""
+from pathlib import Path
+
+import pytest
+
+from core.config import DPOConfig, EvalConfig, PPOConfig, RewardConfig, SFTConfig, load_config
+from demo.sizes import FULL, QUICK, TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "eval": EvalConfig}
+
+
+@pytest.mark.parametrize("stage", sorted(CLASSES))
+def test_tiny_yaml_is_the_demo_full_config(stage):
+    cls = CLASSES[stage]
+    assert load_config(cls, ROOT / "configs" / stage / "tiny.yaml") == load_config(cls, None, None, FULL[stage])
+
+
+def test_demo_values_differ_from_the_real_model_defaults():
+    sft, dpo = load_config(SFTConfig, None, None, FULL["sft"]), load_config(DPOConfig, None, None, FULL["dpo"])
+    assert (SFTConfig().learning_rate, sft.learning_rate) == (2e-4, 2e-3)
+    assert (SFTConfig().max_length, sft.max_length) == (1024, 256)
+    assert (DPOConfig().max_steps, dpo.max_steps) == (-1, 80)
+    assert RewardConfig().ablations is False and PPOConfig().max_steps == -1
+
+
+def test_quick_keeps_the_tiny_values_it_does_not_shrink():
+    assert QUICK["sft"]["learning_rate"] == TINY["sft"]["learning_rate"] == 2e-3
+    assert QUICK["dpo"]["max_steps"] == 6 and FULL["dpo"]["max_steps"] == 80
+    assert QUICK["eval"]["batch_size"] == 128
