@@ -55,14 +55,16 @@ def _adapter_name(policy: str) -> str:
     return re.sub(r"\W", "_", policy)
 
 
-def load_policies(run: Path, policies: list[str], device: str = "auto", threads: int = 0):
-    """(tokenizer, model): the base model loaded once with each non-base policy attached."""
+def load_policies(run: Path, policies: list[str], device: str = "auto", threads: int = 0,
+                  tokenizer_fixes: dict | None = None):
+    """(tokenizer, model): the base model loaded once with each non-base policy attached.
+    tokenizer_fixes: eos_token / chat_template, as core.models.load_tokenizer takes them."""
     from core.device import resolve_device
     from core.models import load_causal_lm, load_tokenizer
     from core.policies import adapter_dir, attach_adapters, base_dir
 
     base = base_dir(run)
-    tok = load_tokenizer(base)
+    tok = load_tokenizer(base, **(tokenizer_fixes or {}))
     model = load_causal_lm(base, resolve_device(device, threads=threads), tok)
     adapters = {_adapter_name(p): adapter_dir(run, p) for p in dict.fromkeys(policies)
                 if p != "base"}
@@ -81,7 +83,7 @@ def _sample(model, tok, policy: str, prompts: list[str], seed: int, gen: dict) -
 def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, n: int = 300,
                    temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 96,
                    batch_size: int = 32, seed: int = 0, device: str = "auto",
-                   threads: int = 0) -> int:
+                   threads: int = 0, tokenizer_fixes: dict | None = None) -> int:
     """Sample and store up to n pairs; returns how many items this call stored.
     device and threads as in core.device (threads 0 = every core)."""
     run = Path(run)
@@ -97,7 +99,7 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
         todo = [p for p in prompts if item_id(policy, other, p["id"]) not in stored]
         counts = {"stored": 0, "existing": len(prompts) - len(todo), "identical": 0, "empty": 0}
         if todo:
-            tok, model = load_policies(run, [policy, other], device, threads)
+            tok, model = load_policies(run, [policy, other], device, threads, tokenizer_fixes)
             gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
             meta = dict(gen, policy=policy, vs=vs, seed=seed)
             # Batches over all n prompts, not just the missing ones: a prompt's samples then

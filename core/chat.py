@@ -1,7 +1,7 @@
 """`rlhf chat`: talk to a policy of a run in the terminal, tokens streamed as they are generated."""
 from __future__ import annotations
 
-from core.config import ChatConfig
+from core.config import ChatConfig, tokenizer_fixes
 from core.device import policy_from_config
 from core.generation import encode_prompts
 from core.models import load_policy, load_tokenizer
@@ -13,7 +13,7 @@ def main(cfg: ChatConfig, read=input) -> None:
     from transformers import TextStreamer
 
     device = policy_from_config(cfg)
-    tok = load_tokenizer(base_dir(cfg.run))
+    tok = load_tokenizer(base_dir(cfg.run), **tokenizer_fixes(cfg))
     model = load_policy(base_dir(cfg.run), device, tok, adapter=adapter_dir(cfg.run, cfg.policy))
     model.eval()
     streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)

@@ -12,7 +12,8 @@ from .config import ConfigError, UserError, field_help, load_config
 USAGE = """usage: rlhf COMMAND [options]
 
 The human-feedback loop, one command per stage (each reads and writes runs/<name>/):
-  demo       run the whole loop on the embedded default domain (skips up-to-date stages)
+  loop       the whole loop on your own model and data: sft → collect → reward → dpo → ppo → eval
+  demo       the whole loop on the embedded default domain with simulated annotators
   data       `data demo` builds the demo domain's data; `data check FILE` checks SFT data
   base       build the tokenizer and pretrain the tiny embedded base model
   sft        supervised fine-tuning of a LoRA chatbot (TRL SFTTrainer + PEFT)
@@ -144,6 +145,16 @@ def _cmd_export(args):
     return run_stage("export", ExportConfig, main, args, "Merge an adapter into a standalone model.")
 
 
+def _cmd_loop(args):
+    from loop.config import LoopConfig
+    from loop.run import main
+
+    return run_stage("loop", LoopConfig, lambda cfg: main(cfg, argv=["loop", *args]), args,
+                     "The whole loop on your own model: sft → collect → reward → dpo → ppo → eval.\n"
+                     "Example: rlhf loop --model DIR --sft sft.jsonl --prompts prompts.jsonl "
+                     "[--preferences prefs.jsonl] --run runs/mine [--quick]")
+
+
 def _cmd_demo(args):
     from core.config import DemoConfig
     from demo.pipeline import main
@@ -151,7 +162,7 @@ def _cmd_demo(args):
     return run_stage("demo", DemoConfig, main, args, "The whole loop on the embedded default domain.")
 
 
-COMMANDS = {"demo": _cmd_demo, "data": _cmd_data, "base": _cmd_base, "sft": _cmd_sft,
+COMMANDS = {"loop": _cmd_loop, "demo": _cmd_demo, "data": _cmd_data, "base": _cmd_base, "sft": _cmd_sft,
             "collect": _cmd_collect, "reward": _cmd_reward, "dpo": _cmd_dpo, "ppo": _cmd_ppo,
             "eval": _cmd_eval, "chat": _cmd_chat, "export": _cmd_export}
 

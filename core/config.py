@@ -41,6 +41,15 @@ class RuntimeConfig:
     dtype: str = F("auto", "auto (CPU: float32, CUDA: bfloat16, else float16) | float32 | bfloat16 | float16")
     gradient_checkpointing: bool | None = F(None, "None = device default (off on CPU, where it only costs time)")
     threads: int = F(0, "CPU threads for torch; 0 = all cores")
+    eos_token: str = F("", "tokenizer fix: the token that ends an assistant turn, when the tokenizer's EOS is "
+                           "another (Qwen base models: '<|im_end|>'; TRL's eos_token)")
+    chat_template: str = F("", "tokenizer fix: a Jinja chat-template file for a tokenizer without one, or to "
+                               "replace it (TRL's chat_template_path)")
+
+
+def tokenizer_fixes(cfg) -> dict[str, str]:
+    """The eos_token / chat_template options of a stage config, for core.models.load_tokenizer."""
+    return {"eos_token": getattr(cfg, "eos_token", ""), "chat_template": getattr(cfg, "chat_template", "")}
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.config import ConfigError, ExportConfig
+from core.config import ConfigError, ExportConfig, tokenizer_fixes
 from core.device import resolve_device
 from core.models import load_policy, load_tokenizer
 from core.policies import adapter_dir, base_dir
@@ -18,7 +18,7 @@ def main(cfg: ExportConfig) -> Path:
     if adapter is None:
         raise ConfigError("export: the base policy has no adapter to merge; pick sft, dpo or ppo")
     device = resolve_device("cpu", "float32")  # merging is cheap; fp32 keeps it exact
-    tok = load_tokenizer(base_dir(cfg.run))
+    tok = load_tokenizer(base_dir(cfg.run), **tokenizer_fixes(cfg))
     model = load_policy(base_dir(cfg.run), device, tok, adapter=adapter)
     merged = model.merge_and_unload()
     merged.save_pretrained(str(out))

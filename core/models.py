@@ -33,15 +33,30 @@ def _check_dir(path: str | Path, what: str) -> Path:
     return p
 
 
-def load_tokenizer(path: str | Path, add_pad_if_needed: bool = True):
+def load_tokenizer(path: str | Path, add_pad_if_needed: bool = True, eos_token: str = "",
+                   chat_template: str = ""):
     """Load a tokenizer; when its pad token is missing or equals EOS, add a distinct one.
 
-    Adding a token grows the vocabulary: the caller must `resize_token_embeddings` (load_policy
-    does). The preflight then sees a tokenizer that follows the rules.
+    eos_token and chat_template are the user's fixes (the stages' --eos_token and --chat_template):
+    a token of the vocabulary that ends an assistant turn, and a Jinja template file. Adding a pad
+    token grows the vocabulary: the caller must `resize_token_embeddings` (load_policy does). The
+    preflight then sees a tokenizer that follows the rules.
     """
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(_check_dir(path, "tokenizer")))
+    if chat_template:
+        template = Path(chat_template)
+        if not template.is_file():
+            raise UserError(f"--chat_template {chat_template}: file not found")
+        try:
+            tok.chat_template = template.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"--chat_template {chat_template}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    if eos_token:
+        if tok.convert_tokens_to_ids(eos_token) in (None, tok.unk_token_id):
+            raise UserError(f"--eos_token {eos_token!r}: not a token of the tokenizer in {path}")
+        tok.eos_token = eos_token
     if add_pad_if_needed and (tok.pad_token is None or tok.pad_token_id == tok.eos_token_id):
         tok.add_special_tokens({"pad_token": PAD_TOKEN})
     return tok
@@ -51,7 +66,8 @@ def preflight(tok) -> None:
     """Raise PreflightError listing every broken tokenizer rule."""
     problems = []
     if not getattr(tok, "chat_template", None):
-        problems.append("no chat template: set tokenizer.chat_template so every stage formats chats the same way")
+        problems.append("no chat template: every stage must format chats the same way; pass --chat_template "
+                        "FILE (a Jinja template)")
     if tok.eos_token_id is None:
         problems.append("no EOS token: generation could never stop")
     if tok.pad_token_id is None:
@@ -63,6 +79,13 @@ def preflight(tok) -> None:
         problems += _template_problems(tok)
     if problems:
         raise PreflightError("tokenizer preflight failed:\n  - " + "\n  - ".join(problems))
+
+
+def _turn_end(tok, completion: list[int]) -> str | None:
+    """The special token that closes the template's assistant turn, if the last token is one."""
+    if completion and completion[-1] in getattr(tok, "all_special_ids", []):
+        return tok.convert_ids_to_tokens(completion[-1])
+    return None
 
 
 def _template_problems(tok) -> list[str]:
@@ -83,8 +106,12 @@ def _template_problems(tok) -> list[str]:
     while completion and completion[-1] != tok.eos_token_id and not tok.decode([completion[-1]]).strip():
         completion.pop()
     if not completion or completion[-1] != tok.eos_token_id:
+        end = _turn_end(tok, completion)
+        fix = (f"; the template ends a turn with {end!r}: pass --eos_token '{end}'" if end else
+               "; pass --chat_template FILE with a template that ends each assistant turn with EOS, or "
+               "--eos_token TOKEN naming the token that ends a turn")
         problems.append(f"EOS ({tok.eos_token!r}) is not appended to assistant completions by the chat "
-                        "template: the model would never learn to stop")
+                        "template: the model would never learn to stop" + fix)
     bos = tok.bos_token_id
     if bos is not None:
         text = tok.apply_chat_template(full, tokenize=False)

@@ -34,13 +34,15 @@ def adapter_dir(run: str | Path, policy: str) -> Path | None:
 
 
 def discover(run: str | Path) -> dict[str, Path | None]:
-    """Every policy present in the run, base first."""
+    """Every policy present in the run, base first: the base is <run>/base, or the model directory
+    the run's adapters were trained on (an external base)."""
     run = Path(run)
-    found: dict[str, Path | None] = {"base": None} if (run / "base" / "config.json").exists() else {}
-    for name in ADAPTER_STAGES:
-        if (run / name / "adapter_config.json").exists():
-            found[name] = run / name
-    return found
+    adapters = {name: run / name for name in ADAPTER_STAGES if (run / name / "adapter_config.json").exists()}
+    try:
+        has_base = (base_dir(run) / "config.json").exists()
+    except FileNotFoundError:
+        has_base = False
+    return {"base": None, **adapters} if has_base else adapters
 
 
 def attach_adapters(model, adapters: dict[str, Path]):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import EvalConfig, UserError
+from core.config import EvalConfig, UserError, tokenizer_fixes
 from core.device import policy_from_config
 from core.generation import generate
 from core.io import read_jsonl, write_json, write_jsonl
@@ -164,7 +164,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     print(f"[eval] {', '.join(names)} on {len(prompts)} held-out and {len(red)} red-team prompts; judges: "
           + ", ".join(j for j, on in (("gold oracle", use_gold), ("reward model", scorer)) if on))
     base = base_dir(run)
-    tok = load_tokenizer(base)
+    tok = load_tokenizer(base, **tokenizer_fixes(cfg))
     model = attach_adapters(load_causal_lm(base, policy_from_config(cfg), tok),
                             {n: p for n, p in names.items() if p is not None})
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
@@ -238,7 +238,7 @@ def send_to_collect(cfg: EvalConfig) -> int:
     prompts, _ = load_eval_prompts(cfg)
     prompts = prompts[: cfg.ab_n] if cfg.ab_n else prompts
     run = Path(cfg.run)
-    tok = load_tokenizer(base_dir(run))
+    tok = load_tokenizer(base_dir(run), **tokenizer_fixes(cfg))
     model = attach_adapters(load_causal_lm(base_dir(run), policy_from_config(cfg), tok),
                             {n: p for n, p in names.items() if p is not None})
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)

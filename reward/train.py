@@ -39,7 +39,7 @@ from core.io import append_jsonl, read_jsonl, write_jsonl
 from core.models import count_parameters, load_tokenizer
 from core.records import ASPECTS, read_preferences
 from core.runcard import data_info, write_run_card
-from core.config import RewardConfig
+from core.config import RewardConfig, tokenizer_fixes
 from reward.loss import expected_calibration_error, margin_from_ratings, pairwise_loss
 from reward.model import (REWARD_TYPES, backbone_kind, build_reward_model, collate, default_backbone, encode,
                           head_name, lora_seq_cls_config, save_reward_model, score_encoded)
@@ -493,7 +493,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
     model_path, data_path, out = resolve_paths(cfg)
     print(f"[reward] {model_path} + {data_path} → {out}  ({policy.describe()})")
 
-    tok = load_tokenizer(model_path)
+    tok = load_tokenizer(model_path, **tokenizer_fixes(cfg))
     rows = read_preferences(data_path)  # validates every row; a bad one stops the run with file:line
     train_rows, val_rows = split_by_prompt(rows, cfg.val_fraction, cfg.seed)
     aspect_heads = cfg.aspect_heads and any(r["aspects_chosen"] or r["aspects_rejected"] for r in train_rows)

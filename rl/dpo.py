@@ -47,7 +47,7 @@ from core.models import count_parameters, load_policy, load_tokenizer, preflight
 from core.policies import base_dir
 from core.records import read_preferences
 from core.runcard import data_info, write_run_card
-from core.config import DPOConfig
+from core.config import DPOConfig, tokenizer_fixes
 from core.training import JsonlLogger, prepare_resume, trainer_kwargs, weights_sha256
 from rl.dpo_loss import LOSS_TYPES, smoothing_from_agreement
 
@@ -184,7 +184,7 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None):
     out.mkdir(parents=True, exist_ok=True)
     print(f"[dpo] {model_path} + {sft_path} + {data_path} → {out}  ({policy.describe()})")
 
-    tok = load_tokenizer(model_path)
+    tok = load_tokenizer(model_path, **tokenizer_fixes(cfg))
     preflight(tok)
 
     rows = read_preferences(data_path)

@@ -38,7 +38,7 @@ from core.runcard import data_info, write_run_card
 from core.training import weights_sha256
 from rl import watchdog
 from core.logps import token_logps
-from core.config import PPOConfig
+from core.config import PPOConfig, tokenizer_fixes
 from rl.ppo_math import AdaptiveKLController, FixedKLController, policy_loss, value_loss
 from rl.ppo_model import POLICY, VALUE, build_actor_critic, memory_report, save_policy_and_value
 from rl.rollout import Rollout, make_experience, per_sample, sample_metrics, value_metrics
@@ -337,7 +337,7 @@ def main(cfg: PPOConfig, reward_fn=None) -> dict:
     accelerator.print(f"[ppo] {paths['sft']} on {paths['base']} → {out}  ({device_policy.describe()}, "
                       f"{accelerator.num_processes} process(es))")
 
-    tok = load_tokenizer(paths["base"])
+    tok = load_tokenizer(paths["base"], **tokenizer_fixes(cfg))
     preflight(tok)
     prompts = load_train_prompts(paths["prompts"])
     steps = total_iterations(cfg.max_steps, cfg.num_epochs, len(prompts), cfg.batch_size, accelerator.num_processes)

@@ -15,7 +15,7 @@ import math
 import time
 from pathlib import Path
 
-from core.config import SFTConfig
+from core.config import SFTConfig, tokenizer_fixes
 from core.device import DevicePolicy, policy_from_config
 from core.io import write_jsonl
 from core.likelihood import completion_position_nll
@@ -121,7 +121,7 @@ def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     print(f"[sft] {model_path} + {data_path} → {out}  ({policy.describe()})")
 
-    tok = load_tokenizer(model_path)
+    tok = load_tokenizer(model_path, **tokenizer_fixes(cfg))
     preflight(tok)
 
     train_rows, val_rows, check = prepare_data(cfg, data_path, tok)

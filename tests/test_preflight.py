@@ -72,3 +72,32 @@ def test_device_policy_cpu_defaults():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda", apply=False)
+
+
+def test_qwen_style_tokenizer_is_refused_with_its_fix_and_the_fix_works(tmp_path):
+    """EOS `<|endoftext|>` while turns end with `<|im_end|>`: the preflight names --eos_token, and
+    load_tokenizer's eos_token / chat_template options repair the tokenizer."""
+    from core.config import UserError
+    from core.models import load_tokenizer
+    from own_model import QWEN_TEMPLATE, build_qwen
+
+    model = build_qwen(tmp_path / "qwen")
+    plain = load_tokenizer(model)
+    assert plain.pad_token == "<|pad|>" and plain.eos_token == "<|endoftext|>"
+    with pytest.raises(PreflightError, match=r"ends a turn with '<\|im_end\|>': pass --eos_token '<\|im_end\|>'"):
+        preflight(plain)
+    fixed = load_tokenizer(model, eos_token="<|im_end|>")
+    preflight(fixed)
+    assert fixed.eos_token_id == fixed.convert_tokens_to_ids("<|im_end|>")
+
+    with pytest.raises(UserError, match="--eos_token '<nope>': not a token"):
+        load_tokenizer(model, eos_token="<nope>")
+    with pytest.raises(UserError, match="--chat_template .*missing.jinja: file not found"):
+        load_tokenizer(model, chat_template=str(tmp_path / "missing.jinja"))
+    template = tmp_path / "t.jinja"
+    ours = QWEN_TEMPLATE.replace("'<|im_end|>' + '\n'", "'<|endoftext|>'")
+    assert ours != QWEN_TEMPLATE
+    template.write_text(ours)
+    retemplated = load_tokenizer(model, chat_template=str(template))
+    preflight(retemplated)  # a template that ends turns with the tokenizer's own EOS
+    assert retemplated.chat_template == template.read_text()

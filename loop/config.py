@@ -1,0 +1,33 @@
+"""`rlhf loop` options. Per-stage settings go in the YAML's `stages:` section, one mapping per
+stage (`stages: {sft: {learning_rate: 1e-4}, dpo: {beta: 0.2}}`), checked against that stage's
+own config class, so a typo names the stage and the key."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config import F, RuntimeConfig
+
+STAGE_NAMES = ("sft", "collect", "reward", "dpo", "ppo", "eval")
+
+
+@dataclass
+class LoopConfig(RuntimeConfig):
+    run: str = F("", "run directory: every stage reads and writes below it (required)")
+    model: str = F("", "base model: a local Hugging Face causal-LM directory (required)")
+    sft: str = F("", "SFT data: TRL `messages` or prompt/completion rows (required)")
+    prompts: str = F("", "prompt-only rows: preference collection, PPO and the held-out eval prompts (required)")
+    preferences: str = F("", "preference pairs in TRL columns; '' = sample comparison items from the SFT policy "
+                             "and collect votes in the annotation app")
+    redteam: str = F("", "optional prompt-only rows the policies should refuse, for eval's safety audit")
+    quick: bool = F(False, "a smoke run: every stage a few steps on a few rows")
+    fresh: bool = F(False, "redo every stage, even those whose inputs have not changed")
+    until: str = F("", "stop after this stage (sft, collect, reward, dpo, ppo, eval; '' = all)")
+    eval_fraction: float = F(0.1, "share of the prompts held out for evaluation (never trained on)")
+    max_eval_prompts: int = F(200, "at most this many held-out eval prompts")
+    n_pairs: int = F(500, "comparison items sampled from the SFT policy for the annotators")
+    min_pairs: int = F(200, "preference pairs the votes must give before reward, DPO and PPO train")
+    min_votes: int = F(1, "votes an item needs before it is exported as a pair")
+    reward_model: str = F("", "reward-model backbone ('' = the base model, as Ouyang et al. 2022 start it from "
+                              "the policy's own weights)")
+    stages: dict = F({}, "per-stage options: {sft: {...}, collect: {...}, reward: {...}, dpo: {...}, ppo: {...}, "
+                         "eval: {...}} with each stage's own keys (`rlhf STAGE --help`)")

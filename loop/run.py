@@ -1,0 +1,193 @@
+"""`rlhf loop`: sft → collect → reward → dpo → ppo → eval on the user's own model and data.
+
+Every stage is the same code `rlhf STAGE` runs, with the run-directory layout filled in:
+<run>/data/prompts.jsonl (the user's prompts, tagged pref or eval), <run>/sft, <run>/collect,
+<run>/reward, <run>/dpo, <run>/ppo, <run>/eval. Finished stages are skipped while their settings
+and inputs are unchanged, interrupted ones resume (loop.runner). Without --preferences the loop
+samples comparison items and stops until annotators have voted (loop.collect).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from core.config import (ConfigError, DPOConfig, EvalConfig, PPOConfig, RewardConfig, SFTConfig, UserError,
+                         apply_updates, load_config)
+from core.io import write_json
+
+from .collect import AwaitingVotes, CollectConfig, collect_from_people
+from .config import STAGE_NAMES, LoopConfig
+from .prompts import write_tagged_prompts
+from .runner import Stage, move_aside, run_stage
+
+CLASSES = {"sft": SFTConfig, "collect": CollectConfig, "reward": RewardConfig, "dpo": DPOConfig,
+           "ppo": PPOConfig, "eval": EvalConfig}
+
+# --quick: every stage a few steps on a few rows, for a smoke run of a new model or data set.
+QUICK = {
+    "sft": {"max_steps": 4, "eval_steps": 2, "batch_size": 4, "logging_steps": 1, "max_length": 256},
+    "collect": {"n_pairs": 16, "min_pairs": 4, "max_new_tokens": 24, "batch_size": 16},
+    "reward": {"max_steps": 4, "eval_steps": 2, "batch_size": 4, "max_length": 256},
+    "dpo": {"max_steps": 3, "eval_steps": 3, "batch_size": 4, "logging_steps": 1, "max_length": 256},
+    "ppo": {"max_steps": 2, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 1},
+    "eval": {"max_prompts": 8, "max_new_tokens": 16, "ppl_max_rows": 8, "n_bootstrap": 100, "batch_size": 8},
+}
+
+
+def check(cfg: LoopConfig) -> None:
+    """Every option, before anything is loaded or trained."""
+    missing = [f"--{k}" for k in ("run", "model", "sft", "prompts") if not getattr(cfg, k)]
+    if missing:
+        raise ConfigError(f"command line: {', '.join(missing)} required (rlhf loop --help)")
+    if not (Path(cfg.model) / "config.json").exists():
+        raise UserError(f"--model {cfg.model}: not a Hugging Face model directory (no config.json there)")
+    for key in ("sft", "prompts", "preferences", "redteam"):
+        value = getattr(cfg, key)
+        if value and not Path(value).exists():
+            raise UserError(f"--{key} {value}: file not found")
+    if cfg.until and cfg.until not in STAGE_NAMES:
+        raise ConfigError(f"--until {cfg.until!r}: not a stage (one of {', '.join(STAGE_NAMES)})")
+    unknown = sorted(set(cfg.stages) - set(STAGE_NAMES))
+    if unknown:
+        raise ConfigError(f"stages: unknown stage {unknown[0]!r} (one of {', '.join(STAGE_NAMES)})")
+    if not 0 < cfg.eval_fraction < 1:
+        raise ConfigError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
+    if cfg.min_pairs < 1 or cfg.n_pairs < 1:
+        raise ConfigError("n_pairs and min_pairs must be >= 1")
+
+
+def stage_configs(cfg: LoopConfig) -> dict:
+    """Each stage's config: its defaults ← --quick sizes ← the loop's paths ← the YAML's stages section."""
+    run = Path(cfg.run)
+    runtime = {"run": cfg.run, "seed": cfg.seed, "device": cfg.device, "dtype": cfg.dtype, "threads": cfg.threads,
+               "gradient_checkpointing": cfg.gradient_checkpointing, "eos_token": cfg.eos_token,
+               "chat_template": cfg.chat_template}
+    prefs = cfg.preferences or str(run / "collect" / "preferences.jsonl")
+    paths = {
+        "sft": {"model": cfg.model, "data": cfg.sft},
+        "reward": {"model": cfg.reward_model or cfg.model, "data": prefs},
+        "dpo": {"model": cfg.model, "data": prefs},
+        "ppo": {"model": cfg.model},
+        "eval": {"redteam": cfg.redteam} if cfg.redteam else {},
+    }
+    out = {}
+    for name, cls in CLASSES.items():
+        if name == "collect":
+            base = {"run": cfg.run, "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads,
+                    "n_pairs": cfg.n_pairs, "min_pairs": cfg.min_pairs, "min_votes": cfg.min_votes,
+                    "eos_token": cfg.eos_token, "chat_template": cfg.chat_template}
+            values = {**base, **(QUICK["collect"] if cfg.quick else {}), **cfg.stages.get("collect", {})}
+            fields = set(CollectConfig.__dataclass_fields__)
+            bad = sorted(set(values) - fields)
+            if bad:
+                raise ConfigError(f"stages.collect: unknown key {bad[0]!r} (one of {', '.join(sorted(fields))})")
+            out[name] = CollectConfig(**values)
+            continue
+        defaults = {**(QUICK[name] if cfg.quick else {}), **runtime, **paths[name]}
+        out[name] = apply_updates(load_config(cls, None, None, defaults), cfg.stages.get(name) or {},
+                                  f"stages.{name}")
+    return out
+
+
+def plan(cfg: LoopConfig, configs: dict, collect_fn: Callable | None = None,
+         argv: list[str] | None = None) -> list[Stage]:
+    """The stages in order. collect_fn replaces the people-annotation step (the demo simulates it);
+    argv is the command line the waiting message tells the user to run again."""
+    run = Path(cfg.run)
+    data = run / "data" / "prompts.jsonl"
+    sft_w = run / "sft" / "adapter_model.safetensors"
+    prefs = Path(configs["dpo"].data)
+    stages = [Stage("sft", run / "sft", _sft_main, configs["sft"],
+                    {"model": Path(cfg.model) / "config.json", "data": Path(cfg.sft)})]
+    if not cfg.preferences:
+        fn = collect_fn or functools.partial(collect_from_people, argv=argv)
+        stages.append(Stage("collect", run / "collect", fn, configs["collect"], {"sft": sft_w, "prompts": data},
+                            on_fresh=_move_stale_round))
+    stages += [
+        Stage("reward", run / "reward", _reward_main, configs["reward"], {"preferences": prefs}),
+        Stage("dpo", run / "dpo", _dpo_main, configs["dpo"], {"sft": sft_w, "preferences": prefs}),
+        Stage("ppo", run / "ppo", _ppo_main, configs["ppo"],
+              {"sft": sft_w, "reward": run / "reward" / "metrics.json", "prompts": data}),
+        Stage("eval", run / "eval", _eval_main, configs["eval"],
+              {"sft": sft_w, "dpo": run / "dpo" / "adapter_model.safetensors",
+               "ppo": run / "ppo" / "adapter_model.safetensors", "reward": run / "reward" / "metrics.json",
+               "prompts": data}),
+    ]
+    return stages
+
+
+def _move_stale_round(out: Path, status: str) -> None:
+    if status == "stale":  # items from another SFT policy or prompt set: keep them aside, start anew
+        move_aside(out)
+
+
+def _sft_main(c):
+    from sft.train import main
+    return main(c)
+
+
+def _reward_main(c):
+    from reward.train import main
+    return main(c)
+
+
+def _dpo_main(c):
+    from rl.dpo import main
+    return main(c)
+
+
+def _ppo_main(c):
+    from rl.ppo import main
+    return main(c)
+
+
+def _eval_main(c):
+    from eval.stage import main
+    return main(c)
+
+
+def run_stages(stages: list[Stage], until: str, timings_file: Path, prefix: str = "loop") -> dict:
+    timings: dict[str, float] = {}
+    for stage in stages:
+        seconds = run_stage(stage, prefix)
+        timings[stage.name] = 0.0 if seconds is None else seconds
+        write_json(timings_file, {"stage_seconds": timings})
+        if stage.name == until:
+            break
+    print(f"\n[{prefix}] stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
+          + f"; total {sum(timings.values()):.0f}")
+    return timings
+
+
+def eval_results(run: Path) -> dict | None:
+    """The eval stage's metrics.json (its table was printed when it ran, or when it last ran)."""
+    path = run / "eval" / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def main(cfg: LoopConfig, collect_fn: Callable | None = None, argv: list[str] | None = None) -> dict:
+    check(cfg)
+    configs = stage_configs(cfg)  # every stage's options checked before any work
+    run = Path(cfg.run)
+    if cfg.fresh and run.exists():
+        shutil.rmtree(run)
+    info = write_tagged_prompts(cfg.prompts, run / "data" / "prompts.jsonl", cfg.eval_fraction,
+                                cfg.max_eval_prompts, cfg.seed)
+    print(f"[loop] prompts: {info['pref']} for preferences and PPO, {info['eval']} held out for eval "
+          f"→ {info['path']}")
+    write_json(run / "loop.json", {"config": asdict(cfg), "prompts": info})
+    try:
+        timings = run_stages(plan(cfg, configs, collect_fn, argv), cfg.until, run / "loop_timings.json")
+    except AwaitingVotes as waiting:
+        print(str(waiting))
+        return {"status": "awaiting_votes"}
+    result = {"status": "done", "timings": timings}
+    if "eval" in timings:
+        result["eval"] = eval_results(run)
+        print(f"[loop] report: {run / 'eval' / 'report.html'}")
+    print(f"[loop] run directory: {run} (each stage's README.md, metrics.json and log.jsonl)")
+    return result

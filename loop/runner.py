@@ -1,0 +1,65 @@
+"""Run one stage of a loop unless it is up to date, resuming it when it was interrupted.
+
+A stage is up to date when it finished with the same fingerprint: its resolved config (without
+the run directory's path, so a moved run still counts) and the contents of its input files
+(core.runcard.fingerprint). A stage that started with this fingerprint and did not finish is
+resumed from its newest checkpoint when it has a `resume` option; otherwise, or when its
+settings changed, it starts afresh.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from core.runcard import fingerprint, mark_stage, stage_status
+
+
+@dataclass
+class Stage:
+    name: str
+    out: Path
+    fn: Callable[[Any], Any]
+    cfg: Any
+    inputs: dict[str, Path] = field(default_factory=dict)
+    # called with (out, status) before a start that is not a resume, status 'stale' (other settings
+    # or inputs, or never run) or 'interrupted': e.g. to move an old annotation round aside
+    on_fresh: Callable[[Path, str], None] | None = None
+
+
+def resumable(cfg: Any) -> bool:
+    return any(f.name == "resume" for f in fields(cfg))
+
+
+def run_stage(stage: Stage, prefix: str = "loop") -> float | None:
+    """Run `stage` unless it is up to date; returns its wall seconds (None when skipped)."""
+    cfg = stage.cfg
+    fp = fingerprint(replace(cfg, run="") if any(f.name == "run" for f in fields(cfg)) else cfg, stage.inputs)
+    status = stage_status(stage.out, fp)
+    if status == "done":
+        print(f"[{prefix}] {stage.name}: up to date, skipped")
+        return None
+    if status == "interrupted" and resumable(cfg):
+        print(f"[{prefix}] {stage.name}: resuming an interrupted run")
+        cfg = replace(cfg, resume=True)
+    else:
+        if resumable(cfg):
+            shutil.rmtree(stage.out / "checkpoints", ignore_errors=True)  # other settings: never resume those
+        if stage.on_fresh is not None:
+            stage.on_fresh(stage.out, status)
+        print(f"[{prefix}] {stage.name}: running")
+    mark_stage(stage.out, fp, "running")
+    t0 = time.time()
+    stage.fn(cfg)
+    mark_stage(stage.out, fp, "done")
+    return round(time.time() - t0, 1)
+
+
+def move_aside(out: Path) -> None:
+    """Keep an earlier annotation round (its votes) under a dated name instead of deleting it."""
+    if out.exists():
+        stale = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        out.rename(stale)
+        print(f"[loop] {out.name}: the previous round moved to {stale.name}")

@@ -1,0 +1,101 @@
+"""`rlhf loop` on a researcher's own model: a tiny random Qwen2 whose EOS is not its end-of-turn
+token, TRL-format data, one command. With preferences it runs sft → reward → dpo → ppo → eval and
+the merged export generates with plain transformers; without, it stops at annotation with the
+commands to run, and the same command finishes once the votes are in."""
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from own_model import build_qwen, write_data
+
+EOS_FIX = ["--eos_token", "<|im_end|>"]
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("own")
+    return {"model": build_qwen(folder / "qwen"), **write_data(folder)}
+
+
+def rlhf(*args, cwd=None):
+    """The installed command, as a user runs it: (exit code, stdout + stderr)."""
+    rlhf_bin = Path(sys.executable).with_name("rlhf")
+    p = subprocess.run([str(rlhf_bin), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    return p.returncode, p.stdout + p.stderr
+
+
+def loop_args(own, run, *extra):
+    return ["loop", "--model", own["model"], "--sft", own["sft"], "--prompts", own["prompts"], "--run", run,
+            "--quick", "--threads", "1", *EOS_FIX, *extra]
+
+
+def test_preflight_names_the_fix(own, tmp_path):
+    code, out = rlhf("loop", "--model", own["model"], "--sft", own["sft"], "--prompts", own["prompts"],
+                     "--preferences", own["preferences"], "--run", tmp_path / "run", "--quick")
+    assert code == 2 and "Traceback" not in out
+    assert "pass --eos_token '<|im_end|>'" in out
+
+
+def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
+    run = tmp_path / "run"
+    code, out = rlhf(*loop_args(own, run, "--preferences", own["preferences"]))
+    assert code == 0, out
+    for stage in ("sft", "reward", "dpo", "ppo", "eval"):
+        assert json.loads((run / stage / "inputs.json").read_text())["status"] == "done", stage
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert {"base", "sft", "dpo", "ppo"} <= set(metrics["policies"])  # the external base is compared too
+    tagged = [json.loads(x)["tags"] for x in (run / "data" / "prompts.jsonl").read_text().splitlines()]
+    assert tagged.count(["eval"]) >= 1 and tagged.count(["pref"]) > 40
+
+    code, again = rlhf(*loop_args(own, run, "--preferences", own["preferences"]))
+    assert code == 0 and again.count("up to date, skipped") == 5, again
+
+    merged = tmp_path / "merged"
+    code, out = rlhf("export", "--run", run, "--policy", "ppo", "--merge", merged, *EOS_FIX)
+    assert code == 0, out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(merged), AutoModelForCausalLM.from_pretrained(merged)
+    assert tok.eos_token == "<|im_end|>" and model.generation_config.eos_token_id == tok.eos_token_id
+    enc = tok.apply_chat_template([{"role": "user", "content": "Do you bake pie on Monday?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    generated = model.generate(**enc, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] > enc["input_ids"].shape[1]
+
+
+def test_loop_without_preferences_waits_for_votes_then_finishes(own, tmp_path):
+    from collect.assign import next_item
+    from collect.commands import store_for
+    from collect.users import add_user
+    from collect.votes import submit_vote
+
+    run = tmp_path / "run"
+    code, out = rlhf(*loop_args(own, run))
+    assert code == 0, out
+    assert "waiting for votes" in out and "give 0 preference pair(s) so far" in out and "needs 4" in out
+    assert f"rlhf collect serve --run {run}" in out
+    assert f"rlhf collect users add --run {run} NAME --role annotator" in out
+    again = "rlhf " + shlex.join(str(a) for a in loop_args(own, run))
+    assert again in out and "'<|im_end|>'" in again  # the same command, quoted for a shell, to run again
+    assert not (run / "reward").exists()
+
+    store = store_for(run)
+    try:
+        add_user(store, "ann", "annotator", "a long enough password")
+        for _ in range(5):
+            view = next_item(store, "ann", overlap=1, gold_rate=0.0)
+            submit_vote(store, "ann", view.item_id, "left", {}, {})
+    finally:
+        store.close()
+    code, out = rlhf(*loop_args(own, run))
+    assert code == 0, out
+    assert "sft: up to date, skipped" in out and "waiting for votes" not in out
+    prefs = (run / "collect" / "preferences.jsonl").read_text().splitlines()
+    assert len(prefs) == 5
+    assert json.loads((run / "eval" / "inputs.json").read_text())["status"] == "done"
