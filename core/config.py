@@ -7,6 +7,7 @@ silently trains with a default.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .aliases import ALIASES, FLAG_VALUES, NOT_USED, resolve, unknown_hint
 
 
 class UserError(ValueError):
@@ -392,19 +395,29 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def apply_updates(cfg: Any, updates: dict[str, Any], source: str) -> Any:
-    """Return a copy of cfg with updates applied, checking every key and type."""
+    """Return a copy of cfg with updates applied, checking every key and type. TRL's and
+    transformers' names for our keys are accepted (core/aliases.py)."""
     hints = _hints(type(cfg))
     names = {f.name for f in dataclasses.fields(cfg)}
-    changes = {}
+    changes, given_as = {}, {}
     for key, value in updates.items():
+        key = given = str(key)
+        if key not in names and key in NOT_USED:
+            print(f"{source}: '{key}' ignored: {NOT_USED[key]}", file=sys.stderr)
+            continue
         if key not in names:
-            close = [n for n in names if n.replace("_", "") == str(key).replace("_", "").replace("-", "")]
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{source}: unknown key '{key}' for {type(cfg).__name__}{hint}")
+            alias = resolve(key, value, names)
+            if alias is None:
+                raise ConfigError(f"{source}: unknown key '{key}' for {type(cfg).__name__}{unknown_hint(key, names)}")
+            if alias[0] in given_as or alias[0] in updates:
+                raise ConfigError(f"{source}: '{key}' and '{given_as.get(alias[0], alias[0])}' both set "
+                                  f"'{alias[0]}'; keep one")
+            given_as[alias[0]] = key
+            key, value = alias
         tp = hints[key]
         if not _type_ok(value, tp):
             raise ConfigError(
-                f"{source}: key '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}"
+                f"{source}: key '{given}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
         changes[key] = _coerce(value, tp)
     return dataclasses.replace(cfg, **changes)
@@ -427,8 +440,13 @@ def parse_overrides(cls: type, args: list[str]) -> dict[str, Any]:
             raise ConfigError(f"command line: expected --key value, got '{arg}'")
         key, eq, text = arg[2:].partition("=")
         key = key.replace("-", "_")
+        if key not in hints and key in ALIASES and ALIASES[key] in hints:
+            hints = {**hints, key: bool if key in FLAG_VALUES else hints[ALIASES[key]]}  # resolved later
+        elif key not in hints and key in NOT_USED:
+            hints = {**hints, key: Any}  # apply_updates ignores it, with a note
         if key not in hints:
-            raise ConfigError(f"command line: unknown option '--{key}' for {cls.__name__}")
+            raise ConfigError(f"command line: unknown option '--{key}' for {cls.__name__}"
+                              f"{unknown_hint(key, set(_hints(cls)))}")
         if not eq:
             nxt = args[i + 1] if i + 1 < len(args) else None
             if hints[key] in (bool, bool | None) and (nxt is None or nxt.startswith("--")):

@@ -1,0 +1,79 @@
+"""TRL's and transformers' option names work as ours: a TRL recipe YAML loads unchanged, ignored
+options are said to be ignored, and a mistake gets a 'did you mean'."""
+from pathlib import Path
+
+import pytest
+
+from core.aliases import ALIASES, NOT_USED
+from core.config import ConfigError, DPOConfig, PPOConfig, RewardConfig, SFTConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRL_SFT_YAML = """\
+model_name_or_path: /models/qwen2.5-0.5b
+dataset_name: data/sft.jsonl
+learning_rate: 2.0e-4
+num_train_epochs: 1
+per_device_train_batch_size: 2
+gradient_accumulation_steps: 8
+gradient_checkpointing: true
+max_seq_length: 2048
+lr_scheduler_type: cosine
+warmup_ratio: 0.03
+logging_steps: 25
+eval_strategy: steps
+eval_steps: 100
+bf16: true
+use_peft: true
+lora_r: 32
+lora_alpha: 16
+lora_dropout: 0.05
+lora_target_modules: q_proj,v_proj
+output_dir: runs/qwen-sft
+report_to: none
+push_to_hub: false
+"""
+
+
+def test_a_trl_sft_recipe_loads_unchanged(tmp_path, capsys):
+    f = tmp_path / "sft.yaml"
+    f.write_text(TRL_SFT_YAML)
+    cfg = load_config(SFTConfig, f)
+    assert (cfg.model, cfg.data, cfg.out) == ("/models/qwen2.5-0.5b", "data/sft.jsonl", "runs/qwen-sft")
+    assert (cfg.batch_size, cfg.grad_accum, cfg.num_epochs, cfg.max_length) == (2, 8, 1.0, 2048)
+    assert (cfg.lr_scheduler, cfg.dtype, cfg.target_modules, cfg.lora_r) == ("cosine", "bfloat16", "q_proj,v_proj", 32)
+    assert cfg.gradient_checkpointing is True and cfg.learning_rate == 2e-4
+    noted = capsys.readouterr().err
+    for key in ("eval_strategy", "use_peft", "report_to", "push_to_hub"):
+        assert f"{f}: '{key}' ignored: {NOT_USED[key]}" in noted
+
+
+def test_a_trl_dpo_recipe_and_command_line_names(tmp_path):
+    f = tmp_path / "dpo.yaml"
+    f.write_text("model_name_or_path: m\nbeta: 0.05\nper_device_train_batch_size: 4\nfp16: true\n"
+                 "num_train_epochs: 2\nmax_length: 512\n")
+    cfg = load_config(DPOConfig, f, ["--gradient_accumulation_steps", "4", "--output_dir=runs/x"])
+    assert (cfg.model, cfg.beta, cfg.batch_size, cfg.dtype, cfg.num_epochs) == ("m", 0.05, 4, "float16", 2.0)
+    assert (cfg.grad_accum, cfg.out) == (4, "runs/x")
+    ppo = load_config(PPOConfig, None, ["--response_length", "53", "--cliprange", "0.1", "--num_ppo_epochs", "4"])
+    assert (ppo.max_new_tokens, ppo.clip_eps, ppo.ppo_epochs) == (53, 0.1, 4)
+    rm = load_config(RewardConfig, None, {"center_rewards_coefficient": 0.02, "per_device_eval_batch_size": 8})
+    assert (rm.center_coef, rm.eval_batch_size) == (0.02, 8)
+    assert load_config(SFTConfig, None, ["--bf16", "false"]).dtype == "auto"
+
+
+def test_mistakes_are_named_with_a_hint():
+    with pytest.raises(ConfigError, match="'per_device_train_batch_size' and 'batch_size' both set 'batch_size'"):
+        load_config(SFTConfig, None, {"batch_size": 4, "per_device_train_batch_size": 2})
+    with pytest.raises(ConfigError, match=r"unknown option '--learning_rat' for SFTConfig \(did you mean 'learning_rate'"):
+        load_config(SFTConfig, None, ["--learning_rat", "1e-4"])
+    with pytest.raises(ConfigError, match="TRL's name for 'max_new_tokens', which this stage does not have"):
+        load_config(SFTConfig, None, {"response_length": 5})
+    with pytest.raises(ConfigError, match="key 'per_device_train_batch_size' must be int"):
+        load_config(SFTConfig, None, {"per_device_train_batch_size": "two"})
+
+
+def test_readme_lists_every_alias():
+    readme = (ROOT / "README.md").read_text()
+    for trl, ours in ALIASES.items():
+        assert f"`{trl}` | `{ours}`" in readme, trl
