@@ -23,6 +23,8 @@ from pathlib import Path
 import anyio
 import gradio as gr
 
+from core.config import UserError
+
 from .app_admin import AdminView
 from .app_annotate import KEYBOARD_JS, AnnotateView
 from .app_common import ADMINS, ANNOTATORS, REVIEWERS, AppConfig, Sessions, session_user
@@ -165,7 +167,12 @@ def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                     export_path=str(preferences_path(run)), session_max_s=session_max_s,
                     session_idle_s=session_idle_s)
     if guidelines:
-        cfg.guidelines = Path(guidelines).read_text(encoding="utf-8")
+        try:
+            cfg.guidelines = Path(guidelines).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"--guidelines {guidelines}: file not found") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"--guidelines {guidelines}: not UTF-8 text (byte {e.start})") from None
     store = store_for(run)
     if not list_users(store):
         print(f"no accounts yet: add one with `rlhf collect users add NAME --role admin "

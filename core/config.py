@@ -24,6 +24,11 @@ class UserError(ValueError):
     message, which names the file/key/row, without a traceback."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or directory the user named, or that a run should hold, is not there: a user error
+    (one line, exit 2) that callers catching FileNotFoundError still catch."""
+
+
 class ConfigError(UserError):
     """A config key is unknown or has the wrong type; the message names the key and its source."""
 
@@ -470,7 +475,9 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         if not path.exists():
             raise ConfigError(f"{path}: config file not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(data, dict):

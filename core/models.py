@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import torch  # noqa: E402
 
-from .config import UserError  # noqa: E402
+from .config import MissingFileError, UserError  # noqa: E402
 from .device import DevicePolicy  # noqa: E402
 
 PAD_TOKEN = "<|pad|>"
@@ -29,7 +29,9 @@ class PreflightError(UserError):
 def _check_dir(path: str | Path, what: str) -> Path:
     p = Path(path)
     if not p.is_dir():
-        raise FileNotFoundError(f"{what} '{p}' is not a local directory (models are never downloaded)")
+        raise MissingFileError(f"{what} '{p}' is not a local directory (models are never downloaded)")
+    if what in ("model", "tokenizer") and not (p / "config.json").exists() and not list(p.glob("tokenizer*")):
+        raise UserError(f"{what} '{p}': not a Hugging Face model directory (no config.json or tokenizer files)")
     return p
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from .config import MissingFileError
+
 ADAPTER_STAGES = ("sft", "dpo", "ppo")
 
 
@@ -18,7 +20,9 @@ def base_dir(run: str | Path) -> Path:
             import json
 
             return Path(json.loads(cfg.read_text())["base_model_name_or_path"])
-    raise FileNotFoundError(f"{run}: no base model (expected {run / 'base'}; build it with `rlhf base`)")
+    raise MissingFileError(f"{run}: no run here (neither a base model in {run / 'base'} nor an adapter of "
+                           f"{', '.join(ADAPTER_STAGES)}); pass --run DIR of a run made by `rlhf loop`, `rlhf demo` "
+                           "or `rlhf sft`")
 
 
 def adapter_dir(run: str | Path, policy: str) -> Path | None:
@@ -27,7 +31,7 @@ def adapter_dir(run: str | Path, policy: str) -> Path | None:
         return None
     path = Path(run) / policy if policy in ADAPTER_STAGES else Path(policy)
     if not (path / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{path}: no LoRA adapter here (adapter_config.json missing); "
+        raise MissingFileError(f"{path}: no LoRA adapter here (adapter_config.json missing); "
                                 f"train it with `rlhf {policy} --run {run}`" if policy in ADAPTER_STAGES else
                                 f"{path}: no LoRA adapter here (adapter_config.json missing)")
     return path

@@ -168,7 +168,9 @@ def load_rules(path: str | Path | None = None) -> dict[str, list[re.Pattern]]:
     if not path.is_file():
         raise ConfigError(f"{path}: safety rules file not found")
     try:
-        rules = yaml.safe_load(path.read_text())
+        rules = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     return _compile(rules, str(path))

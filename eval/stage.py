@@ -118,8 +118,7 @@ def _perplexities(cfg: EvalConfig, model, tok, names) -> dict[str, dict]:
     return out
 
 
-def _safety(cfg, red_prompts, red_rows_by_policy, use_gold) -> tuple[dict, list[dict]]:
-    rules = safety.load_rules(cfg.safety_rules or None)
+def _safety(cfg, rules, red_prompts, red_rows_by_policy, use_gold) -> tuple[dict, list[dict]]:
     per_policy, flagged = {}, []
     for name, rows in red_rows_by_policy.items():
         cats = [safety.detect(r, rules) for r in rows["response"]]
@@ -157,6 +156,7 @@ def _harmful_vs_sft(greedy: dict, sampled: dict, n_boot: int, seed: int) -> list
 
 def evaluate(cfg: EvalConfig) -> dict:
     run = Path(cfg.run)
+    rules = safety.load_rules(cfg.safety_rules or None)  # a bad rules file stops the run before sampling
     names = _policies(cfg)
     prompts, red = load_eval_prompts(cfg)
     use_gold = gold.applies(prompts)
@@ -177,7 +177,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, scorer, use_gold, cfg.seed)
         if use_gold and cfg.serving_temperature > 0:  # greedy decoding hides a minority of harmful answers
             red_sampled[name] = _sample_set(model, tok, name, red, gen, cfg.serving_temperature, None, True, cfg.seed)
-    safety_rates, safety_summary = _safety(cfg, red, red_rows, use_gold)
+    safety_rates, safety_summary = _safety(cfg, rules, red, red_rows, use_gold)
     if use_gold and red and "sft" in names:
         safety_summary["harmful_vs_sft"] = _harmful_vs_sft(red_rows, red_sampled, cfg.n_bootstrap, cfg.seed)
     ppl = _perplexities(cfg, model, tok, names)

@@ -118,13 +118,14 @@ def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
     set_seed(cfg.seed)
     policy = policy_from_config(cfg)
     model_path, data_path, out = resolve_paths(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     print(f"[sft] {model_path} + {data_path} → {out}  ({policy.describe()})")
 
+    # Tokenizer and data are checked before the output directory exists: a failed check leaves
+    # nothing behind.
     tok = load_tokenizer(model_path, **tokenizer_fixes(cfg))
     preflight(tok)
-
     train_rows, val_rows, check = prepare_data(cfg, data_path, tok)
+    out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "train.jsonl", train_rows)
     write_jsonl(out / "val.jsonl", val_rows)
 
