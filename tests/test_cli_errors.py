@@ -1,0 +1,63 @@
+"""Every user mistake ends with exit code 2, one line that names the file (and line and field) or
+the option, no traceback, and nothing half-made left behind. Each case runs the installed `rlhf`
+command the way a user would."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from own_model import build_qwen
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    qwen = build_qwen(d / "qwen")
+    (d / "latin1.yaml").write_bytes("learning_rate: 1e-4 # d\xe9j\xe0 vu\n".encode("latin-1"))
+    (d / "sft.jsonl").write_text(json.dumps({"prompt": "Hi", "completion": "Hello"}) + "\n")
+    (d / "prompts.jsonl").write_text(json.dumps({"prompt": "Hi"}) + "\n")
+    (d / "rules.yaml").write_text("violence: ['(unclosed']\n")
+    return {"dir": d, "qwen": qwen}
+
+
+def rlhf(*args, cwd):
+    p = subprocess.run([str(Path(sys.executable).with_name("rlhf")), *map(str, args)], capture_output=True,
+                       text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+# (name, command line with {d} for the fixture folder and {qwen} for the model, text the error must hold)
+CASES = [
+    ("model path", ["sft", "--model", "{d}/nowhere", "--data", "{d}/sft.jsonl", "--out", "{d}/o"],
+     "'{d}/nowhere' is not a local directory (models are never downloaded)"),
+    ("unknown option", ["dpo", "--learning_rat", "1e-4"], "unknown option '--learning_rat' for DPOConfig (did you mean"),
+    ("non-UTF-8 config", ["sft", "--config", "{d}/latin1.yaml"], "{d}/latin1.yaml: not UTF-8 text (byte"),
+    ("missing config", ["reward", "--config", "{d}/nope.yaml"], "{d}/nope.yaml: config file not found"),
+    ("export without a run", ["export", "--merge", "{d}/merged"], "runs/demo/sft: no LoRA adapter here"),
+    ("export without --merge", ["export", "--run", "{d}"], "--merge OUT (the output directory) is required"),
+    ("loop without its inputs", ["loop", "--run", "{d}/r"], "--model, --sft, --prompts required"),
+    ("loop, bad stage", ["loop", "--run", "{d}/r", "--model", "{qwen}", "--sft", "{d}/sft.jsonl", "--prompts",
+                         "{d}/prompts.jsonl", "--until", "rlhf"], "--until 'rlhf': not a stage"),
+    ("eval rules before sampling", ["eval", "--run", "{d}", "--safety_rules", "{d}/rules.yaml"],
+     "{d}/rules.yaml"),
+    ("guidelines file", ["collect", "serve", "--run", "{d}/c", "--guidelines", "{d}/none.md"],
+     "--guidelines {d}/none.md: file not found"),
+]
+
+
+@pytest.mark.parametrize("name,args,expected", CASES, ids=[c[0] for c in CASES])
+def test_user_mistakes_are_one_line_errors(files, name, args, expected):
+    d = files["dir"]
+    fill = {"d": d, "qwen": files["qwen"]}
+    before = sorted(p.name for p in d.iterdir())
+    code, out, err = rlhf(*[a.format(**fill) for a in args], cwd=d)
+    assert code == 2, (out, err)
+    assert "Traceback" not in out + err
+    lines = [x for x in err.splitlines() if x.startswith("rlhf ")]
+    assert len(lines) == 1 and expected.format(**fill) in lines[0], err
+    assert sorted(p.name for p in d.iterdir()) == before  # nothing half-made left behind
