@@ -1,170 +1,20 @@
 """Record types and their readers: one definition, used by every stage.
 
-A reader loads JSONL, JSON, CSV, Parquet or a `datasets` directory saved with `save_to_disk`,
-validates every row and raises a DataError listing each bad row as `file:line: field: problem`.
-Nothing is skipped silently: a run stops before training. Text formats are parsed with the
-standard library so errors can name the line; Parquet and `save_to_disk` directories go through
-the `datasets` library and are located by row number.
+A reader loads JSONL, JSON, CSV, Parquet or a `datasets` directory saved with `save_to_disk`
+(core/rowfiles.py), validates every row and raises a DataError listing each bad row as
+`file:line: field: problem`. Nothing is skipped silently: a run stops before training.
 """
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from .config import UserError
+from .rowfiles import (MAX_ERRORS_SHOWN, DataError, Problem, RowProblem, group_problems,  # noqa: F401
+                       iter_raw_rows, read_rows)
 
 ROLES = ("system", "user", "assistant")
 ASPECTS = ("quality", "relevance", "helpfulness", "harmfulness", "correctness", "realism",
            "comprehensibility")
-MAX_ERRORS_SHOWN = 20
-
-
-class DataError(UserError):
-    """Bad input rows. `problems` holds one 'file:line: field: problem' string per problem."""
-
-    def __init__(self, problems: list[str], n_rows: int | None = None):
-        self.problems = problems
-        shown = problems[:MAX_ERRORS_SHOWN]
-        more = len(problems) - len(shown)
-        head = f"{len(problems)} problem(s) in the input data"
-        if n_rows is not None:
-            head += f" ({n_rows} rows read)"
-        lines = [head + "; fix them and run again (nothing was trained):"] + [f"  {p}" for p in shown]
-        if more:
-            lines.append(f"  ... and {more} more")
-        super().__init__("\n".join(lines))
-
-
-class RowProblem(ValueError):
-    """Raised by a row validator; the reader adds the file:line location."""
-
-    def __init__(self, field: str, problem: str):
-        self.field, self.problem = field, problem
-        super().__init__(f"{field}: {problem}")
-
-
-# ---------------------------------------------------------------- raw row iteration
-
-def iter_raw_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
-    """Yield (location, row) for each row of a file or dataset directory.
-
-    A row that cannot even be parsed is yielded as a RowProblem so the caller reports it
-    with the others instead of stopping at the first.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError([f"{path}: file not found"])
-    if path.is_dir():
-        yield from _iter_datasets_dir(path)
-        return
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        yield from _iter_jsonl(path)
-    elif suffix == ".json":
-        yield from _iter_json(path)
-    elif suffix == ".csv":
-        yield from _iter_csv(path)
-    elif suffix == ".parquet":
-        yield from _iter_datasets(path, "parquet")
-    else:
-        raise DataError([f"{path}: unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet "
-                         "or a datasets directory saved with save_to_disk)"])
-
-
-def _iter_jsonl(path: Path):
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{n}", json.loads(line)
-            except json.JSONDecodeError as e:
-                yield f"{path}:{n}", RowProblem("(row)", f"not valid JSON: {e.msg} at column {e.colno}")
-
-
-def _iter_json(path: Path):
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        yield f"{path}:{e.lineno}", RowProblem("(file)", f"not valid JSON: {e.msg}")
-        return
-    if isinstance(data, dict):  # {"data": [...]} or {"rows": [...]}
-        lists = [v for v in data.values() if isinstance(v, list)]
-        data = lists[0] if len(lists) == 1 else None
-    if not isinstance(data, list):
-        yield f"{path}:1", RowProblem("(file)", "expected a JSON list of rows")
-        return
-    for i, row in enumerate(data):
-        yield f"{path}:row {i + 1}", row
-
-
-def _iter_csv(path: Path):
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            # line_num is the line where this row ended (multi-line quoted fields)
-            yield f"{path}:{reader.line_num}", {k: _csv_value(v) for k, v in row.items()}
-
-
-def _csv_value(v: str | None) -> Any:
-    """CSV cells are text; a cell holding a JSON list/dict (chat messages, tags) is decoded."""
-    if v and v[:1] in "[{":
-        try:
-            return json.loads(v)
-        except json.JSONDecodeError:
-            return v
-    return v
-
-
-def _iter_datasets(path: Path, builder: str):
-    import datasets
-
-    ds = datasets.load_dataset(builder, data_files=str(path), split="train")
-    for i, row in enumerate(ds):
-        yield f"{path}:row {i + 1}", row
-
-
-def _iter_datasets_dir(path: Path):
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except Exception as e:  # noqa: BLE001 - datasets raises several types here
-        raise DataError([f"{path}: not a dataset saved with save_to_disk ({e})"]) from e
-    if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
-            raise DataError([f"{path}: DatasetDict without a 'train' split (has {list(ds)})"])
-        ds = ds["train"]
-    for i, row in enumerate(ds):
-        yield f"{path}:row {i + 1}", row
-
-
-def read_rows(path: str | Path, validate: Callable[[dict], dict]) -> list[dict]:
-    """Read and validate every row; raise one DataError listing all bad rows.
-
-    Each returned row carries `_source` = 'file:line' so later checks can point at it.
-    """
-    rows, problems, n = [], [], 0
-    for loc, raw in iter_raw_rows(path):
-        n += 1
-        try:
-            if isinstance(raw, RowProblem):
-                raise raw
-            if not isinstance(raw, dict):
-                raise RowProblem("(row)", f"expected an object, got {type(raw).__name__}")
-            row = validate(raw)
-        except RowProblem as e:
-            problems.append(f"{loc}: {e.field}: {e.problem}")
-            continue
-        row["_source"] = loc
-        rows.append(row)
-    if problems:
-        raise DataError(problems, n)
-    if not rows:
-        raise DataError([f"{path}: no rows"])
-    return rows
 
 
 # ---------------------------------------------------------------- field checks
