@@ -3,16 +3,27 @@
 A reader loads JSONL, JSON, CSV, Parquet or a `datasets` directory saved with `save_to_disk`
 (core/rowfiles.py), validates every row and raises a DataError listing each bad row as
 `file:line: field: problem`. Nothing is skipped silently: a run stops before training.
+
+Every TRL dataset format is read, standard (strings) and conversational (message lists):
+  SFT          `messages`, or `prompt` + `completion`       → {"prompt": [...], "completion": [...]}
+  prompt-only  `prompt`                                     → {"id", "prompt": [...], "tags"}
+  preference   `prompt` + `chosen` + `rejected`, or only `chosen` + `rejected` with the prompt
+               implicit in both (the longest shared prefix becomes the prompt)
+                                                            → {"prompt": [...], "chosen": str, ...}
+A prompt is always a message list inside (core/prompts.py): a string prompt becomes one user
+message, and a system prompt or earlier turns stay in it. A preference response is the text of
+one assistant message.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from .prompts import (ROLES, Messages, as_messages, is_plain, prompt_key, prompt_text,  # noqa: F401
+                      prompt_value, split_shared_prompt)
 from .rowfiles import (MAX_ERRORS_SHOWN, DataError, Problem, RowProblem, group_problems,  # noqa: F401
                        iter_raw_rows, read_rows)
 
-ROLES = ("system", "user", "assistant")
 ASPECTS = ("quality", "relevance", "helpfulness", "harmfulness", "correctness", "realism",
            "comprehensibility")
 
@@ -95,24 +106,69 @@ def validate_sft(row: dict) -> dict:
     return {"prompt": prompt, "completion": completion, "meta": meta}
 
 
+def prompt_field(value: Any, key: str = "prompt") -> Messages:
+    """A prompt given as a string or as messages → messages ending with the user's turn."""
+    if value is None:
+        raise RowProblem(key, "missing")
+    if not isinstance(value, list):
+        return [{"role": "user", "content": _text({key: value}, key)}]
+    msgs = _messages(value, key)
+    if msgs[-1]["role"] != "user":
+        raise RowProblem(key, f"the last message must be the user's (the one answered), got {msgs[-1]['role']}")
+    return msgs
+
+
 def validate_prompt(row: dict) -> dict:
+    """Prompt-only row: `prompt` (string or messages), optional `id` and `tags`."""
     tags = row.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise RowProblem("tags", "must be a list of strings")
     pid = row.get("id")
     if pid is not None and not isinstance(pid, (str, int)):
         raise RowProblem("id", f"must be a string, got {type(pid).__name__}")
-    return {"id": None if pid is None else str(pid), "prompt": _text(row, "prompt"), "tags": list(tags)}
+    return {"id": None if pid is None else str(pid), "prompt": prompt_field(row.get("prompt")), "tags": list(tags)}
 
 
-def _response(row: dict, key: str) -> str:
-    """A preference response: a string, or a chat list whose last message is the assistant's."""
-    v = row.get(key)
-    if v is None:
+def response_field(value: Any, key: str, after: str = "") -> str:
+    """A preference response: a string, or exactly one assistant message."""
+    if value is None:
         raise RowProblem(key, "missing")
-    if isinstance(v, list):
-        return _messages(v, key)[-1]["content"]
-    return _text(row, key)
+    if not isinstance(value, list):
+        text = _text({key: value}, key, allow_empty=True)
+        if not text.strip():
+            raise RowProblem(key, "empty" + after)
+        return text
+    if not value:
+        raise RowProblem(key, "empty" + after)
+    msgs = _messages(value, key)
+    roles = [m["role"] for m in msgs]
+    if roles != ["assistant"]:
+        raise RowProblem(key, f"must be the answer alone{after}: one assistant message, got {'/'.join(roles)}")
+    return msgs[0]["content"]
+
+
+def _implicit_prompt(row: dict) -> tuple[Messages, str, str]:
+    """TRL's implicit-prompt preference row: the prompt is the prefix chosen and rejected share."""
+    chosen, rejected = row.get("chosen"), row.get("rejected")
+    for key, v in (("chosen", chosen), ("rejected", rejected)):
+        if v is None:
+            raise RowProblem(key, "missing")
+    if isinstance(chosen, list) != isinstance(rejected, list):
+        raise RowProblem("rejected", "must be a message list when chosen is one, or both strings")
+    if isinstance(chosen, list):
+        chosen, rejected = _messages(chosen, "chosen"), _messages(rejected, "rejected")
+    else:
+        chosen, rejected = _text(row, "chosen"), _text(row, "rejected")
+    if chosen == rejected:
+        raise RowProblem("rejected", "identical to chosen, so no prompt can be told from the answers")
+    prompt, c, r = split_shared_prompt(chosen, rejected)
+    if not prompt:
+        raise RowProblem("prompt", "missing, and chosen and rejected share no beginning to take it from")
+    if isinstance(prompt, list) and prompt[-1]["role"] != "user":
+        raise RowProblem("prompt", "chosen and rejected differ before the last answer: their shared "
+                                   f"beginning ends with the {prompt[-1]['role']}'s message, not the user's")
+    after = " after the prompt they share"
+    return as_messages(prompt), response_field(c, "chosen", after), response_field(r, "rejected", after)
 
 
 def _aspects(row: dict, key: str) -> dict | None:
@@ -130,13 +186,13 @@ def _aspects(row: dict, key: str) -> dict | None:
 
 
 def validate_preference(row: dict) -> dict:
-    """Preference pair in TRL's columns plus our annotation fields (all optional)."""
-    prompt = row.get("prompt")
-    if isinstance(prompt, list):
-        prompt = _messages(prompt, "prompt")[-1]["content"]
+    """Preference pair in TRL's columns (prompt explicit or implicit) plus our annotation fields
+    (all optional)."""
+    if row.get("prompt") is None:
+        prompt, chosen, rejected = _implicit_prompt(row)
     else:
-        prompt = _text(row, "prompt")
-    chosen, rejected = _response(row, "chosen"), _response(row, "rejected")
+        prompt = prompt_field(row["prompt"])
+        chosen, rejected = response_field(row.get("chosen"), "chosen"), response_field(row.get("rejected"), "rejected")
     n_votes = row.get("n_votes")  # None: a pair without vote counts (not from an annotation round)
     if n_votes is not None and (isinstance(n_votes, bool) or not isinstance(n_votes, int) or n_votes < 1):
         raise RowProblem("n_votes", f"must be a positive integer, got {n_votes!r}")
@@ -169,3 +225,9 @@ def read_preferences(path: str | Path) -> list[dict]:
 def count_rows(path: str | Path) -> int:
     """Row count for run cards (cheap: no validation)."""
     return sum(1 for _ in iter_raw_rows(path))
+
+
+def file_row(row: dict) -> dict:
+    """A validated row as a stage writes it back to JSONL: the prompt as prompt_value gives it
+    (a string for a plain prompt, so files of plain data look as they always did)."""
+    return {**row, "prompt": prompt_value(row["prompt"])}
