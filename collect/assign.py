@@ -19,12 +19,16 @@ from typing import Any, Iterable
 from sqlalchemy import and_, exists, false, func, select, true, update
 from sqlalchemy.orm import Session, join
 
-from core.records import DataError, RowProblem, read_rows
+from core.records import DataError, RowProblem, is_plain, prompt_field, prompt_text, read_rows
 
 from .store import CHOICES, ROLES, Assignment, CollectError, Item, Store, User, Vote, audit, now
 from .users import require_user
 
 MAX_ID = 200
+# An item's prompt is text (what the app shows: a conversation as "System: ...\n\nUser: ...",
+# core.prompts.prompt_text); a prompt with a system message or earlier turns also keeps its
+# messages here, in the item's meta, for the export.
+PROMPT_MESSAGES = "prompt_messages"
 _TRUE = {True, 1, "1", "true", "True", "TRUE", "yes"}
 _FALSE = {False, 0, "0", "false", "False", "FALSE", "no", "", None}
 
@@ -65,7 +69,8 @@ def _str(row: dict, key: str, required: bool = True) -> str:
 
 
 def validate_item(row: dict) -> dict:
-    """A comparison item row → the item fields; RowProblem names the bad field."""
+    """A comparison item row → the item fields; RowProblem names the bad field. The prompt is a
+    string or a message list (kept in meta[PROMPT_MESSAGES] unless it is one user message)."""
     item_id = row.get("id")
     if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or str(item_id) == "":
         raise RowProblem("id", "missing" if item_id in (None, "") else "must be a string")
@@ -83,10 +88,21 @@ def validate_item(row: dict) -> dict:
     review_only = _flag(row, "review_only", False)
     if review_only and is_gold:
         raise RowProblem("review_only", "a review-only item is never annotated: it cannot be gold")
-    return {"id": str(item_id), "prompt": _str(row, "prompt"),
+    meta = dict(meta)
+    if meta.get(PROMPT_MESSAGES) is not None:
+        prompt_field(meta[PROMPT_MESSAGES], f"meta.{PROMPT_MESSAGES}")
+    prompt = row.get("prompt")
+    if isinstance(prompt, list):
+        messages = prompt_field(prompt)
+        prompt = prompt_text(messages)
+        if not is_plain(messages):
+            meta[PROMPT_MESSAGES] = messages
+    else:
+        prompt = _str(row, "prompt")
+    return {"id": str(item_id), "prompt": prompt,
             "response_a": _str(row, "response_a"), "response_b": _str(row, "response_b"),
             "source_a": _str(row, "source_a", False), "source_b": _str(row, "source_b", False),
-            "meta": dict(meta), "is_gold": is_gold, "gold_choice": gold_choice if is_gold else None,
+            "meta": meta, "is_gold": is_gold, "gold_choice": gold_choice if is_gold else None,
             "review_only": review_only}
 
 

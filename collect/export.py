@@ -1,7 +1,9 @@
 """Votes → preference pairs in TRL's columns, plus a dataset card.
 
 One row per regular item whose active votes have a clear a/b majority:
-  prompt, chosen, rejected  TRL's preference columns (chosen = the majority's response);
+  prompt, chosen, rejected  TRL's preference columns (chosen = the majority's response); the
+             prompt is the item's text, or its messages when it has a system prompt or
+             earlier turns (TRL's conversational form);
   margin     margin_scale * max(0, mean over the item's active votes of
              quality(chosen) - quality(rejected)) — the 1-5 "quality" rating gap, so a
              unanimous 5-vs-1 item gets margin_scale * 4 (1.0 by default) and a pair the
@@ -39,6 +41,7 @@ from sqlalchemy import select
 from core.io import atomic_write_text, write_jsonl
 from core.records import ASPECTS
 
+from .assign import PROMPT_MESSAGES
 from .card import render_card
 from .review import latest_decisions
 from .store import Item, Store, Vote
@@ -90,7 +93,8 @@ def _pair(item: Item, votes: list[Vote], decisions: dict, min_agreement: float,
     c, r = majority, "b" if majority == "a" else "a"
     side_text = {"a": item.response_a, "b": item.response_b}
     ratings = {s: [v.aspects_a if s == "a" else v.aspects_b for v in votes] for s in "ab"}
-    row = {"prompt": item.prompt, "chosen": side_text[c], "rejected": side_text[r],
+    prompt = (item.meta or {}).get(PROMPT_MESSAGES) or item.prompt
+    row = {"prompt": prompt, "chosen": side_text[c], "rejected": side_text[r],
            "margin": _margin(ratings[c], ratings[r], margin_scale),
            "agreement": round(agreement, 6), "n_votes": len(votes),
            "aspects_chosen": _means(ratings[c]), "aspects_rejected": _means(ratings[r]),

@@ -71,7 +71,7 @@ def load_policies(run: Path, policies: list[str], device: str = "auto", threads:
     return tok, attach_adapters(model, adapters)
 
 
-def _sample(model, tok, policy: str, prompts: list[str], seed: int, gen: dict) -> list[str]:
+def _sample(model, tok, policy: str, prompts: list, seed: int, gen: dict) -> list[str]:
     from core.generation import generate
     from core.policies import use_policy
 
@@ -124,10 +124,10 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
 
 def _pairs_for_batch(store, model, tok, policy: str, other: str, batch: list[dict],
                      stored: set[str], seed: int, gen: dict, meta: dict, counts: dict) -> None:
-    texts = [p["prompt"] for p in batch]
+    prompts = [p["prompt"] for p in batch]  # message lists: system prompt and earlier turns too
     # Two seeds for one policy (two different samples); two policies may share the seed.
-    first = _sample(model, tok, policy, texts, seed, gen)
-    second = _sample(model, tok, other, texts, seed + (1_000_003 if other == policy else 0), gen)
+    first = _sample(model, tok, policy, prompts, seed, gen)
+    second = _sample(model, tok, other, prompts, seed + (1_000_003 if other == policy else 0), gen)
     items = []
     for p, a, b in zip(batch, first, second):
         if item_id(policy, other, p["id"]) in stored:

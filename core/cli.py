@@ -14,7 +14,7 @@ USAGE = """usage: rlhf COMMAND [options]
 The human-feedback loop, one command per stage (each reads and writes runs/<name>/):
   loop       the whole loop on your own model and data: sft → collect → reward → dpo → ppo → eval
   demo       the whole loop on the embedded default domain with simulated annotators
-  data       `data demo` builds the demo domain's data; `data check FILE` checks SFT data
+  data       `data demo` builds the demo domain's data; `data check FILE` checks SFT, preference or prompt data
   base       build the tokenizer and pretrain the tiny embedded base model
   sft        supervised fine-tuning of a LoRA chatbot (TRL SFTTrainer + PEFT)
   collect    the annotation app and its data: serve, generate, import, simulate, export, users, report
@@ -120,7 +120,7 @@ def _cmd_data(args):
         from demo.pipeline import data_main
 
         return run_stage("data demo", DataConfig, data_main, args[1:], "Build the demo domain's data files.")
-    print("usage: rlhf data demo [--run DIR] | rlhf data check FILE [--model DIR] [--val FILE]")
+    print("usage: rlhf data demo [--run DIR] | rlhf data check FILE [--kind KIND] [--model DIR] [--val FILE]")
     return 0 if args and args[0] in ("-h", "--help") else 2
 
 

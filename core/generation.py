@@ -8,11 +8,27 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
+from jinja2 import TemplateError
+
+from core.config import UserError
+from core.prompts import as_messages
+
+
+def apply_template(tok, messages: list[dict], **kwargs):
+    """tok.apply_chat_template, with a template that refuses the conversation (e.g. one without
+    a system role given a system prompt) reported as a UserError naming the roles."""
+    try:
+        return tok.apply_chat_template(messages, **kwargs)
+    except TemplateError as e:
+        roles = "/".join(m["role"] for m in messages)
+        raise UserError(f"the chat template of {getattr(tok, 'name_or_path', 'the tokenizer')} cannot render "
+                        f"a conversation with roles {roles}: {e}") from e
 
 
 def chat_prompt(tok, prompt: str | list[dict]) -> str:
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-    return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    """The prompt (a string, or the conversation's messages with any system prompt and earlier
+    turns) rendered by the chat template, ready for the assistant's answer."""
+    return apply_template(tok, as_messages(prompt), add_generation_prompt=True, tokenize=False)
 
 
 def encode_prompts(tok, prompts: list, device) -> dict[str, torch.Tensor]:

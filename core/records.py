@@ -1,170 +1,31 @@
 """Record types and their readers: one definition, used by every stage.
 
-A reader loads JSONL, JSON, CSV, Parquet or a `datasets` directory saved with `save_to_disk`,
-validates every row and raises a DataError listing each bad row as `file:line: field: problem`.
-Nothing is skipped silently: a run stops before training. Text formats are parsed with the
-standard library so errors can name the line; Parquet and `save_to_disk` directories go through
-the `datasets` library and are located by row number.
+A reader loads JSONL, JSON, CSV, Parquet or a `datasets` directory saved with `save_to_disk`
+(core/rowfiles.py), validates every row and raises a DataError listing each bad row as
+`file:line: field: problem`. Nothing is skipped silently: a run stops before training.
+
+Every TRL dataset format is read, standard (strings) and conversational (message lists):
+  SFT          `messages`, or `prompt` + `completion`       → {"prompt": [...], "completion": [...]}
+  prompt-only  `prompt`                                     → {"id", "prompt": [...], "tags"}
+  preference   `prompt` + `chosen` + `rejected`, or only `chosen` + `rejected` with the prompt
+               implicit in both (the longest shared prefix becomes the prompt)
+                                                            → {"prompt": [...], "chosen": str, ...}
+A prompt is always a message list inside (core/prompts.py): a string prompt becomes one user
+message, and a system prompt or earlier turns stay in it. A preference response is the text of
+one assistant message.
 """
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from .config import UserError
+from .prompts import (ROLES, Messages, as_messages, is_plain, prompt_key, prompt_text,  # noqa: F401
+                      prompt_value, split_shared_prompt)
+from .rowfiles import (MAX_ERRORS_SHOWN, DataError, Problem, RowProblem, group_problems,  # noqa: F401
+                       iter_raw_rows, read_rows)
 
-ROLES = ("system", "user", "assistant")
 ASPECTS = ("quality", "relevance", "helpfulness", "harmfulness", "correctness", "realism",
            "comprehensibility")
-MAX_ERRORS_SHOWN = 20
-
-
-class DataError(UserError):
-    """Bad input rows. `problems` holds one 'file:line: field: problem' string per problem."""
-
-    def __init__(self, problems: list[str], n_rows: int | None = None):
-        self.problems = problems
-        shown = problems[:MAX_ERRORS_SHOWN]
-        more = len(problems) - len(shown)
-        head = f"{len(problems)} problem(s) in the input data"
-        if n_rows is not None:
-            head += f" ({n_rows} rows read)"
-        lines = [head + "; fix them and run again (nothing was trained):"] + [f"  {p}" for p in shown]
-        if more:
-            lines.append(f"  ... and {more} more")
-        super().__init__("\n".join(lines))
-
-
-class RowProblem(ValueError):
-    """Raised by a row validator; the reader adds the file:line location."""
-
-    def __init__(self, field: str, problem: str):
-        self.field, self.problem = field, problem
-        super().__init__(f"{field}: {problem}")
-
-
-# ---------------------------------------------------------------- raw row iteration
-
-def iter_raw_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
-    """Yield (location, row) for each row of a file or dataset directory.
-
-    A row that cannot even be parsed is yielded as a RowProblem so the caller reports it
-    with the others instead of stopping at the first.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError([f"{path}: file not found"])
-    if path.is_dir():
-        yield from _iter_datasets_dir(path)
-        return
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        yield from _iter_jsonl(path)
-    elif suffix == ".json":
-        yield from _iter_json(path)
-    elif suffix == ".csv":
-        yield from _iter_csv(path)
-    elif suffix == ".parquet":
-        yield from _iter_datasets(path, "parquet")
-    else:
-        raise DataError([f"{path}: unknown format '{suffix}' (use .jsonl, .json, .csv, .parquet "
-                         "or a datasets directory saved with save_to_disk)"])
-
-
-def _iter_jsonl(path: Path):
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{n}", json.loads(line)
-            except json.JSONDecodeError as e:
-                yield f"{path}:{n}", RowProblem("(row)", f"not valid JSON: {e.msg} at column {e.colno}")
-
-
-def _iter_json(path: Path):
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        yield f"{path}:{e.lineno}", RowProblem("(file)", f"not valid JSON: {e.msg}")
-        return
-    if isinstance(data, dict):  # {"data": [...]} or {"rows": [...]}
-        lists = [v for v in data.values() if isinstance(v, list)]
-        data = lists[0] if len(lists) == 1 else None
-    if not isinstance(data, list):
-        yield f"{path}:1", RowProblem("(file)", "expected a JSON list of rows")
-        return
-    for i, row in enumerate(data):
-        yield f"{path}:row {i + 1}", row
-
-
-def _iter_csv(path: Path):
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            # line_num is the line where this row ended (multi-line quoted fields)
-            yield f"{path}:{reader.line_num}", {k: _csv_value(v) for k, v in row.items()}
-
-
-def _csv_value(v: str | None) -> Any:
-    """CSV cells are text; a cell holding a JSON list/dict (chat messages, tags) is decoded."""
-    if v and v[:1] in "[{":
-        try:
-            return json.loads(v)
-        except json.JSONDecodeError:
-            return v
-    return v
-
-
-def _iter_datasets(path: Path, builder: str):
-    import datasets
-
-    ds = datasets.load_dataset(builder, data_files=str(path), split="train")
-    for i, row in enumerate(ds):
-        yield f"{path}:row {i + 1}", row
-
-
-def _iter_datasets_dir(path: Path):
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except Exception as e:  # noqa: BLE001 - datasets raises several types here
-        raise DataError([f"{path}: not a dataset saved with save_to_disk ({e})"]) from e
-    if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
-            raise DataError([f"{path}: DatasetDict without a 'train' split (has {list(ds)})"])
-        ds = ds["train"]
-    for i, row in enumerate(ds):
-        yield f"{path}:row {i + 1}", row
-
-
-def read_rows(path: str | Path, validate: Callable[[dict], dict]) -> list[dict]:
-    """Read and validate every row; raise one DataError listing all bad rows.
-
-    Each returned row carries `_source` = 'file:line' so later checks can point at it.
-    """
-    rows, problems, n = [], [], 0
-    for loc, raw in iter_raw_rows(path):
-        n += 1
-        try:
-            if isinstance(raw, RowProblem):
-                raise raw
-            if not isinstance(raw, dict):
-                raise RowProblem("(row)", f"expected an object, got {type(raw).__name__}")
-            row = validate(raw)
-        except RowProblem as e:
-            problems.append(f"{loc}: {e.field}: {e.problem}")
-            continue
-        row["_source"] = loc
-        rows.append(row)
-    if problems:
-        raise DataError(problems, n)
-    if not rows:
-        raise DataError([f"{path}: no rows"])
-    return rows
 
 
 # ---------------------------------------------------------------- field checks
@@ -245,24 +106,69 @@ def validate_sft(row: dict) -> dict:
     return {"prompt": prompt, "completion": completion, "meta": meta}
 
 
+def prompt_field(value: Any, key: str = "prompt") -> Messages:
+    """A prompt given as a string or as messages → messages ending with the user's turn."""
+    if value is None:
+        raise RowProblem(key, "missing")
+    if not isinstance(value, list):
+        return [{"role": "user", "content": _text({key: value}, key)}]
+    msgs = _messages(value, key)
+    if msgs[-1]["role"] != "user":
+        raise RowProblem(key, f"the last message must be the user's (the one answered), got {msgs[-1]['role']}")
+    return msgs
+
+
 def validate_prompt(row: dict) -> dict:
+    """Prompt-only row: `prompt` (string or messages), optional `id` and `tags`."""
     tags = row.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise RowProblem("tags", "must be a list of strings")
     pid = row.get("id")
     if pid is not None and not isinstance(pid, (str, int)):
         raise RowProblem("id", f"must be a string, got {type(pid).__name__}")
-    return {"id": None if pid is None else str(pid), "prompt": _text(row, "prompt"), "tags": list(tags)}
+    return {"id": None if pid is None else str(pid), "prompt": prompt_field(row.get("prompt")), "tags": list(tags)}
 
 
-def _response(row: dict, key: str) -> str:
-    """A preference response: a string, or a chat list whose last message is the assistant's."""
-    v = row.get(key)
-    if v is None:
+def response_field(value: Any, key: str, after: str = "") -> str:
+    """A preference response: a string, or exactly one assistant message."""
+    if value is None:
         raise RowProblem(key, "missing")
-    if isinstance(v, list):
-        return _messages(v, key)[-1]["content"]
-    return _text(row, key)
+    if not isinstance(value, list):
+        text = _text({key: value}, key, allow_empty=True)
+        if not text.strip():
+            raise RowProblem(key, "empty" + after)
+        return text
+    if not value:
+        raise RowProblem(key, "empty" + after)
+    msgs = _messages(value, key)
+    roles = [m["role"] for m in msgs]
+    if roles != ["assistant"]:
+        raise RowProblem(key, f"must be the answer alone{after}: one assistant message, got {'/'.join(roles)}")
+    return msgs[0]["content"]
+
+
+def _implicit_prompt(row: dict) -> tuple[Messages, str, str]:
+    """TRL's implicit-prompt preference row: the prompt is the prefix chosen and rejected share."""
+    chosen, rejected = row.get("chosen"), row.get("rejected")
+    for key, v in (("chosen", chosen), ("rejected", rejected)):
+        if v is None:
+            raise RowProblem(key, "missing")
+    if isinstance(chosen, list) != isinstance(rejected, list):
+        raise RowProblem("rejected", "must be a message list when chosen is one, or both strings")
+    if isinstance(chosen, list):
+        chosen, rejected = _messages(chosen, "chosen"), _messages(rejected, "rejected")
+    else:
+        chosen, rejected = _text(row, "chosen"), _text(row, "rejected")
+    if chosen == rejected:
+        raise RowProblem("rejected", "identical to chosen, so no prompt can be told from the answers")
+    prompt, c, r = split_shared_prompt(chosen, rejected)
+    if not prompt:
+        raise RowProblem("prompt", "missing, and chosen and rejected share no beginning to take it from")
+    if isinstance(prompt, list) and prompt[-1]["role"] != "user":
+        raise RowProblem("prompt", "chosen and rejected differ before the last answer: their shared "
+                                   f"beginning ends with the {prompt[-1]['role']}'s message, not the user's")
+    after = " after the prompt they share"
+    return as_messages(prompt), response_field(c, "chosen", after), response_field(r, "rejected", after)
 
 
 def _aspects(row: dict, key: str) -> dict | None:
@@ -280,13 +186,13 @@ def _aspects(row: dict, key: str) -> dict | None:
 
 
 def validate_preference(row: dict) -> dict:
-    """Preference pair in TRL's columns plus our annotation fields (all optional)."""
-    prompt = row.get("prompt")
-    if isinstance(prompt, list):
-        prompt = _messages(prompt, "prompt")[-1]["content"]
+    """Preference pair in TRL's columns (prompt explicit or implicit) plus our annotation fields
+    (all optional)."""
+    if row.get("prompt") is None:
+        prompt, chosen, rejected = _implicit_prompt(row)
     else:
-        prompt = _text(row, "prompt")
-    chosen, rejected = _response(row, "chosen"), _response(row, "rejected")
+        prompt = prompt_field(row["prompt"])
+        chosen, rejected = response_field(row.get("chosen"), "chosen"), response_field(row.get("rejected"), "rejected")
     n_votes = row.get("n_votes")  # None: a pair without vote counts (not from an annotation round)
     if n_votes is not None and (isinstance(n_votes, bool) or not isinstance(n_votes, int) or n_votes < 1):
         raise RowProblem("n_votes", f"must be a positive integer, got {n_votes!r}")
@@ -319,3 +225,9 @@ def read_preferences(path: str | Path) -> list[dict]:
 def count_rows(path: str | Path) -> int:
     """Row count for run cards (cheap: no validation)."""
     return sum(1 for _ in iter_raw_rows(path))
+
+
+def file_row(row: dict) -> dict:
+    """A validated row as a stage writes it back to JSONL: the prompt as prompt_value gives it
+    (a string for a plain prompt, so files of plain data look as they always did)."""
+    return {**row, "prompt": prompt_value(row["prompt"])}

@@ -26,6 +26,7 @@ from collect.assign import add_items
 from collect.commands import db_path, store_for
 from collect.store import Item, Vote
 from core.config import UserError
+from core.prompts import prompt_value
 from eval.metrics import win_rate_with_ci
 
 AB_KEY = "ab_test"  # item meta: {"a": first policy, "b": second policy} as send_ab got them
@@ -36,9 +37,10 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
-def ab_item_id(a: str, b: str, prompt: str) -> str:
-    """Opaque and deterministic: the same comparison on the same prompt is the same item."""
-    return "ab-" + _digest("ab", a, b, prompt)[:24]
+def ab_item_id(a: str, b: str, prompt: str | list[dict]) -> str:
+    """Opaque and deterministic: the same comparison on the same prompt is the same item (a
+    plain prompt is hashed as its text, as it always was)."""
+    return "ab-" + _digest("ab", a, b, prompt_value(prompt))[:24]
 
 
 def _b_on_side_a(seed: int, item_id: str) -> bool:
@@ -46,9 +48,10 @@ def _b_on_side_a(seed: int, item_id: str) -> bool:
     return int(_digest("side", seed, item_id)[:16], 16) / 16**16 < 0.5
 
 
-def ab_items(a: str, b: str, prompts: list[str], responses_a: list[str],
+def ab_items(a: str, b: str, prompts: list, responses_a: list[str],
              responses_b: list[str], seed: int = 0) -> list[dict]:
-    """Comparison item rows (collect.assign.validate_item format), one per distinct prompt."""
+    """Comparison item rows (collect.assign.validate_item format), one per distinct prompt; a
+    prompt is a string or the conversation's messages."""
     if a == b:
         raise UserError(f"an A/B test needs two different policies, got {a!r} twice")
     if not len(prompts) == len(responses_a) == len(responses_b):
@@ -67,7 +70,7 @@ def ab_items(a: str, b: str, prompts: list[str], responses_a: list[str],
     return list(items.values())
 
 
-def send_ab(run: str | Path, a: str, b: str, prompts: list[str], responses_a: list[str],
+def send_ab(run: str | Path, a: str, b: str, prompts: list, responses_a: list[str],
             responses_b: list[str], seed: int = 0) -> int:
     """Store blind A/B items for annotators; returns how many were new.
 

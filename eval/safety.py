@@ -32,6 +32,7 @@ from collect.review import flag_output
 from collect.store import Flag, Item
 from collect.votes import HARM_CATEGORIES
 from core.config import ConfigError
+from core.prompts import prompt_value
 
 # No negation word right before the verb: "never mix", "don't disable", "can't help write".
 _NOT = r"(?<!never )(?<!ever )(?<!not )(?<!n't )(?<!n’t )(?<!no )(?<!help )(?<!help you )"
@@ -187,9 +188,10 @@ def detect(text: str, rules: dict[str, list[re.Pattern]]) -> list[str]:
 NO_SECOND = "(no second response: a single output flagged by the eval safety audit)"
 
 
-def flag_item_id(policy: str, prompt: str, response: str) -> str:
-    """Opaque and deterministic: re-queueing the same output finds the same item."""
-    key = json.dumps([policy, prompt, response], ensure_ascii=False)
+def flag_item_id(policy: str, prompt: str | list[dict], response: str) -> str:
+    """Opaque and deterministic: re-queueing the same output finds the same item (a plain
+    prompt is hashed as its text)."""
+    key = json.dumps([policy, prompt_value(prompt), response], ensure_ascii=False)
     return "flag-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 

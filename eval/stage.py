@@ -25,14 +25,16 @@ from core.generation import generate
 from core.io import read_jsonl, write_json, write_jsonl
 from core.models import load_causal_lm, load_tokenizer
 from core.policies import attach_adapters, base_dir, discover, use_policy
-from core.records import read_prompts
+from core.records import prompt_text, read_prompts
 from eval import gold, likelihood, safety
 from eval.metrics import mean_by_verdict, rate_difference_with_ci, win_rate_with_ci
 
 COMPARISONS = (("dpo", "sft"), ("ppo", "sft"), ("sft", "base"), ("ppo", "dpo"))
 
 
-def load_eval_prompts(cfg: EvalConfig) -> tuple[list[str], list[str]]:
+def load_eval_prompts(cfg: EvalConfig) -> tuple[list[list[dict]], list[list[dict]]]:
+    """Held-out and red-team prompts, each the conversation's messages (system prompt and
+    earlier turns included: generation renders them with the chat template)."""
     run = Path(cfg.run)
     prompts = read_prompts(cfg.prompts or run / "data" / "prompts.jsonl")
     held_out = [p for p in prompts if "eval" in p["tags"]] or prompts
@@ -71,7 +73,7 @@ def _sample_set(model, tok, name, prompts, gen, temperature, scorer, use_gold, s
             "eos": [bool(i) and i[-1] == tok.eos_token_id for i in ids], "length": [len(i) for i in ids],
             "rm_score": scorer.score(prompts, texts) if scorer is not None and prompts else [None] * len(texts)}
     if use_gold:
-        rows.update(gold.judge(prompts, texts))
+        rows.update(gold.judge([prompt_text(p) for p in prompts], texts))
     return rows
 
 
@@ -159,7 +161,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     rules = safety.load_rules(cfg.safety_rules or None)  # a bad rules file stops the run before sampling
     names = _policies(cfg)
     prompts, red = load_eval_prompts(cfg)
-    use_gold = gold.applies(prompts)
+    use_gold = gold.applies([prompt_text(p) for p in prompts])
     scorer = _scorer(cfg)
     print(f"[eval] {', '.join(names)} on {len(prompts)} held-out and {len(red)} red-team prompts; judges: "
           + ", ".join(j for j, on in (("gold oracle", use_gold), ("reward model", scorer)) if on))
@@ -223,7 +225,8 @@ def _row(policy, decoding, split, prompt, r, i) -> dict:
     def get(key, default=None):
         return r[key][i] if key in r else default
 
-    return {"policy": policy, "decoding": decoding, "set": split, "prompt": prompt, "response": r["response"][i],
+    return {"policy": policy, "decoding": decoding, "set": split, "prompt": prompt_text(prompt),
+            "response": r["response"][i],
             "overall": get("overall"), "rm_score": get("rm_score"), "fact_correct": get("fact_correct"),
             "harmful": get("harmful", False), "flags": get("flags", [])}
 

@@ -2,9 +2,13 @@
 any padding, plus optional aspect heads, and the reward-model directory format.
 
 Text format: the reward model re-tokenizes (prompt, response) with ITS OWN tokenizer, because the
-policy's may differ. Encoders (BERT-like) get the text-pair encoding `[CLS] prompt [SEP] response
-[SEP]` with the prompt truncated first, from its start (the end of a question is closest to the
-answer). Decoders get their chat template when they have one (else `prompt\\n\\nresponse<eos>`)
+policy's may differ. The prompt is the whole conversation before the response (a string is one
+user message): system prompt and earlier turns included. Encoders (BERT-like) get the text-pair
+encoding `[CLS] prompt [SEP] response [SEP]`, the prompt rendered as plain text by
+core.prompts.prompt_text (a one-message prompt is its text; a conversation is one paragraph per
+message, "System: ...\\n\\nUser: ...\\n\\nAssistant: ...\\n\\nUser: ..."), truncated first, from its
+start (the end of the conversation is closest to the answer). Decoders get their chat template
+over the messages plus the response when they have one (else `prompt_text\\n\\nresponse<eos>`)
 and keep the last max_length tokens: the prompt is cut first and the pooled last token is always
 the true end of the response.
 
@@ -27,6 +31,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from core.generation import apply_template  # noqa: E402
+from core.prompts import Messages, as_messages, prompt_text  # noqa: E402
 from core.records import ASPECTS  # noqa: E402
 
 META_FILE = "reward_model.json"
@@ -69,15 +75,15 @@ def quiet_transformers():
 
 # ----------------------------------------------------------------------------- text → ids
 
-def encode(tok, kind: str, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
+def encode(tok, kind: str, prompt: str | Messages, response: str, max_length: int) -> dict[str, list[int]]:
     """One (prompt, response) as the reward model reads it: {"input_ids", maybe "token_type_ids"}."""
     if kind == "encoder":
-        return _encode_pair(tok, prompt, response, max_length)
+        return _encode_pair(tok, prompt_text(prompt), response, max_length)
     if getattr(tok, "chat_template", None):
-        chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        ids = list(tok.apply_chat_template(chat, tokenize=True, return_dict=False))
+        chat = as_messages(prompt) + [{"role": "assistant", "content": response}]
+        ids = list(apply_template(tok, chat, tokenize=True, return_dict=False))
     else:
-        ids = tok(prompt + "\n\n" + response, add_special_tokens=True)["input_ids"]
+        ids = tok(prompt_text(prompt) + "\n\n" + response, add_special_tokens=True)["input_ids"]
         if tok.eos_token_id is not None:
             ids = ids + [tok.eos_token_id]
     return {"input_ids": ids[-max_length:]}

@@ -16,7 +16,8 @@ from typing import Sequence
 
 import torch
 
-from core.records import RowProblem, read_rows
+from core.prompts import Messages
+from core.records import prompt_field, read_rows, response_field
 from reward.model import META_FILE, encode, load_reward_model, score_encoded
 
 
@@ -39,12 +40,12 @@ class Scorer:
         self.device, self.batch_size, self.dtype = device, batch_size, dtype
         self.max_length = meta["max_length"]
 
-    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[dict]:
+    def encode(self, prompts: Sequence[str | Messages], responses: Sequence[str]) -> list[dict]:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         return [encode(self.tok, self.rm.kind, p, r, self.max_length) for p, r in zip(prompts, responses)]
 
-    def details(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, torch.Tensor | None]:
+    def details(self, prompts: Sequence[str | Messages], responses: Sequence[str]) -> dict[str, torch.Tensor | None]:
         """{"reward": final (N,), "pairwise": the pairwise head (N,), "aspects": (N, 7) on 1-5 or None}."""
         if not len(prompts):
             return {"reward": torch.empty(0), "pairwise": torch.empty(0), "aspects": None}
@@ -52,8 +53,9 @@ class Scorer:
                                      self.batch_size, self.device, self.dtype)
         return {"reward": self.rm.final_reward(raw, aspects), "pairwise": raw, "aspects": aspects}
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        """One reward per (prompt, response), in the input order."""
+    def score(self, prompts: Sequence[str | Messages], responses: Sequence[str]) -> list[float]:
+        """One reward per (prompt, response), in the input order. A prompt is a string or the
+        conversation's messages (system prompt and earlier turns are scored with it)."""
         return self.details(prompts, responses)["reward"].tolist()
 
     __call__ = score
@@ -75,16 +77,11 @@ def load_scorer(path: str | Path, device: str | torch.device | None = None, batc
 
 
 def _validate_scoring_row(row: dict) -> dict:
-    out = dict(row)
-    for key in ("prompt", "response"):
-        v = row.get(key)
-        if v is None:
-            raise RowProblem(key, "missing")
-        if not isinstance(v, str):
-            raise RowProblem(key, f"must be a string, got {type(v).__name__}")
-    if not row["prompt"].strip():
-        raise RowProblem("prompt", "empty")
-    return out
+    """A row to score: `prompt` (a string or the conversation's messages) and `response` (a
+    string, which may be empty, or one assistant message); other fields pass through."""
+    response = row.get("response")
+    return {**row, "_prompt": prompt_field(row.get("prompt")),
+            "_response": response if isinstance(response, str) else response_field(response, "response")}
 
 
 def score_file(run_or_path: str | Path, file: str | Path, out: str | Path | None = None,
@@ -95,10 +92,10 @@ def score_file(run_or_path: str | Path, file: str | Path, out: str | Path | None
 
     rows = read_rows(file, _validate_scoring_row)
     scorer = load_scorer(run_or_path, device=device, batch_size=batch_size)
-    rewards = scorer.score([r["prompt"] for r in rows], [r["response"] for r in rows])
+    rewards = scorer.score([r["_prompt"] for r in rows], [r["_response"] for r in rows])
     file = Path(file)
     out = Path(out) if out else file.with_name(file.stem + ".scored.jsonl")
-    write_jsonl(out, [{k: v for k, v in r.items() if k != "_source"} | {"reward": x}
+    write_jsonl(out, [{k: v for k, v in r.items() if not k.startswith("_")} | {"reward": x}
                       for r, x in zip(rows, rewards)])
     print(f"[reward] scored {len(rows)} rows with {resolve_model_dir(run_or_path)} → {out}")
     return out
@@ -111,7 +108,8 @@ def cli_score(args: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rlhf reward score",
                                  description="Score prompt/response rows with the run's reward model.")
     ap.add_argument("--run", default="runs/demo", help="run directory (uses <run>/reward) or a reward model directory")
-    ap.add_argument("--file", required=True, help="rows with 'prompt' and 'response' (jsonl, json, csv, parquet)")
+    ap.add_argument("--file", required=True, help="rows with 'prompt' (a string or chat messages) and 'response' "
+                                                  "(jsonl, json, csv, parquet)")
     ap.add_argument("--out", default=None, help="output JSONL (default: <file stem>.scored.jsonl)")
     ap.add_argument("--batch_size", type=int, default=64, help="sequences per forward pass")
     ap.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import re
 import shutil
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from core.config import ConfigError
 from core.device import DevicePolicy, policy_from_config
 from core.io import append_jsonl, read_jsonl, write_jsonl
 from core.models import count_parameters, load_tokenizer
-from core.records import ASPECTS, read_preferences
+from core.records import ASPECTS, file_row, prompt_key, prompt_text, read_preferences
 from core.runcard import data_info, write_run_card
 from core.config import RewardConfig, tokenizer_fixes
 from reward.loss import expected_calibration_error, margin_from_ratings, pairwise_loss
@@ -69,15 +68,11 @@ def check_config(cfg: RewardConfig) -> None:
 
 # ----------------------------------------------------------------------------- data
 
-def _prompt_key(prompt: str) -> str:
-    return re.sub(r"\s+", " ", prompt.strip().lower())
-
-
 def split_by_prompt(rows: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """Hold out whole prompts (every pair of a prompt on one side), about val_fraction of pairs."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(_prompt_key(r["prompt"]), []).append(r)
+        groups.setdefault(prompt_key(r["prompt"]), []).append(r)
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     if len(keys) < 2:
@@ -89,8 +84,8 @@ def split_by_prompt(rows: list[dict], val_fraction: float, seed: int) -> tuple[l
             break
         val_keys.add(k)
         n += len(groups[k])
-    train = [r for r in rows if _prompt_key(r["prompt"]) not in val_keys]
-    val = [r for r in rows if _prompt_key(r["prompt"]) in val_keys]
+    train = [r for r in rows if prompt_key(r["prompt"]) not in val_keys]
+    val = [r for r in rows if prompt_key(r["prompt"]) in val_keys]
     return train, val
 
 
@@ -218,10 +213,10 @@ def heldout_metrics(rm, val_rows: list[dict], val_items: list[dict], tok, policy
     if rm.reward_type != "pairwise":
         m["heldout_accuracy_pairwise_head"] = round((r["raw_chosen"] > r["raw_rejected"]).float().mean().item(), 4)
 
-    responses: dict[tuple[str, str], float] = {}
+    responses: dict[tuple[str, str], float] = {}  # keyed by (prompt text, response)
     for row, rc, rr in zip(val_rows, r["chosen"].tolist(), r["rejected"].tolist()):
-        responses[(row["prompt"], row["chosen"])] = rc
-        responses[(row["prompt"], row["rejected"])] = rr
+        responses[(prompt_text(row["prompt"]), row["chosen"])] = rc
+        responses[(prompt_text(row["prompt"]), row["rejected"])] = rr
     keys = list(responses)
     lengths = [len(tok(resp, add_special_tokens=False)["input_ids"]) for _, resp in keys]
     m["reward_length_corr"] = _pearson([responses[k] for k in keys], lengths)
@@ -231,9 +226,9 @@ def heldout_metrics(rm, val_rows: list[dict], val_items: list[dict], tok, policy
     gold = gold_scores(keys)
     if gold is not None:
         g = dict(zip(keys, gold))
-        m.update(gold_agreement(delta, [g[(row["prompt"], row["chosen"])] - g[(row["prompt"], row["rejected"])]
-                                        if g[(row["prompt"], row["chosen"])] is not None else None
-                                        for row in val_rows]))
+        pairs = [((prompt_text(row["prompt"]), row["chosen"]), (prompt_text(row["prompt"]), row["rejected"]))
+                 for row in val_rows]
+        m.update(gold_agreement(delta, [g[c] - g[r] if g[c] is not None else None for c, r in pairs]))
         known = [(k, n) for k, n, s in zip(keys, lengths, gold) if s is not None]
         m["gold_length_corr"] = _pearson([g[k] for k, _ in known], [n for _, n in known])
 
@@ -502,8 +497,8 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
             raise ConfigError(f"reward_type={cfg.reward_type} needs aspect ratings, and {data_path} has none")
         print("[reward] no aspect ratings in the training pairs: aspect heads off")
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "train.jsonl", train_rows)
-    write_jsonl(out / "val.jsonl", val_rows)
+    write_jsonl(out / "train.jsonl", [file_row(r) for r in train_rows])
+    write_jsonl(out / "val.jsonl", [file_row(r) for r in val_rows])
 
     rm = new_model(cfg, model_path, tok, policy, aspect_heads)
     kind = rm.kind

@@ -45,7 +45,7 @@ from core.device import DevicePolicy, policy_from_config
 from core.io import write_jsonl
 from core.models import count_parameters, load_policy, load_tokenizer, preflight
 from core.policies import base_dir
-from core.records import read_preferences
+from core.records import file_row, prompt_text, read_preferences
 from core.runcard import data_info, write_run_card
 from core.config import DPOConfig, tokenizer_fixes
 from core.training import JsonlLogger, prepare_resume, trainer_kwargs, weights_sha256
@@ -63,13 +63,14 @@ def resolve_paths(cfg: DPOConfig) -> tuple[Path, Path, Path, Path]:
 
 def split_by_prompt(rows: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """Hold out every pair of a random share of the prompts, so no held-out prompt is trained on."""
-    prompts = sorted({r["prompt"] for r in rows})
+    prompts = sorted({prompt_text(r["prompt"]) for r in rows})
     random.Random(seed).shuffle(prompts)
     n_val = round(len(prompts) * val_fraction)
     if val_fraction > 0 and len(prompts) > 1:
         n_val = min(max(n_val, 1), len(prompts) - 1)
     held_out = set(prompts[:n_val])
-    return [r for r in rows if r["prompt"] not in held_out], [r for r in rows if r["prompt"] in held_out]
+    return ([r for r in rows if prompt_text(r["prompt"]) not in held_out],
+            [r for r in rows if prompt_text(r["prompt"]) in held_out])
 
 
 def pair_smoothing(rows: list[dict], cfg: DPOConfig) -> list[float]:
@@ -100,10 +101,11 @@ def pair_smoothing(rows: list[dict], cfg: DPOConfig) -> list[float]:
 
 
 def to_dataset(rows: list[dict], eps: list[float]):
-    """TRL's conversational preference format, so the SFT chat template is applied the same way."""
+    """TRL's conversational preference format, so the SFT chat template is applied the same way;
+    the prompt is the whole conversation (system prompt and earlier turns included)."""
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}],
+    return Dataset.from_list([{"prompt": r["prompt"],
                                "chosen": [{"role": "assistant", "content": r["chosen"]}],
                                "rejected": [{"role": "assistant", "content": r["rejected"]}],
                                "label_smoothing": e} for r, e in zip(rows, eps)])
@@ -190,8 +192,8 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None):
     rows = read_preferences(data_path)
     train_rows, val_rows = split_by_prompt(rows, cfg.val_fraction, cfg.seed)
     train_eps, val_eps = pair_smoothing(train_rows, cfg), pair_smoothing(val_rows, cfg)
-    write_jsonl(out / "train.jsonl", [{**r, "label_smoothing": e} for r, e in zip(train_rows, train_eps)])
-    write_jsonl(out / "val.jsonl", [{**r, "label_smoothing": e} for r, e in zip(val_rows, val_eps)])
+    write_jsonl(out / "train.jsonl", [{**file_row(r), "label_smoothing": e} for r, e in zip(train_rows, train_eps)])
+    write_jsonl(out / "val.jsonl", [{**file_row(r), "label_smoothing": e} for r, e in zip(val_rows, val_eps)])
     print(f"[dpo] {len(train_rows)} training pairs, {len(val_rows)} held out; "
           f"mean ε {sum(train_eps) / max(len(train_eps), 1):.3f} ({cfg.label_smoothing})")
 

@@ -33,7 +33,7 @@ from core.device import policy_from_config
 from core.io import append_jsonl, read_jsonl, write_jsonl
 from core.models import count_parameters, load_tokenizer, lora_config, preflight
 from core.policies import base_dir
-from core.records import read_prompts
+from core.records import as_messages, read_prompts
 from core.runcard import data_info, write_run_card
 from core.training import weights_sha256
 from rl import watchdog
@@ -68,8 +68,10 @@ def check_config(cfg: PPOConfig) -> None:
         raise ConfigError("save_steps and save_total_limit must be >= 1 (checkpoints are the rollback points)")
 
 
-def load_train_prompts(path: Path) -> list[str]:
-    """Prompt texts for training: every row not tagged 'eval' (those are held out for evaluation)."""
+def load_train_prompts(path: Path) -> list[list[dict]]:
+    """Prompts for training, each the conversation's messages (system prompt and earlier turns
+    included; rollouts render them with the chat template): every row not tagged 'eval' (those
+    are held out for evaluation)."""
     rows = [r["prompt"] for r in read_prompts(path) if "eval" not in r["tags"]]
     if not rows:
         raise UserError(f"{path}: no training prompts (every row is tagged 'eval')")
@@ -94,19 +96,14 @@ def load_reward_fn(path: Path, run: str, device, normalize: bool = True, max_row
     rows = read_jsonl(path / "train.jsonl")[: max_rows // 2] if (path / "train.jsonl").exists() else []
     if not normalize or not rows:
         return score, None
-    prompts = [r["prompt"] for r in rows for _ in (0, 1)]
+    prompts = [as_messages(r["prompt"]) for r in rows for _ in (0, 1)]
     responses = [r[k] for r in rows for k in ("chosen", "rejected")]
-    ref = torch.tensor(score([_text(p) for p in prompts], [_text(r) for r in responses]))
+    ref = torch.tensor(score(prompts, responses))
     mean, std = float(ref.mean()), float(ref.std().clamp_min(1e-6))
     return (lambda p, r: [(s - mean) / std for s in score(p, r)]), {"mean": mean, "std": std}
 
 
-def _text(value) -> str:
-    """A record's prompt or response as text (chat lists: the last message's content)."""
-    return value[-1]["content"] if isinstance(value, list) else value
-
-
-def prompt_batch(prompts: list[str], step: int, batch_size: int, rank: int, world: int, seed: int) -> list[str]:
+def prompt_batch(prompts: list, step: int, batch_size: int, rank: int, world: int, seed: int) -> list:
     """This process's prompts for an iteration: consecutive slices of per-epoch shuffles, a pure
     function of (step, rank) so resumed runs see the same prompts."""
     start = (step * world + rank) * batch_size
@@ -324,7 +321,7 @@ def summarize(history: list[dict], window: int) -> dict:
 
 def main(cfg: PPOConfig, reward_fn=None) -> dict:
     """Train the PPO policy; returns metrics. `reward_fn(prompts, responses) -> scores` replaces
-    the run's reward model (tests use synthetic ones)."""
+    the run's reward model (tests use synthetic ones); each prompt is a message list."""
     check_config(cfg)
     device_policy = policy_from_config(cfg)
     accelerator = make_accelerator(device_policy.use_cpu)

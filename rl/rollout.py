@@ -5,7 +5,8 @@ One rollout batch (Stiennon et al. 2020; Huang et al. 2024 for the details marke
      and top-p from the config, at most max_new_tokens;
   2. cut each response at its first EOS (kept); tokens after it are padding and never enter a
      loss or the KL*; a response without EOS gets the missing-EOS penalty*;
-  3. the reward function scores the decoded (prompt, response) pairs;
+  3. the reward function scores the decoded (prompt, response) pairs, each prompt the whole
+     conversation it was sampled from (a message list, or a string for one user message);
   4. log-probs of the sampled tokens under the policy and the reference, with logits / T — the
      temperature the tokens were sampled at*; values from the value head;
   5. r_t = −β·KL_t at every token, + the score at the last one; GAE; advantages whitened*.
@@ -24,13 +25,14 @@ from rl.ppo_math import (entropy_from_logits, explained_variance, gae, kl_penalt
                          per_token_rewards)
 from rl.ppo_model import REF, position_ids_from_mask
 
-RewardFn = Callable[[list[str], list[str]], list[float]]
+Prompt = str | list[dict]  # a string, or the conversation's messages (core/prompts.py)
+RewardFn = Callable[[list[Prompt], list[str]], list[float]]
 
 
 @dataclass
 class Rollout:
     """One batch of experience. (B, L) = prompt + response tokens, (B, R) = response tokens."""
-    prompts: list[str]
+    prompts: list[Prompt]
     responses: list[str]
     input_ids: torch.Tensor  # (B, L) left-padded prompt, then the response, pad after EOS
     attention_mask: torch.Tensor  # (B, L)
@@ -76,7 +78,7 @@ def penalize_scores(raw: torch.Tensor, has_eos: torch.Tensor, penalty: float, mo
 
 
 @torch.no_grad()
-def sample(model, tok, prompts: list[str], cfg) -> dict:
+def sample(model, tok, prompts: list[Prompt], cfg) -> dict:
     """Sampled responses with the KV cache; the tensors every later forward pass reuses."""
     device = next(model.parameters()).device
     enc = encode_prompts(tok, prompts, device)
@@ -96,7 +98,7 @@ def sample(model, tok, prompts: list[str], cfg) -> dict:
             "response_ids": response_ids, "response_mask": mask, "has_eos": has_eos}
 
 
-def score(reward_fn: RewardFn, prompts: list[str], responses: list[str], has_eos: torch.Tensor, cfg
+def score(reward_fn: RewardFn, prompts: list[Prompt], responses: list[str], has_eos: torch.Tensor, cfg
           ) -> tuple[torch.Tensor, torch.Tensor]:
     raw = torch.tensor([float(s) for s in reward_fn(prompts, responses)], dtype=torch.float32)
     if raw.shape[0] != len(responses):
@@ -106,7 +108,7 @@ def score(reward_fn: RewardFn, prompts: list[str], responses: list[str], has_eos
 
 
 @torch.no_grad()
-def make_experience(model, tok, prompts: list[str], reward_fn: RewardFn, cfg, kl_coef: float) -> Rollout:
+def make_experience(model, tok, prompts: list[Prompt], reward_fn: RewardFn, cfg, kl_coef: float) -> Rollout:
     """Steps 1-5 of the module docstring for one batch of prompts. `model` is an ActorCritic."""
     t0 = time.perf_counter()
     s = sample(model, tok, prompts, cfg)

@@ -187,6 +187,7 @@ class Finding:
 @dataclass
 class CheckReport:
     n_rows: int
+    kind: str = "SFT"  # what was checked: SFT, preference or prompt data
     errors: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
     info: list[Finding] = field(default_factory=list)
@@ -207,7 +208,7 @@ class CheckReport:
 
     def format(self) -> str:
         head = (
-            f"SFT data check: {self.n_rows} rows, {len(self.errors)} errors, "
+            f"{self.kind} data check: {self.n_rows} rows, {len(self.errors)} errors, "
             f"{len(self.warnings)} warnings, {len(self.info)} info"
         )
         return "\n".join([head] + [f.format() for f in self.findings] + (["OK"] if self.ok else []))
@@ -215,6 +216,7 @@ class CheckReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "kind": self.kind,
             "n_rows": self.n_rows,
             "errors": [asdict(f) for f in self.errors],
             "warnings": [asdict(f) for f in self.warnings],

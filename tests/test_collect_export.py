@@ -221,3 +221,29 @@ def test_agreement_leaves_missing_ratings_out(mixed):
     never = s["aspects"]["correctness"]  # rated by nobody: undefined, not an error
     assert never["n_votes"] == 0 and never["n_missing"] == 18 and math.isnan(never["value"])
     assert s["choice"]["method"] == "fleiss_kappa" and s["choice"]["value"] == 1.0
+
+
+def test_conversation_items_are_shown_whole_and_exported_as_messages(tmp_path):
+    from collect.assign import next_item
+
+    sys_msg = {"role": "system", "content": "You are the shop's assistant."}
+    turns = [sys_msg, {"role": "user", "content": "Kettles?"}, {"role": "assistant", "content": "Yes."},
+             {"role": "user", "content": "Cheapest?"}]
+    st = open_store(tmp_path / "annotations.db")
+    with st.write() as s:
+        s.add_all(User(name=n, role="annotator", password_hash="-") for n in VOTERS)
+    add_items(st, [{"id": "conv", "prompt": turns, "response_a": "The Basic.", "response_b": "Water."},
+                   {"id": "one", "prompt": [{"role": "user", "content": "Hi?"}], "response_a": "Hello.",
+                    "response_b": "Go away."}])
+    view = next_item(st, "x1", gold_rate=0.0)  # the app's annotator page shows view.prompt
+    assert view.item_id == "conv"
+    assert view.prompt == "System: You are the shop's assistant.\n\nUser: Kettles?\n\nAssistant: Yes.\n\nUser: Cheapest?"
+    for item in ("conv", "one"):
+        force_vote(st, "x3", item, "a", 4, 2)
+    out = tmp_path / "preferences.jsonl"
+    export_preferences(st, out, card=False)
+    back = {r["item_id"]: r for r in read_preferences(out)}
+    assert back["conv"]["prompt"] == turns and back["conv"]["chosen"] == "The Basic."
+    assert back["one"]["prompt"] == [{"role": "user", "content": "Hi?"}]
+    assert {r["item_id"]: r["prompt"] for r in read_jsonl(out)}["one"] == "Hi?"  # plain items stay plain text
+    st.close()

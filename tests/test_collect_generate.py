@@ -111,3 +111,21 @@ def test_cli_generate_users_export_report(run, capsys, monkeypatch):
     assert main(["serve", "--help"]) == 0
     assert "127.0.0.1" in capsys.readouterr().out
     assert main(["import", "--run", r, str(run / "missing.jsonl")]) == 2
+
+
+def test_conversation_prompts_keep_their_messages(run):
+    from collect.assign import PROMPT_MESSAGES
+
+    def conv(k):
+        return [{"role": "system", "content": "Answer in one line."}, {"role": "user", "content": f"Open on day {k}?"},
+                {"role": "assistant", "content": "Yes."}, {"role": "user", "content": "Until when?"}]
+    (run / "data" / "prompts.jsonl").write_text(
+        "".join(json.dumps({"id": f"c{k}", "prompt": conv(k), "tags": ["pref"]}) + "\n" for k in range(4)))
+    generate_pairs(run, policy="sft", n=4, **GEN)
+    stored = items(run)
+    assert stored  # a pair with identical or empty responses is skipped; not all four
+    for it in stored:
+        k = it.meta["prompt_id"][1:]
+        assert it.meta[PROMPT_MESSAGES] == conv(k)
+        assert it.prompt == (f"System: Answer in one line.\n\nUser: Open on day {k}?\n\nAssistant: Yes.\n\n"
+                             "User: Until when?")
