@@ -66,8 +66,9 @@ def write_data(folder: Path) -> dict[str, Path]:
     sft, prefs, prompts = [], [], []
     for q, good, bad in exchanges():
         user = {"role": "user", "content": q}
-        sft.append({"prompt": q, "completion": good})
-        prefs.append({"prompt": q, "chosen": good, "rejected": bad})
-        prompts.append({"prompt": q})
+        sft.append({"messages": [system, user, {"role": "assistant", "content": good}]})
+        prefs.append({"chosen": [system, user, {"role": "assistant", "content": good}],
+                      "rejected": [system, user, {"role": "assistant", "content": bad}]})
+        prompts.append({"prompt": [system, user]})
     return {"sft": _write(folder / "sft.jsonl", sft), "preferences": _write(folder / "preferences.jsonl", prefs),
             "prompts": _write(folder / "prompts.jsonl", prompts)}

@@ -50,6 +50,14 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
         assert json.loads((run / stage / "inputs.json").read_text())["status"] == "done", stage
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert {"base", "sft", "dpo", "ppo"} <= set(metrics["policies"])  # the external base is compared too
+    # the system prompt survives the implicit-prompt split into DPO's and the reward model's pairs
+    from own_model import SYSTEM
+
+    for stage in ("dpo", "reward"):
+        pair = json.loads((run / stage / "train.jsonl").read_text().splitlines()[0])
+        assert pair["prompt"][0] == {"role": "system", "content": SYSTEM} and pair["prompt"][1]["role"] == "user"
+    sample = json.loads((run / "eval" / "samples.jsonl").read_text().splitlines()[0])
+    assert sample["prompt"].startswith(f"System: {SYSTEM}")
     tagged = [json.loads(x)["tags"] for x in (run / "data" / "prompts.jsonl").read_text().splitlines()]
     assert tagged.count(["eval"]) >= 1 and tagged.count(["pref"]) > 40
 
