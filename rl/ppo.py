@@ -97,7 +97,8 @@ def load_reward_fn(path: Path, run: str, device, normalize: bool = True, max_row
     if not normalize or not rows:
         return score, None
     prompts = [as_messages(r["prompt"]) for r in rows for _ in (0, 1)]
-    responses = [r[k] for r in rows for k in ("chosen", "rejected")]
+    # a response is a string, or TRL's conversational form: a list holding one assistant message
+    responses = [r[k] if isinstance(r[k], str) else r[k][-1]["content"] for r in rows for k in ("chosen", "rejected")]
     ref = torch.tensor(score(prompts, responses))
     mean, std = float(ref.mean()), float(ref.std().clamp_min(1e-6))
     return (lambda p, r: [(s - mean) / std for s in score(p, r)]), {"mean": mean, "std": std}
