@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import UserError
+
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
@@ -45,34 +47,56 @@ class DevicePolicy:
                 f"{'on' if self.gradient_checkpointing else 'off'}, {self.threads} threads")
 
 
-def resolve_device(device: str = "auto", dtype: str = "auto", gradient_checkpointing: bool | None = None,
-                   threads: int = 0, apply: bool = True) -> DevicePolicy:
-    """Pick device, dtype and checkpointing; with apply=True also set torch's thread count."""
+class DeviceError(UserError, RuntimeError):
+    """The requested device or dtype does not exist on this machine (a GPU recipe on a CPU-only
+    machine, a typo in --dtype): the CLI prints the message without a traceback."""
+
+
+def plan_device(device: str = "auto", dtype: str = "auto", gradient_checkpointing: bool | None = None,
+                threads: int = 0, *, cuda_available: bool, bf16_supported: bool, cpu_count: int,
+                local_rank: str | None = None) -> DevicePolicy:
+    """The device policy for a described machine: a pure function of the stage's settings and the
+    machine's facts (CUDA present, bf16 supported, CPU cores, the launcher's LOCAL_RANK), so GPU
+    recipes can be checked on a machine without a GPU. `resolve_device` passes the real facts."""
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = "cuda" if cuda_available else "cpu"
+    if device == "cuda" and local_rank is not None:
         # under `accelerate launch` / torchrun each process loads its model on its own GPU,
         # not all of them on GPU 0 before the Trainer moves them
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{device}' requested but CUDA is not available on this machine")
+        device = f"cuda:{local_rank}"
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise DeviceError(f"device must be auto, cpu, cuda or cuda:N, got '{device}'") from e
+    if dev.type == "cuda" and not cuda_available:
+        raise DeviceError(f"device '{device}' requested but CUDA is not available on this machine (a GPU "
+                          "recipe on a CPU? pass --device cpu --dtype float32 to run it on the CPU)")
     if dtype == "auto":
         if dev.type == "cuda":
-            dt = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            dt = torch.bfloat16 if bf16_supported else torch.float16
         else:
             dt = torch.float32
     else:
         if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got '{dtype}'")
+            raise DeviceError(f"dtype must be auto, float32, bfloat16 or float16, got '{dtype}'")
         dt = _DTYPES[dtype]
-    n_threads = threads or os.cpu_count() or 1
-    if apply and dev.type == "cpu":
-        torch.set_num_threads(n_threads)
-    if apply and dev.type == "cuda" and dev.index is not None:
-        torch.cuda.set_device(dev)
     gc = bool(gradient_checkpointing) if gradient_checkpointing is not None else False
-    return DevicePolicy(device=dev, dtype=dt, gradient_checkpointing=gc, threads=n_threads)
+    return DevicePolicy(device=dev, dtype=dt, gradient_checkpointing=gc, threads=threads or cpu_count or 1)
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto", gradient_checkpointing: bool | None = None,
+                   threads: int = 0, apply: bool = True) -> DevicePolicy:
+    """Pick device, dtype and checkpointing for this machine; with apply=True also set torch's
+    thread count (CPU) or current device (CUDA)."""
+    cuda = torch.cuda.is_available()
+    policy = plan_device(device, dtype, gradient_checkpointing, threads, cuda_available=cuda,
+                         bf16_supported=cuda and torch.cuda.is_bf16_supported(), cpu_count=os.cpu_count() or 1,
+                         local_rank=os.environ.get("LOCAL_RANK"))
+    if apply and policy.device.type == "cpu":
+        torch.set_num_threads(policy.threads)
+    if apply and policy.device.type == "cuda" and policy.device.index is not None:
+        torch.cuda.set_device(policy.device)
+    return policy
 
 
 def policy_from_config(cfg) -> DevicePolicy:

@@ -1,22 +1,67 @@
 """Small, dependency-free file helpers: atomic writes, JSONL, sha256.
 
 Writes go to a temporary file in the same folder and are renamed into place, so a crash
-mid-write never leaves a half-written artifact behind (rename is atomic on POSIX).
+mid-write never leaves a half-written artifact behind (rename is atomic on POSIX). The temporary
+file is created with the mode a plain open() gives (0666 less the umask: 0644 under the usual
+umask 022), because the rename keeps it: tempfile.mkstemp's 0600 would make every artifact
+readable by its owner only.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Any, Iterable
+
+
+def _new_temp_file(path: Path) -> tuple[int, Path]:
+    """A fresh temporary file beside `path`, open for writing: O_EXCL with a random name, as
+    mkstemp does, but with mode 0666 so that the kernel applies the process's umask."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
+
+
+def current_umask() -> int:
+    """The process's umask. Read from /proc where Linux shows it: os.umask can only read it by
+    setting it, and a thread creating a file in between would get the temporary value."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # the more private value, should another thread create a file meanwhile
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(directory: str | os.PathLike) -> None:
+    """Give every file under `directory` at least the permissions a plain open() gives (0666 less
+    the umask), adding bits only. Libraries that write through a temporary file create it 0600
+    and keep that mode when they rename it: safetensors 0.8 does so for every model and adapter
+    weight file, so a stage's weights would be readable by their owner only."""
+    wanted = 0o666 & ~current_umask()
+    for path in Path(directory).rglob("*"):
+        try:
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) & wanted != wanted:
+                os.chmod(path, stat.S_IMODE(st.st_mode) | wanted)
+        except OSError:  # a file that vanished or belongs to someone else: not ours to change
+            continue
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temp_file(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

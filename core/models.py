@@ -35,6 +35,17 @@ def _check_dir(path: str | Path, what: str) -> Path:
     return p
 
 
+def pin_base_path(peft_model, base_path: str | Path) -> None:
+    """Record the base model's absolute path in every adapter's config, so the saved
+    adapter_config.json's `base_model_name_or_path` names it from any working directory:
+    `peft.AutoPeftModelForCausalLM.from_pretrained(adapter_dir)` loads the base from there, and
+    `core.policies.base_dir` finds a run's base through it. PEFT would otherwise record the path
+    as the model was loaded, relative to the directory the stage ran in."""
+    base = str(Path(base_path).resolve())
+    for cfg in peft_model.peft_config.values():
+        cfg.base_model_name_or_path = base
+
+
 def load_tokenizer(path: str | Path, add_pad_if_needed: bool = True, eos_token: str = "",
                    chat_template: str = ""):
     """Load a tokenizer; when its pad token is missing or equals EOS, add a distinct one.
@@ -124,6 +135,15 @@ def _template_problems(tok) -> list[str]:
     return problems
 
 
+def quantization_config(policy: DevicePolicy):
+    """QLoRA's 4-bit base (Dettmers et al. 2023): NF4 weights, double quantization (the
+    quantization constants quantized too), matmuls in the policy's compute dtype."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=policy.dtype,
+                              bnb_4bit_use_double_quant=True)
+
+
 def load_causal_lm(path: str | Path, policy: DevicePolicy, tokenizer=None, load_in_4bit: bool = False):
     """Load a causal LM from a local directory onto the policy's device."""
     from transformers import AutoModelForCausalLM
@@ -131,13 +151,9 @@ def load_causal_lm(path: str | Path, policy: DevicePolicy, tokenizer=None, load_
     kwargs = {}
     if load_in_4bit:
         if policy.device.type != "cuda":
-            raise ValueError("load_in_4bit (QLoRA) needs CUDA and bitsandbytes; this run is on "
-                             f"{policy.device}")
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=policy.dtype,
-            bnb_4bit_use_double_quant=True)
+            raise UserError("load_in_4bit (QLoRA) needs CUDA and bitsandbytes; this run is on "
+                            f"{policy.device}")
+        kwargs["quantization_config"] = quantization_config(policy)
     # Weights in the compute dtype on GPU (halves memory); fp32 on CPU (bf16 is slow there).
     dtype = policy.dtype if policy.device.type == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(_check_dir(path, "model")), dtype=dtype, **kwargs)
@@ -172,7 +188,9 @@ def load_policy(base_path: str | Path, policy: DevicePolicy, tokenizer, adapter:
         return model
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(_check_dir(adapter, "adapter")), is_trainable=trainable)
+    model = PeftModel.from_pretrained(model, str(_check_dir(adapter, "adapter")), is_trainable=trainable)
+    pin_base_path(model, base_path)
+    return model
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -1,9 +1,51 @@
-"""Pieces every Trainer-based stage shares: a JSONL log of scalars and resumable checkpoints."""
+"""Pieces every Trainer-based stage shares: a JSONL log of scalars, resumable checkpoints, and
+which of `accelerate launch`'s modes each stage runs under."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Mapping
 
+from core.config import UserError
 from core.io import append_jsonl, read_jsonl, write_jsonl
+
+# How a process was started (launch_mode), and what each stage supports. configs/accelerate/*.yaml
+# say the same in their "Stages:" line and the README's table (tests/test_gpu_recipes.py checks both).
+LAUNCH_MODES = {"single": "one process", "ddp": "DDP (configs/accelerate/multi_gpu.yaml or cpu.yaml)",
+                "zero2": "DeepSpeed ZeRO-2", "zero3": "DeepSpeed ZeRO-3", "fsdp": "FSDP"}
+STAGE_LAUNCH_MODES = {
+    # Trainer-based; ZeRO-3 and FSDP gather the sharded adapter when the Trainer saves it
+    "sft": ("single", "ddp", "zero2", "zero3", "fsdp"),
+    # Trainer-based, but the adapter is saved from the model's own parameters (only the trained
+    # "default" adapter, not TRL's "ref" copy): ZeRO-3 and FSDP would leave them sharded
+    "dpo": ("single", "ddp", "zero2"),
+    # our own loop: it samples from whole parameters and steps its optimizer itself
+    "ppo": ("single", "ddp"),
+    # our own loops, one process
+    "reward": ("single",),
+    "eval": ("single",),
+}
+
+
+def launch_mode(env: Mapping[str, str] | None = None) -> str:
+    """How this process was started, from the environment `accelerate launch` and torchrun set:
+    'fsdp', 'zero<stage>' (DeepSpeed), 'ddp' (several processes) or 'single'."""
+    env = os.environ if env is None else env
+    if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "fsdp"
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return f"zero{env.get('ACCELERATE_DEEPSPEED_ZERO_STAGE', '')}"
+    return "ddp" if int(env.get("WORLD_SIZE", "1")) > 1 else "single"
+
+
+def check_launch(stage: str, env: Mapping[str, str] | None = None) -> None:
+    """Stop before any model is loaded when the stage cannot run the way it was launched."""
+    mode, allowed = launch_mode(env), STAGE_LAUNCH_MODES[stage]
+    if mode not in allowed:
+        how = " or ".join(LAUNCH_MODES[m] for m in allowed)
+        hint = "run it without `accelerate launch` / torchrun" if allowed == ("single",) else \
+            "launch it with configs/accelerate/multi_gpu.yaml"
+        raise UserError(f"{stage} runs in {how}, not {LAUNCH_MODES.get(mode, mode)}: {hint}")
 
 
 class JsonlLogger:
