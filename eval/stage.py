@@ -22,23 +22,31 @@ import numpy as np
 from core.config import EvalConfig, UserError, tokenizer_fixes
 from core.device import policy_from_config
 from core.generation import generate
-from core.io import read_jsonl, write_json, write_jsonl
+from core.io import read_jsonl, write_jsonl
 from core.models import load_causal_lm, load_tokenizer
 from core.policies import attach_adapters, base_dir, discover, use_policy
 from core.records import prompt_text, read_prompts
+from core.runcard import data_info, write_run_card
+from core.training import check_launch
 from eval import gold, likelihood, safety
 from eval.metrics import mean_by_verdict, rate_difference_with_ci, win_rate_with_ci
 
 COMPARISONS = (("dpo", "sft"), ("ppo", "sft"), ("sft", "base"), ("ppo", "dpo"))
 
 
+def prompt_paths(cfg: EvalConfig) -> tuple[Path, Path]:
+    """The held-out prompts file and the red-team prompts file (which may be absent)."""
+    run = Path(cfg.run)
+    return (Path(cfg.prompts) if cfg.prompts else run / "data" / "prompts.jsonl",
+            Path(cfg.redteam) if cfg.redteam else run / "data" / "redteam.jsonl")
+
+
 def load_eval_prompts(cfg: EvalConfig) -> tuple[list[list[dict]], list[list[dict]]]:
     """Held-out and red-team prompts, each the conversation's messages (system prompt and
     earlier turns included: generation renders them with the chat template)."""
-    run = Path(cfg.run)
-    prompts = read_prompts(cfg.prompts or run / "data" / "prompts.jsonl")
+    prompts_path, red_path = prompt_paths(cfg)
+    prompts = read_prompts(prompts_path)
     held_out = [p for p in prompts if "eval" in p["tags"]] or prompts
-    red_path = Path(cfg.redteam) if cfg.redteam else run / "data" / "redteam.jsonl"
     redteam = read_prompts(red_path) if red_path.exists() else []
     if cfg.max_prompts:
         held_out, redteam = held_out[: cfg.max_prompts], redteam[: max(1, cfg.max_prompts // 2)]
@@ -200,9 +208,31 @@ def evaluate(cfg: EvalConfig) -> dict:
                "safety": safety_summary}
     metrics["win_rates"] += _human(cfg)
     out = run / "eval"
-    write_json(out / "metrics.json", metrics)
     write_jsonl(out / "samples.jsonl", _sample_rows(prompts, red, results, red_rows))
+    write_card(cfg, out, base, names, scorer, metrics)
     return metrics
+
+
+def write_card(cfg: EvalConfig, out: Path, base: Path, names: dict[str, Path | None], scorer, metrics: dict) -> None:
+    """metrics.json, config.yaml and a card (README.md) for the eval directory: the prompt files
+    as its datasets, the compared adapters and the judging reward model as its input models."""
+    prompts_path, red_path = prompt_paths(cfg)
+    data = {"held-out prompts": data_info(prompts_path, metrics["n_prompts"])}
+    if metrics["n_redteam"]:
+        data["red-team prompts"] = data_info(red_path, metrics["n_redteam"])
+    data.update({f"policy {n}": data_info(p, kind="model") for n, p in names.items() if p is not None})
+    if scorer is not None:
+        data["reward model (judge)"] = data_info(Path(cfg.reward) if cfg.reward else Path(cfg.run) / "reward",
+                                                 kind="model")
+    judges = [j for j, on in (("gold oracle", metrics["judges"]["gold"]), ("reward model", metrics["judges"]["reward"]))
+              if on]
+    summary = (f"Evaluation of the policies {', '.join(names)} (LoRA adapters on one base) on "
+               f"{metrics['n_prompts']} held-out prompts, judged by "
+               f"{' and '.join(judges) or 'no automatic judge (no gold oracle for these prompts, no reward model)'}, "
+               f"and {metrics['n_redteam']} red-team prompts (safety audit). Win rates count ties as half, with "
+               f"bootstrap intervals over prompts; report.html holds the plots and samples.\n\n```\n"
+               f"{format_table(metrics)}\n```")
+    write_run_card(out, stage="eval", cfg=cfg, metrics=metrics, data=data, summary=summary, base_model=base)
 
 
 def _human(cfg: EvalConfig) -> list[dict]:
@@ -257,6 +287,7 @@ def send_to_collect(cfg: EvalConfig) -> int:
 
 
 def main(cfg: EvalConfig) -> dict:
+    check_launch("eval")
     if cfg.to_collect:
         return {"ab_items": send_to_collect(cfg)}
     metrics = evaluate(cfg)

@@ -230,9 +230,12 @@ def load_backbone(path: str | Path, tok, device: torch.device):
     """AutoModelForSequenceClassification(num_labels=1) from a local directory, in fp32."""
     from transformers import AutoModelForSequenceClassification
 
+    from core.config import MissingFileError
+
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"model '{path}' is not a local directory (models are never downloaded)")
+        raise MissingFileError(f"model '{path}' is not a local directory (models are never downloaded; "
+                               "pass --model DIR)")
     with quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
@@ -249,9 +252,12 @@ def build_reward_model(path: str | Path, tok, device: torch.device, lora_cfg=Non
     if lora_cfg is not None:
         from peft import get_peft_model
 
+        from core.models import pin_base_path
+
         lora_cfg.modules_to_save = [head_name(model)]
         with quiet_transformers():
             model = get_peft_model(model, lora_cfg)
+        pin_base_path(model, path)
     head = new_aspect_head(model.config.hidden_size).to(device) if aspect_heads else None
     return RewardModel(model, kind, head, **combine)
 

@@ -23,7 +23,6 @@ stopping on held-out accuracy (best weights kept), checkpoints with model + opti
 from __future__ import annotations
 
 import math
-import os
 import random
 import shutil
 import time
@@ -39,6 +38,7 @@ from core.models import count_parameters, load_tokenizer
 from core.records import ASPECTS, file_row, prompt_key, prompt_text, read_preferences
 from core.runcard import data_info, write_run_card
 from core.config import RewardConfig, tokenizer_fixes
+from core.training import check_launch
 from reward.loss import expected_calibration_error, margin_from_ratings, pairwise_loss
 from reward.model import (REWARD_TYPES, backbone_kind, build_reward_model, collate, default_backbone, encode,
                           head_name, lora_seq_cls_config, save_reward_model, score_encoded)
@@ -64,6 +64,9 @@ def check_config(cfg: RewardConfig) -> None:
         raise ConfigError(f"key 'aspect_weights': unknown aspect(s) {sorted(unknown)} (known: {', '.join(ASPECTS)})")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise ConfigError(f"key 'val_fraction' must be in (0, 1), got {cfg.val_fraction}")
+    if cfg.load_in_4bit:
+        raise ConfigError("key 'load_in_4bit': the reward stage loads its backbone in full precision (fp32 weights, "
+                          "bf16 autocast on a GPU); 4-bit loading is for the policy stages (sft, dpo, ppo)")
 
 
 # ----------------------------------------------------------------------------- data
@@ -440,6 +443,10 @@ def new_model(cfg: RewardConfig, model_path: Path, tok, policy: DevicePolicy, as
                             gate_scale=cfg.gate_scale)
     if cfg.disable_dropout:
         _disable_dropout(rm)
+    if policy.gradient_checkpointing:
+        # Activations are recomputed in the backward pass (in train mode): memory for long sequences on
+        # a large backbone. Non-reentrant, so a LoRA backbone's frozen embeddings need no input grads.
+        rm.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return rm
 
 
@@ -480,9 +487,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
     from transformers import set_seed
 
     check_config(cfg)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("the reward stage trains in one process (a 22M-parameter encoder needs no more); "
-                          "run it without `accelerate launch` / torchrun")
+    check_launch("reward")
     set_seed(cfg.seed)
     policy = policy_from_config(cfg)
     model_path, data_path, out = resolve_paths(cfg)
@@ -533,9 +538,10 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
     gold = metrics.get("heldout_accuracy_gold")
     write_run_card(
         out, stage="reward", cfg=cfg, metrics=metrics, base_model=str(model_path),
+        library_name="peft" if lora else "transformers", tags=["reward-model", *(["lora"] if lora else [])],
         data={"preferences": data_info(data_path, len(rows)),
-              "train split": data_info(out / "train.jsonl", len(train_rows)),
-              "held-out split": data_info(out / "val.jsonl", len(val_rows))},
+              "train split": data_info(out / "train.jsonl", len(train_rows), kind="split"),
+              "held-out split": data_info(out / "val.jsonl", len(val_rows), kind="split")},
         summary=(f"Reward model on a {kind} backbone ({'LoRA + score head' if lora else 'full fine-tuning'}), "
                  f"trained with the Bradley-Terry pairwise loss (margin {cfg.margin}, soft labels "
                  f"{'on' if cfg.soft_labels else 'off'}, centering c={cfg.center_coef}"

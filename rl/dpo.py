@@ -48,7 +48,7 @@ from core.policies import base_dir
 from core.records import file_row, prompt_text, read_preferences
 from core.runcard import data_info, write_run_card
 from core.config import DPOConfig, tokenizer_fixes
-from core.training import JsonlLogger, prepare_resume, trainer_kwargs, weights_sha256
+from core.training import JsonlLogger, check_launch, prepare_resume, trainer_kwargs, weights_sha256
 from rl.dpo_loss import LOSS_TYPES, smoothing_from_agreement
 
 
@@ -111,12 +111,11 @@ def to_dataset(rows: list[dict], eps: list[float]):
                                "label_smoothing": e} for r, e in zip(rows, eps)])
 
 
-def trl_args(cfg: DPOConfig, policy: DevicePolicy, out: Path, evaluate: bool = True):
-    """Our DPOConfig → TRL's DPOConfig. The single place TRL version changes touch."""
-    from trl import DPOConfig as TRLDPOConfig
-
+def trl_kwargs(cfg: DPOConfig, policy: DevicePolicy, out: Path, evaluate: bool = True) -> dict:
+    """The arguments of TRL's DPOConfig for our config and device policy (checkable on any
+    machine: TrainingArguments refuses bf16 where there is no GPU when it is built)."""
     keep_best = evaluate and (cfg.early_stopping_patience > 0 or cfg.max_kl > 0)
-    return TRLDPOConfig(
+    return dict(
         **trainer_kwargs(cfg, policy, out),
         eval_strategy="steps" if evaluate else "no",
         load_best_model_at_end=keep_best,
@@ -129,6 +128,13 @@ def trl_args(cfg: DPOConfig, policy: DevicePolicy, out: Path, evaluate: bool = T
         max_length=cfg.max_length,
         disable_dropout=True,  # policy and reference must agree exactly at step 0
     )
+
+
+def trl_args(cfg: DPOConfig, policy: DevicePolicy, out: Path, evaluate: bool = True):
+    """Our DPOConfig → TRL's DPOConfig. The single place TRL version changes touch."""
+    from trl import DPOConfig as TRLDPOConfig
+
+    return TRLDPOConfig(**trl_kwargs(cfg, policy, out, evaluate))
 
 
 class KLGuard:
@@ -179,6 +185,7 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None):
 
     if cfg.loss_type not in LOSS_TYPES:
         raise UserError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {cfg.loss_type!r}")
+    check_launch("dpo")
     policy = policy_from_config(cfg)
     model_path, sft_path, data_path, out = resolve_paths(cfg)
     if not (sft_path / "adapter_config.json").exists():
@@ -275,9 +282,9 @@ def main(cfg: DPOConfig, callbacks: list | None = None) -> dict:
     write_run_card(
         out, stage="dpo", cfg=cfg, metrics=metrics, base_model=str(info["model_path"]),
         data={"preferences": data_info(info["data_path"], len(info["train_rows"]) + len(info["val_rows"])),
-              "train split": data_info(out / "train.jsonl", len(info["train_rows"])),
-              "held-out split": data_info(out / "val.jsonl", len(info["val_rows"])),
-              "reference (SFT adapter)": data_info(info["sft_path"] / "adapter_model.safetensors")},
+              "train split": data_info(out / "train.jsonl", len(info["train_rows"]), kind="split"),
+              "held-out split": data_info(out / "val.jsonl", len(info["val_rows"]), kind="split"),
+              "reference (SFT adapter)": data_info(info["sft_path"], kind="model")},
         summary=(f"LoRA adapter trained from the SFT adapter with TRL's DPOTrainer, loss '{cfg.loss_type}', "
                  f"β = {cfg.beta}, label smoothing {cfg.label_smoothing!r} (ε per pair from the annotators' "
                  f"votes when 'agreement'). The reference is the SFT adapter, frozen, on the same base weights. "

@@ -35,7 +35,7 @@ from core.models import count_parameters, load_tokenizer, lora_config, preflight
 from core.policies import base_dir
 from core.records import as_messages, read_prompts
 from core.runcard import data_info, write_run_card
-from core.training import weights_sha256
+from core.training import check_launch, weights_sha256
 from rl import watchdog
 from core.logps import token_logps
 from core.config import PPOConfig, tokenizer_fixes
@@ -324,6 +324,7 @@ def main(cfg: PPOConfig, reward_fn=None) -> dict:
     """Train the PPO policy; returns metrics. `reward_fn(prompts, responses) -> scores` replaces
     the run's reward model (tests use synthetic ones); each prompt is a message list."""
     check_config(cfg)
+    check_launch("ppo")
     device_policy = policy_from_config(cfg)
     accelerator = make_accelerator(device_policy.use_cpu)
     device_policy = dataclasses.replace(device_policy, device=accelerator.device)
@@ -381,7 +382,8 @@ def save_outputs(cfg, paths: dict, out: Path, model, tok, metrics: dict, n_promp
               f"Finished {metrics['steps']} iterations without a watchdog trip.")
     write_run_card(
         out, stage="ppo", cfg=cfg, metrics=metrics, base_model=str(paths["base"]),
-        data={"prompts": data_info(paths["prompts"], n_prompts), "sft adapter": data_info(paths["sft"])},
+        data={"prompts": data_info(paths["prompts"], n_prompts),
+              "sft adapter": data_info(paths["sft"], kind="model")},
         summary=(f"PPO on the SFT LoRA policy (policy, reference and value adapters on one copy of the base; "
                  f"KL estimator {cfg.kl_estimator}, β {cfg.kl_coef} {'adaptive' if cfg.adaptive_kl else 'fixed'}). "
                  f"Reward-model score {_num(metrics.get('score_start'))} → {_num(metrics.get('score_end'))} (means "

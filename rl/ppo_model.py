@@ -132,13 +132,14 @@ def build_actor_critic(base_path: str | Path, sft_path: str | Path, tok, device_
     Gradient checkpointing as the device policy says (see `checkpointing`)."""
     from peft import PeftModel
 
-    from core.models import load_causal_lm
+    from core.models import load_causal_lm, pin_base_path
 
     base = load_causal_lm(base_path, device_policy, tok, load_in_4bit=load_in_4bit)
     peft = PeftModel.from_pretrained(base, str(sft_path), adapter_name=POLICY, is_trainable=True)
     peft.load_adapter(str(sft_path), adapter_name=REF, is_trainable=False)
     torch.manual_seed(seed)  # the value adapter's and head's initialisation
     peft.add_adapter(VALUE, value_lora)
+    pin_base_path(peft, base_path)  # the saved policy and value adapters name the base absolutely
     hidden = base.config.get_text_config().hidden_size
     head = nn.Linear(hidden, 1)
     nn.init.normal_(head.weight, std=1 / (hidden + 1))  # small: values start near 0 (as OpenRLHF)

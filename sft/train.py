@@ -19,7 +19,7 @@ from core.config import SFTConfig, tokenizer_fixes
 from core.device import DevicePolicy, policy_from_config
 from core.io import write_jsonl
 from core.likelihood import completion_position_nll
-from core.models import count_parameters, load_causal_lm, load_tokenizer, lora_config, preflight
+from core.models import count_parameters, load_causal_lm, load_tokenizer, lora_config, pin_base_path, preflight
 from core.records import read_sft
 from core.runcard import data_info, write_run_card
 from core.training import JsonlLogger, prepare_resume, trainer_kwargs
@@ -65,11 +65,11 @@ def to_dataset(rows: list[dict]):
     return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
 
 
-def trl_args(cfg: SFTConfig, policy: DevicePolicy, out: Path):
-    """Our SFTConfig → TRL's SFTConfig. The single place TRL version changes touch."""
-    from trl import SFTConfig as TRLSFTConfig
-
-    return TRLSFTConfig(
+def trl_kwargs(cfg: SFTConfig, policy: DevicePolicy, out: Path) -> dict:
+    """The arguments of TRL's SFTConfig for our config and device policy. Kept apart from
+    `trl_args` because TrainingArguments checks the machine when built (bf16 on a machine without
+    a GPU is refused): a GPU recipe's arguments can be checked anywhere."""
+    return dict(
         **trainer_kwargs(cfg, policy, out),
         eval_strategy="steps",
         load_best_model_at_end=cfg.early_stopping_patience > 0,
@@ -79,6 +79,13 @@ def trl_args(cfg: SFTConfig, policy: DevicePolicy, out: Path):
         completion_only_loss=True,
         save_only_model=False,
     )
+
+
+def trl_args(cfg: SFTConfig, policy: DevicePolicy, out: Path):
+    """Our SFTConfig → TRL's SFTConfig. The single place TRL version changes touch."""
+    from trl import SFTConfig as TRLSFTConfig
+
+    return TRLSFTConfig(**trl_kwargs(cfg, policy, out))
 
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "labels")
@@ -135,6 +142,7 @@ def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=policy.gradient_checkpointing)
     model = get_peft_model(model, lora_config(cfg))
+    pin_base_path(model, model_path)
     n_trainable, n_total = count_parameters(model)
     print(f"[sft] LoRA r={cfg.lora_r}: {n_trainable:,} trainable of {n_total:,} parameters")
 
@@ -172,8 +180,8 @@ def main(cfg: SFTConfig, callbacks: list | None = None) -> dict:
     write_run_card(
         out, stage="sft", cfg=cfg, metrics=metrics, base_model=str(model_path),
         data={"sft": data_info(data_path, len(train_rows) + len(val_rows)),
-              "train split": data_info(out / "train.jsonl", len(train_rows)),
-              "validation split": data_info(out / "val.jsonl", len(val_rows))},
+              "train split": data_info(out / "train.jsonl", len(train_rows), kind="split"),
+              "validation split": data_info(out / "val.jsonl", len(val_rows), kind="split")},
         summary=(f"LoRA adapter (r={cfg.lora_r}, alpha={cfg.lora_alpha}, targets {cfg.target_modules}) "
                  f"trained with TRL's SFTTrainer on completions only. Validation perplexity "
                  f"{metrics['val_perplexity']:.3f} after {metrics['steps']} steps."))

@@ -124,6 +124,14 @@ def test_dpo_stage_writes_run_dir_and_adapter_reloads(tiny_run, prefs, tmp_path)
     assert 0 < metrics["ref_adapter_bytes"] == metrics["policy_adapter_bytes"] < metrics["base_param_bytes"]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "sha256" in card and "val_accuracy" in card
+    from core.runcard import read_card_header
+
+    header = read_card_header(out)  # the preference file only: no splits, no SFT adapter file
+    assert header["library_name"] == "peft" and header["base_model"] == str((tiny_run / "base").resolve())
+    assert header["datasets"] == [str(prefs.resolve())]
+    assert {"rlhf-loop", "trl", "dpo", "lora"} <= set(header["tags"])
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        str((tiny_run / "base").resolve())
 
     logs = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl"):

@@ -165,6 +165,12 @@ def test_stage_writes_run_dir_and_policy_adapter_loads(tiny_run, prompts_file, t
         assert key in rows[-1], key
     assert metrics["steps"] == 3 and not metrics["watchdog"]["tripped"]
     assert "rlhf-loop ppo" in (out / "README.md").read_text()
+    from core.runcard import read_card_header
+
+    header = read_card_header(out)
+    assert header["library_name"] == "peft" and header["base_model"] == str((tiny_run / "base").resolve())
+    assert header["datasets"] == [str(prompts_file.resolve())]  # the SFT adapter is a model, not data
+    assert {"rlhf-loop", "ppo", "lora"} <= set(header["tags"]) and "trl" not in header["tags"]
 
     # eval/gold.py's way of loading a policy: base + the adapter at the top of <run>/ppo
     tok = load_tokenizer(tiny_run / "base")

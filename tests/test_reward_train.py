@@ -2,6 +2,7 @@
 training of the default MiniLM backbone on easy demo pairs. (The loss itself: test_reward_loss.py.)"""
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,6 +81,12 @@ def test_decoder_lora_run_writes_the_reward_directory(tiny_base, pairs_file, tmp
     assert json.loads((out / "metrics.json").read_text())["ablations"]["margin_off"]["margin"] == "off"
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "sha256" in card and "heldout_accuracy" in card
+    from core.runcard import read_card_header
+
+    header = read_card_header(out)  # LoRA + score head: a PEFT adapter
+    assert header["library_name"] == "peft" and header["base_model"] == str(Path(tiny_base).resolve())
+    assert header["datasets"] == [str(pairs_file.resolve())]
+    assert {"rlhf-loop", "reward", "reward-model", "lora"} <= set(header["tags"])
     assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     # whole prompts are held out
     train_p = {json.loads(x)["prompt"] for x in (out / "train.jsonl").read_text().splitlines()}
