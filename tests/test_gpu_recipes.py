@@ -103,11 +103,11 @@ def test_sft_gpu_trl_arguments(tmp_path):
     kw = trl_kwargs(cfg, _gpu_policy(cfg), tmp_path / "sft")
     assert kw["bf16"] is True and kw["fp16"] is False and kw["use_cpu"] is False
     assert kw["gradient_checkpointing"] is True and kw["dataloader_pin_memory"] is True
-    assert (kw["per_device_train_batch_size"], kw["gradient_accumulation_steps"]) == (8, 4)
+    assert (kw["per_device_train_batch_size"], kw["gradient_accumulation_steps"]) == (8, 1)
     assert kw["learning_rate"] == 2e-4 and kw["max_length"] == 1024 and kw["completion_only_loss"] is True
     args = _trl_config(TRLSFTConfig, kw)
     assert args.bf16 and args.gradient_checkpointing and not args.fp16
-    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 4)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 1)
     assert args.learning_rate == 2e-4 and args.max_length == 1024 and args.num_train_epochs == 3.0
     assert args.eval_steps == args.save_steps == 200 and args.lr_scheduler_type.value == "cosine"
     assert args.output_dir == str(tmp_path / "sft" / "checkpoints")
@@ -164,7 +164,10 @@ def test_ppo_gpu_recipe():
     check_config(cfg)  # mini_batch_size within batch_size, valid estimators, checkpoints on
     assert (cfg.batch_size, cfg.mini_batch_size, cfg.ppo_epochs) == (64, 16, 4)
     assert cfg.batch_size // cfg.mini_batch_size == 4  # optimizer steps per epoch
-    assert (cfg.max_new_tokens, cfg.max_steps, cfg.save_steps, cfg.watch_window) == (256, 200, 20, 10)
+    assert (cfg.max_new_tokens, cfg.max_steps, cfg.num_epochs) == (256, -1, 1.0)
+    from rl.ppo import total_iterations
+
+    assert total_iterations(cfg.max_steps, cfg.num_epochs, 6400, cfg.batch_size, world=8) == 13  # 8 GPUs
     assert (cfg.temperature, cfg.gamma, cfg.lam, cfg.clip_eps, cfg.vf_coef) == (0.7, 1.0, 0.95, 0.2, 0.1)
     assert lora_config(cfg).r == 16  # the value function's adapter
     assert not cfg.load_in_4bit
@@ -175,7 +178,7 @@ def test_reward_gpu_recipe():
 
     cfg = _load("reward", "gpu", "--model", "/models/m")
     check_config(cfg)
-    assert cfg.lora is True and cfg.max_length == 1024 and cfg.batch_size == 8 and cfg.eval_batch_size == 32
+    assert cfg.lora is True and cfg.max_length == 1024 and cfg.batch_size == 8 and cfg.eval_batch_size == 64
     assert cfg.num_epochs == 1.0 and cfg.ablations is False and cfg.learning_rate == 1e-4
     assert total_steps(cfg, n_train=800) == 100  # one pass over 800 pairs in batches of 8
 
