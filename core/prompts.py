@@ -8,10 +8,10 @@ the conversation through every stage. Three views of it:
                 one-message prompt (unchanged, so plain prompts keep their text, ids and
                 scores), else every message on its own paragraph as "Role: content"
                 ("System: Be brief.\\n\\nUser: Hi").
-  prompt_key    the identity for grouping and splits: whitespace-collapsed, lower-cased text,
-                system messages left out (the same question under another system prompt is
-                still the same question). For a one-message prompt it is exactly the key the
-                reward stage has always used, so existing splits do not move.
+  prompt_key    the identity for grouping and splits (core/split.py): each message's text
+                NFKC-normalized, case-folded, whitespace-collapsed and stripped of end
+                punctuation ("Hours?" == "hours"), system messages left out (the same question
+                under another system prompt is still the same question).
   prompt_value  the prompt as a record field in files we write: the plain string for a
                 one-message user prompt (what plain files hold), else the message list.
 
@@ -20,7 +20,7 @@ split_shared_prompt takes the prompt out of a preference pair whose prompt is im
 """
 from __future__ import annotations
 
-import re
+import unicodedata
 from typing import Any
 
 ROLES = ("system", "user", "assistant")
@@ -48,16 +48,27 @@ def prompt_text(prompt: str | Messages) -> str:
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().lower())
+def _strip_punct(text: str) -> str:
+    """Strip Unicode punctuation and whitespace at both ends."""
+    i, j = 0, len(text)
+    while i < j and (text[i].isspace() or unicodedata.category(text[i]).startswith("P")):
+        i += 1
+    while j > i and (text[j - 1].isspace() or unicodedata.category(text[j - 1]).startswith("P")):
+        j -= 1
+    return text[i:j]
+
+
+def normalize_text(text: str) -> str:
+    """Casefold, NFKC, collapse whitespace, strip end punctuation: differences people don't read."""
+    return _strip_punct(" ".join(unicodedata.normalize("NFKC", text).casefold().split()))
 
 
 def prompt_key(prompt: str | Messages) -> str:
     """Identity of a prompt for duplicates, grouping and train/validation splits."""
     turns = [m for m in as_messages(prompt) if m["role"] != "system"]
     if len(turns) == 1 and turns[0]["role"] == "user":
-        return _norm(turns[0]["content"])
-    return "\n".join(f"{m['role']}: {_norm(m['content'])}" for m in turns)
+        return normalize_text(turns[0]["content"])
+    return "\n".join(f"{m['role']}: {normalize_text(m['content'])}" for m in turns)
 
 
 def prompt_value(prompt: str | Messages) -> str | Messages:

@@ -35,8 +35,9 @@ from core.config import ConfigError
 from core.device import DevicePolicy, policy_from_config
 from core.io import append_jsonl, read_jsonl, write_jsonl
 from core.models import count_parameters, load_tokenizer
-from core.records import ASPECTS, file_row, prompt_key, prompt_text, read_preferences
+from core.records import ASPECTS, file_row, prompt_text, read_preferences
 from core.runcard import data_info, write_run_card
+from core.split import split_by_prompt
 from core.config import RewardConfig, tokenizer_fixes
 from core.training import check_launch
 from reward.loss import expected_calibration_error, margin_from_ratings, pairwise_loss
@@ -71,25 +72,11 @@ def check_config(cfg: RewardConfig) -> None:
 
 # ----------------------------------------------------------------------------- data
 
-def split_by_prompt(rows: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out whole prompts (every pair of a prompt on one side), about val_fraction of pairs."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(prompt_key(r["prompt"]), []).append(r)
-    keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-    if len(keys) < 2:
-        raise ConfigError(f"need pairs for at least 2 distinct prompts to hold some out, got {len(keys)}")
-    target = max(1, round(val_fraction * len(rows)))
-    val_keys, n = set(), 0
-    for k in keys[:-1]:  # the last key always trains
-        if n >= target:
-            break
-        val_keys.add(k)
-        n += len(groups[k])
-    train = [r for r in rows if prompt_key(r["prompt"]) not in val_keys]
-    val = [r for r in rows if prompt_key(r["prompt"]) in val_keys]
-    return train, val
+def load_split(data_path: Path, cfg: RewardConfig) -> tuple[list[dict], list[dict], list[dict]]:
+    """(all, train, held-out) pairs: every row validated (a bad one stops the run with file:line),
+    whole prompts held out by core.split's rule (DPO holds out the same ones)."""
+    rows = read_preferences(data_path)
+    return (rows, *split_by_prompt(rows, cfg.val_fraction, cfg.seed))
 
 
 def _aspect_vector(ratings: dict | None) -> list[float]:
@@ -494,8 +481,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
     print(f"[reward] {model_path} + {data_path} → {out}  ({policy.describe()})")
 
     tok = load_tokenizer(model_path, **tokenizer_fixes(cfg))
-    rows = read_preferences(data_path)  # validates every row; a bad one stops the run with file:line
-    train_rows, val_rows = split_by_prompt(rows, cfg.val_fraction, cfg.seed)
+    rows, train_rows, val_rows = load_split(data_path, cfg)
     aspect_heads = cfg.aspect_heads and any(r["aspects_chosen"] or r["aspects_rejected"] for r in train_rows)
     if cfg.aspect_heads and not aspect_heads:
         if cfg.reward_type != "pairwise":

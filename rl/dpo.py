@@ -36,7 +36,6 @@ the margins overshoot; the KL limit catches the drift that the loss cannot see.
 from __future__ import annotations
 
 import math
-import random
 import time
 from pathlib import Path
 
@@ -45,8 +44,9 @@ from core.device import DevicePolicy, policy_from_config
 from core.io import write_jsonl
 from core.models import count_parameters, load_policy, load_tokenizer, preflight
 from core.policies import base_dir
-from core.records import file_row, prompt_text, read_preferences
+from core.records import file_row, read_preferences
 from core.runcard import data_info, write_run_card
+from core.split import split_by_prompt
 from core.config import DPOConfig, tokenizer_fixes
 from core.training import JsonlLogger, check_launch, prepare_resume, trainer_kwargs, weights_sha256
 from rl.dpo_loss import LOSS_TYPES, smoothing_from_agreement
@@ -61,16 +61,11 @@ def resolve_paths(cfg: DPOConfig) -> tuple[Path, Path, Path, Path]:
     return model, sft, data, out
 
 
-def split_by_prompt(rows: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out every pair of a random share of the prompts, so no held-out prompt is trained on."""
-    prompts = sorted({prompt_text(r["prompt"]) for r in rows})
-    random.Random(seed).shuffle(prompts)
-    n_val = round(len(prompts) * val_fraction)
-    if val_fraction > 0 and len(prompts) > 1:
-        n_val = min(max(n_val, 1), len(prompts) - 1)
-    held_out = set(prompts[:n_val])
-    return ([r for r in rows if prompt_text(r["prompt"]) not in held_out],
-            [r for r in rows if prompt_text(r["prompt"]) in held_out])
+def load_split(data_path: Path, cfg: DPOConfig) -> tuple[list[dict], list[dict], list[dict]]:
+    """(all, train, held-out) preference pairs: every row validated, whole prompts held out by
+    core.split's rule (the reward stage holds out the same ones)."""
+    rows = read_preferences(data_path)
+    return (rows, *split_by_prompt(rows, cfg.val_fraction, cfg.seed))
 
 
 def pair_smoothing(rows: list[dict], cfg: DPOConfig) -> list[float]:
@@ -196,8 +191,7 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None):
     tok = load_tokenizer(model_path, **tokenizer_fixes(cfg))
     preflight(tok)
 
-    rows = read_preferences(data_path)
-    train_rows, val_rows = split_by_prompt(rows, cfg.val_fraction, cfg.seed)
+    rows, train_rows, val_rows = load_split(data_path, cfg)
     train_eps, val_eps = pair_smoothing(train_rows, cfg), pair_smoothing(val_rows, cfg)
     write_jsonl(out / "train.jsonl", [{**file_row(r), "label_smoothing": e} for r, e in zip(train_rows, train_eps)])
     write_jsonl(out / "val.jsonl", [{**file_row(r), "label_smoothing": e} for r, e in zip(val_rows, val_eps)])

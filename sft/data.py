@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import random
 import re
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
+
+from core.prompts import normalize_text
+from core.prompts import prompt_key as core_prompt_key
+from core.split import describe_split as core_describe_split, split_by_prompt
 
 log = logging.getLogger(__name__)
 
@@ -38,35 +40,10 @@ _N_SHOWN = 3  # example locations per finding in CheckReport.format()
 
 # ------------------------------------------------------------------------- normalization
 
-def _strip_punct(text: str) -> str:
-    """Strip Unicode punctuation and whitespace at both ends ("Hours?" == "hours")."""
-    i, j = 0, len(text)
-    while i < j and (text[i].isspace() or unicodedata.category(text[i]).startswith("P")):
-        i += 1
-    while j > i and (text[j - 1].isspace() or unicodedata.category(text[j - 1]).startswith("P")):
-        j -= 1
-    return text[i:j]
-
-
-def normalize_text(text: str) -> str:
-    """Casefold, NFKC, collapse whitespace, strip end punctuation: differences people don't read."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _strip_punct(" ".join(text.split()))
-
-
 def prompt_key(row: Row) -> str:
-    """Normalized user-visible prompt, the identity used for duplicates, grouping and leakage.
-
-    System messages are left out on purpose: the same question under two system prompts is
-    still the same question to the model, so it must not sit on both sides of the split.
-    Roles are kept so a multi-turn prompt is not confused with a single message holding the
-    same words.
-    """
-    return "\n".join(
-        f"{m['role']}: {normalize_text(m['content'])}"
-        for m in row["prompt"]
-        if m["role"] != "system"
-    )
+    """The row's prompt identity (core.prompts.prompt_key), used for duplicates, grouping, leakage
+    and the split: normalized text, system messages left out, roles kept for multi-turn prompts."""
+    return core_prompt_key(row["prompt"])
 
 
 def completion_text(row: Row) -> str:
@@ -97,14 +74,12 @@ def _short(text: str, width: int = 60) -> str:
 def split_train_val(
     rows: Sequence[Row], val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[list[Row], list[Row]]:
-    """Split rows into (train, val) BEFORE training, grouped by prompt_key.
+    """Split rows into (train, val) BEFORE training, by core.split's rule for every stage.
 
     Rows that share a normalized prompt always land on the same side, otherwise validation
     loss would be measured on questions the model was trained on (support logs often answer
-    one question several ways). Groups are shuffled with random.Random(seed) over their sorted
-    keys (never hash(), which is salted per process), so a seed gives the same split on every
-    machine. Groups are added to val while they fit under round(val_fraction * n); if no group
-    fits, the smallest one is taken, so val has at least one row whenever len(rows) >= 2.
+    one question several ways). A prompt's side depends only on (seed, prompt), so a seed gives
+    the same split on every machine; val holds at least one prompt whenever there are two.
     Both sides keep the input order.
     """
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
@@ -114,50 +89,14 @@ def split_train_val(
     rows = list(rows)
     if len(rows) < 2:
         return rows, []
-
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        groups[prompt_key(row)].append(i)
-    if len(groups) < 2:
-        raise ValueError(
-            f"all {len(rows)} rows share one prompt ({_short(next(iter(groups)))!r}); "
-            "a validation split without leakage is impossible"
-        )
-    keys = sorted(groups)
-    random.Random(seed).shuffle(keys)
-
-    target = max(1, math.floor(val_fraction * len(rows) + 0.5))
-    val_keys: list[str] = []
-    n_val = 0
-    for key in keys:
-        if n_val + len(groups[key]) <= target:
-            val_keys.append(key)
-            n_val += len(groups[key])
-        if n_val == target:
-            break
-    if not val_keys:  # every group is bigger than the target: take the smallest (shuffled order breaks ties)
-        val_keys.append(min(keys, key=lambda k: len(groups[k])))
-
-    val_idx = {i for k in val_keys for i in groups[k]}
-    train = [r for i, r in enumerate(rows) if i not in val_idx]
-    val = [r for i, r in enumerate(rows) if i in val_idx]
-    log.info("split: %d train, %d val rows (%d prompt groups)", len(train), len(val), len(groups))
+    train, val = split_by_prompt(rows, val_fraction, seed, key=prompt_key)
+    log.info("split: %d train, %d val rows", len(train), len(val))
     return train, val
 
 
 def describe_split(train: Sequence[Row], val: Sequence[Row]) -> dict[str, Any]:
     """Sizes of a split for metrics.json and the run card; n_shared_prompts should be 0."""
-    train_keys = {prompt_key(r) for r in train}
-    val_keys = {prompt_key(r) for r in val}
-    n = len(train) + len(val)
-    return {
-        "n_train": len(train),
-        "n_val": len(val),
-        "val_fraction": len(val) / n if n else 0.0,
-        "n_train_prompts": len(train_keys),
-        "n_val_prompts": len(val_keys),
-        "n_shared_prompts": len(train_keys & val_keys),
-    }
+    return core_describe_split(train, val, key=prompt_key)
 
 
 # ------------------------------------------------------------------------- checks

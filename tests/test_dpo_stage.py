@@ -218,7 +218,10 @@ def test_kl_guard_stops_training(tiny_run, prefs, tmp_path):
     from rl.dpo import main
 
     metrics = main(_cfg(tiny_run, prefs, tmp_path / "dpo", max_steps=6, max_kl=1e-9))
-    assert metrics["kl_guard_tripped_at_step"] == 2 and metrics["steps"] == 2
+    # the first evaluation whose held-out KL estimate is positive trips it (k1 can be negative early)
+    logs = [json.loads(x) for x in (tmp_path / "dpo" / "log.jsonl").read_text().splitlines()]
+    first = next(r["step"] for r in logs if r.get("eval_kl", 0.0) > 1e-9)
+    assert metrics["kl_guard_tripped_at_step"] == first == metrics["steps"] < 6
 
 
 def test_two_processes_end_with_identical_weights(tiny_run, prefs, tmp_path):

@@ -150,14 +150,14 @@ def test_split_shared_prompt_on_messages_and_strings():
 def test_prompt_text_key_and_value():
     plain = [{"role": "user", "content": "  Are you OPEN\non Sunday? "}]
     assert prompt_text(plain) == prompt_value(plain) == "  Are you OPEN\non Sunday? "
-    assert prompt_key(plain) == prompt_key("  Are you OPEN\non Sunday? ") == "are you open on sunday?"
+    assert prompt_key(plain) == prompt_key("  Are you OPEN\non Sunday? ") == "are you open on sunday"
     conv = [SYS, U1, A1, U2]
     assert prompt_text(conv) == ("System: You are the shop's assistant. Be brief.\n\nUser: Do you sell kettles?"
                                  "\n\nAssistant: Yes, three models.\n\nUser: Which is cheapest?")
     assert prompt_value(conv) == conv
     # the system prompt is not part of the identity; the turns and their roles are
-    assert prompt_key([SYS, U1]) == prompt_key([U1]) == "do you sell kettles?"
-    assert prompt_key(conv) == "user: do you sell kettles?\nassistant: yes, three models.\nuser: which is cheapest?"
+    assert prompt_key([SYS, U1]) == prompt_key([U1]) == "do you sell kettles"
+    assert prompt_key(conv) == "user: do you sell kettles\nassistant: yes, three models\nuser: which is cheapest"
 
 
 # ---------------------------------------------------------------- unreadable files

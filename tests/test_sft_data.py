@@ -38,7 +38,7 @@ def clean_rows():
 def test_prompt_key_normalizes_case_space_and_end_punctuation():
     a = row("  What are your   opening hours?? ", "x", 1)
     b = row("what are your opening\nhours", "y", 2)
-    assert prompt_key(a) == prompt_key(b) == "user: what are your opening hours"
+    assert prompt_key(a) == prompt_key(b) == "what are your opening hours"
 
 
 def test_prompt_key_keeps_roles_and_ignores_system():
@@ -84,23 +84,24 @@ def test_split_is_deterministic_and_honours_fraction():
     assert [r["_source"] for r in v1] == [r["_source"] for r in v2]
     assert [r["_source"] for r in t1] == [r["_source"] for r in t2]
     assert [r["_source"] for r in v1] != [r["_source"] for r in v3]
-    assert len(v1) == 20 and len(t1) == 180  # singleton groups hit the target exactly
+    assert len(v1) + len(t1) == 200 and 10 <= len(v1) <= 30  # 200 prompts at 0.1: sd of the count is 4.2
     # Input order is kept on both sides (traceable back to the file).
     assert [r["_source"] for r in t1] == sorted((r["_source"] for r in t1), key=lambda s: int(s.split(":")[1]))
 
     grouped = shared_prompt_rows(n_questions=100)  # 300 rows in groups of 3
     _, val = split_train_val(grouped, val_fraction=0.15, seed=0)
-    assert len(val) == 45
+    assert len(val) % 3 == 0 and 15 <= len(val) <= 81
 
 
 def test_split_minimum_and_validation():
     two = [row("a", "x", 1), row("b", "y", 2)]
     train, val = split_train_val(two, val_fraction=0.1)
     assert len(train) == 1 and len(val) == 1
-    # Every group bigger than the target: the smallest group goes to val, train never empties.
+    # However few prompts fall under the fraction, val gets one and train never empties.
     big = [row("a", f"x{i}", i) for i in range(10)] + [row("b", "y", 11), row("b", "z", 12)]
     train, val = split_train_val(big, val_fraction=0.05)
-    assert [r["_source"] for r in val] == ["d.jsonl:11", "d.jsonl:12"] and len(train) == 10
+    assert train and val and {prompt_key(r) for r in val}.isdisjoint({prompt_key(r) for r in train})
+    assert len(val) in (2, 10) and len(train) == 12 - len(val)
     assert split_train_val([row("a", "x", 1)]) == ([row("a", "x", 1)], [])
     assert split_train_val([]) == ([], [])
     for bad in (0, 0.0, 0.51, 1.0, -0.1):
@@ -148,8 +149,8 @@ def test_contradictions_are_info_with_answer_counts():
     assert c is not None and c in report.info and report.ok
     assert c.count == 2
     assert [(d["prompt"], d["n_answers"]) for d in c.details] == [
-        ("user: what is the price of item 1", 3),
-        ("user: what is the price of item 2", 2),
+        ("what is the price of item 1", 3),
+        ("what is the price of item 2", 2),
     ]
     assert c.details[0]["locations"] == ["d.jsonl:2", "d.jsonl:30", "d.jsonl:31"]
     assert "up to 3" in c.message
@@ -164,7 +165,7 @@ def test_planted_leakage_is_an_error_naming_both_sides():
     leak = report.get("leakage")
     assert not report.ok and leak in report.errors
     assert leak.count == 1
-    assert leak.details == [{"prompt": "user: what is the price of item 7",
+    assert leak.details == [{"prompt": "what is the price of item 7",
                              "train": ["d.jsonl:8"], "val": ["v.jsonl:1"]}]
     assert leak.locations == ["d.jsonl:8", "v.jsonl:1"]
 
