@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from core import checkpoints
 from core.config import UserError
-from core.io import append_jsonl, read_jsonl, write_jsonl
+from core.io import append_jsonl
 
 # How a process was started (launch_mode), and what each stage supports. configs/accelerate/*.yaml
 # say the same in their "Stages:" line and the README's table (tests/test_gpu_recipes.py checks both).
@@ -67,30 +68,11 @@ class JsonlLogger:
         return _CB()
 
 
-def truncate_log(path: Path, step: int) -> None:
-    """On resume, drop log rows written after the checkpoint we restart from (they'd repeat)."""
-    if path.exists():
-        write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
-
-
-def last_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return ckpts[-1] if ckpts else None
-
-
 def prepare_resume(out: Path, resume: bool, stage: str) -> Path | None:
-    """The checkpoint to resume from (None: a fresh start). Resuming cuts <out>/log.jsonl back
-    to the checkpoint's step, so no step is logged twice; a fresh start removes the old log."""
-    log_path = out / "log.jsonl"
-    resume_from = last_checkpoint(out) if resume else None
-    if resume and resume_from is None:
-        print(f"[{stage}] --resume: no checkpoint in {out / 'checkpoints'}, starting fresh")
-    if resume_from is not None:
-        truncate_log(log_path, int(resume_from.name.split("-")[-1]))
-        print(f"[{stage}] resuming from {resume_from}")
-    else:
-        log_path.unlink(missing_ok=True)
-    return resume_from
+    """The Trainer checkpoint to resume from (None: a fresh start), through core.checkpoints: a
+    resume cuts <out>/log.jsonl back to its step, a fresh start removes the old log. The Trainer
+    writes and prunes its own checkpoints (save_total_limit)."""
+    return checkpoints.start_or_resume(out, resume, stage, pattern=checkpoints.TRAINER, clear=False)
 
 
 def trainer_kwargs(cfg, policy, out: Path) -> dict:

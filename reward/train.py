@@ -14,16 +14,15 @@ Why a plain loop and not TRL's RewardTrainer (TRL 1.16, trl/trainer/reward_train
   - pooling is the HF head's: for decoders the last token that is not `pad_token_id`, which
     breaks when pad == EOS, and nothing packs a left-padded batch.
 Fitting it would mean overriding the collator, `_prepare_dataset`, `_set_signature_columns_if_needed`
-and compute_loss: four methods, against DESIGN.md's "at most one". The loop below is ~100 lines:
-AdamW, linear warm-up + cosine decay, gradient clipping, tqdm, evaluation every N steps, early
-stopping on held-out accuracy (best weights kept), checkpoints with model + optimizer + scheduler
-+ RNG + step (the data order is a function of (seed, epoch), so the step is the position), and
-`resume` that reproduces the uninterrupted losses exactly.
+and compute_loss: four methods, where this project allows one override below a trainer. The loop
+below is ~100 lines: AdamW, linear warm-up + cosine decay, gradient clipping, tqdm, evaluation every
+N steps, early stopping on held-out accuracy (best weights kept), checkpoints (core/checkpoints.py)
+with model + optimizer + scheduler + RNG + step (the data order is a function of (seed, epoch), so
+the step is the position), and `resume` that reproduces the uninterrupted losses exactly.
 """
 from __future__ import annotations
 
 import math
-import random
 import shutil
 import time
 from pathlib import Path
@@ -31,9 +30,10 @@ from typing import Callable
 
 import torch
 
+from core import checkpoints
 from core.config import ConfigError
 from core.device import DevicePolicy, policy_from_config
-from core.io import append_jsonl, read_jsonl, write_jsonl
+from core.io import append_jsonl, write_jsonl
 from core.models import count_parameters, load_tokenizer
 from core.records import ASPECTS, file_row, prompt_text, read_preferences
 from core.runcard import data_info, write_run_card
@@ -269,31 +269,6 @@ def _load_trainable(rm, state: dict[str, torch.Tensor]) -> None:
             params[n].copy_(v)
 
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
-def checkpoints(out: Path) -> list[Path]:
-    return sorted((out / "checkpoints").glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-
-
 def _optimizer(rm, cfg: RewardConfig, max_steps: int):
     head = head_name(rm.hf_model)
     groups = {}
@@ -320,31 +295,23 @@ def _optimizer(rm, cfg: RewardConfig, max_steps: int):
 
 
 def _resume_or_reset(out: Path, rm, opt, sched, cfg: RewardConfig) -> tuple[int, dict]:
-    """With cfg.resume and a checkpoint: restore it and cut log.jsonl back to its step; else start clean."""
-    log_path, ckpts = out / "log.jsonl", checkpoints(out) if cfg.resume else []
-    if not ckpts:
-        if cfg.resume:
-            print(f"[reward] --resume: no checkpoint in {out / 'checkpoints'}, starting fresh")
-        log_path.unlink(missing_ok=True)
-        for p in (out / "checkpoints").glob("*.pt"):  # another run's: never mix them in
-            p.unlink()
+    """With cfg.resume and a checkpoint: restore it (core.checkpoints cuts log.jsonl back to its
+    step); else start clean, without another run's checkpoints."""
+    found = checkpoints.start_or_resume(out, cfg.resume, "reward")
+    if found is None:
         return 0, {"best": None, "best_step": 0, "bad": 0}
-    state = torch.load(ckpts[-1], weights_only=False)
+    state = checkpoints.load(found)
     _load_trainable(rm, state["trainable"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    _set_rng_state(state["rng"])
-    write_jsonl(log_path, [r for r in read_jsonl(log_path) if r["step"] <= state["step"]] if log_path.exists() else [])
-    print(f"[reward] resumed from {ckpts[-1]} (step {state['step']})")
+    checkpoints.set_rng_state(state["rng"])
     return state["step"], state["early"]
 
 
 def _checkpoint(out: Path, step: int, rm, opt, sched, early: dict, keep: int) -> None:
-    _atomic_save({"step": step, "trainable": _trainable(rm), "optimizer": opt.state_dict(),
-                  "scheduler": sched.state_dict(), "rng": _rng_state(), "early": early},
-                 out / "checkpoints" / f"step-{step:06d}.pt")
-    for old in checkpoints(out)[:-keep]:
-        old.unlink()
+    checkpoints.save(out / "checkpoints", step, {"trainable": _trainable(rm), "optimizer": opt.state_dict(),
+                                                 "scheduler": sched.state_dict(), "rng": checkpoints.rng_state(),
+                                                 "early": early}, keep)
 
 
 def _early_stop(out: Path, step: int, rm, ev: dict, early: dict, patience: int) -> bool:
@@ -353,7 +320,7 @@ def _early_stop(out: Path, step: int, rm, ev: dict, early: dict, patience: int) 
     if early["best"] is None or score > tuple(early["best"]):
         early.update(best=list(score), best_step=step, bad=0)
         if patience > 0:  # the weights to restore at the end
-            _atomic_save({"step": step, "trainable": _trainable(rm)}, out / "checkpoints" / "best.pt")
+            checkpoints.atomic_save({"step": step, "trainable": _trainable(rm)}, out / "checkpoints" / "best.pt")
         return False
     early["bad"] += 1
     return 0 < patience <= early["bad"]
@@ -407,7 +374,7 @@ def train_loop(rm, train_items: list[dict], val_items: list[dict], cfg: RewardCo
             break
     bar.close()
     if out and cfg.early_stopping_patience > 0 and (out / "checkpoints" / "best.pt").exists():
-        _load_trainable(rm, torch.load(out / "checkpoints" / "best.pt", weights_only=False)["trainable"])
+        _load_trainable(rm, checkpoints.load(out / "checkpoints" / "best.pt")["trainable"])
     return {"steps": step, "best_step": early["best_step"],
             "best_eval_accuracy": round(early["best"][0], 4) if early.get("best") else None}
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 import time
 from collections import defaultdict
@@ -28,9 +27,10 @@ from pathlib import Path
 
 import torch
 
+from core import checkpoints
 from core.config import ConfigError, UserError
 from core.device import policy_from_config
-from core.io import append_jsonl, read_jsonl, write_jsonl
+from core.io import append_jsonl, read_jsonl
 from core.models import count_parameters, load_tokenizer, lora_config, preflight
 from core.policies import base_dir
 from core.records import as_messages, read_prompts
@@ -215,24 +215,14 @@ def rollout_metrics(accelerator, r: Rollout) -> dict:
 
 # ---------------------------------------------------------------- checkpoints
 
-def checkpoints(out: Path) -> list[Path]:
-    return sorted((out / "checkpoints").glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-
-
 def save_checkpoint(out: Path, step: int, model, optimizer, kl_ctl, history: list[dict], keep: int) -> None:
-    path = out / "checkpoints" / f"step-{step}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "trainable": model.trainable_state(), "optimizer": optimizer.state_dict(),
-             "kl_coef": kl_ctl.value, "history": history}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
-    for old in checkpoints(out)[:-keep]:
-        old.unlink()
+    checkpoints.save(out / "checkpoints", step, {"trainable": model.trainable_state(),
+                                                 "optimizer": optimizer.state_dict(), "kl_coef": kl_ctl.value,
+                                                 "history": history}, keep)
 
 
 def load_checkpoint(path: Path, model, optimizer, kl_ctl) -> tuple[int, list[dict]]:
-    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    state = checkpoints.load(path, map_location=next(model.parameters()).device)
     model.load_trainable_state(state["trainable"])
     optimizer.load_state_dict(state["optimizer"])
     kl_ctl.value = state["kl_coef"]
@@ -242,21 +232,10 @@ def load_checkpoint(path: Path, model, optimizer, kl_ctl) -> tuple[int, list[dic
 def start_or_resume(cfg, out: Path, accelerator, model, optimizer, kl_ctl) -> tuple[int, list[dict]]:
     """(first step, history): a fresh start clears old checkpoints and log; --resume loads the
     newest checkpoint and drops the log rows written after it (they will be written again)."""
-    log_path, found = out / "log.jsonl", checkpoints(out)
-    if cfg.resume and found:
-        step, history = load_checkpoint(found[-1], model, optimizer, kl_ctl)
-        accelerator.print(f"[ppo] resuming from {found[-1]} (step {step})")
-        if accelerator.is_main_process and log_path.exists():
-            write_jsonl(log_path, [r for r in read_jsonl(log_path) if r["step"] <= step])
-        return step, history
-    if cfg.resume:
-        accelerator.print(f"[ppo] --resume: no checkpoint in {out / 'checkpoints'}, starting fresh")
-    if accelerator.is_main_process:
-        log_path.unlink(missing_ok=True)
-        for old in found:
-            old.unlink()
+    found = checkpoints.start_or_resume(out, cfg.resume, "ppo", main_process=accelerator.is_main_process,
+                                        say=accelerator.print)
     accelerator.wait_for_everyone()
-    return 0, []
+    return load_checkpoint(found, model, optimizer, kl_ctl) if found else (0, [])
 
 
 # ---------------------------------------------------------------- loop
@@ -299,7 +278,7 @@ def train(cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, reward_fn, o
 
 def rollback(out: Path, step: int, reason: str, model, optimizer, kl_ctl, accelerator) -> dict:
     """Stop: restore the newest checkpoint (a state the watchdog had passed) and say so."""
-    ckpt = checkpoints(out)[-1]
+    ckpt = checkpoints.list_checkpoints(out / "checkpoints")[-1]
     good_step, _ = load_checkpoint(ckpt, model, optimizer, kl_ctl)
     msg = (f"WATCHDOG TRIPPED at step {step}: {reason}. Training stopped; the policy was rolled back to "
            f"the last good checkpoint (step {good_step}, {ckpt.name}) and that is what {out} holds.")
