@@ -35,7 +35,7 @@ def step_seconds(model, optimizer, blocks: torch.Tensor, steps: int) -> float:
 def main() -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from core.config import BaseConfig
+    from demo.config import BaseConfig
     from demo.pretrain import make_optimizer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -1,4 +1,4 @@
-"""`rlhf collect ...` subcommands as plain functions (core/cli.py wires the arguments).
+"""`rlhf collect ...` subcommands as plain functions (collect/cli.py wires the arguments).
 
 The store lives at <run>/collect/annotations.db and the export at
 <run>/collect/preferences.jsonl (with its dataset card README.md beside it). Each function

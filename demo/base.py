@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.config import BaseConfig, UserError
+from core.config import UserError
+from demo.config import BaseConfig
 from core.models import preflight
 from core.runcard import data_info, write_run_card
 

@@ -17,10 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from core.config import (BaseConfig, DataConfig, DemoConfig, DPOConfig, EvalConfig, PPOConfig, RewardConfig,
-                         SFTConfig, SimulatedRoundConfig, UserError, load_config)
+from core.config import DPOConfig, EvalConfig, PPOConfig, RewardConfig, SFTConfig, UserError, load_config
 from core.io import write_json
 from core.runcard import fingerprint, mark_stage, stage_status
+from demo.config import BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
 from demo.sizes import FULL, QUICK
 
 ORDER = ("data", "base", "sft", "collect", "reward", "dpo", "ppo", "eval")

@@ -22,7 +22,7 @@ from transformers.utils import logging as hf_logging
 from core.io import append_jsonl, write_json
 from demo.tokenizer import EOT
 
-# Defaults (core.config.BaseConfig holds the ones `rlhf base` uses), measured on the 2-core CPU
+# Defaults (demo.config.BaseConfig holds the ones `rlhf base` uses), measured on the 2-core CPU
 # with the demo corpus (~0.7 MB, ~200k tokens at vocab 3.2k), 5.2M params:
 # - 120 steps of 16 x 256 tokens at lr 1e-3: held-out loss 2.0 nats (unigram entropy 5.5);
 # - 220 such steps: 0.80, and the model answered nearly every question with the same sentence;

@@ -30,7 +30,7 @@ def _launch_env(name: str) -> dict[str, str]:
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    args = launch_command_parser().parse_args(["--config_file", str(CONFIGS / f"{name}.yaml"), "-m", "core.cli"])
+    args = launch_command_parser().parse_args(["--config_file", str(CONFIGS / f"{name}.yaml"), "-m", "cli"])
     args, defaults, _ = _validate_launch_command(args)
     if args.use_deepspeed:  # as launch_command does before deepspeed_launcher
         args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)

@@ -279,7 +279,8 @@ def test_tokenizer_passes_project_preflight(tok):
 
 
 def test_base_stage_refuses_a_share_outside_0_1_before_reading_anything(tmp_path):
-    from core.config import BaseConfig, UserError, load_config
+    from core.config import UserError, load_config
+    from demo.config import BaseConfig
     from demo.base import main
 
     cfg = load_config(BaseConfig, None, {"run": str(tmp_path / "missing-run"), "short_seq_share": 1.5})

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from core.cli import main as rlhf
+from cli.main import main as rlhf
 from sft.check_cli import detect_kind
 
 U = {"role": "user", "content": "Kettles?"}

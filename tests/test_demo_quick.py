@@ -21,7 +21,8 @@ ARTIFACTS = (
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    from core.config import DemoConfig, load_config
+    from core.config import load_config
+    from demo.config import DemoConfig
     from demo.pipeline import main
 
     run = tmp_path_factory.mktemp("demo") / "run"
@@ -57,7 +58,8 @@ def test_quick_demo_writes_every_artifact(quick_run):
 
 
 def test_rerun_skips_and_a_changed_stage_reruns_what_follows(quick_run, tmp_path):
-    from core.config import DemoConfig, load_config
+    from core.config import load_config
+    from demo.config import DemoConfig
     from demo.pipeline import ORDER, main
 
     run, cfg, _ = quick_run
@@ -77,7 +79,8 @@ def test_rerun_skips_and_a_changed_stage_reruns_what_follows(quick_run, tmp_path
 
 
 def test_until_stops_after_the_named_stage(tmp_path):
-    from core.config import DemoConfig, UserError, load_config
+    from core.config import UserError, load_config
+    from demo.config import DemoConfig
     from demo.pipeline import main
 
     with pytest.raises(UserError, match="not a stage"):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.config import STAGES, UserError, load_config
+from cli.main import config_classes
+from core.config import UserError, load_config
 from core.device import DeviceError, plan_device
 from core.training import STAGE_LAUNCH_MODES, check_launch, launch_mode
 
@@ -28,7 +29,7 @@ def _path(stage, name):
 
 
 def _load(stage, name, *overrides):
-    return load_config(STAGES[stage], _path(stage, name), list(overrides))
+    return load_config(config_classes()[stage], _path(stage, name), list(overrides))
 
 
 def _gpu_policy(cfg, local_rank=None):
@@ -51,7 +52,7 @@ def test_recipe_header_and_keys(stage, name):
     assert not PATH_KEYS & set(values), "recipes take paths from the command line, never from the file"
     assert "--run DIR" in comment  # the header says where the paths go
     cfg = _load(stage, name)  # unknown keys or wrong types raise ConfigError
-    defaults = STAGES[stage]()
+    defaults = config_classes()[stage]()
     changed = [k for k in values if getattr(defaults, k) != getattr(cfg, k)]
     assert changed, "a recipe that changes nothing is the defaults"
     for key in changed:  # every non-default value is explained in the header
@@ -280,7 +281,7 @@ def test_single_process_runs_every_stage():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 @pytest.mark.parametrize("stage,name", RECIPES)
 def test_gpu_recipe_on_cpu_is_a_one_line_error(stage, name, tmp_path, capsys):
-    from core.cli import main
+    from cli.main import main
 
     rc = main([stage, "--config", str(_path(stage, name)), "--run", str(tmp_path / "run")])
     err = capsys.readouterr().err
@@ -292,7 +293,7 @@ def test_gpu_recipe_on_cpu_is_a_one_line_error(stage, name, tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_missing_model_on_cpu_is_a_one_line_error(tmp_path, capsys):
-    from core.cli import main
+    from cli.main import main
 
     rc = main(["sft", "--config", str(_path("sft", "gpu")), "--device", "cpu", "--dtype", "float32",
                "--model", str(tmp_path / "nope"), "--run", str(tmp_path / "run")])

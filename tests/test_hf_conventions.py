@@ -144,7 +144,7 @@ def test_dpo_ppo_and_reward_adapters_name_their_base_absolutely(relative_run, tm
 def test_export_honours_dtype_and_writes_a_card(tiny_run, tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
-    from core.cli import main as cli
+    from cli.main import main as cli
     from core.config import ExportConfig
     from core.export import main
     from core.runcard import read_card_header

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "collect", "sft", "reward", "rl", "eval", "demo")
+PACKAGES = ("core", "collect", "sft", "reward", "rl", "eval", "demo", "cli")
 MODULES = sorted(
     ".".join(p.relative_to(ROOT).with_suffix("").parts)
     for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if p.name != "__init__.py")
@@ -17,7 +17,7 @@ def test_module_imports(module):
 
 
 def test_cli_help_lists_stages(capsys):
-    from core.cli import main
+    from cli.main import main
 
     assert main(["--help"]) == 0
     out = capsys.readouterr().out

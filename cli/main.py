@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from .config import ConfigError, UserError, field_help, load_config
+from core.config import ConfigError, UserError, field_help, load_config
 
 USAGE = """usage: rlhf COMMAND [options]
 
@@ -104,8 +104,8 @@ def _cmd_ppo(args):
 
 
 def _cmd_base(args):
-    from core.config import BaseConfig
     from demo.base import main
+    from demo.config import BaseConfig
 
     return run_stage("base", BaseConfig, main, args, "Train the BPE tokenizer and pretrain the tiny base model.")
 
@@ -116,7 +116,7 @@ def _cmd_data(args):
 
         return check_main(args[1:])
     if args and args[0] == "demo":
-        from core.config import DataConfig
+        from demo.config import DataConfig
         from demo.pipeline import data_main
 
         return run_stage("data demo", DataConfig, data_main, args[1:], "Build the demo domain's data files.")
@@ -156,10 +156,22 @@ def _cmd_loop(args):
 
 
 def _cmd_demo(args):
-    from core.config import DemoConfig
+    from demo.config import DemoConfig
     from demo.pipeline import main
 
     return run_stage("demo", DemoConfig, main, args, "The whole loop on the embedded default domain.")
+
+
+def config_classes() -> dict[str, type]:
+    """The config class of every command that takes `--config FILE` (configs/<name>/*.yaml)."""
+    from core.config import ChatConfig, DPOConfig, EvalConfig, ExportConfig, PPOConfig, RewardConfig, SFTConfig
+    from demo.config import BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
+
+    from loop.config import LoopConfig
+
+    return {"loop": LoopConfig, "data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,
+            "reward": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "eval": EvalConfig, "chat": ChatConfig,
+            "export": ExportConfig, "demo": DemoConfig}
 
 
 COMMANDS = {"loop": _cmd_loop, "demo": _cmd_demo, "data": _cmd_data, "base": _cmd_base, "sft": _cmd_sft,
