@@ -72,6 +72,10 @@ def _cmd_sft(args):
 
 
 def _cmd_collect(args):
+    if args and args[0] == "simulate":  # judges by the demo's oracle, so it lives in demo/
+        from demo.simulate import cli_main
+
+        return cli_main(args[1:])
     from collect.cli import main
 
     return main(args)
@@ -84,9 +88,12 @@ def _cmd_reward(args):
         from reward.score import cli_score
 
         return cli_score(args[1:])
+    from demo.judge import reward_gold_for_run
     from reward.train import main
 
-    return run_stage("reward", RewardConfig, main, args, "Train the reward model on preference pairs.")
+    return run_stage("reward", RewardConfig, lambda cfg: main(cfg, gold=reward_gold_for_run(cfg.run)), args,
+                     "Train the reward model on preference pairs (a demo run also reports accuracy "
+                     "against the demo's gold oracle).")
 
 
 def _cmd_dpo(args):
@@ -126,9 +133,12 @@ def _cmd_data(args):
 
 def _cmd_eval(args):
     from core.config import EvalConfig
+    from demo.judge import eval_judge
     from eval.stage import main
 
-    return run_stage("eval", EvalConfig, main, args, "Compare the run's policies (win rates, safety audit, perplexity, KL) and write eval/report.html.")
+    return run_stage("eval", EvalConfig, lambda cfg: main(cfg, judge=eval_judge(cfg.run)), args,
+                     "Compare the run's policies (win rates, safety audit, perplexity, KL) and write "
+                     "eval/report.html (a demo run also gets the demo's gold oracle as judge).")
 
 
 def _cmd_chat(args):

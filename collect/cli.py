@@ -4,9 +4,11 @@
     generate  sample response pairs for the run's "pref" prompts and store them as items
     import    add comparison items from a file someone else made
     export    write preferences.jsonl and its dataset card
-    simulate  simulated annotators vote (demo and tests)
     users     add / list / set-role / deactivate accounts
     report    progress per annotator and the agreement table
+
+`rlhf collect simulate` (simulated annotators judging by the demo's oracle) lives in
+demo/simulate.py: the rlhf CLI routes it there, since no stage imports the demo.
 
 Heavy imports (gradio, torch) happen inside the subcommand that needs them, so `--help` and
 `users` answer at once.
@@ -28,7 +30,9 @@ def _run(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlhf collect", description="Human preference "
-                                     "collection: pairs, annotation app, agreement, export.")
+                                     "collection: pairs, annotation app, agreement, export.",
+                                     epilog="rlhf collect simulate: simulated annotators vote on the "
+                                     "stored items (the demo's oracle judges; demo/simulate.py)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
 
     p = sub.add_parser("serve", help="serve the annotation app")
@@ -67,14 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     _run(p)
     p.add_argument("--min_agreement", type=float, default=0.0)
     p.add_argument("--min_votes", type=int, default=1)
-
-    p = sub.add_parser("simulate", help="simulated annotators vote on the stored items")
-    _run(p)
-    p.add_argument("--annotators", type=int, default=5)
-    p.add_argument("--careless", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overlap", type=int, default=3)
-    p.add_argument("--gold_rate", type=float, default=0.1)
 
     p = sub.add_parser("report", help="progress and agreement")
     _run(p)
@@ -151,9 +147,6 @@ def dispatch(args) -> int:
         commands.import_items(args.run, args.file)
     elif args.command == "export":
         commands.export(args.run, min_agreement=args.min_agreement, min_votes=args.min_votes)
-    elif args.command == "simulate":
-        commands.simulate(args.run, n_annotators=args.annotators, careless=args.careless,
-                          seed=args.seed, overlap=args.overlap, gold_rate=args.gold_rate)
     elif args.command == "report":
         commands.report(args.run, overlap=args.overlap)
     elif args.command == "users":

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import assign, export as export_mod, simulate as simulate_mod, users
+from . import assign, export as export_mod, users
 from .store import Store, open_store
 from .summary import agreement_summary
 
@@ -63,21 +63,6 @@ def export(run: str | Path, min_agreement: float = 0.0, min_votes: int = 1) -> d
         print(f"annotators to check: {', '.join(stats['flagged_annotators'])} "
               f"(see the card's Annotators table)")
     return stats
-
-
-def simulate(run: str | Path, n_annotators: int = 5, careless: int = 1, seed: int = 0,
-             overlap: int = 3, gold_rate: float = 0.1, **behaviour: float) -> dict[str, Any]:
-    """behaviour: SimAnnotator's tie_within, both_bad_below, left_bias."""
-    store = store_for(run)
-    try:
-        out = simulate_mod.simulate(store, n_annotators=n_annotators, careless=careless,
-                                    seed=seed, overlap=overlap, gold_rate=gold_rate, **behaviour)
-    finally:
-        store.close()
-    per = ", ".join(f"{k} {n}" for k, n in out["votes"].items())
-    print(f"{n_annotators} simulated annotators cast {out['n_votes']} votes ({per}); "
-          f"careless: {', '.join(out['careless']) or 'none'}")
-    return out
 
 
 def _fmt(x: float) -> str:

@@ -14,6 +14,7 @@ import json
 import shutil
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +22,8 @@ from core.config import DPOConfig, EvalConfig, PPOConfig, RewardConfig, SFTConfi
 from core.io import write_json
 from core.runcard import fingerprint, mark_stage, stage_status
 from demo.config import BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
+from demo import oracle
+from demo.judge import DOMAIN, reward_gold
 from demo.sizes import FULL, QUICK
 
 ORDER = ("data", "base", "sft", "collect", "reward", "dpo", "ppo", "eval")
@@ -37,7 +40,7 @@ def data_main(cfg: DataConfig) -> dict:
     paths = build_demo_data(out, seed=cfg.seed, n_sft=cfg.n_sft, n_pref=cfg.n_pref, n_eval=cfg.n_eval,
                             n_redteam=cfg.n_redteam)
     info = {k: str(v) for k, v in paths.items()}
-    write_json(out / "metrics.json", info)
+    write_json(out / "metrics.json", {"domain": DOMAIN, **info})  # marks a demo run (demo/judge.py)
     print(f"[data] wrote {', '.join(sorted(info))} to {out}")
     return info
 
@@ -46,13 +49,14 @@ def collect_main(cfg: SimulatedRoundConfig) -> dict:
     """The annotation round with simulated annotators: pairs → votes → agreement → export."""
     from collect import commands
     from collect.generate import generate_pairs
+    from demo.simulate import simulate_run
 
     run = Path(cfg.run)
     generate_pairs(run, policy="sft", n=cfg.n_pairs, temperature=cfg.temperature, top_p=cfg.top_p,
                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device,
                    threads=cfg.threads)
-    sim = commands.simulate(run, n_annotators=cfg.annotators, careless=cfg.careless, seed=cfg.seed,
-                            overlap=cfg.overlap, gold_rate=cfg.gold_rate, both_bad_below=cfg.both_bad_below)
+    sim = simulate_run(run, n_annotators=cfg.annotators, careless=cfg.careless, seed=cfg.seed,
+                       overlap=cfg.overlap, gold_rate=cfg.gold_rate, both_bad_below=cfg.both_bad_below)
     report = commands.report(run, overlap=cfg.overlap)
     stats = commands.export(run, min_agreement=cfg.min_agreement)
     choice = report["agreement"]["choice"] or {}
@@ -92,11 +96,11 @@ def _plan(run: Path) -> list[tuple[str, Path, Callable, dict]]:
         ("base", run / "base", base_main, {"corpus": data / "corpus.txt"}),
         ("sft", run / "sft", sft_main, {"base": base_w, "data": data / "sft.jsonl"}),
         ("collect", run / "collect", collect_main, {"sft": sft_w, "prompts": data / "prompts.jsonl"}),
-        ("reward", run / "reward", reward_main, {"preferences": prefs}),
+        ("reward", run / "reward", partial(reward_main, gold=reward_gold()), {"preferences": prefs}),
         ("dpo", run / "dpo", dpo_main, {"sft": sft_w, "preferences": prefs}),
         ("ppo", run / "ppo", ppo_main, {"sft": sft_w, "reward": run / "reward" / "metrics.json",
                                         "prompts": data / "prompts.jsonl"}),
-        ("eval", run / "eval", eval_main, {"sft": sft_w, "dpo": run / "dpo" / "adapter_model.safetensors",
+        ("eval", run / "eval", partial(eval_main, judge=oracle), {"sft": sft_w, "dpo": run / "dpo" / "adapter_model.safetensors",
                                            "ppo": run / "ppo" / "adapter_model.safetensors",
                                            "reward": run / "reward" / "metrics.json",
                                            "prompts": data / "prompts.jsonl"}),

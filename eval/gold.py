@@ -1,44 +1,108 @@
-"""The demo's gold oracle as an eval judge (measurement only, never a training reward).
+"""Measurements against a gold judge (core.judge.Judge): the eval's gold columns and the reward
+model's agreement with gold. Measurement only, never a training reward.
 
-The oracle knows the demo shop's facts; for other data it cannot judge, so `applies` checks
-that it recognises most of the held-out prompts before the eval uses it.
+A judge knows one domain's facts; on other data it cannot judge, so each use first checks that
+it recognises the prompts. The caller passes the judge in (the demo passes its oracle); without
+one these measurements are simply not made. Prompts may be strings or message lists; the judge
+sees their text (core.prompts.prompt_text).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from core.judge import Judge
+from core.prompts import Messages, prompt_text
+from core.records import ASPECTS
 
-def applies(prompts: list[str], min_share: float = 0.5) -> bool:
-    """True when the oracle recognises (parses) at least `min_share` of the prompts."""
-    from demo import oracle
 
+def applies(judge: Judge, prompts: list[str | Messages], min_share: float = 0.5) -> bool:
+    """True when the judge recognises at least `min_share` of the prompts."""
     if not prompts:
         return False
-    return sum(oracle.recognises(p) for p in prompts) / len(prompts) >= min_share
+    return sum(judge.recognises(prompt_text(p)) for p in prompts) / len(prompts) >= min_share
 
 
-def judge(prompts: list[str], responses: list[str]) -> dict[str, list]:
-    """Per-row oracle verdicts: overall score (1-5), aspects, fact_correct (None: no fact to
-    check), harmful and refusal flags."""
-    from demo import oracle
-
-    scores = [oracle.score(p, r) for p, r in zip(prompts, responses)]
+def verdicts(judge: Judge, prompts: list[str | Messages], responses: list[str]) -> dict[str, list]:
+    """Per-row verdicts: overall score (1-5), aspects, fact_correct (None: no fact to check),
+    harmful and refusal flags."""
+    prompts = [prompt_text(p) for p in prompts]
+    scores = [judge.score(p, r) for p, r in zip(prompts, responses)]
     return {
         "overall": [s["overall"] for s in scores],
-        "aspects": [{a: s[a] for a in oracle.ASPECTS} for s in scores],
-        "fact_correct": [oracle.fact_correct(p, r) for p, r in zip(prompts, responses)],
-        "harmful": [oracle.is_harmful(p, r) for p, r in zip(prompts, responses)],
-        "refusal": [oracle.is_refusal(p, r) for p, r in zip(prompts, responses)],
+        "aspects": [{a: s[a] for a in ASPECTS} for s in scores],
+        "fact_correct": [judge.fact_correct(p, r) for p, r in zip(prompts, responses)],
+        "harmful": [judge.is_harmful(p, r) for p, r in zip(prompts, responses)],
+        "refusal": [judge.is_refusal(p, r) for p, r in zip(prompts, responses)],
     }
 
 
-def summarize(verdicts: dict[str, list]) -> dict[str, float | dict]:
-    """Means of `judge`'s per-row verdicts: gold_overall, fact_accuracy (over checkable rows),
+def summarize(rows: dict[str, list]) -> dict[str, float | dict]:
+    """Means of `verdicts`' per-row values: gold_overall, fact_accuracy (over checkable rows),
     aspects."""
-    checked = [f for f in verdicts["fact_correct"] if f is not None]
-    aspects = verdicts["aspects"]
+    checked = [f for f in rows["fact_correct"] if f is not None]
+    aspects = rows["aspects"]
     return {
-        "gold_overall": float(np.mean(verdicts["overall"])) if verdicts["overall"] else float("nan"),
+        "gold_overall": float(np.mean(rows["overall"])) if rows["overall"] else float("nan"),
         "fact_accuracy": float(np.mean(checked)) if checked else float("nan"),
         "aspects": {a: float(np.mean([row[a] for row in aspects])) for a in (aspects[0] if aspects else {})},
     }
+
+
+# ----------------------------------------------------------------------------- reward model vs gold
+
+# Gold differences below this are near-ties: the demo oracle's overall score also prefers lengths
+# near 150 characters by 0.0008 per character, so two answers that differ only in their opener
+# differ by ~0.01. Neither people nor simulated annotators (which call differences under 0.15 a
+# tie before their noise) can see them, so a reward model's order on them is a coin flip.
+# heldout_accuracy_gold counts the pairs gold decides by at least this much;
+# heldout_accuracy_gold_all every pair that is not an exact tie.
+GOLD_TIE = 0.15
+
+
+def gold_agreement(delta, gold_diff: list[float | None]) -> dict:
+    """The reward model's order (delta = r_chosen - r_rejected per pair, a tensor) against gold's
+    (gold_diff = gold_chosen - gold_rejected; None where gold has no score). Pairs gold decides
+    by at least GOLD_TIE: accuracy, ECE of sigmoid(delta), and how often the label agrees with
+    gold; accuracy over every pair that is not an exact tie as well."""
+    import torch
+
+    from reward.loss import expected_calibration_error
+
+    every = [(i, d) for i, d in enumerate(gold_diff) if d is not None and abs(d) > 1e-9]
+    decisive = [(i, d) for i, d in every if abs(d) >= GOLD_TIE]
+    out: dict = {"gold_pairs": len(decisive), "gold_near_ties": len(every) - len(decisive)}
+    for key, pairs in (("heldout_accuracy_gold_all", every), ("heldout_accuracy_gold", decisive)):
+        if pairs:
+            idx, pref = torch.tensor([i for i, _ in pairs]), torch.tensor([d > 0 for _, d in pairs])
+            out[key] = round(((delta[idx] > 0) == pref).float().mean().item(), 4)
+    if decisive:
+        idx, pref = torch.tensor([i for i, _ in decisive]), torch.tensor([d > 0 for _, d in decisive])
+        out["ece_gold"] = round(expected_calibration_error(torch.sigmoid(delta[idx]), pref)[0], 4)
+        out["labels_agree_with_gold"] = round(pref.float().mean().item(), 4)
+    return out
+
+
+def _pearson(x: list[float], y: list[float]) -> float | None:
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return round(float(np.corrcoef(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))[0, 1]), 4)
+
+
+def reward_gold_metrics(judge: Judge, rows: list[dict], delta, lengths: dict[tuple[str, str], int],
+                        min_share: float = 0.9) -> dict:
+    """Gold metrics of a reward model's held-out pairs: gold_agreement's, and gold_length_corr
+    (gold score against response length in tokens). rows: the pairs (prompt, chosen, rejected);
+    delta: the model's r_chosen - r_rejected per row; lengths: tokens per (prompt, response).
+    Prompts are keyed by their text (core.prompts.prompt_text). Empty unless the judge recognises
+    at least `min_share` of the responses' prompts."""
+    keys = list(lengths)
+    known = {p: judge.recognises(p) for p in {p for p, _ in keys}}
+    if not keys or sum(known[p] for p, _ in keys) < min_share * len(keys):
+        return {}
+    gold = {(p, r): judge.score(p, r)["overall"] if known[p] else None for p, r in keys}
+    texts = [prompt_text(r["prompt"]) for r in rows]
+    out = gold_agreement(delta, [gold[(p, r["chosen"])] - gold[(p, r["rejected"])] if known[p] else None
+                                 for p, r in zip(texts, rows)])
+    scored = [k for k in keys if gold[k] is not None]
+    out["gold_length_corr"] = _pearson([gold[k] for k in scored], [lengths[k] for k in scored])
+    return out

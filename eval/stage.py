@@ -2,12 +2,12 @@
 
 Every policy is an adapter on one copy of the base weights. Each answers the held-out prompts
 twice, greedily and sampled at the serving temperature, and the red-team prompts greedily (the
-audited answers) and, in the demo, sampled too (a harmful minority greedy decoding would hide).
-Judges: the gold oracle (demo data only), the run's reward model (when one exists), and people
-(votes on blind A/B items sent with `--to-collect`). Reported per policy: gold score, fact
-accuracy, RM score, EOS rate, length, KL to the SFT policy, perplexity on the SFT validation
-set and the base corpus, and the safety audit (oracle and rule-based detector; flagged
-outputs go to the collect/ review queue). Win rates (ties count half) with bootstrap intervals
+audited answers) and, with a gold judge, sampled too (a harmful minority greedy decoding would
+hide). Judges: a gold judge (core.judge.Judge, when the caller passes one: the demo passes its
+oracle), the run's reward model (when one exists), and people (votes on blind A/B items sent
+with `--to-collect`). Reported per policy: gold score, fact accuracy, RM score, EOS rate, length,
+KL to the SFT policy, perplexity on the SFT validation set and the base corpus, and the safety
+audit (gold judge and rule-based detector; flagged outputs go to the collect/ review queue). Win rates (ties count half) with bootstrap intervals
 over prompts compare each aligned policy with SFT and SFT with the base.
 
 Writes <run>/eval/metrics.json, samples.jsonl and report.html.
@@ -23,6 +23,7 @@ from core.config import EvalConfig, UserError, tokenizer_fixes
 from core.device import policy_from_config
 from core.generation import generate
 from core.io import read_jsonl, write_jsonl
+from core.judge import Judge
 from core.models import load_causal_lm, load_tokenizer
 from core.policies import attach_adapters, base_dir, discover, use_policy
 from core.records import prompt_text, read_prompts
@@ -72,16 +73,16 @@ def _scorer(cfg: EvalConfig):
     return load_scorer(path, device=policy_from_config(cfg).device)
 
 
-def _sample_set(model, tok, name, prompts, gen, temperature, scorer, use_gold, seed) -> dict:
-    """Responses of one policy and every judge's verdict on them, per row."""
+def _sample_set(model, tok, name, prompts, gen, temperature, scorer, judge, seed) -> dict:
+    """Responses of one policy and every judge's verdict on them, per row (gold: when `judge`)."""
     with use_policy(model, name) as m:
         out = generate(m, tok, prompts, temperature=temperature, seed=seed, return_ids=True, **gen)
     texts, ids = [t for t, _ in out], [i for _, i in out]
     rows = {"response": texts, "ids": ids,
             "eos": [bool(i) and i[-1] == tok.eos_token_id for i in ids], "length": [len(i) for i in ids],
             "rm_score": scorer.score(prompts, texts) if scorer is not None and prompts else [None] * len(texts)}
-    if use_gold:
-        rows.update(gold.judge([prompt_text(p) for p in prompts], texts))
+    if judge is not None:
+        rows.update(gold.verdicts(judge, prompts, texts))
     return rows
 
 
@@ -164,15 +165,16 @@ def _harmful_vs_sft(greedy: dict, sampled: dict, n_boot: int, seed: int) -> list
     return out
 
 
-def evaluate(cfg: EvalConfig) -> dict:
+def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     run = Path(cfg.run)
     rules = safety.load_rules(cfg.safety_rules or None)  # a bad rules file stops the run before sampling
     names = _policies(cfg)
     prompts, red = load_eval_prompts(cfg)
-    use_gold = gold.applies([prompt_text(p) for p in prompts])
+    use_gold = judge is not None and gold.applies(judge, prompts)
+    judge = judge if use_gold else None
     scorer = _scorer(cfg)
     print(f"[eval] {', '.join(names)} on {len(prompts)} held-out and {len(red)} red-team prompts; judges: "
-          + ", ".join(j for j, on in (("gold oracle", use_gold), ("reward model", scorer)) if on))
+          + ", ".join(j for j, on in (("gold judge", use_gold), ("reward model", scorer)) if on))
     base = base_dir(run)
     tok = load_tokenizer(base, **tokenizer_fixes(cfg))
     model = attach_adapters(load_causal_lm(base, policy_from_config(cfg), tok),
@@ -180,13 +182,14 @@ def evaluate(cfg: EvalConfig) -> dict:
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
     results, red_rows, red_sampled = {}, {}, {}
     for name in names:
-        results[name] = {"greedy": _sample_set(model, tok, name, prompts, gen, 0.0, scorer, use_gold, cfg.seed)}
+        results[name] = {"greedy": _sample_set(model, tok, name, prompts, gen, 0.0, scorer, judge, cfg.seed)}
         if cfg.serving_temperature > 0:
             results[name]["sampled"] = _sample_set(model, tok, name, prompts, gen, cfg.serving_temperature,
-                                                   scorer, use_gold, cfg.seed)
-        red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, scorer, use_gold, cfg.seed)
+                                                   scorer, judge, cfg.seed)
+        red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, scorer, judge, cfg.seed)
         if use_gold and cfg.serving_temperature > 0:  # greedy decoding hides a minority of harmful answers
-            red_sampled[name] = _sample_set(model, tok, name, red, gen, cfg.serving_temperature, None, True, cfg.seed)
+            red_sampled[name] = _sample_set(model, tok, name, red, gen, cfg.serving_temperature, None, judge,
+                                            cfg.seed)
     safety_rates, safety_summary = _safety(cfg, rules, red, red_rows, use_gold)
     if use_gold and red and "sft" in names:
         safety_summary["harmful_vs_sft"] = _harmful_vs_sft(red_rows, red_sampled, cfg.n_bootstrap, cfg.seed)
@@ -286,11 +289,13 @@ def send_to_collect(cfg: EvalConfig) -> int:
     return n
 
 
-def main(cfg: EvalConfig) -> dict:
+def main(cfg: EvalConfig, judge: Judge | None = None) -> dict:
+    """Evaluate the run's policies (or, with --to-collect, send A/B items). `judge` (core.judge.Judge)
+    adds the gold columns when it recognises the held-out prompts; without one they are left out."""
     check_launch("eval")
     if cfg.to_collect:
         return {"ab_items": send_to_collect(cfg)}
-    metrics = evaluate(cfg)
+    metrics = evaluate(cfg, judge)
     print(format_table(metrics))
     if cfg.report:
         from eval.report import write_report

@@ -140,45 +140,11 @@ def evaluate(rm, items: list[dict], pad_id: int, policy: DevicePolicy, cfg: Rewa
 
 # ----------------------------------------------------------------------------- held-out metrics
 
-# Gold differences below this are near-ties: the oracle's overall score also prefers lengths near
-# 150 characters by 0.0008 per character, so two answers that differ only in their opener differ
-# by ~0.01. Neither people nor the simulated annotators (collect/simulate.py calls differences
-# under its tie_within = 0.15 a tie, before noise) can see them, so an RM's order on them is a
-# coin flip. heldout_accuracy_gold counts the pairs gold decides by at least this much;
-# heldout_accuracy_gold_all every pair that is not an exact tie.
-GOLD_TIE = 0.15
-
-
-def gold_scores(pairs: list[tuple[str, str]]) -> list[float | None] | None:
-    """The demo gold oracle's overall score per (prompt, response); None unless the demo domain
-    parses at least 90% of the prompts (other data has no gold). Measurement only, never a reward."""
-    try:
-        from demo import domain, oracle
-    except ImportError:
-        return None
-    parsed = {p: domain.parse(p) is not None for p in {p for p, _ in pairs}}
-    if not pairs or sum(parsed[p] for p, _ in pairs) < 0.9 * len(pairs):
-        return None
-    return [oracle.score(p, r)["overall"] if parsed[p] else None for p, r in pairs]
-
-
-def gold_agreement(delta: torch.Tensor, gold_diff: list[float | None]) -> dict:
-    """The RM's order (delta = r_chosen - r_rejected per pair) against the gold oracle's
-    (gold_diff = gold_chosen - gold_rejected; None where gold has no score). Pairs gold decides
-    by at least GOLD_TIE: accuracy, ECE of sigmoid(delta), and how often the label agrees with
-    gold; accuracy over every pair that is not an exact tie as well."""
-    every = [(i, d) for i, d in enumerate(gold_diff) if d is not None and abs(d) > 1e-9]
-    decisive = [(i, d) for i, d in every if abs(d) >= GOLD_TIE]
-    out: dict = {"gold_pairs": len(decisive), "gold_near_ties": len(every) - len(decisive)}
-    for key, pairs in (("heldout_accuracy_gold_all", every), ("heldout_accuracy_gold", decisive)):
-        if pairs:
-            idx, pref = torch.tensor([i for i, _ in pairs]), torch.tensor([d > 0 for _, d in pairs])
-            out[key] = round(((delta[idx] > 0) == pref).float().mean().item(), 4)
-    if decisive:
-        idx, pref = torch.tensor([i for i, _ in decisive]), torch.tensor([d > 0 for _, d in decisive])
-        out["ece_gold"] = round(expected_calibration_error(torch.sigmoid(delta[idx]), pref)[0], 4)
-        out["labels_agree_with_gold"] = round(pref.float().mean().item(), 4)
-    return out
+# Gold metrics: `gold(rows, delta, lengths) -> dict` measures the held-out pairs against a gold
+# judge (eval.gold.reward_gold_metrics with the judge bound; the demo passes its oracle). Keys:
+# heldout_accuracy_gold, heldout_accuracy_gold_all, gold_pairs, gold_near_ties, ece_gold,
+# labels_agree_with_gold, gold_length_corr. Without it the stage reports no gold numbers.
+GoldMetrics = Callable[[list[dict], torch.Tensor, dict[tuple[str, str], int]], dict]
 
 
 def _pearson(x: list[float], y: list[float]) -> float | None:
@@ -191,8 +157,8 @@ def _pearson(x: list[float], y: list[float]) -> float | None:
 
 
 def heldout_metrics(rm, val_rows: list[dict], val_items: list[dict], tok, policy: DevicePolicy,
-                    batch_size: int) -> dict:
-    """Accuracy against the annotators' majority and (demo) the gold oracle, ECE of σ(r_c − r_r),
+                    batch_size: int, gold: GoldMetrics | None = None) -> dict:
+    """Accuracy against the annotators' majority and (given `gold`) a gold judge, ECE of σ(r_c − r_r),
     reward-length correlation over the held-out responses, aspect-head error."""
     r = pair_rewards(rm, val_items, tok.pad_token_id, policy, batch_size)
     delta = r["chosen"] - r["rejected"]  # (N,)
@@ -213,14 +179,8 @@ def heldout_metrics(rm, val_rows: list[dict], val_items: list[dict], tok, policy
     m["reward_mean"] = round(float(sum(responses.values()) / len(responses)), 4)
     m["reward_std"] = round(torch.tensor(list(responses.values())).std().item(), 4) if len(responses) > 1 else 0.0
 
-    gold = gold_scores(keys)
     if gold is not None:
-        g = dict(zip(keys, gold))
-        pairs = [((prompt_text(row["prompt"]), row["chosen"]), (prompt_text(row["prompt"]), row["rejected"]))
-                 for row in val_rows]
-        m.update(gold_agreement(delta, [g[c] - g[r] if g[c] is not None else None for c, r in pairs]))
-        known = [(k, n) for k, n, s in zip(keys, lengths, gold) if s is not None]
-        m["gold_length_corr"] = _pearson([g[k] for k, _ in known], [n for _, n in known])
+        m.update(gold(val_rows, delta, dict(zip(keys, lengths))))
 
     if r["aspects"] is not None:
         y = torch.tensor([it["aspects"][:len(ASPECTS)] for it in val_items]
@@ -411,7 +371,7 @@ def total_steps(cfg: RewardConfig, n_train: int) -> int:
 
 
 def run_ablations(cfg: RewardConfig, model_path: Path, tok, policy: DevicePolicy, train_items, val_items,
-                  val_rows, aspect_heads: bool) -> dict:
+                  val_rows, aspect_heads: bool, gold: GoldMetrics | None = None) -> dict:
     """Margin on/off and soft labels on/off, each trained ablation_steps (at most max_steps, when
     that is set) from the same start."""
     steps = cfg.ablation_steps if cfg.max_steps < 0 else min(cfg.ablation_steps, cfg.max_steps)
@@ -426,7 +386,7 @@ def run_ablations(cfg: RewardConfig, model_path: Path, tok, policy: DevicePolicy
         rm = new_model(vcfg, model_path, tok, policy, aspect_heads)
         t0 = time.time()
         train_loop(rm, train_items, val_items, vcfg, policy, tok.pad_token_id, steps, desc=f"ablation {name}")
-        m = heldout_metrics(rm, val_rows, val_items, tok, policy, vcfg.eval_batch_size)
+        m = heldout_metrics(rm, val_rows, val_items, tok, policy, vcfg.eval_batch_size, gold)
         results[name] = {**change, "heldout_accuracy": m["heldout_accuracy"],
                          "heldout_accuracy_gold": m.get("heldout_accuracy_gold"), "ece": m["ece"],
                          "seconds": round(time.time() - t0, 1)}
@@ -436,8 +396,10 @@ def run_ablations(cfg: RewardConfig, model_path: Path, tok, policy: DevicePolicy
     return results
 
 
-def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) -> dict:
-    """Train the reward model; returns metrics. `on_step(step, log_row)` runs after each step (tests)."""
+def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
+         gold: GoldMetrics | None = None) -> dict:
+    """Train the reward model; returns metrics. `on_step(step, log_row)` runs after each step (tests);
+    `gold` adds the held-out pairs' agreement with a gold judge (see GoldMetrics)."""
     from transformers import set_seed
 
     check_config(cfg)
@@ -474,7 +436,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
     loop = train_loop(rm, train_items, val_items, cfg, policy, tok.pad_token_id, max_steps, out, on_step)
     train_seconds = time.time() - t0
 
-    metrics = heldout_metrics(rm, val_rows, val_items, tok, policy, cfg.eval_batch_size)
+    metrics = heldout_metrics(rm, val_rows, val_items, tok, policy, cfg.eval_batch_size, gold)
     bins = metrics.pop("reliability_bins")
     plot_reliability(bins, metrics["ece"], out / "reliability.png",
                      f"reward model, {len(val_rows)} held-out pairs")
@@ -487,8 +449,8 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
         "reliability_bins": bins})
     if cfg.ablations:
         metrics["ablations"] = run_ablations(cfg, model_path, tok, policy, train_items, val_items, val_rows,
-                                             aspect_heads)
-    gold = metrics.get("heldout_accuracy_gold")
+                                             aspect_heads, gold)
+    gold_acc = metrics.get("heldout_accuracy_gold")
     write_run_card(
         out, stage="reward", cfg=cfg, metrics=metrics, base_model=str(model_path),
         library_name="peft" if lora else "transformers", tags=["reward-model", *(["lora"] if lora else [])],
@@ -500,10 +462,10 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None) 
                  f"{'on' if cfg.soft_labels else 'off'}, centering c={cfg.center_coef}"
                  f"{', aspect heads' if aspect_heads else ''}); final reward: {cfg.reward_type}. "
                  f"Held-out pairs (whole prompts held out): accuracy {metrics['heldout_accuracy']:.3f} against "
-                 f"the annotators' majority" + (f", {gold:.3f} against the gold oracle" if gold is not None else "")
+                 f"the annotators' majority" + (f", {gold_acc:.3f} against the gold judge" if gold_acc is not None else "")
                  + f"; ECE {metrics['ece']:.3f} (reliability.png); reward-length correlation "
                  f"{metrics['reward_length_corr']}. The held-out split also chose the best step "
                  f"(early stopping), so its accuracy is slightly optimistic."))
     print(f"[reward] done in {train_seconds:.0f}s: held-out accuracy {metrics['heldout_accuracy']:.3f}"
-          + (f" (vs gold {gold:.3f})" if gold is not None else "") + f", ECE {metrics['ece']:.3f}")
+          + (f" (vs gold {gold_acc:.3f})" if gold_acc is not None else "") + f", ECE {metrics['ece']:.3f}")
     return metrics

@@ -91,11 +91,12 @@ def test_until_stops_after_the_named_stage(tmp_path):
 
 def test_eval_to_collect_sends_blind_ab_items_and_reports_human_votes(quick_run):
     from collect.assign import next_item
-    from collect.commands import simulate, store_for
+    from collect.commands import store_for
     from collect.users import add_user
     from collect.votes import submit_vote
     from core.records import ASPECTS
     from core.config import EvalConfig, load_config
+    from demo.simulate import simulate_run
     from eval.human import human_win_rates
     from eval.stage import main
 
@@ -117,7 +118,7 @@ def test_eval_to_collect_sends_blind_ab_items_and_reports_human_votes(quick_run)
         assert seen >= 4
     finally:
         store.close()
-    simulate(run, n_annotators=3, careless=0, seed=1, overlap=3, gold_rate=0.0)
+    simulate_run(run, n_annotators=3, careless=0, seed=1, overlap=3, gold_rate=0.0)
     (human,) = human_win_rates(run, n_boot=50)
     assert (human["a"], human["b"], human["judge"], human["n"]) == ("sft", "ppo", "human", 4)
     assert 0 <= human["win_rate"] <= 1
@@ -148,3 +149,19 @@ def test_an_interrupted_stage_resumes_and_a_finished_one_is_skipped(tmp_path):
     (tmp_path / "prefs.jsonl").write_text('{"changed": 1}\n')  # new input: a fresh run
     _run_stage("dpo", out, finish, cfg, inputs)
     assert seen == [False, True, False]
+
+
+def test_eval_without_a_judge_leaves_the_gold_columns_out(quick_run, tmp_path):
+    from core.config import EvalConfig, load_config
+    from eval.stage import main
+
+    run, _, _ = quick_run
+    shutil.copytree(run, tmp_path / "copy")
+    cfg = load_config(EvalConfig, None, {"run": str(tmp_path / "copy"), "policies": "sft,dpo", "max_prompts": 4,
+                                         "max_new_tokens": 8, "serving_temperature": 0.0, "report": False,
+                                         "flag_to_review": False, "threads": 1})
+    m = main(cfg)
+    assert m["judges"] == {"gold": False, "reward": True}
+    assert "gold_overall" not in m["policies"]["sft"]["greedy"] and m["policies"]["sft"]["harmful_rate"] is None
+    assert {w["judge"] for w in m["win_rates"] if w["judge"] != "human"} == {"reward"}
+    assert "harmful_vs_sft" not in m["safety"]

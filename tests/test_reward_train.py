@@ -64,10 +64,11 @@ def _losses(out):
 
 
 def test_decoder_lora_run_writes_the_reward_directory(tiny_base, pairs_file, tmp_path):
+    from demo.judge import reward_gold
     from reward.train import main
 
     out = tmp_path / "reward"
-    m = main(_cfg(tiny_base, pairs_file, out, ablations=True, ablation_steps=1))
+    m = main(_cfg(tiny_base, pairs_file, out, ablations=True, ablation_steps=1), gold=reward_gold())
     for f in ("adapter_config.json", "adapter_model.safetensors", "aspect_head.safetensors", "reward_model.json",
               "tokenizer.json", "config.yaml", "metrics.json", "log.jsonl", "README.md", "reliability.png",
               "train.jsonl", "val.jsonl"):
@@ -79,6 +80,7 @@ def test_decoder_lora_run_writes_the_reward_directory(tiny_base, pairs_file, tmp
     assert {"reference", "margin_off", "soft_labels_off"} <= set(abl)
     assert all(isinstance(abl[k]["heldout_accuracy"], float) for k in ("reference", "margin_off", "soft_labels_off"))
     assert json.loads((out / "metrics.json").read_text())["ablations"]["margin_off"]["margin"] == "off"
+    assert isinstance(abl["reference"]["heldout_accuracy_gold"], float)
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "sha256" in card and "heldout_accuracy" in card
     from core.runcard import read_card_header
@@ -112,6 +114,14 @@ def test_bad_preference_file_stops_before_training(tiny_base, tmp_path, bad_row,
 
 class _Crash(Exception):
     pass
+
+
+def test_without_a_gold_judge_no_gold_numbers(tiny_base, pairs_file, tmp_path):
+    from reward.train import main
+
+    m = main(_cfg(tiny_base, pairs_file, tmp_path / "reward", max_steps=2))
+    assert isinstance(m["heldout_accuracy"], float)
+    assert not [k for k in m if "gold" in k]
 
 
 def test_resume_reproduces_uninterrupted_losses(tiny_base, pairs_file, tmp_path):
@@ -149,13 +159,14 @@ def test_split_never_puts_a_prompt_on_both_sides(tmp_path):
 def test_minilm_learns_easy_pairs_above_chance(tmp_path):
     """The default backbone (MiniLM-L6, full fine-tuning), 10 steps of 4 pairs: best answers beat
     generic or wrong ones on held-out prompts (16 pairs; chance is 0.5)."""
+    from demo.judge import reward_gold
     from reward.train import main
 
     data = _write(tmp_path / "easy.jsonl", easy_pairs(64))
     m = main(load_config(RewardConfig, None, dict(
         run=str(tmp_path), data=str(data), max_steps=10, eval_steps=100, batch_size=4, learning_rate=5e-4,
         max_length=40, val_fraction=0.25, early_stopping_patience=0, ablations=False, aspect_heads=False, seed=0,
-        threads=1)))
+        threads=1)), gold=reward_gold())
     from core.split import split_by_prompt
 
     assert m["kind"] == "encoder" and not m["lora"]
@@ -170,7 +181,7 @@ def test_gold_agreement_leaves_near_ties_out_and_reports_them():
     Decisive pairs 0, 2, 4: 2 of 3 right; every non-tie pair 0, 1, 2, 4: 2 of 4."""
     import torch
 
-    from reward.train import GOLD_TIE, gold_agreement
+    from eval.gold import GOLD_TIE, gold_agreement
 
     assert GOLD_TIE == 0.15
     m = gold_agreement(torch.tensor([1.0, -0.5, 2.0, 0.3, -1.0]), [0.5, 0.01, -1.0, None, -0.2])

@@ -1,5 +1,5 @@
-"""Simulated annotators on demo items; the agreement report singles out the careless one;
-the `rlhf collect` command functions end to end on a run directory."""
+"""Simulated annotators (demo/simulate.py) on demo items; the agreement report singles out the
+careless one; the `rlhf collect` command functions end to end on a run directory."""
 import json
 import random
 
@@ -9,11 +9,11 @@ from collect import commands
 from collect.agreement import flag_annotators
 from collect.assign import add_items, admin_progress
 from collect.review import safety_queue
-from collect.simulate import simulate
 from collect.store import open_store
 from collect.summary import agreement_summary
 from collect.votes import votes_of
 from core.io import read_jsonl
+from demo.simulate import cli_main, simulate, simulate_run
 
 N_ITEMS, N_GOLD = 45, 5
 
@@ -97,7 +97,7 @@ def test_commands_end_to_end(tmp_path, capsys):
     items.write_text("".join(json.dumps(r) + "\n" for r in demo_items(n=30, n_gold=3)))
     commands.users_add(run, "alice", "annotator", "a long password")
     assert commands.import_items(run, items) == 33
-    sim = commands.simulate(run, n_annotators=4, careless=1, seed=1)
+    sim = simulate_run(run, n_annotators=4, careless=1, seed=1)
     stats = commands.export(run, min_agreement=0.5)
     report = commands.report(run)
     text = capsys.readouterr().out
@@ -110,3 +110,15 @@ def test_commands_end_to_end(tmp_path, capsys):
     assert report["agreement"]["flagged"] == ["sim4"]
     assert {a["annotator"] for a in report["progress"]["annotators"]} == \
         {"alice", "sim1", "sim2", "sim3", "sim4"}
+
+
+def test_rlhf_collect_simulate_routes_to_the_demo(tmp_path, capsys):
+    from cli.main import main
+
+    run = tmp_path / "run"
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in demo_items(n=6, n_gold=0)))
+    commands.import_items(run, items)
+    assert main(["collect", "simulate", "--run", str(run), "--annotators", "3", "--careless", "0"]) == 0
+    assert "3 simulated annotators cast 18 votes" in capsys.readouterr().out
+    assert cli_main(["--help"]) == 0 and "demo's gold oracle" in " ".join(capsys.readouterr().out.split())

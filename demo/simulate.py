@@ -1,9 +1,10 @@
-"""Simulated annotators for the demo and the tests.
+"""Simulated annotators for the demo and the tests (`rlhf collect simulate`).
 
-They vote through the same functions the app calls (next_item → submit_vote), so a simulated
-run exercises assignment, side swaps, validation and the audit log exactly as people do.
+They vote through the same functions the app calls (collect.assign.next_item →
+collect.votes.submit_vote), so a simulated run exercises assignment, side swaps, validation and
+the audit log exactly as people do.
 
-A careful annotator perceives each response's quality as the demo gold oracle's "overall"
+A careful annotator perceives each response's quality as the demo oracle's "overall"
 plus Gaussian noise (sd `noise`, per annotator and item), picks the better one, says tie when
 the two are within `tie_within`, both_bad when both are below `both_bad_below`, rates each
 aspect as the oracle's rating plus noise (rounded, clipped to 1-5) and ticks a harm category
@@ -19,29 +20,23 @@ import secrets
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable
 
+from collect.assign import ItemView, next_item
+from collect.commands import store_for
+from collect.store import Store
+from collect.users import add_user, get_user
+from collect.votes import HARM_CATEGORIES, submit_vote
 from core.records import ASPECTS
-
-from .assign import ItemView, next_item
-from .store import Store
-from .users import add_user, get_user
-from .votes import HARM_CATEGORIES, submit_vote
+from demo import domain, oracle
 
 HARMFUL = 4
-
-
-@lru_cache(maxsize=1)
-def _oracle() -> Callable[[str, str], dict]:
-    from demo.oracle import score  # the demo is only needed when simulating
-
-    return lru_cache(maxsize=65536)(score)
+_score = lru_cache(maxsize=65536)(oracle.score)  # each response is judged by several annotators
 
 
 def _harm_category(prompt: str) -> str:
     """The demo intent's category when the prompt is a known harmful request."""
-    from demo import domain
-
     parsed = domain.parse(prompt)
     category = domain.INTENT_BY_NAME[parsed[0]].category if parsed else ""
     return category if category in HARM_CATEGORIES else "dangerous"
@@ -106,7 +101,7 @@ def simulate(store: Store, n_annotators: int = 5, careless: int = 1, seed: int =
              ) -> dict[str, Any]:
     """Let the annotators vote, one item each in turn, until nothing is left for any of them.
     Deterministic for a seed. behaviour: tie_within, both_bad_below, left_bias."""
-    score = score or _oracle()
+    score = score or _score
     names = ensure_annotators(store, n_annotators, careless)
     sims = [SimAnnotator(name, i >= n_annotators - careless, random.Random(f"{seed}:{name}"),
                          noise=noise, **behaviour) for i, name in enumerate(names)]
@@ -124,3 +119,40 @@ def simulate(store: Store, n_annotators: int = 5, careless: int = 1, seed: int =
             counts[sim.name] += 1
     return {"votes": counts, "careless": [s.name for s in sims if s.careless],
             "n_votes": sum(counts.values())}
+
+
+def simulate_run(run: str | Path, n_annotators: int = 5, careless: int = 1, seed: int = 0,
+                 overlap: int = 3, gold_rate: float = 0.1, **behaviour: float) -> dict[str, Any]:
+    """`simulate` on the run's store (<run>/collect/annotations.db), with a summary printed.
+    behaviour: SimAnnotator's tie_within, both_bad_below, left_bias."""
+    store = store_for(run)
+    try:
+        out = simulate(store, n_annotators=n_annotators, careless=careless, seed=seed, overlap=overlap,
+                       gold_rate=gold_rate, **behaviour)
+    finally:
+        store.close()
+    per = ", ".join(f"{k} {n}" for k, n in out["votes"].items())
+    print(f"{n_annotators} simulated annotators cast {out['n_votes']} votes ({per}); "
+          f"careless: {', '.join(out['careless']) or 'none'}")
+    return out
+
+
+def cli_main(argv: list[str]) -> int:
+    """`rlhf collect simulate [--run DIR] [--annotators N] ...`."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="rlhf collect simulate", description="Simulated annotators vote on the "
+                                "stored items, judging by the demo's gold oracle.")
+    p.add_argument("--run", default="runs/demo", help="run directory (default: runs/demo)")
+    p.add_argument("--annotators", type=int, default=5)
+    p.add_argument("--careless", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overlap", type=int, default=3)
+    p.add_argument("--gold_rate", type=float, default=0.1)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse already explained
+        return int(e.code or 0)
+    simulate_run(args.run, n_annotators=args.annotators, careless=args.careless, seed=args.seed,
+                 overlap=args.overlap, gold_rate=args.gold_rate)
+    return 0
