@@ -1,15 +1,20 @@
 """The `rlhf` command line. Each stage command is `rlhf STAGE [--config FILE] [--key value ...]`:
 the stage's dataclass defaults ← the YAML file ← the options. Stage code is imported lazily so
-`rlhf --help` answers at once.
+`rlhf --help` answers at once. The RL algorithms' commands come from core/registry.py.
+
+The CLI sits on top of the stages and demo/: it is where the demo's gold oracle is handed to the
+stages that take a judge (`rlhf reward`, `rlhf eval`), for a demo run only (demo/judge.py).
 """
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Callable
 
+from core import registry
 from core.config import ConfigError, UserError, field_help, load_config
 
-USAGE = """usage: rlhf COMMAND [options]
+USAGE_HEAD = """usage: rlhf COMMAND [options]
 
 The human-feedback loop, one command per stage (each reads and writes runs/<name>/):
   loop       the whole loop on your own model and data: sft → collect → reward → dpo → ppo → eval
@@ -19,9 +24,8 @@ The human-feedback loop, one command per stage (each reads and writes runs/<name
   sft        supervised fine-tuning of a LoRA chatbot (TRL SFTTrainer + PEFT)
   collect    the annotation app and its data: serve, generate, import, simulate, export, users, report
   reward     train the reward model (`reward score` scores a file of prompt/response rows)
-  dpo        DPO update of the SFT policy (TRL DPOTrainer, agreement-smoothed loss)
-  ppo        PPO update of the SFT policy against the reward model (our own loop)
-  eval       compare the run's policies: win rates, safety audit, perplexity, report.html
+"""
+USAGE_TAIL = """  eval       compare the run's policies: win rates, safety audit, perplexity, report.html
              (`eval --to-collect --a sft --b ppo`: blind A/B items for annotators)
   chat       chat with a policy in the terminal (streamed tokens)
   export     merge a LoRA adapter into a standalone Hugging Face model (--merge OUT)
@@ -96,18 +100,8 @@ def _cmd_reward(args):
                      "against the demo's gold oracle).")
 
 
-def _cmd_dpo(args):
-    from core.config import DPOConfig
-    from rl.dpo import main
-
-    return run_stage("dpo", DPOConfig, main, args, "DPO update of the SFT policy.")
-
-
-def _cmd_ppo(args):
-    from core.config import PPOConfig
-    from rl.ppo import main
-
-    return run_stage("ppo", PPOConfig, main, args, "PPO update of the SFT policy against the reward model.")
+def _cmd_algorithm(alg: registry.Algorithm, args):
+    return run_stage(alg.name, alg.config_class(), alg.main_fn(), args, alg.help + ".")
 
 
 def _cmd_base(args):
@@ -172,31 +166,39 @@ def _cmd_demo(args):
     return run_stage("demo", DemoConfig, main, args, "The whole loop on the embedded default domain.")
 
 
+def usage() -> str:
+    algs = "".join(f"  {a.name:10s} {a.help}\n" for a in registry.ALGORITHMS)
+    return USAGE_HEAD + algs + USAGE_TAIL
+
+
 def config_classes() -> dict[str, type]:
     """The config class of every command that takes `--config FILE` (configs/<name>/*.yaml)."""
-    from core.config import ChatConfig, DPOConfig, EvalConfig, ExportConfig, PPOConfig, RewardConfig, SFTConfig
+    from core.config import ChatConfig, EvalConfig, ExportConfig, RewardConfig, SFTConfig
     from demo.config import BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
 
     from loop.config import LoopConfig
 
-    return {"loop": LoopConfig, "data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,
-            "reward": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "eval": EvalConfig, "chat": ChatConfig,
+    return {"loop": LoopConfig, "data": DataConfig, "base": BaseConfig, "sft": SFTConfig,
+            "collect": SimulatedRoundConfig, "reward": RewardConfig,
+            **{a.name: a.config_class() for a in registry.ALGORITHMS}, "eval": EvalConfig, "chat": ChatConfig,
             "export": ExportConfig, "demo": DemoConfig}
 
 
-COMMANDS = {"loop": _cmd_loop, "demo": _cmd_demo, "data": _cmd_data, "base": _cmd_base, "sft": _cmd_sft,
-            "collect": _cmd_collect, "reward": _cmd_reward, "dpo": _cmd_dpo, "ppo": _cmd_ppo,
+def commands() -> dict[str, Callable[[list[str]], int]]:
+    return {"loop": _cmd_loop, "demo": _cmd_demo, "data": _cmd_data, "base": _cmd_base, "sft": _cmd_sft,
+            "collect": _cmd_collect, "reward": _cmd_reward,
+            **{a.name: partial(_cmd_algorithm, a) for a in registry.ALGORITHMS},
             "eval": _cmd_eval, "chat": _cmd_chat, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         return 0
-    cmd = COMMANDS.get(argv[0])
+    cmd = commands().get(argv[0])
     if cmd is None:
-        print(f"rlhf: unknown command '{argv[0]}'\n\n{USAGE}", file=sys.stderr)
+        print(f"rlhf: unknown command '{argv[0]}'\n\n{usage()}", file=sys.stderr)
         return 2
     try:
         return cmd(argv[1:]) or 0

@@ -4,9 +4,13 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .config import MissingFileError
+from core import registry
+from core.config import MissingFileError
 
-ADAPTER_STAGES = ("sft", "dpo", "ppo")
+
+def adapter_stages() -> tuple[str, ...]:
+    """The stages that leave a LoRA adapter in <run>/<stage>: SFT and every RL algorithm."""
+    return ("sft", *registry.names())
 
 
 def base_dir(run: str | Path) -> Path:
@@ -14,14 +18,14 @@ def base_dir(run: str | Path) -> Path:
     run = Path(run)
     if (run / "base" / "config.json").exists():
         return run / "base"
-    for stage in ADAPTER_STAGES:
+    for stage in adapter_stages():
         cfg = run / stage / "adapter_config.json"
         if cfg.exists():
             import json
 
             return Path(json.loads(cfg.read_text())["base_model_name_or_path"])
     raise MissingFileError(f"{run}: no run here (neither a base model in {run / 'base'} nor an adapter of "
-                           f"{', '.join(ADAPTER_STAGES)}); pass --run DIR of a run made by `rlhf loop`, `rlhf demo` "
+                           f"{', '.join(adapter_stages())}); pass --run DIR of a run made by `rlhf loop`, `rlhf demo` "
                            "or `rlhf sft`")
 
 
@@ -29,11 +33,12 @@ def adapter_dir(run: str | Path, policy: str) -> Path | None:
     """None for the base policy; else the stage's adapter directory (or a directory given as is)."""
     if policy == "base":
         return None
-    path = Path(run) / policy if policy in ADAPTER_STAGES else Path(policy)
+    stages = adapter_stages()
+    path = Path(run) / policy if policy in stages else Path(policy)
     if not (path / "adapter_config.json").exists():
         raise MissingFileError(f"{path}: no LoRA adapter here (adapter_config.json missing); "
-                                f"train it with `rlhf {policy} --run {run}`" if policy in ADAPTER_STAGES else
-                                f"{path}: no LoRA adapter here (adapter_config.json missing)")
+                               f"train it with `rlhf {policy} --run {run}`" if policy in stages else
+                               f"{path}: no LoRA adapter here (adapter_config.json missing)")
     return path
 
 
@@ -41,7 +46,7 @@ def discover(run: str | Path) -> dict[str, Path | None]:
     """Every policy present in the run, base first: the base is <run>/base, or the model directory
     the run's adapters were trained on (an external base)."""
     run = Path(run)
-    adapters = {name: run / name for name in ADAPTER_STAGES if (run / name / "adapter_config.json").exists()}
+    adapters = {name: run / name for name in adapter_stages() if (run / name / "adapter_config.json").exists()}
     try:
         has_base = (base_dir(run) / "config.json").exists()
     except FileNotFoundError:

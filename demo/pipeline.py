@@ -18,18 +18,20 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from core.config import DPOConfig, EvalConfig, PPOConfig, RewardConfig, SFTConfig, UserError, load_config
+from core import registry
+from core.config import EvalConfig, RewardConfig, SFTConfig, UserError, load_config
 from core.io import write_json
 from core.runcard import fingerprint, mark_stage, stage_status
-from demo.config import BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
 from demo import oracle
+from demo.config import BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
 from demo.judge import DOMAIN, reward_gold
 from demo.sizes import FULL, QUICK
 
-ORDER = ("data", "base", "sft", "collect", "reward", "dpo", "ppo", "eval")
+# the RL algorithms (core/registry.py) run after the reward model, in their registry order
+ORDER = ("data", "base", "sft", "collect", "reward", *registry.names(), "eval")
 CLASSES = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,
-           "reward": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "eval": EvalConfig}
-RESUMABLE = ("sft", "reward", "dpo", "ppo")  # stages with checkpoints and a `resume` option
+           "reward": RewardConfig, **{a.name: a.config_class() for a in registry.ALGORITHMS}, "eval": EvalConfig}
+RESUMABLE = ("sft", "reward", *registry.names())  # stages with checkpoints and a `resume` option
 
 
 def data_main(cfg: DataConfig) -> dict:
@@ -84,8 +86,6 @@ def _plan(run: Path) -> list[tuple[str, Path, Callable, dict]]:
     from demo.base import main as base_main
     from eval.stage import main as eval_main
     from reward.train import main as reward_main
-    from rl.dpo import main as dpo_main
-    from rl.ppo import main as ppo_main
     from sft.train import main as sft_main
 
     data, base_w = run / "data", run / "base" / "model.safetensors"
@@ -97,13 +97,11 @@ def _plan(run: Path) -> list[tuple[str, Path, Callable, dict]]:
         ("sft", run / "sft", sft_main, {"base": base_w, "data": data / "sft.jsonl"}),
         ("collect", run / "collect", collect_main, {"sft": sft_w, "prompts": data / "prompts.jsonl"}),
         ("reward", run / "reward", partial(reward_main, gold=reward_gold()), {"preferences": prefs}),
-        ("dpo", run / "dpo", dpo_main, {"sft": sft_w, "preferences": prefs}),
-        ("ppo", run / "ppo", ppo_main, {"sft": sft_w, "reward": run / "reward" / "metrics.json",
-                                        "prompts": data / "prompts.jsonl"}),
-        ("eval", run / "eval", partial(eval_main, judge=oracle), {"sft": sft_w, "dpo": run / "dpo" / "adapter_model.safetensors",
-                                           "ppo": run / "ppo" / "adapter_model.safetensors",
-                                           "reward": run / "reward" / "metrics.json",
-                                           "prompts": data / "prompts.jsonl"}),
+        *[(a.name, run / a.name, a.main_fn(), {k: run / v for k, v in a.inputs.items()})
+          for a in registry.ALGORITHMS],
+        ("eval", run / "eval", partial(eval_main, judge=oracle),
+         {"sft": sft_w, **{a.name: run / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS},
+          "reward": run / "reward" / "metrics.json", "prompts": data / "prompts.jsonl"}),
     ]
 
 

@@ -12,20 +12,29 @@ import math
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from core import registry
+
 # Per stage: (panel title, log keys drawn on it). Keys absent from a log are skipped, and so
 # is a panel with none of its keys. Writers: demo/pretrain.py (base), core/training.py
-# JsonlLogger (sft, dpo; evaluation rows carry TRL's "eval_" prefix), reward/train.py, rl/ppo.py.
+# JsonlLogger (sft; evaluation rows carry TRL's "eval_" prefix), reward/train.py. Each RL
+# algorithm's curves are in its core/registry.py entry.
 CURVES = {
     "base": [("loss", ["loss", "val_loss"])],  # val_loss: one held-out point at the end
     "sft": [("loss", ["loss", "eval_loss"]),
             ("token accuracy", ["mean_token_accuracy", "eval_mean_token_accuracy"])],
     "reward": [("pairwise loss", ["loss", "eval_loss"]), ("accuracy", ["accuracy", "eval_accuracy"])],
-    "dpo": [("loss", ["loss", "eval_loss"]), ("reward margin", ["rewards/margins", "eval_rewards/margins"]),
-            ("preference accuracy", ["rewards/accuracies", "eval_rewards/accuracies"]),
-            ("KL per token", ["kl", "eval_kl"])],
-    "ppo": [("reward-model score", ["score", "penalized_score", "rlhf_reward"]), ("KL to reference", ["kl"]),
-            ("response length", ["response_length"]), ("EOS rate", ["eos_rate"]), ("entropy", ["entropy"])],
 }
+POLICY_COLORS = {"base": "tab:gray", "sft": "tab:blue"}
+
+
+def curves_of(stage: str) -> list[tuple[str, list[str]]]:
+    alg = registry.get(stage)
+    return [(title, list(keys)) for title, keys in alg.curves] if alg else CURVES.get(stage, [])
+
+
+def policy_color(name: str) -> str:
+    alg = registry.get(name)
+    return alg.color if alg else POLICY_COLORS.get(name, "tab:blue")
 
 
 def _num(x) -> float | None:
@@ -43,7 +52,8 @@ def data_uri(fig: Figure) -> str:
 
 
 def win_rate_plot(rows: list[dict]) -> str | None:
-    """One row per comparison: the win rate and its 95% interval; 0.5 = no preference."""
+    """One row per comparison: the win rate and its 95% interval, in the first policy's colour;
+    0.5 = no preference."""
     rows = [r for r in rows if _num(r.get("win_rate")) is not None]
     if not rows:
         return None
@@ -53,8 +63,8 @@ def win_rate_plot(rows: list[dict]) -> str | None:
         w = _num(r["win_rate"])
         lo, hi = _num(r.get("ci_low")), _num(r.get("ci_high"))
         if lo is not None and hi is not None:
-            ax.plot([lo, hi], [i, i], color="tab:blue", lw=2.5, alpha=0.5)
-        ax.plot([w], [i], "o", color="tab:blue")
+            ax.plot([lo, hi], [i, i], color=policy_color(str(r.get("a"))), lw=2.5, alpha=0.5)
+        ax.plot([w], [i], "o", color=policy_color(str(r.get("a"))))
     ax.axvline(0.5, color="grey", ls="--", lw=1)
     ax.set_yticks(range(len(rows)), [f"{r.get('a')} vs {r.get('b')} ({r.get('judge')}, {r.get('decoding')})"
                                      for r in rows])
@@ -101,7 +111,7 @@ def _pearson(x: list[float], y: list[float]) -> str:
 def curves_plot(stage: str, rows: list[dict]) -> str | None:
     """The stage's known curves against step, one panel per quantity."""
     panels = []
-    for title, keys in CURVES.get(stage, []):
+    for title, keys in curves_of(stage):
         lines = {k: sorted((r["step"], _num(r.get(k))) for r in rows
                            if _num(r.get("step")) is not None and _num(r.get(k)) is not None) for k in keys}
         lines = {k: v for k, v in lines.items() if v}

@@ -15,11 +15,11 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core import registry
 from core.io import atomic_write_text
 
 from . import plots
 
-STAGES = ("base", "sft", "reward", "dpo", "ppo")
 POLICY_KEYS = {"gold_overall": "gold overall", "fact_accuracy": "fact accuracy", "eos_rate": "EOS rate",
                "mean_length": "mean length", "rm_score": "RM score"}
 FACT = {True: "right", False: "wrong"}
@@ -210,12 +210,15 @@ def agreement(run: Path) -> str:
 
 
 def training_curves(run: Path) -> str:
+    """Each stage's curves from its log.jsonl: the base, SFT, the reward model, then every RL
+    algorithm (core/registry.py) under its label."""
     imgs = []
-    for stage in STAGES:
+    for stage, label in [("base", "base"), ("sft", "sft"), ("reward", "reward")] + [
+            (a.name, a.label) for a in registry.ALGORITHMS]:
         rows = _rows(run / stage / "log.jsonl")
         if rows:
             img = plots.curves_plot(stage, rows)
-            imgs += [f"<h3>{_e(stage)}</h3>" + _img(img, f"{stage} training curves")] if img else []
+            imgs += [f"<h3>{_e(label)}</h3>" + _img(img, f"{label} training curves")] if img else []
     return "<h2>Training curves</h2>" + ("".join(imgs) or _not_run("Training"))
 
 

@@ -1,4 +1,5 @@
-"""`rlhf eval`: compare the run's policies (base, sft, dpo, ppo) on held-out and red-team prompts.
+"""`rlhf eval`: compare the run's policies (base, sft and each RL algorithm's) on held-out and
+red-team prompts.
 
 Every policy is an adapter on one copy of the base weights. Each answers the held-out prompts
 twice, greedily and sampled at the serving temperature, and the red-team prompts greedily (the
@@ -14,11 +15,13 @@ Writes <run>/eval/metrics.json, samples.jsonl and report.html.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from core import registry
 from core.config import EvalConfig, UserError, tokenizer_fixes
 from core.device import policy_from_config
 from core.generation import generate
@@ -32,7 +35,12 @@ from core.training import check_launch
 from eval import gold, likelihood, safety
 from eval.metrics import mean_by_verdict, rate_difference_with_ci, win_rate_with_ci
 
-COMPARISONS = (("dpo", "sft"), ("ppo", "sft"), ("sft", "base"), ("ppo", "dpo"))
+
+def comparisons() -> list[tuple[str, str]]:
+    """(a, b) pairs whose win rates are reported: each RL algorithm vs SFT, SFT vs the base, and
+    each algorithm vs every one registered before it (core/registry.py)."""
+    algs = registry.names()
+    return [(a, "sft") for a in algs] + [("sft", "base")] + [(b, a) for a, b in itertools.combinations(algs, 2)]
 
 
 def prompt_paths(cfg: EvalConfig) -> tuple[Path, Path]:
@@ -98,7 +106,7 @@ def _summary(rows: dict, use_gold: bool) -> dict:
 
 def _win_rates(results: dict, n_boot: int, seed: int) -> list[dict]:
     out = []
-    for a, b in COMPARISONS:
+    for a, b in comparisons():
         if a not in results or b not in results:
             continue
         for decoding in ("greedy", "sampled"):

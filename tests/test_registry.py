@@ -1,0 +1,88 @@
+"""core/registry.py: an RL algorithm is its own module plus one registry entry. A fake algorithm
+registered here (and nowhere else) reaches the CLI, policy discovery, the eval's comparisons, the
+report's curves and the demo loop's plan."""
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from core import registry
+from core.config import F, RuntimeConfig
+
+
+@dataclass
+class FakeConfig(RuntimeConfig):
+    beta: float = F(0.5, "the fake algorithm's only knob")
+
+
+def fake_main(cfg: FakeConfig) -> dict:
+    return {"beta": cfg.beta}
+
+
+FAKE = registry.Algorithm("fake", "test_registry:FakeConfig", "test_registry:fake_main", "Fake update of the SFT "
+                          "policy", "Fake-PO", "tab:purple", {"sft": registry.SFT_ADAPTER},
+                          (("fake loss", ("fake_loss",)),))
+
+
+@pytest.fixture
+def with_fake(monkeypatch):
+    monkeypatch.setattr(registry, "ALGORITHMS", [*registry.ALGORITHMS, FAKE])
+
+
+def test_the_shipped_algorithms():
+    assert registry.names() == ("dpo", "ppo")
+    for alg in registry.ALGORITHMS:
+        cls = alg.config_class()
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert {"run", "seed", "resume"} <= names, alg.name
+        assert callable(alg.main_fn()) and alg.main_fn().__module__ == f"rl.{alg.name}"
+        assert all(not v.startswith("/") for v in alg.inputs.values()) and alg.curves
+    assert registry.get("ppo").inputs["reward"] == "reward/metrics.json" and registry.get("sft") is None
+
+
+def test_cli_lists_and_runs_a_registered_algorithm(with_fake, capsys):
+    from cli.main import config_classes, main
+
+    assert main(["--help"]) == 0
+    assert "  fake       Fake update of the SFT policy" in capsys.readouterr().out
+    assert main(["fake", "--help"]) == 0
+    assert "--beta" in capsys.readouterr().out
+    assert main(["fake", "--beta", "0.25"]) == 0
+    assert config_classes()["fake"] is FakeConfig
+
+
+def test_eval_and_policies_read_the_registry(with_fake, tmp_path):
+    from core.policies import adapter_dir, discover
+    from eval.stage import comparisons
+
+    assert comparisons() == [("dpo", "sft"), ("ppo", "sft"), ("fake", "sft"), ("sft", "base"), ("ppo", "dpo"),
+                             ("fake", "dpo"), ("fake", "ppo")]
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text("{}")
+    for stage in ("sft", "fake"):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "adapter_config.json").write_text("{}")
+    assert list(discover(tmp_path)) == ["base", "sft", "fake"]
+    assert adapter_dir(tmp_path, "fake") == tmp_path / "fake"
+
+
+def test_report_draws_the_registered_curves(with_fake, tmp_path):
+    from eval import plots
+    from eval.report import training_curves
+
+    assert plots.curves_of("fake") == [("fake loss", ["fake_loss"])] and plots.policy_color("fake") == "tab:purple"
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "log.jsonl").write_text("".join(json.dumps({"step": s, "fake_loss": 1 / s}) + "\n"
+                                                         for s in range(1, 6)))
+    html = training_curves(tmp_path)
+    assert "<h3>Fake-PO</h3><img src=\"data:image/png;base64," in html
+
+
+def test_the_demo_loop_plans_a_registered_algorithm(with_fake, tmp_path):
+    from demo.pipeline import _plan
+
+    plan = {name: (fn, inputs) for name, _, fn, inputs in _plan(tmp_path)}
+    assert list(plan)[-3:] == ["ppo", "fake", "eval"]
+    assert plan["fake"] == (fake_main, {"sft": tmp_path / "sft" / "adapter_model.safetensors"})
+    assert plan["eval"][1]["fake"] == tmp_path / "fake" / "adapter_model.safetensors"
