@@ -32,9 +32,11 @@ def held_out_score(key: str, seed: int) -> float:
 
 
 def split_by_prompt(rows: Sequence[dict], val_fraction: float, seed: int = 0,
-                    key: Callable[[dict], str] | None = None) -> tuple[list[dict], list[dict]]:
+                    key: Callable[[dict], str] | None = None,
+                    max_held_out: int | None = None) -> tuple[list[dict], list[dict]]:
     """(train, held-out) rows by the rule above; both keep the input order. `key(row)` defaults
-    to prompt_key(row["prompt"]). val_fraction 0 holds nothing out."""
+    to prompt_key(row["prompt"]). val_fraction 0 holds nothing out. max_held_out caps the held-out
+    prompts at the ones with the smallest u: the same as a lower fraction, so still nested."""
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
         raise TypeError(f"val_fraction must be a number, got {type(val_fraction).__name__}")
     if not 0.0 <= val_fraction < 1.0:
@@ -53,6 +55,8 @@ def split_by_prompt(rows: Sequence[dict], val_fraction: float, seed: int = 0,
         val_keys = {min(scores, key=scores.get)}
     elif len(val_keys) == len(scores):
         val_keys.discard(max(scores, key=scores.get))
+    if max_held_out is not None and len(val_keys) > max_held_out:
+        val_keys = set(sorted(val_keys, key=scores.get)[:max(1, max_held_out)])
     train = [r for r, k in zip(rows, keys) if k not in val_keys]
     val = [r for r, k in zip(rows, keys) if k in val_keys]
     return train, val

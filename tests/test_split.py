@@ -85,3 +85,25 @@ def test_reward_and_dpo_hold_out_the_same_prompts_from_one_file(tmp_path):
     assert r_val and r_train
     assert [r["prompt"] for r in r_val] == [r["prompt"] for r in d_val]
     assert [r["prompt"] for r in r_train] == [r["prompt"] for r in d_train]
+
+
+def test_a_cap_keeps_the_prompts_with_the_smallest_scores():
+    rows = pairs(300, per_prompt=1)
+    full = {prompt_key(r["prompt"]) for r in split_by_prompt(rows, 0.3, seed=1)[1]}
+    train, val = split_by_prompt(rows, 0.3, seed=1, max_held_out=5)
+    capped = {prompt_key(r["prompt"]) for r in val}
+    assert len(capped) == 5 and len(train) == 295 and capped <= full
+    assert max(held_out_score(k, 1) for k in capped) < min(held_out_score(k, 1) for k in full - capped)
+
+
+def test_the_loop_tags_eval_prompts_by_the_same_rule(tmp_path):
+    from loop.prompts import write_tagged_prompts
+
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"Question number {i}?"}) + "\n" for i in range(200)))
+    info = write_tagged_prompts(src, tmp_path / "out.jsonl", 0.1, 1000, seed=4)
+    tagged = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    _, val = split_by_prompt([{"prompt": r["prompt"]} for r in tagged], 0.1, seed=4)
+    assert [r["prompt"] for r in tagged if r["tags"] == ["eval"]] == [r["prompt"] for r in val]
+    assert info["eval"] == len(val) and info["pref"] == 200 - len(val)
+    assert write_tagged_prompts(src, tmp_path / "out2.jsonl", 0.1, 3, seed=4)["eval"] == 3
