@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core import registry
 from core.config import F, RuntimeConfig
 
-STAGE_NAMES = ("sft", "collect", "reward", "dpo", "ppo", "eval")
+# the RL algorithms (core/registry.py) run after the reward model, in their registry order
+STAGE_NAMES = ("sft", "collect", "reward", *registry.names(), "eval")
 
 
 @dataclass

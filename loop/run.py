@@ -15,8 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from core.config import (ConfigError, DPOConfig, EvalConfig, PPOConfig, RewardConfig, SFTConfig, UserError,
-                         apply_updates, load_config)
+from core import registry
+from core.config import ConfigError, EvalConfig, RewardConfig, SFTConfig, UserError, apply_updates, load_config
 from core.io import write_json
 
 from .collect import AwaitingVotes, CollectConfig, collect_from_people
@@ -24,16 +24,19 @@ from .config import STAGE_NAMES, LoopConfig
 from .prompts import write_tagged_prompts
 from .runner import Stage, move_aside, run_stage
 
-CLASSES = {"sft": SFTConfig, "collect": CollectConfig, "reward": RewardConfig, "dpo": DPOConfig,
-           "ppo": PPOConfig, "eval": EvalConfig}
 
-# --quick: every stage a few steps on a few rows, for a smoke run of a new model or data set.
+
+def stage_classes() -> dict[str, type]:
+    return {"sft": SFTConfig, "collect": CollectConfig, "reward": RewardConfig,
+            **{a.name: a.config_class() for a in registry.ALGORITHMS}, "eval": EvalConfig}
+
+
+# --quick: every stage a few steps on a few rows, for a smoke run of a new model or data set (the RL
+# algorithms' sizes are in their registry entries).
 QUICK = {
     "sft": {"max_steps": 4, "eval_steps": 2, "batch_size": 4, "logging_steps": 1, "max_length": 256},
     "collect": {"n_pairs": 16, "min_pairs": 4, "max_new_tokens": 24, "batch_size": 16},
     "reward": {"max_steps": 4, "eval_steps": 2, "batch_size": 4, "max_length": 256},
-    "dpo": {"max_steps": 3, "eval_steps": 3, "batch_size": 4, "logging_steps": 1, "max_length": 256},
-    "ppo": {"max_steps": 2, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 1},
     "eval": {"max_prompts": 8, "max_new_tokens": 16, "ppl_max_rows": 8, "n_bootstrap": 100, "batch_size": 8},
 }
 
@@ -70,12 +73,13 @@ def stage_configs(cfg: LoopConfig) -> dict:
     paths = {
         "sft": {"model": cfg.model, "data": cfg.sft},
         "reward": {"model": cfg.reward_model or cfg.model, "data": prefs},
-        "dpo": {"model": cfg.model, "data": prefs},
-        "ppo": {"model": cfg.model},
+        **{a.name: {"model": cfg.model, **({"data": prefs} if "preferences" in a.inputs else {})}
+           for a in registry.ALGORITHMS},
         "eval": {"redteam": cfg.redteam} if cfg.redteam else {},
     }
+    quick = {**QUICK, **{a.name: a.quick for a in registry.ALGORITHMS}}
     out = {}
-    for name, cls in CLASSES.items():
+    for name, cls in stage_classes().items():
         if name == "collect":
             base = {"run": cfg.run, "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads,
                     "n_pairs": cfg.n_pairs, "min_pairs": cfg.min_pairs, "min_votes": cfg.min_votes,
@@ -87,7 +91,7 @@ def stage_configs(cfg: LoopConfig) -> dict:
                 raise ConfigError(f"stages.collect: unknown key {bad[0]!r} (one of {', '.join(sorted(fields))})")
             out[name] = CollectConfig(**values)
             continue
-        defaults = {**(QUICK[name] if cfg.quick else {}), **runtime, **paths[name]}
+        defaults = {**(quick[name] if cfg.quick else {}), **runtime, **paths[name]}
         out[name] = apply_updates(load_config(cls, None, None, defaults), cfg.stages.get(name) or {},
                                   f"stages.{name}")
     return out
@@ -100,7 +104,7 @@ def plan(cfg: LoopConfig, configs: dict, collect_fn: Callable | None = None,
     run = Path(cfg.run)
     data = run / "data" / "prompts.jsonl"
     sft_w = run / "sft" / "adapter_model.safetensors"
-    prefs = Path(configs["dpo"].data)
+    prefs = Path(configs["reward"].data)
     stages = [Stage("sft", run / "sft", _sft_main, configs["sft"],
                     {"model": Path(cfg.model) / "config.json", "data": Path(cfg.sft)})]
     if not cfg.preferences:
@@ -109,13 +113,12 @@ def plan(cfg: LoopConfig, configs: dict, collect_fn: Callable | None = None,
                             on_fresh=_move_stale_round))
     stages += [
         Stage("reward", run / "reward", _reward_main, configs["reward"], {"preferences": prefs}),
-        Stage("dpo", run / "dpo", _dpo_main, configs["dpo"], {"sft": sft_w, "preferences": prefs}),
-        Stage("ppo", run / "ppo", _ppo_main, configs["ppo"],
-              {"sft": sft_w, "reward": run / "reward" / "metrics.json", "prompts": data}),
+        *[Stage(a.name, run / a.name, functools.partial(_algorithm_main, a), configs[a.name],
+                {k: Path(configs[a.name].data) if k == "preferences" else run / v for k, v in a.inputs.items()})
+          for a in registry.ALGORITHMS],
         Stage("eval", run / "eval", _eval_main, configs["eval"],
-              {"sft": sft_w, "dpo": run / "dpo" / "adapter_model.safetensors",
-               "ppo": run / "ppo" / "adapter_model.safetensors", "reward": run / "reward" / "metrics.json",
-               "prompts": data}),
+              {"sft": sft_w, **{a.name: run / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS},
+               "reward": run / "reward" / "metrics.json", "prompts": data}),
     ]
     return stages
 
@@ -135,14 +138,8 @@ def _reward_main(c):
     return main(c)
 
 
-def _dpo_main(c):
-    from rl.dpo import main
-    return main(c)
-
-
-def _ppo_main(c):
-    from rl.ppo import main
-    return main(c)
+def _algorithm_main(alg: registry.Algorithm, c):
+    return alg.main_fn()(c)
 
 
 def _eval_main(c):

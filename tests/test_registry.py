@@ -13,6 +13,9 @@ from core.config import F, RuntimeConfig
 
 @dataclass
 class FakeConfig(RuntimeConfig):
+    model: str = F("", "base model directory")
+    data: str = F("", "preference pairs")
+    resume: bool = F(False, "resume from a checkpoint")
     beta: float = F(0.5, "the fake algorithm's only knob")
 
 
@@ -21,8 +24,9 @@ def fake_main(cfg: FakeConfig) -> dict:
 
 
 FAKE = registry.Algorithm("fake", "test_registry:FakeConfig", "test_registry:fake_main", "Fake update of the SFT "
-                          "policy", "Fake-PO", "tab:purple", {"sft": registry.SFT_ADAPTER},
-                          (("fake loss", ("fake_loss",)),))
+                          "policy", "Fake-PO", "tab:purple",
+                          {"sft": registry.SFT_ADAPTER, "preferences": "collect/preferences.jsonl"},
+                          (("fake loss", ("fake_loss",)),), {"beta": 0.125})
 
 
 @pytest.fixture
@@ -84,5 +88,23 @@ def test_the_demo_loop_plans_a_registered_algorithm(with_fake, tmp_path):
 
     plan = {name: (fn, inputs) for name, _, fn, inputs in _plan(tmp_path)}
     assert list(plan)[-3:] == ["ppo", "fake", "eval"]
-    assert plan["fake"] == (fake_main, {"sft": tmp_path / "sft" / "adapter_model.safetensors"})
+    assert plan["fake"] == (fake_main, {"sft": tmp_path / "sft" / "adapter_model.safetensors",
+                                        "preferences": tmp_path / "collect" / "preferences.jsonl"})
     assert plan["eval"][1]["fake"] == tmp_path / "fake" / "adapter_model.safetensors"
+
+
+def test_rlhf_loop_plans_a_registered_algorithm(with_fake, tmp_path):
+    from loop.config import LoopConfig
+    from loop.run import plan, stage_configs
+
+    prefs = tmp_path / "prefs.jsonl"
+    cfg = LoopConfig(run=str(tmp_path / "run"), model=str(tmp_path / "m"), sft="sft.jsonl", prompts="p.jsonl",
+                     preferences=str(prefs), quick=True, stages={"fake": {"beta": 0.25}})
+    configs = stage_configs(cfg)
+    assert isinstance(configs["fake"], FakeConfig)
+    assert (configs["fake"].model, configs["fake"].data, configs["fake"].beta) == (cfg.model, str(prefs), 0.25)
+    assert stage_configs(LoopConfig(**{**vars(cfg), "stages": {}}))["fake"].beta == 0.125  # its --quick size
+    stages = {s.name: s for s in plan(cfg, configs)}
+    assert list(stages)[-3:] == ["ppo", "fake", "eval"]
+    assert stages["fake"].inputs["preferences"] == prefs and stages["fake"].fn(configs["fake"]) == {"beta": 0.25}
+    assert stages["eval"].inputs["fake"] == tmp_path / "run" / "fake" / "adapter_model.safetensors"
