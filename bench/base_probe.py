@@ -1,7 +1,7 @@
 """Does a demo base model answer the question it is asked? Greedy answers in the corpus's
 help-center format ("Q: ...\\nA:", no chat template, no SFT) to the held-out eval prompts and
 to SFT-wording prompts, scored for fact accuracy by the gold oracle. The diagnostic behind the
-base pretraining defaults (issue 2): a low held-out loss alone did not mean the model used the
+base pretraining defaults: a low held-out loss alone did not mean the model used the
 question.
 
     python bench/base_probe.py [--model runs/demo/base] [--data runs/demo/data] [--format "Q: {p}\\nA:"]

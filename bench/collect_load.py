@@ -8,7 +8,7 @@ returns the next item) until --iterations or --seconds run out. The server is a 
 the browser makes (/gradio_api/queue/join + the event stream). Afterwards the database is
 checked against the acknowledged submits: lost and duplicated votes must both be 0.
 Prints votes/s and p50/p95 latency of both calls per mode, the ratios, and one JSON line last.
-Goal (issue 3): p95 submit under 200 ms on 2 cores.
+Goal: p95 submit under 200 ms on 2 cores.
 """
 from __future__ import annotations
 

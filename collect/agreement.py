@@ -1,7 +1,7 @@
 """Inter-annotator agreement: Fleiss' kappa, Krippendorff's alpha, bootstrap intervals,
 per-annotator agreement and position bias, as pure functions (numpy in, floats/dicts out).
 
-Equations (see /work/shared/REFERENCES.md, "Agreement"):
+Equations (Fleiss 1971; Krippendorff 2011; Landis & Koch 1977):
 - Fleiss (1971): p_j = sum_i n_ij / (N n); P_i = (sum_j n_ij^2 - n) / (n (n - 1));
   P_bar = mean_i P_i; P_e = sum_j p_j^2; kappa = (P_bar - P_e) / (1 - P_e).
 - Krippendorff (2011, "Computing Krippendorff's alpha-reliability"): coincidences

@@ -3,9 +3,9 @@
 On the CPU machines this was first measured on, bf16 matmul ran ~120x slower than fp32, and TRL's
 default SFT config (bf16 autocast + gradient checkpointing) ran 16.6x slower than a plain torch
 loop on the tiny model; with fp32 and no checkpointing, 1.1x. CPUs differ: on an AMD EPYC with
-avx512_bf16 (session 3) bf16 matmul ran 2.5x faster than fp32 and TRL's defaults only 1.7x slower
-than our stage (bench/cpu_bf16_matmul.py, bench/sft_throughput.py). fp32 stays the CPU default because it is never the slow
-case; `--dtype bfloat16` is worth measuring on CPUs with avx512_bf16 or AMX. So:
+avx512_bf16, bf16 matmul ran 2.5x faster than fp32 and TRL's defaults only 1.7x slower than our
+stage (bench/cpu_bf16_matmul.py, bench/sft_throughput.py). fp32 stays the CPU default because it
+is never the slow case; `--dtype bfloat16` is worth measuring on CPUs with avx512_bf16 or AMX. So:
   CUDA → bf16 (fp16 where bf16 is missing), gradient checkpointing only on request;
   CPU  → fp32, no checkpointing (it trades compute for memory we don't lack), threads = cores.
 Each choice can be overridden from the stage config.

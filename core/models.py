@@ -1,10 +1,10 @@
 """Model and tokenizer loading from local Hugging Face directories, with a tokenizer preflight.
 
 Every model is a local path: nothing is fetched from a hub (HF_HUB_OFFLINE is set on import).
-The preflight enforces the tokenizer rules of DESIGN.md before any training starts, because each
-of them silently ruins a run when broken: no chat template (stages format differently), pad ==
-eos (EOS masked out of the loss, so the model never learns to stop), a completion that does not
-end in EOS, and a double BOS after templating.
+The preflight enforces the tokenizer rules (docs/architecture.md) before any training starts,
+because each of them silently ruins a run when broken: no chat template (stages format
+differently), pad == eos (EOS masked out of the loss, so the model never learns to stop), a
+completion that does not end in EOS, and a double BOS after templating.
 """
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def faq_pages(rng: random.Random, per_template: int = 10) -> list[str]:
     the SFT wordings, so the held-out prompts are new to the SFT stage.
 
     Each wording is asked per_template times, with other slots each time. Measured on the held-out
-    eval prompts (bench/base_probe.py and the SFT policy's greedy answers, issue 2): with 2 per
+    eval prompts (bench/base_probe.py and the SFT policy's greedy answers): with 2 per
     wording (some were lost to a paging bug) the SFT policy's fact accuracy was 0.37, with 6 it was
     0.49, with 10 it was 0.68 (all with the transcripts not yet in the chat format). These pages
     are 87% of the corpus, the forum 8%, the other pages 3%, the transcripts 2%."""

@@ -28,7 +28,7 @@ def pairwise_loss(
                                     = softplus(−Δ) + (1 − p) Δ             (same thing, rearranged)
       reward centering:           L += c · (r_c + r_r)²                    Eisenstein et al. 2023
 
-    The centering term is added per example, so `loss.mean()` equals REFERENCES.md's
+    The centering term is added per example, so `loss.mean()` equals Eisenstein et al.'s
     c · mean((r_c + r_r)²) over the batch. It pulls the sum of the two rewards towards 0,
     which makes scores comparable across prompts, because the BT loss only sees differences.
 

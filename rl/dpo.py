@@ -28,8 +28,8 @@ Our extension (rl/dpo_trainer.py): ε per pair from the annotators' agreement
 Early stopping: held-out pairs are evaluated every `eval_steps`; the best checkpoint is the one
 with the lowest held-out DPO loss, among those whose held-out KL estimate stays under `max_kl`.
 Held-out loss rather than held-out preference accuracy because accuracy is coarse on a few dozen
-pairs and saturates at 1.0 early, while the policy keeps drifting (issue 5's collapsed run had
-a training loss of 0.02, i.e. every pair "right"). With ε > 0 (the default: every pair gets some
+pairs and saturates at 1.0 early, while the policy keeps drifting (a tiny-model run that collapsed
+into repetition had a training loss of 0.02, i.e. every pair "right"). With ε > 0 (the default: every pair gets some
 smoothing) the loss has its minimum at a finite margin h = log((1 − ε)/ε) and rises again when
 the margins overshoot; the KL limit catches the drift that the loss cannot see.
 """

@@ -78,7 +78,7 @@ def pair_metrics(policy_logps: torch.Tensor, ref_logps: torch.Tensor, n_tokens: 
     (log π_ref(y) − log π(y)) per completion token: a Monte-Carlo estimate of KL(π_ref ‖ π)
     per token when the responses were sampled from the reference (the SFT policy generates
     the pairs in collect/). When DPO over-optimises, both log-probs fall (the collapse into
-    repetition that issue 5 measured), and this number climbs before accuracy says anything.
+    repetition seen on the tiny demo model), and this number climbs before accuracy says anything.
     """
     logratios = (policy_logps - ref_logps).detach()  # (2B,)
     chosen_rewards, rejected_rewards = (beta * logratios).chunk(2)  # (B,), (B,)

@@ -74,7 +74,8 @@ def per_token_rewards(
 ) -> torch.Tensor:
     """r_t = −kl_coef · kl_t at every valid token, plus the RM score at the last valid one.
 
-    Stiennon et al. 2020 / Ouyang et al. 2022 (REFERENCES.md, PPO section). The last valid token
+    Stiennon et al. 2020, "Learning to summarize from human feedback"; Ouyang et al. 2022,
+    InstructGPT. The last valid token
     is the EOS of a completed response; penalizing responses without EOS (Huang et al. 2024) is
     done to `score` before this call. A row with no valid token gets no score.
 

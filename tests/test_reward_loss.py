@@ -59,7 +59,7 @@ def test_soft_labels():
 
 def test_centering_term():
     """c = 0.01, r_c = 2, r_r = 0.5: 0.201413 + 0.01·(2.5)² = 0.201413 + 0.0625 = 0.263913.
-    Over a batch, mean(loss) = mean(BT) + c·mean((r_c + r_r)²) as in REFERENCES.md:
+    Over a batch, mean(loss) = mean(BT) + c·mean((r_c + r_r)²) as in Eisenstein et al. 2023:
     rows (2, 0.5) and (0, 1): (0.201413 + 1.313262)/2 + 0.01·3.625 = 0.757337 + 0.03625 = 0.793587."""
     loss, _ = pairwise_loss(t(2.0), t(0.5), center_coef=0.01)
     assert loss.item() == pytest.approx(0.263913, abs=1e-6)
