@@ -17,7 +17,7 @@ from core.config import ConfigError, UserError, field_help, load_config
 USAGE_HEAD = """usage: rlhf COMMAND [options]
 
 The human-feedback loop, one command per stage (each reads and writes runs/<name>/):
-  loop       the whole loop on your own model and data: sft → collect → reward → dpo → ppo → eval
+  loop       the whole loop on your own model and data: {loop_order}
   demo       the whole loop on the embedded default domain with simulated annotators
   data       `data demo` builds the demo domain's data; `data check FILE` checks SFT, preference or prompt data
   base       build the tokenizer and pretrain the tiny embedded base model
@@ -154,7 +154,7 @@ def _cmd_loop(args):
     from loop.run import main
 
     return run_stage("loop", LoopConfig, lambda cfg: main(cfg, argv=["loop", *args]), args,
-                     "The whole loop on your own model: sft → collect → reward → dpo → ppo → eval.\n"
+                     f"The whole loop on your own model: {loop_order()}.\n"
                      "Example: rlhf loop --model DIR --sft sft.jsonl --prompts prompts.jsonl "
                      "[--preferences prefs.jsonl] --run runs/mine [--quick]")
 
@@ -166,9 +166,13 @@ def _cmd_demo(args):
     return run_stage("demo", DemoConfig, main, args, "The whole loop on the embedded default domain.")
 
 
+def loop_order() -> str:
+    return " → ".join(("sft", "collect", "reward", *registry.names(), "eval"))
+
+
 def usage() -> str:
     algs = "".join(f"  {a.name:10s} {a.help}\n" for a in registry.ALGORITHMS)
-    return USAGE_HEAD + algs + USAGE_TAIL
+    return USAGE_HEAD.format(loop_order=loop_order()) + algs + USAGE_TAIL
 
 
 def config_classes() -> dict[str, type]:

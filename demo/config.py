@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core import registry
 from core.config import F, RuntimeConfig
+
+# `rlhf demo`'s stages in order: the RL algorithms (core/registry.py) run after the reward model
+STAGES = ("data", "base", "sft", "collect", "reward", *registry.names(), "eval")
 
 
 @dataclass
@@ -60,7 +64,7 @@ class SimulatedRoundConfig(RuntimeConfig):
 class DemoConfig(RuntimeConfig):
     fresh: bool = F(False, "redo every stage even when its inputs have not changed")
     quick: bool = F(False, "a reduced-size loop (CI and tests): small data, short training")
-    until: str = F("", "stop after this stage (data, base, sft, collect, reward, dpo, ppo, eval; '' = all)")
+    until: str = F("", f"stop after this stage ({', '.join(STAGES)}; '' = all)")
     base_config: str = F("", "YAML for the base stage ('' = built-in defaults)")
     sft_config: str = F("", "YAML for the sft stage ('' = built-in defaults)")
     collect_config: str = F("", "YAML for the simulated annotation round ('' = built-in defaults)")

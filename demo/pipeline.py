@@ -23,12 +23,11 @@ from core.config import EvalConfig, RewardConfig, SFTConfig, UserError, load_con
 from core.io import write_json
 from core.runcard import fingerprint, mark_stage, stage_status
 from demo import oracle
-from demo.config import BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
+from demo.config import STAGES, BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
 from demo.judge import DOMAIN, reward_gold
 from demo.sizes import FULL, QUICK
 
-# the RL algorithms (core/registry.py) run after the reward model, in their registry order
-ORDER = ("data", "base", "sft", "collect", "reward", *registry.names(), "eval")
+ORDER = STAGES
 CLASSES = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,
            "reward": RewardConfig, **{a.name: a.config_class() for a in registry.ALGORITHMS}, "eval": EvalConfig}
 RESUMABLE = ("sft", "reward", *registry.names())  # stages with checkpoints and a `resume` option

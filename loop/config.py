@@ -23,7 +23,7 @@ class LoopConfig(RuntimeConfig):
     redteam: str = F("", "optional prompt-only rows the policies should refuse, for eval's safety audit")
     quick: bool = F(False, "a smoke run: every stage a few steps on a few rows")
     fresh: bool = F(False, "redo every stage, even those whose inputs have not changed")
-    until: str = F("", "stop after this stage (sft, collect, reward, dpo, ppo, eval; '' = all)")
+    until: str = F("", f"stop after this stage ({', '.join(STAGE_NAMES)}; '' = all)")
     eval_fraction: float = F(0.1, "share of the prompts held out for evaluation (never trained on)")
     max_eval_prompts: int = F(200, "at most this many held-out eval prompts")
     n_pairs: int = F(500, "comparison items sampled from the SFT policy for the annotators")
