@@ -179,7 +179,6 @@ def config_classes() -> dict[str, type]:
     """The config class of every command that takes `--config FILE` (configs/<name>/*.yaml)."""
     from core.config import ChatConfig, EvalConfig, ExportConfig, RewardConfig, SFTConfig
     from demo.config import BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
-
     from loop.config import LoopConfig
 
     return {"loop": LoopConfig, "data": DataConfig, "base": BaseConfig, "sft": SFTConfig,

@@ -8,8 +8,9 @@ hide). Judges: a gold judge (core.judge.Judge, when the caller passes one: the d
 oracle), the run's reward model (when one exists), and people (votes on blind A/B items sent
 with `--to-collect`). Reported per policy: gold score, fact accuracy, RM score, EOS rate, length,
 KL to the SFT policy, perplexity on the SFT validation set and the base corpus, and the safety
-audit (gold judge and rule-based detector; flagged outputs go to the collect/ review queue). Win rates (ties count half) with bootstrap intervals
-over prompts compare each aligned policy with SFT and SFT with the base.
+audit (gold judge and rule-based detector; flagged outputs go to the collect/ review queue).
+Win rates (ties count half) with bootstrap intervals over prompts compare each RL policy with
+SFT and the ones before it (`comparisons`), and SFT with the base.
 
 Writes <run>/eval/metrics.json, samples.jsonl and report.html.
 """

@@ -462,7 +462,8 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
                  f"{'on' if cfg.soft_labels else 'off'}, centering c={cfg.center_coef}"
                  f"{', aspect heads' if aspect_heads else ''}); final reward: {cfg.reward_type}. "
                  f"Held-out pairs (whole prompts held out): accuracy {metrics['heldout_accuracy']:.3f} against "
-                 f"the annotators' majority" + (f", {gold_acc:.3f} against the gold judge" if gold_acc is not None else "")
+                 f"the annotators' majority"
+                 + (f", {gold_acc:.3f} against the gold judge" if gold_acc is not None else "")
                  + f"; ECE {metrics['ece']:.3f} (reliability.png); reward-length correlation "
                  f"{metrics['reward_length_corr']}. The held-out split also chose the best step "
                  f"(early stopping), so its accuracy is slightly optimistic."))

@@ -253,7 +253,8 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_run, prompts_file, tmp_pat
     full = main(_cfg(tiny_run, tmp_path / "full", prompts_file, **kw), reward_fn=word_reward("day"))
     with pytest.raises(_Crash):  # dies in the 6th rollout, after the checkpoint of step 4
         main(_cfg(tiny_run, tmp_path / "part", prompts_file, **kw), reward_fn=crashing_reward(5))
-    assert [p.name for p in sorted((tmp_path / "part" / "checkpoints").iterdir())] == ["step-000002.pt", "step-000004.pt"]
+    assert [p.name for p in sorted((tmp_path / "part" / "checkpoints").iterdir())] == \
+        ["step-000002.pt", "step-000004.pt"]
     resumed = main(_cfg(tiny_run, tmp_path / "part", prompts_file, resume=True, **kw), reward_fn=word_reward("day"))
 
     def numbers(out):
