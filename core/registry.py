@@ -6,7 +6,8 @@ core.config.RuntimeConfig's fields, `model` (the base model directory, '' = the 
 when it reads preference pairs, and `resume`; its `main(cfg)` trains from the SFT adapter and
 saves a LoRA adapter, metrics.json and a log.jsonl in <run>/<name>/.
 Entries name their code as "module:attribute" strings, loaded only when used, so importing this
-file imports no stage.
+file imports no stage. Where an algorithm may run under `accelerate launch` (DDP, DeepSpeed),
+the accelerate configs' "Stages:" lines name it too (tests/test_gpu_recipes.py checks them).
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class Algorithm:
     curves: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # config values for a smoke run (`rlhf loop --quick`): a few steps on a few rows
     quick: dict = field(default_factory=dict)
+    # how it may be started (core.training.LAUNCH_MODES: single, ddp, zero2, zero3, fsdp)
+    launch_modes: tuple[str, ...] = ("single",)
 
     def config_class(self) -> type:
         return _load(self.config)
@@ -47,19 +50,26 @@ def _load(path: str):
 SFT_ADAPTER = "sft/adapter_model.safetensors"
 
 ALGORITHMS: list[Algorithm] = [
-    Algorithm("dpo", "core.config:DPOConfig", "rl.dpo:main", "DPO update of the SFT policy (TRL DPOTrainer, "
-              "agreement-smoothed loss)", "DPO", "tab:green",
-              {"sft": SFT_ADAPTER, "preferences": "collect/preferences.jsonl"},
-              (("loss", ("loss", "eval_loss")), ("reward margin", ("rewards/margins", "eval_rewards/margins")),
-               ("preference accuracy", ("rewards/accuracies", "eval_rewards/accuracies")),
-               ("KL per token", ("kl", "eval_kl"))),
-              {"max_steps": 3, "eval_steps": 3, "batch_size": 4, "logging_steps": 1, "max_length": 256}),
-    Algorithm("ppo", "core.config:PPOConfig", "rl.ppo:main", "PPO update of the SFT policy against the reward "
-              "model (our own loop)", "PPO", "tab:red",
-              {"sft": SFT_ADAPTER, "reward": "reward/metrics.json", "prompts": "data/prompts.jsonl"},
-              (("reward-model score", ("score", "penalized_score", "rlhf_reward")), ("KL to reference", ("kl",)),
-               ("response length", ("response_length",)), ("EOS rate", ("eos_rate",)), ("entropy", ("entropy",))),
-              {"max_steps": 2, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 1}),
+    Algorithm(
+        name="dpo", config="core.config:DPOConfig", main="rl.dpo:main",
+        help="DPO update of the SFT policy (TRL DPOTrainer, agreement-smoothed loss)", label="DPO", color="tab:green",
+        inputs={"sft": SFT_ADAPTER, "preferences": "collect/preferences.jsonl"},
+        curves=(("loss", ("loss", "eval_loss")), ("reward margin", ("rewards/margins", "eval_rewards/margins")),
+                ("preference accuracy", ("rewards/accuracies", "eval_rewards/accuracies")),
+                ("KL per token", ("kl", "eval_kl"))),
+        quick={"max_steps": 3, "eval_steps": 3, "batch_size": 4, "logging_steps": 1, "max_length": 256},
+        # Trainer-based, but the adapter is saved from the model's own parameters (only the trained
+        # "default" adapter, not TRL's "ref" copy): ZeRO-3 and FSDP would leave them sharded
+        launch_modes=("single", "ddp", "zero2")),
+    Algorithm(
+        name="ppo", config="core.config:PPOConfig", main="rl.ppo:main",
+        help="PPO update of the SFT policy against the reward model (our own loop)", label="PPO", color="tab:red",
+        inputs={"sft": SFT_ADAPTER, "reward": "reward/metrics.json", "prompts": "data/prompts.jsonl"},
+        curves=(("reward-model score", ("score", "penalized_score", "rlhf_reward")), ("KL to reference", ("kl",)),
+                ("response length", ("response_length",)), ("EOS rate", ("eos_rate",)), ("entropy", ("entropy",))),
+        quick={"max_steps": 2, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 1},
+        # our own loop: it samples from whole parameters and steps its optimizer itself
+        launch_modes=("single", "ddp")),
 ]
 
 

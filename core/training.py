@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from core import checkpoints
+from core import checkpoints, registry
 from core.config import UserError
 from core.io import append_jsonl
 
@@ -17,11 +17,8 @@ LAUNCH_MODES = {"single": "one process", "ddp": "DDP (configs/accelerate/multi_g
 STAGE_LAUNCH_MODES = {
     # Trainer-based; ZeRO-3 and FSDP gather the sharded adapter when the Trainer saves it
     "sft": ("single", "ddp", "zero2", "zero3", "fsdp"),
-    # Trainer-based, but the adapter is saved from the model's own parameters (only the trained
-    # "default" adapter, not TRL's "ref" copy): ZeRO-3 and FSDP would leave them sharded
-    "dpo": ("single", "ddp", "zero2"),
-    # our own loop: it samples from whole parameters and steps its optimizer itself
-    "ppo": ("single", "ddp"),
+    # each RL algorithm's are in its core/registry.py entry, with the reason
+    **{a.name: a.launch_modes for a in registry.ALGORITHMS},
     # our own loops, one process
     "reward": ("single",),
     "eval": ("single",),
@@ -41,7 +38,8 @@ def launch_mode(env: Mapping[str, str] | None = None) -> str:
 
 def check_launch(stage: str, env: Mapping[str, str] | None = None) -> None:
     """Stop before any model is loaded when the stage cannot run the way it was launched."""
-    mode, allowed = launch_mode(env), STAGE_LAUNCH_MODES[stage]
+    alg = registry.get(stage)
+    mode, allowed = launch_mode(env), alg.launch_modes if alg else STAGE_LAUNCH_MODES[stage]
     if mode not in allowed:
         how = " or ".join(LAUNCH_MODES[m] for m in allowed)
         hint = "run it without `accelerate launch` / torchrun" if allowed == ("single",) else \

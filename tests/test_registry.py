@@ -108,3 +108,13 @@ def test_rlhf_loop_plans_a_registered_algorithm(with_fake, tmp_path):
     assert list(stages)[-3:] == ["ppo", "fake", "eval"]
     assert stages["fake"].inputs["preferences"] == prefs and stages["fake"].fn(configs["fake"]) == {"beta": 0.25}
     assert stages["eval"].inputs["fake"] == tmp_path / "run" / "fake" / "adapter_model.safetensors"
+
+
+def test_launch_modes_come_from_the_entry(with_fake):
+    from core.config import UserError
+    from core.training import check_launch
+
+    check_launch("fake", {})
+    with pytest.raises(UserError, match="fake runs in one process, not DDP"):
+        check_launch("fake", {"WORLD_SIZE": "2"})
+    check_launch("ppo", {"WORLD_SIZE": "2"})
