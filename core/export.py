@@ -14,7 +14,7 @@ from core.config import ConfigError, ExportConfig, tokenizer_fixes
 from core.device import resolve_device
 from core.io import apply_umask
 from core.models import load_policy, load_tokenizer
-from core.policies import adapter_dir, base_dir
+from core.policies import adapter_dir, adapter_stages, base_dir
 from core.runcard import data_info, read_card_header, write_card
 
 EXPORT_DTYPES = ("float32", "bfloat16", "float16")
@@ -37,7 +37,7 @@ def main(cfg: ExportConfig) -> Path:
     out = Path(cfg.merge)
     adapter = adapter_dir(cfg.run, cfg.policy)
     if adapter is None:
-        raise ConfigError("export: the base policy has no adapter to merge; pick sft, dpo or ppo")
+        raise ConfigError(f"export: the base policy has no adapter to merge; pick {' or '.join(adapter_stages())}")
     base = base_dir(cfg.run)
     device = resolve_device("cpu", "float32")  # merging is cheap; fp32 keeps it exact
     tok = load_tokenizer(base, **tokenizer_fixes(cfg))

@@ -34,6 +34,8 @@ class Algorithm:
     quick: dict = field(default_factory=dict)
     # how it may be started (core.training.LAUNCH_MODES: single, ddp, zero2, zero3, fsdp)
     launch_modes: tuple[str, ...] = ("single",)
+    # tags in its run card's header (Hugging Face model-card metadata)
+    card_tags: tuple[str, ...] = ("lora",)
 
     def config_class(self) -> type:
         return _load(self.config)
@@ -60,7 +62,7 @@ ALGORITHMS: list[Algorithm] = [
         quick={"max_steps": 3, "eval_steps": 3, "batch_size": 4, "logging_steps": 1, "max_length": 256},
         # Trainer-based, but the adapter is saved from the model's own parameters (only the trained
         # "default" adapter, not TRL's "ref" copy): ZeRO-3 and FSDP would leave them sharded
-        launch_modes=("single", "ddp", "zero2")),
+        launch_modes=("single", "ddp", "zero2"), card_tags=("trl", "dpo", "lora")),
     Algorithm(
         name="ppo", config="core.config:PPOConfig", main="rl.ppo:main",
         help="PPO update of the SFT policy against the reward model (our own loop)", label="PPO", color="tab:red",
@@ -69,7 +71,7 @@ ALGORITHMS: list[Algorithm] = [
                 ("response length", ("response_length",)), ("EOS rate", ("eos_rate",)), ("entropy", ("entropy",))),
         quick={"max_steps": 2, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 1},
         # our own loop: it samples from whole parameters and steps its optimizer itself
-        launch_modes=("single", "ddp")),
+        launch_modes=("single", "ddp"), card_tags=("ppo", "lora")),
 ]
 
 

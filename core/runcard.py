@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from . import registry
 from .config import dump_yaml
 from .io import apply_umask, atomic_write_text, read_jsonl, sha256_file, write_json
 
@@ -39,8 +40,9 @@ def library_versions() -> dict[str, str]:
 
 
 # What a stage's output directory is, for the card header: the library that loads it and its tags.
-STAGE_LIBRARY = {"base": "transformers", "sft": "peft", "dpo": "peft", "ppo": "peft"}
-STAGE_TAGS = {"base": [], "sft": ["trl", "sft", "lora"], "dpo": ["trl", "dpo", "lora"], "ppo": ["ppo", "lora"],
+# An RL algorithm leaves a LoRA adapter (peft); its tags are in its core/registry.py entry.
+STAGE_LIBRARY = {"base": "transformers", "sft": "peft", **{a.name: "peft" for a in registry.ALGORITHMS}}
+STAGE_TAGS = {"base": [], "sft": ["trl", "sft", "lora"], **{a.name: list(a.card_tags) for a in registry.ALGORITHMS},
               "reward": ["reward-model"], "eval": ["evaluation"]}
 DATA_KINDS = ("dataset", "split", "model")
 
