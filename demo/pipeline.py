@@ -1,36 +1,31 @@
-"""`rlhf demo`: the whole loop on the embedded default domain, stage by stage:
+"""`rlhf demo`: `rlhf loop` on the embedded default domain, with simulated annotators:
 
     data → base → sft → collect (pairs, simulated annotators, agreement, export) → reward
          → dpo → ppo → eval (win rates, safety audit, report.html)
 
-A stage is skipped when its config and inputs have not changed since it last finished (a
-fingerprint in `<stage>/inputs.json`); `--fresh` redoes everything. An interrupted run picks up
-where it stopped: finished stages are skipped, and a training stage that left checkpoints
-resumes from the newest one.
+The demo builds its data and pretrains its tiny base model, then runs the loop's own stages
+(loop.run) on them with three things plugged in (loop.run.Hooks): the simulated annotation round
+instead of people, and the gold oracle as the reward stage's and eval's judge. Its tuned sizes
+are in demo/sizes.py. As in the loop, a stage is skipped when its config and inputs have not
+changed since it last finished, and an interrupted training stage resumes from its newest
+checkpoint; `--fresh` redoes everything.
 """
 from __future__ import annotations
 
-import json
 import shutil
-import time
-from dataclasses import replace
-from functools import partial
 from pathlib import Path
-from typing import Callable
 
-from core import registry
-from core.config import EvalConfig, RewardConfig, SFTConfig, UserError, load_config
+from core.config import UserError, load_config
 from core.io import write_json
-from core.runcard import fingerprint, mark_stage, stage_status
 from demo import oracle
 from demo.config import STAGES, BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
 from demo.judge import DOMAIN, reward_gold
 from demo.sizes import FULL, QUICK
+from loop.config import STAGE_NAMES, LoopConfig
+from loop.run import Hooks, eval_results, plan as loop_plan, run_stages, stage_configs
+from loop.runner import Stage, move_aside
 
 ORDER = STAGES
-CLASSES = {"data": DataConfig, "base": BaseConfig, "sft": SFTConfig, "collect": SimulatedRoundConfig,
-           "reward": RewardConfig, **{a.name: a.config_class() for a in registry.ALGORITHMS}, "eval": EvalConfig}
-RESUMABLE = ("sft", "reward", *registry.names())  # stages with checkpoints and a `resume` option
 
 
 def data_main(cfg: DataConfig) -> dict:
@@ -67,92 +62,74 @@ def collect_main(cfg: SimulatedRoundConfig) -> dict:
     return metrics
 
 
-def _stage_configs(cfg: DemoConfig) -> dict:
-    common = {"run": cfg.run, "seed": cfg.seed}
-    runtime = {"device": cfg.device, "dtype": cfg.dtype, "threads": cfg.threads,
-               "gradient_checkpointing": cfg.gradient_checkpointing}
-    sizes = QUICK if cfg.quick else FULL
-    out = {}
-    for name in ORDER:
-        yaml = getattr(cfg, f"{name}_config", "") or None
-        overrides = common if name == "data" else {**common, **runtime}
-        # the quick/full sizes are defaults: a stage YAML given to the demo overrides them
-        out[name] = load_config(CLASSES[name], yaml, overrides, sizes.get(name))
-    return out
+def _read_mapping(path: str) -> dict:
+    import yaml
+
+    from core.config import ConfigError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: not a valid UTF-8 YAML file: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of key: value")
+    return data
 
 
-def _plan(run: Path) -> list[tuple[str, Path, Callable, dict]]:
+def loop_config(cfg: DemoConfig) -> LoopConfig:
+    """The loop on the demo's data and base, with the demo's sizes (a stage YAML given to the demo
+    overrides them). The reward model is the embedded MiniLM-L6 encoder ('' in RewardConfig)."""
+    run, sizes = Path(cfg.run), QUICK if cfg.quick else FULL
+    stages = {name: {**sizes.get(name, {}), **_read_mapping(getattr(cfg, f"{name}_config"))}
+              if getattr(cfg, f"{name}_config", "") else dict(sizes.get(name, {}))
+              for name in STAGE_NAMES if name != "collect"}
+    stages["reward"].setdefault("model", "")
+    return LoopConfig(run=cfg.run, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads,
+                      gradient_checkpointing=cfg.gradient_checkpointing, model=str(run / "base"),
+                      sft=str(run / "data" / "sft.jsonl"), prompts=str(run / "data" / "prompts.jsonl"),
+                      redteam=str(run / "data" / "redteam.jsonl"), stages=stages)
+
+
+def _own_config(cls, name: str, cfg: DemoConfig):
+    """The config of a stage only the demo has (data, base, the simulated round)."""
+    runtime = {} if cls is DataConfig else {"device": cfg.device, "dtype": cfg.dtype, "threads": cfg.threads,
+                                             "gradient_checkpointing": cfg.gradient_checkpointing}
+    return load_config(cls, getattr(cfg, f"{name}_config", "") or None, {"run": cfg.run, "seed": cfg.seed, **runtime},
+                       (QUICK if cfg.quick else FULL).get(name))
+
+
+def plan(cfg: DemoConfig) -> list[Stage]:
+    """data and base, then the loop's stages with the demo's hooks."""
     from demo.base import main as base_main
-    from eval.stage import main as eval_main
-    from reward.train import main as reward_main
-    from sft.train import main as sft_main
 
-    data, base_w = run / "data", run / "base" / "model.safetensors"
-    sft_w = run / "sft" / "adapter_model.safetensors"
-    prefs = run / "collect" / "preferences.jsonl"
-    return [
-        ("data", data, data_main, {}),
-        ("base", run / "base", base_main, {"corpus": data / "corpus.txt"}),
-        ("sft", run / "sft", sft_main, {"base": base_w, "data": data / "sft.jsonl"}),
-        ("collect", run / "collect", collect_main, {"sft": sft_w, "prompts": data / "prompts.jsonl"}),
-        ("reward", run / "reward", partial(reward_main, gold=reward_gold()), {"preferences": prefs}),
-        *[(a.name, run / a.name, a.main_fn(), {k: run / v for k, v in a.inputs.items()})
-          for a in registry.ALGORITHMS],
-        ("eval", run / "eval", partial(eval_main, judge=oracle),
-         {"sft": sft_w, **{a.name: run / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS},
-          "reward": run / "reward" / "metrics.json", "prompts": data / "prompts.jsonl"}),
-    ]
-
-
-def _run_stage(name: str, out: Path, fn: Callable, stage_cfg, inputs: dict) -> float | None:
-    """Run one stage unless it is up to date; returns its wall seconds (None when skipped).
-    The fingerprint leaves out the run directory's path (the inputs count by content), so a
-    run that was moved or copied is still up to date."""
-    fp = fingerprint(replace(stage_cfg, run=""), inputs)
-    status = stage_status(out, fp)
-    if status == "done":
-        print(f"[demo] {name}: up to date, skipped")
-        return None
-    if status == "interrupted" and name in RESUMABLE:
-        print(f"[demo] {name}: resuming an interrupted run")
-        stage_cfg = replace(stage_cfg, resume=True)
-    else:
-        if name in RESUMABLE:
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)  # from other settings: never resume those
-        if name == "collect" and out.exists():  # votes on other pairs: start afresh, keep the old store
-            out.rename(out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"))
-            print(f"[demo] collect: the previous round moved to {out.name}.stale-*")
-        print(f"[demo] {name}: running")
-    mark_stage(out, fp, "running")
-    t0 = time.time()
-    fn(stage_cfg)
-    mark_stage(out, fp, "done")
-    return round(time.time() - t0, 1)
+    run = Path(cfg.run)
+    data = run / "data"
+    lcfg = loop_config(cfg)
+    configs = stage_configs(lcfg)  # every stage's options checked before any work
+    collect = Stage("collect", run / "collect", collect_main, _own_config(SimulatedRoundConfig, "collect", cfg),
+                    {"sft": run / "sft" / "adapter_model.safetensors", "prompts": data / "prompts.jsonl"},
+                    on_fresh=lambda out, status: move_aside(out))  # votes on other pairs: keep them aside
+    hooks = Hooks(collect=collect, reward_gold=reward_gold(), eval_judge=oracle)
+    return [Stage("data", data, data_main, _own_config(DataConfig, "data", cfg)),
+            Stage("base", run / "base", base_main, _own_config(BaseConfig, "base", cfg),
+                  {"corpus": data / "corpus.txt"}),
+            *loop_plan(lcfg, configs, hooks)]
 
 
 def main(cfg: DemoConfig) -> dict:
-    from eval.stage import format_table
-
     if cfg.until and cfg.until not in ORDER:
         raise UserError(f"--until {cfg.until!r}: not a stage (one of {', '.join(ORDER)})")
     run = Path(cfg.run)
+    stages = plan(cfg)
     if cfg.fresh and run.exists():
         shutil.rmtree(run)
-    stages = _stage_configs(cfg)
-    timings = {}
-    for name, out, fn, inputs in _plan(run):
-        seconds = _run_stage(name, out, fn, stages[name], inputs)
-        timings[name] = 0.0 if seconds is None else seconds
-        write_json(run / "demo_timings.json", {"stage_seconds": timings})
-        if name == cfg.until:
-            break
-    print("\n[demo] stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
-          + f"; total {sum(timings.values()):.0f}")
+    timings = run_stages(stages, cfg.until, run / "demo_timings.json", prefix="demo")
     result = {"timings": timings}
-    metrics_path = run / "eval" / "metrics.json"
-    if "eval" in timings and metrics_path.exists():
-        result["eval"] = json.loads(metrics_path.read_text())
-        print(format_table(result["eval"]))
+    if "eval" in timings:
+        result["eval"] = eval_results(run)
         print(f"[demo] report: {run / 'eval' / 'report.html'}")
     print(f"[demo] run directory: {run} (each stage's README.md, metrics.json and log.jsonl)")
     return result

@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from core import registry
 from core.config import ConfigError, EvalConfig, RewardConfig, SFTConfig, UserError, apply_updates, load_config
@@ -97,26 +97,49 @@ def stage_configs(cfg: LoopConfig) -> dict:
     return out
 
 
-def plan(cfg: LoopConfig, configs: dict, collect_fn: Callable | None = None,
+@dataclass
+class Hooks:
+    """What a caller on top of the loop plugs in; the demo uses all three."""
+    collect: Stage | None = None  # replaces the people-annotation step (the demo's simulated round)
+    reward_gold: Callable | None = None  # reward.train.main's gold metrics (needs a gold judge)
+    eval_judge: Any = None  # eval.stage.main's judge (core/judge.py)
+
+
+# The weights are part of a model's fingerprint while hashing them is cheap; a larger model counts
+# by its config.json and the weights' sizes (re-training such a base in place is rare, and hashing
+# 16 GB would cost every run seconds).
+HASH_WEIGHTS_BELOW = 1 << 30
+
+
+def model_inputs(model: Path) -> dict[str, Path]:
+    weights = sorted(model.glob("*.safetensors")) + sorted(model.glob("*.bin"))
+    if weights and sum(w.stat().st_size for w in weights) < HASH_WEIGHTS_BELOW:
+        return {"model": model / "config.json", **{f"weights/{w.name}": w for w in weights}}
+    return {"model": model / "config.json"}
+
+
+def plan(cfg: LoopConfig, configs: dict, hooks: Hooks | None = None,
          argv: list[str] | None = None) -> list[Stage]:
-    """The stages in order. collect_fn replaces the people-annotation step (the demo simulates it);
-    argv is the command line the waiting message tells the user to run again."""
+    """The stages in order; argv is the command line the waiting message tells the user to run again."""
+    hooks = hooks or Hooks()
     run = Path(cfg.run)
     data = run / "data" / "prompts.jsonl"
     sft_w = run / "sft" / "adapter_model.safetensors"
     prefs = Path(configs["reward"].data)
     stages = [Stage("sft", run / "sft", _sft_main, configs["sft"],
-                    {"model": Path(cfg.model) / "config.json", "data": Path(cfg.sft)})]
-    if not cfg.preferences:
-        fn = collect_fn or functools.partial(collect_from_people, argv=argv)
-        stages.append(Stage("collect", run / "collect", fn, configs["collect"], {"sft": sft_w, "prompts": data},
-                            on_fresh=_move_stale_round))
+                    lambda: {**model_inputs(Path(cfg.model)), "data": Path(cfg.sft)})]
+    if hooks.collect is not None:
+        stages.append(hooks.collect)
+    elif not cfg.preferences:
+        stages.append(Stage("collect", run / "collect", functools.partial(collect_from_people, argv=argv),
+                            configs["collect"], {"sft": sft_w, "prompts": data}, on_fresh=_move_stale_round))
     stages += [
-        Stage("reward", run / "reward", _reward_main, configs["reward"], {"preferences": prefs}),
+        Stage("reward", run / "reward", functools.partial(_reward_main, gold=hooks.reward_gold), configs["reward"],
+              {"preferences": prefs}),
         *[Stage(a.name, run / a.name, functools.partial(_algorithm_main, a), configs[a.name],
                 {k: Path(configs[a.name].data) if k == "preferences" else run / v for k, v in a.inputs.items()})
           for a in registry.ALGORITHMS],
-        Stage("eval", run / "eval", _eval_main, configs["eval"],
+        Stage("eval", run / "eval", functools.partial(_eval_main, judge=hooks.eval_judge), configs["eval"],
               {"sft": sft_w, **{a.name: run / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS},
                "reward": run / "reward" / "metrics.json", "prompts": data}),
     ]
@@ -133,18 +156,18 @@ def _sft_main(c):
     return main(c)
 
 
-def _reward_main(c):
+def _reward_main(c, gold=None):
     from reward.train import main
-    return main(c)
+    return main(c, gold=gold)
 
 
 def _algorithm_main(alg: registry.Algorithm, c):
     return alg.main_fn()(c)
 
 
-def _eval_main(c):
+def _eval_main(c, judge=None):
     from eval.stage import main
-    return main(c)
+    return main(c, judge=judge)
 
 
 def run_stages(stages: list[Stage], until: str, timings_file: Path, prefix: str = "loop") -> dict:
@@ -166,7 +189,7 @@ def eval_results(run: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def main(cfg: LoopConfig, collect_fn: Callable | None = None, argv: list[str] | None = None) -> dict:
+def main(cfg: LoopConfig, argv: list[str] | None = None) -> dict:
     check(cfg)
     configs = stage_configs(cfg)  # every stage's options checked before any work
     run = Path(cfg.run)
@@ -178,7 +201,7 @@ def main(cfg: LoopConfig, collect_fn: Callable | None = None, argv: list[str] | 
           f"→ {info['path']}")
     write_json(run / "loop.json", {"config": asdict(cfg), "prompts": info})
     try:
-        timings = run_stages(plan(cfg, configs, collect_fn, argv), cfg.until, run / "loop_timings.json")
+        timings = run_stages(plan(cfg, configs, argv=argv), cfg.until, run / "loop_timings.json")
     except AwaitingVotes as waiting:
         print(str(waiting))
         return {"status": "awaiting_votes"}

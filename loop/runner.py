@@ -1,8 +1,8 @@
 """Run one stage of a loop unless it is up to date, resuming it when it was interrupted.
 
-A stage is up to date when it finished with the same fingerprint: its resolved config (without
-the run directory's path, so a moved run still counts) and the contents of its input files
-(core.runcard.fingerprint). A stage that started with this fingerprint and did not finish is
+A stage is up to date when it finished with the same fingerprint: its resolved config (with the
+run directory's own path left out, so a moved run still counts) and the contents of its input
+files (core.runcard.fingerprint). A stage that started with this fingerprint and did not finish is
 resumed from its newest checkpoint when it has a `resume` option; otherwise, or when its
 settings changed, it starts afresh.
 """
@@ -23,7 +23,9 @@ class Stage:
     out: Path
     fn: Callable[[Any], Any]
     cfg: Any
-    inputs: dict[str, Path] = field(default_factory=dict)
+    # files whose contents the fingerprint covers; a callable is asked when the stage is about to
+    # run, for inputs that an earlier stage of the same run creates
+    inputs: dict[str, Path] | Callable[[], dict[str, Path]] = field(default_factory=dict)
     # called with (out, status) before a start that is not a resume, status 'stale' (other settings
     # or inputs, or never run) or 'interrupted': e.g. to move an old annotation round aside
     on_fresh: Callable[[Path, str], None] | None = None
@@ -33,10 +35,29 @@ def resumable(cfg: Any) -> bool:
     return any(f.name == "resume" for f in fields(cfg))
 
 
+def portable(cfg: Any) -> Any:
+    """cfg without the run directory's own path: `run` emptied, and paths inside the run written
+    relative to it, so a run that was moved or copied is still up to date (its inputs count by
+    content)."""
+    run = getattr(cfg, "run", "")
+    if not run:
+        return cfg
+    root, changes = Path(run).resolve(), {"run": ""}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name != "run" and isinstance(value, str) and value:
+            try:
+                changes[f.name] = "<run>/" + Path(value).resolve().relative_to(root).as_posix()
+            except ValueError:
+                pass  # outside the run: the path itself is part of the settings
+    return replace(cfg, **changes)
+
+
 def run_stage(stage: Stage, prefix: str = "loop") -> float | None:
     """Run `stage` unless it is up to date; returns its wall seconds (None when skipped)."""
     cfg = stage.cfg
-    fp = fingerprint(replace(cfg, run="") if any(f.name == "run" for f in fields(cfg)) else cfg, stage.inputs)
+    inputs = stage.inputs() if callable(stage.inputs) else stage.inputs
+    fp = fingerprint(portable(cfg), inputs)
     status = stage_status(stage.out, fp)
     if status == "done":
         print(f"[{prefix}] {stage.name}: up to date, skipped")

@@ -126,7 +126,7 @@ def test_eval_to_collect_sends_blind_ab_items_and_reports_human_votes(quick_run)
 
 def test_an_interrupted_stage_resumes_and_a_finished_one_is_skipped(tmp_path):
     from core.config import DPOConfig
-    from demo.pipeline import _run_stage
+    from loop.runner import Stage, run_stage
 
     out, seen = tmp_path / "dpo", []
     inputs = {"prefs": tmp_path / "prefs.jsonl"}
@@ -142,12 +142,12 @@ def test_an_interrupted_stage_resumes_and_a_finished_one_is_skipped(tmp_path):
 
     cfg = DPOConfig(run=str(tmp_path))
     with pytest.raises(KeyboardInterrupt):
-        _run_stage("dpo", out, crash, cfg, inputs)
-    assert _run_stage("dpo", out, finish, cfg, inputs) > -1  # resumed
-    assert _run_stage("dpo", out, finish, cfg, inputs) is None  # up to date: skipped
+        run_stage(Stage("dpo", out, crash, cfg, inputs))
+    assert run_stage(Stage("dpo", out, finish, cfg, inputs)) > -1  # resumed
+    assert run_stage(Stage("dpo", out, finish, cfg, inputs)) is None  # up to date: skipped
     assert seen == [False, True]
     (tmp_path / "prefs.jsonl").write_text('{"changed": 1}\n')  # new input: a fresh run
-    _run_stage("dpo", out, finish, cfg, inputs)
+    run_stage(Stage("dpo", out, finish, cfg, inputs))
     assert seen == [False, True, False]
 
 

@@ -107,3 +107,14 @@ def test_loop_without_preferences_waits_for_votes_then_finishes(own, tmp_path):
     prefs = (run / "collect" / "preferences.jsonl").read_text().splitlines()
     assert len(prefs) == 5
     assert json.loads((run / "eval" / "inputs.json").read_text())["status"] == "done"
+
+
+def test_fingerprints_leave_the_run_directory_out(tmp_path):
+    from core.config import DPOConfig
+    from loop.runner import portable
+
+    a = DPOConfig(run=str(tmp_path / "a"), model=str(tmp_path / "a" / "base"), data="/data/prefs.jsonl")
+    b = DPOConfig(run=str(tmp_path / "b"), model=str(tmp_path / "b" / "base"), data="/data/prefs.jsonl")
+    assert portable(a) == portable(b)
+    assert (portable(a).run, portable(a).model, portable(a).data) == ("", "<run>/base", "/data/prefs.jsonl")
+    assert portable(a) != portable(DPOConfig(run=str(tmp_path / "a"), model="/models/other"))

@@ -84,13 +84,15 @@ def test_report_draws_the_registered_curves(with_fake, tmp_path):
 
 
 def test_the_demo_loop_plans_a_registered_algorithm(with_fake, tmp_path):
-    from demo.pipeline import _plan
+    from demo.config import DemoConfig
+    from demo.pipeline import plan as demo_plan
 
-    plan = {name: (fn, inputs) for name, _, fn, inputs in _plan(tmp_path)}
+    plan = {s.name: s for s in demo_plan(DemoConfig(run=str(tmp_path)))}
     assert list(plan)[-3:] == ["ppo", "fake", "eval"]
-    assert plan["fake"] == (fake_main, {"sft": tmp_path / "sft" / "adapter_model.safetensors",
-                                        "preferences": tmp_path / "collect" / "preferences.jsonl"})
-    assert plan["eval"][1]["fake"] == tmp_path / "fake" / "adapter_model.safetensors"
+    assert plan["fake"].inputs == {"sft": tmp_path / "sft" / "adapter_model.safetensors",
+                                   "preferences": tmp_path / "collect" / "preferences.jsonl"}
+    assert plan["fake"].fn(plan["fake"].cfg) == {"beta": 0.5}  # its own default: demo/sizes.py has none for it
+    assert plan["eval"].inputs["fake"] == tmp_path / "fake" / "adapter_model.safetensors"
 
 
 def test_rlhf_loop_plans_a_registered_algorithm(with_fake, tmp_path):
