@@ -45,9 +45,12 @@ DEFAULT_PORT = 7860
 CSS = """
 #progress { font-size: 1.1em; }
 #annotate-panel textarea[disabled], #review-panel textarea[disabled] { white-space: pre-wrap; }
-/* The annotator's status line (saved, undone, refused) stays in view at the window's foot. */
-#annotate-status { position: sticky; bottom: 0; z-index: 5; padding: 0.25rem 0.5rem;
-  background: var(--background-fill-primary); }
+/* The annotator's status line (saved, undone, refused) is in view wherever the page is
+   scrolled: a bar at the window's foot while it says something. */
+#annotate-status:has(.md p) { position: fixed; bottom: 1rem; left: 50%; z-index: 50;
+  transform: translateX(-50%); width: auto; max-width: min(48rem, 90vw); padding: 0.5rem 1rem;
+  border: 1px solid var(--border-color-accent); border-radius: 0.5rem;
+  background: var(--background-fill-primary); box-shadow: 0 2px 10px rgba(0, 0, 0, 0.15); }
 """
 
 
@@ -79,7 +82,7 @@ def whoami(store: Store, request: gr.Request) -> list:
     try:
         user = session_user(store, request)
     except gr.Error as e:
-        return [refused(e)] + skips(4)
+        return [refused(e, lead="")] + skips(4)
     first = {"annotator": "annotate", "reviewer": "review", "admin": "admin"}[user.role]
     return [f"Logged in as **{md_text(user.name)}** ({user.role})",
             gr.update(visible=user.role in ANNOTATORS), gr.update(visible=user.role in REVIEWERS),

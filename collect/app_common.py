@@ -91,10 +91,10 @@ def refusal_message(error: Exception) -> str:
     return str(error)
 
 
-def refused(error: Exception | str) -> str:
-    """A refusal for a status line (Markdown)."""
+def refused(error: Exception | str, lead: str = "**Not done.** ") -> str:
+    """A refusal for a status line (Markdown); lead: trusted Markdown before the reason."""
     text = error if isinstance(error, str) else refusal_message(error)
-    return f"⚠️ **Not done.** {md_text(text)}"
+    return f"⚠️ {lead}{md_text(text)}"
 
 
 def refusals_in_status(*groups: str):

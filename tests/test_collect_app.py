@@ -10,6 +10,7 @@ import asyncio
 import html
 import inspect
 import json
+import re
 import socket
 import time
 import uuid
@@ -444,3 +445,55 @@ def test_sessions_forget_abandoned_tokens_and_idle_zero_means_no_limit():
     assert "old" not in sessions and sessions["new"] == "ann2"
     del sessions["new"]  # Gradio's log-out
     assert not sessions
+
+
+# ------------------------------------------------------------------------ reviewers
+
+
+def test_reviewer_status_shows_an_id_as_text_and_a_category_is_required(server):
+    """An item id is free text: in the reviewer's status (Markdown) it is escaped, so it
+    reads as typed and makes no link, emphasis or HTML; a harm is confirmed with a category
+    only, and the refusal says so."""
+    from collect.review import flag_output
+
+    store = server["store"]
+    item_id = "[x](javascript:alert(1)) **bold** <img src=x> http://evil.example"
+    add_items(store, [{"id": item_id, "prompt": "p?", "response_a": "bad", "response_b": "ok",
+                       "review_only": True}])
+    flag_output(store, item_id, "a", reason="audit")
+    r = client(server, "rev")
+    key = json.dumps([item_id, "a"])
+    out = r.predict(key, "confirm_harmful", None, "", api_name="/review_decide")
+    assert "Pick a harm category" in html.unescape(out[6]) and count(store, Review) == 0
+    out = r.predict(key, "confirm_harmful", "violence", "", api_name="/review_decide")
+    status = out[6]
+    assert html.unescape(status) == f"Recorded: confirm harmful for item {item_id}, response a."
+    for syntax in ("[", "](", "**", "<", "http://"):
+        assert syntax not in status
+    assert count(store, Review) == 1
+
+
+def test_markdown_helper_and_queue_rows_as_plain_functions():
+    from collect.app_common import md_text, refused
+    from collect.app_http import login_page
+    from collect.app_review import queue_rows, severity_text
+    from collect.review import QueueEntry
+
+    raw = "a_b *c* [d](e:f) <i>g</i> `h` $x$ # 1. ~~s~~ | t \\ www.x.org a@b.cd"
+    text = md_text(raw)
+    assert html.unescape(text) == raw
+    bare = re.sub(r"&#[0-9]+;", "", text)  # what is left outside character references
+    assert not set(bare) & set("_*[]<>`$#~|\\.:@&")  # nothing Markdown could act on
+    assert refused(PermissionError("'x' is a reviewer")).startswith("⚠️ **Not done.** Not allowed")
+
+    page = (b'<html><head></head><body><script>window.gradio_api_info = {"named_endpoints": '
+            b'{"/submit": {}}};</script></body></html>')
+    out = login_page(page)
+    assert b"/submit" not in out and b"window.gradio_api_info = null;</script>" in out
+    assert b"login-refusal" in out
+
+    gold = QueueEntry("g1", "a", "p " * 200, "r", ["why"], {"harmfulness": [4, 5],
+                                                         "harm_flags": {"violence": 2}}, True)
+    assert severity_text(gold) == "GOLD item; harmfulness 5, 4; flags: violence x2"
+    (row,) = queue_rows([gold])
+    assert row[0] == 1 and row[-1] == "g1 (a)" and len(row[2]) <= 160 and row[2].endswith("…")
