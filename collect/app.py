@@ -7,7 +7,9 @@ handler derives the user from the server-side session and checks the role in the
 
 Log-in is Gradio's own (`auth=`), backed by collect.users.verify_user (scrypt): Gradio then
 refuses every API route, the page config and file routes without a valid session cookie, so
-an unauthenticated client can call nothing at all. The cookie is http-only and its token maps
+an unauthenticated client can call nothing at all; the log-in page it gets carries no API
+schema, and guesses are throttled per address and per name before any password is checked
+(app_http). The cookie is http-only and its token maps
 to the user name on the server; a session ends at logout, server restart, or when it expires
 (AppConfig.session_max_s after log-in, session_idle_s without a call: app_common.Sessions,
 checked by every handler), and a deactivated account loses every right at its next request.

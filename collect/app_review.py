@@ -150,7 +150,7 @@ class ReviewView:
             decide(self.store, user.name, item_id, side, decision,
                    category=category or None, reference_answer=reference or None)
         except CollectError as e:
-            gr.Warning(md_text(e), title="Not recorded")
+            gr.Warning(md_text(e))
             shown = skips(len(self.outputs) + 3)
             shown[self.outputs.index(self.status)] = refused(e)
             return shown
