@@ -9,10 +9,10 @@ Log-in is Gradio's own (`auth=`), backed by collect.users.verify_user (scrypt): 
 refuses every API route, the page config and file routes without a valid session cookie, so
 an unauthenticated client can call nothing at all; the log-in page it gets carries no API
 schema, and guesses are throttled per address and per name before any password is checked
-(app_http). The cookie is http-only and its token maps
-to the user name on the server; a session ends at logout, server restart, or when it expires
-(AppConfig.session_max_s after log-in, session_idle_s without a call: app_common.Sessions,
-checked by every handler), and a deactivated account loses every right at its next request.
+(app_http). The cookie is http-only and its token maps to the user name on the server; a
+session ends at logout, server restart, or when it expires (AppConfig.session_max_s after
+log-in, session_idle_s without a call: app_common.Sessions, checked by every handler), and a
+deactivated account loses every right at its next request.
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from core.config import UserError
 
 from .app_admin import AdminView
 from .app_annotate import KEYBOARD_JS, AnnotateView
-from .app_http import CLIENT_ADDRESS, Gate, LoginThrottle, Throttled
 from .app_common import (ADMINS, ANNOTATORS, REVIEWERS, AppConfig, Sessions, md_text, refused,
                          session_user, skips)
+from .app_http import CLIENT_ADDRESS, Gate, LoginThrottle, Throttled
 from .app_review import ReviewView
 from .store import Store
 from .users import verify_user

@@ -484,7 +484,8 @@ def test_markdown_helper_and_queue_rows_as_plain_functions():
     assert html.unescape(text) == raw
     bare = re.sub(r"&#[0-9]+;", "", text)  # what is left outside character references
     assert not set(bare) & set("_*[]<>`$#~|\\.:@&")  # nothing Markdown could act on
-    assert refused(PermissionError("'x' is a reviewer")).startswith("⚠️ **Not done.** Not allowed")
+    refusal = refused(PermissionError("'x' is a reviewer"))
+    assert refusal.startswith("⚠️ **Not done.** Not allowed")
 
     page = (b'<html><head></head><body><script>window.gradio_api_info = {"named_endpoints": '
             b'{"/submit": {}}};</script></body></html>')
