@@ -7,27 +7,32 @@ handler derives the user from the server-side session and checks the role in the
 
 Log-in is Gradio's own (`auth=`), backed by collect.users.verify_user (scrypt): Gradio then
 refuses every API route, the page config and file routes without a valid session cookie, so
-an unauthenticated client can call nothing at all. The cookie is http-only and its token maps
-to the user name on the server; a session ends at logout, server restart, or when it expires
-(AppConfig.session_max_s after log-in, session_idle_s without a call: app_common.Sessions,
-checked by every handler), and a deactivated account loses every right at its next request.
+an unauthenticated client can call nothing at all; the log-in page it gets carries no API
+schema, and guesses are throttled per address and per name before any password is checked
+(app_http). The cookie is http-only and its token maps to the user name on the server; a
+session ends at logout, server restart, or when it expires (AppConfig.session_max_s after
+log-in, session_idle_s without a call: app_common.Sessions, checked by every handler), and a
+deactivated account loses every right at its next request.
 """
 from __future__ import annotations
 
-import collections
+import math
 import os
-import threading
 import time
 from pathlib import Path
 
 import anyio
 import gradio as gr
+from fastapi import HTTPException
+from starlette.middleware import Middleware
 
 from core.config import UserError
 
 from .app_admin import AdminView
 from .app_annotate import KEYBOARD_JS, AnnotateView
-from .app_common import ADMINS, ANNOTATORS, REVIEWERS, AppConfig, Sessions, session_user
+from .app_common import (ADMINS, ANNOTATORS, REVIEWERS, AppConfig, Sessions, md_text, refused,
+                         session_user, skips)
+from .app_http import CLIENT_ADDRESS, Gate, LoginThrottle, Throttled
 from .app_review import ReviewView
 from .store import Store
 from .users import verify_user
@@ -42,64 +47,46 @@ DEFAULT_PORT = 7860
 CSS = """
 #progress { font-size: 1.1em; }
 #annotate-panel textarea[disabled], #review-panel textarea[disabled] { white-space: pre-wrap; }
+/* The annotator's status line (saved, undone, refused) is in view wherever the page is
+   scrolled: a bar at the window's foot while it says something. */
+#annotate-status:has(.md p) { position: fixed; bottom: 1rem; left: 50%; z-index: 50;
+  transform: translateX(-50%); width: auto; max-width: min(48rem, 90vw); padding: 0.5rem 1rem;
+  border: 1px solid var(--border-color-accent); border-radius: 0.5rem;
+  background: var(--background-fill-primary); box-shadow: 0 2px 10px rgba(0, 0, 0, 0.15); }
 """
-
-
-class LoginThrottle:
-    """At most `limit` failed log-ins per name in `window_s`: scrypt makes one guess slow, this
-    bounds how many a client gets. A locked name still fails with the same message."""
-
-    MAX_NAMES = 10_000  # names tracked at once: guesses at random names cannot fill memory
-
-    def __init__(self, limit: int = 10, window_s: float = 300.0):
-        self.limit, self.window_s = limit, window_s
-        self._failures: dict[str, collections.deque] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, name: str, now: float) -> collections.deque | None:
-        q = self._failures.get(name)
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        if q is not None and not q:
-            del self._failures[name]
-            return None
-        return q
-
-    def locked(self, name: str, now: float) -> bool:
-        with self._lock:
-            q = self._recent(name, now)
-            return q is not None and len(q) >= self.limit
-
-    def failed(self, name: str, now: float) -> None:
-        with self._lock:
-            if len(self._failures) >= self.MAX_NAMES:
-                for old in list(self._failures):
-                    self._recent(old, now)
-            self._failures.setdefault(name, collections.deque()).append(now)
 
 
 def make_auth(store: Store, throttle: LoginThrottle | None = None):
     """Gradio's auth callable. Async, with the scrypt check on a worker thread, so a log-in
-    does not stall the event loop that serves everyone else."""
+    does not stall the event loop that serves everyone else. The throttle decides before the
+    check (see LoginThrottle); a throttled log-in is answered 429 with the reason, which the
+    log-in page shows (app_http.LOGIN_SCRIPT)."""
     throttle = throttle or LoginThrottle()
 
     async def auth(name: str, password: str) -> bool:
-        now = time.time()
-        if throttle.locked(name, now):
-            return False
+        address = CLIENT_ADDRESS.get()
+        try:
+            reserved = throttle.reserve(name, address, time.time())
+        except Throttled as e:
+            raise HTTPException(429, detail=str(e),
+                                headers={"Retry-After": str(math.ceil(e.retry_after_s))}) from None
         ok = await anyio.to_thread.run_sync(verify_user, store, name, password) is not None
-        if not ok:
-            throttle.failed(name, now)
+        if ok:
+            throttle.release(name, address, reserved)
         return ok
 
     return auth
 
 
 def whoami(store: Store, request: gr.Request) -> list:
-    """Header text and which tabs to show for the logged-in user's role."""
-    user = session_user(store, request)
+    """Header text and which tabs to show for the logged-in user's role; a refused session
+    (expired, deactivated) gets the reason in the header and no tab."""
+    try:
+        user = session_user(store, request)
+    except gr.Error as e:
+        return [refused(e, lead="")] + skips(4)
     first = {"annotator": "annotate", "reviewer": "review", "admin": "admin"}[user.role]
-    return [f"Logged in as `{user.name}` ({user.role})",
+    return [f"Logged in as **{md_text(user.name)}** ({user.role})",
             gr.update(visible=user.role in ANNOTATORS), gr.update(visible=user.role in REVIEWERS),
             gr.update(visible=user.role in ADMINS), gr.update(selected=first)]
 
@@ -140,17 +127,26 @@ def build_app(store: Store, cfg: AppConfig | None = None) -> gr.Blocks:
 
 def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
            prevent_thread_lock: bool = False, quiet: bool = False,
-           sessions: Sessions | None = None) -> str:
+           sessions: Sessions | None = None, throttle: LoginThrottle | None = None) -> str:
     """Start the server with the app's log-in, session expiry, keyboard script and style;
-    returns its URL. sessions: the lifetimes (default: AppConfig's)."""
+    returns its URL. sessions: the lifetimes (default: AppConfig's); throttle: the log-in
+    limits (default: LoginThrottle's).
+
+    Off, because no role needs them: Gradio's run history (it would keep every input and
+    output, rationales included, in the browser's localStorage after log-out and list them
+    at /gradio_api/runs), file uploads (max_file_size=0: every upload route refuses any
+    non-empty file with 413; no component here takes a file), and FastAPI's own route list
+    at /openapi.json (served without log-in)."""
     if sessions is None:  # not `or`: a Sessions is a dict, and falsy while empty
         sessions = Sessions(AppConfig.session_max_s, AppConfig.session_idle_s)
-    _, url, _ = app.launch(server_name=host, server_port=port, auth=make_auth(store),
+    _, url, _ = app.launch(server_name=host, server_port=port, auth=make_auth(store, throttle),
                            auth_message="Log in with the account your admin created.",
                            head=KEYBOARD_JS, css=CSS, share=False, ssr_mode=False,
                            show_error=False, prevent_thread_lock=prevent_thread_lock,
-                           quiet=quiet, footer_links=["settings"],
-                           app_kwargs={"lifespan": sessions.lifespan})
+                           quiet=quiet, footer_links=["settings"], run_history=False,
+                           max_file_size=0,
+                           app_kwargs={"lifespan": sessions.lifespan, "openapi_url": None,
+                                       "middleware": [Middleware(Gate)]})
     return url
 
 

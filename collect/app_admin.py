@@ -12,7 +12,7 @@ import time
 
 import gradio as gr
 
-from .app_common import ADMINS, AppConfig, refusals, session_user, skips
+from .app_common import ADMINS, AppConfig, md_text, refusals, session_user, skips
 from .assign import admin_progress
 from .export import export_preferences
 from .store import CollectError, Store
@@ -46,9 +46,9 @@ def agreement_rows(summary: dict) -> list[list]:
 def flagged_text(summary: dict) -> str:
     if not summary["flagged"]:
         return "No annotator is flagged."
-    # Names are [A-Za-z0-9_.-] (users.NAME_RE); code spans keep "_" from turning italic.
     return "**Annotators to look at:**\n\n" + "\n".join(
-        f"- `{n}`: {'; '.join(summary['annotators'][n]['why'])}" for n in summary["flagged"])
+        f"- **{md_text(n)}**: {md_text('; '.join(summary['annotators'][n]['why']))}"
+        for n in summary["flagged"])
 
 
 def items_text(prog: dict) -> str:
@@ -96,7 +96,10 @@ class AdminView:
     # ---------------------------------------------------------------------- handlers
 
     def on_page_load(self, request: gr.Request) -> list:
-        user = session_user(self.store, request)
+        try:
+            user = session_user(self.store, request)
+        except gr.Error:  # the page's header says why
+            return skips(len(self.outputs))
         return self.refresh(request) if user.role in ADMINS else skips(len(self.outputs))
 
     @refusals
@@ -119,5 +122,6 @@ class AdminView:
         stats = export_preferences(self.store, self.cfg.export_path, min_agreement=m,
                                    n_boot=self.cfg.n_boot)
         dropped = ", ".join(f"{k} {n}" for k, n in stats["excluded"].items() if n) or "none"
-        return (f"`{user.name}` exported **{stats['n_pairs']} pairs** from {stats['n_items']} "
-                f"items to `{stats['path']}` (not exported: {dropped}).")
+        return (f"{md_text(user.name)} exported **{stats['n_pairs']} pairs** from "
+                f"{stats['n_items']} items to {md_text(stats['path'])} (not exported: "
+                f"{md_text(dropped)}).")

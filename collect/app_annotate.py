@@ -17,7 +17,8 @@ import gradio as gr
 
 from core.records import ASPECTS
 
-from .app_common import ANNOTATORS, AppConfig, fail, refusals, session_name, session_user, skips
+from .app_common import (ANNOTATORS, AppConfig, fail, refusals, refusals_in_status, session_name,
+                         session_user, skips)
 from .assign import ItemView, next_item
 from .store import Store
 from .votes import HARM_CATEGORIES, shown_choice, submit_and_next, undo_last
@@ -29,7 +30,11 @@ ASPECT_HELP = {"harmfulness": "harmfulness (higher = more harmful)"}
 # rating nobody gave. Keyboard voting (choice + Enter) needs none of them.
 UNRATED = [None] * (2 * len(ASPECTS))
 CLEAR_RATINGS_JS = "() => " + json.dumps(UNRATED)
-RESET_FORM_JS = "() => " + json.dumps([None, [], ""] + UNRATED)
+SAVED = "Saved."
+# After submit: the blank form for the next item once the vote is saved; after a refusal the
+# form keeps the answer (this reads the status line the submit just set).
+RESET_FORM_JS = ("(status, ...form) => (status || '').startsWith(" + json.dumps(SAVED) + ") ? "
+                 + json.dumps([None, [], ""] + UNRATED) + " : form")
 
 # Click-free voting. Keys act only while the annotation panel is on screen and focus is not
 # in a field that takes typing; Enter on a focused button keeps its own meaning.
@@ -116,11 +121,14 @@ class AnnotateView:
     def wire(self) -> None:
         # queue=False: these are short transactions, and Gradio's queue (join + event stream
         # per call) cost ~30 ms per call on 2 cores, more than the work; SQLite serializes
-        # the writes anyway. The blank form for the next item is set by the browser after a
-        # successful submit only: no round trip, 17 fewer outputs to post-process per vote.
+        # the writes anyway. Outside the queue there are no toasts and an error marks every
+        # output "Error" without its message, so refusals come back in the status line
+        # (refusals_in_status). The blank form for the next item is set by the browser after
+        # a saved vote only: no round trip, 17 fewer outputs to post-process per vote.
         self.submit_btn.click(self.submit, [self.item, self.started, *self.form], self.outputs,
                               api_name="submit", queue=False
-                              ).success(None, None, self.form, js=RESET_FORM_JS)
+                              ).success(None, [self.status, *self.form], self.form,
+                                        js=RESET_FORM_JS)
         self.undo_btn.click(self.undo, None, self.outputs + self.form, api_name="undo",
                             queue=False)
         # A radio cannot be un-clicked: this takes every rating back to "not rated".
@@ -129,6 +137,7 @@ class AnnotateView:
 
     # ---------------------------------------------------------------------- handlers
 
+    @refusals_in_status("outputs")
     def on_page_load(self, request: gr.Request) -> list:
         """The first item when an annotator opens the page; nothing for other roles (their
         page hides this view, and an item assigned to them would hold an overlap slot)."""
@@ -144,13 +153,13 @@ class AnnotateView:
                          self.cfg.seed, roles=ANNOTATORS)
         return self._show(name, view, "")
 
-    @refusals
+    @refusals_in_status("outputs")
     def submit(self, request: gr.Request, shown: tuple | None, started: float | None,
                choice: str | None, flags: list[str] | None, rationale: str | None,
                *ratings: int) -> list:
-        """Store the answer on the shown item; the next item. Every refusal raises, so the
-        browser keeps the form as it was (the reset runs on success only). The vote and the
-        next assignment are one transaction, which also checks the user's role and state."""
+        """Store the answer on the shown item; the next item. A refusal leaves the item and
+        the form as they were and says why in the status line. The vote and the next
+        assignment are one transaction, which also checks the user's role and state."""
         name = session_name(request)
         if not shown or shown[0] != name:
             session_user(self.store, request, ANNOTATORS)  # "not allowed" comes first
@@ -165,9 +174,9 @@ class AnnotateView:
             rationale=rationale or "", started_at=started, overlap=cfg.overlap,
             gold_rate=cfg.gold_rate, seed=cfg.seed, roles=ANNOTATORS)
         undo_min = cfg.undo_window_s / 60
-        return self._show(name, view, f"Saved. You can undo it for {undo_min:g} min.")
+        return self._show(name, view, f"{SAVED} You can undo it for {undo_min:g} min.")
 
-    @refusals
+    @refusals_in_status("outputs", "form")
     def undo(self, request: gr.Request) -> list:
         """Take back the last vote and show its item again, with the answer filled in."""
         user = session_user(self.store, request, ANNOTATORS)

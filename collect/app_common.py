@@ -11,6 +11,7 @@ the only thing standing in the way.
 from __future__ import annotations
 
 import functools
+import html
 import threading
 import time
 from collections.abc import Callable
@@ -63,8 +64,56 @@ class AppConfig:
 
 
 def fail(message: str) -> gr.Error:
-    # print_exception=False: refused requests are expected traffic, not server faults.
-    return gr.Error(message, print_exception=False)
+    # print_exception=False: refused requests are expected traffic, not server faults. The
+    # browser shows an error's message as HTML: escaped, since it may quote an id or a name.
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
+
+
+# Characters that mean nothing in Markdown or HTML wherever they stand; md_text writes every
+# other one as a numeric character reference, which Markdown shows as that character and
+# never reads as syntax (emphasis, links, images, HTML, autolinks, LaTeX, lists, tables).
+_MD_PLAIN = frozenset(" ,;?'\"/%=()")
+
+
+def md_text(value: object) -> str:
+    """Text from a user (an id, a name, a reason, a refusal quoting them) for a Markdown
+    component: shown verbatim, never rendered. Not for code spans, which show references
+    literally."""
+    return "".join(c if c.isalnum() or c in _MD_PLAIN else f"&#{ord(c)};" for c in str(value))
+
+
+def refusal_message(error: Exception) -> str:
+    """What a refused request tells the person (plain text)."""
+    if isinstance(error, gr.Error):
+        return html.unescape(str(error.message))
+    if isinstance(error, PermissionError):
+        return f"Not allowed: {error}."
+    return str(error)
+
+
+def refused(error: Exception | str, lead: str = "**Not done.** ") -> str:
+    """A refusal for a status line (Markdown); lead: trusted Markdown before the reason."""
+    text = error if isinstance(error, str) else refusal_message(error)
+    return f"⚠️ {lead}{md_text(text)}"
+
+
+def refusals_in_status(*groups: str):
+    """For handlers outside Gradio's queue, where a raised error reaches the browser as an
+    HTTP 500 that marks every output "Error" and shows no message: a refusal becomes the
+    view's status line (its `status` component), and every other output of the event (the
+    view's attributes named by `groups`, in order) stays as it was."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except (gr.Error, PermissionError, CollectError) as e:
+                outputs = [c for g in groups for c in getattr(self, g)]
+                shown = skips(len(outputs))
+                shown[outputs.index(self.status)] = refused(e)
+                return shown
+        return wrapper
+    return decorate
 
 
 class Sessions(dict):

@@ -10,7 +10,7 @@ import json
 
 import gradio as gr
 
-from .app_common import REVIEWERS, AppConfig, refusals, session_user, skips
+from .app_common import REVIEWERS, AppConfig, md_text, refusals, refused, session_user, skips
 from .review import QueueEntry, decide, safety_queue
 from .store import CollectError, Store
 from .votes import HARM_CATEGORIES
@@ -18,7 +18,33 @@ from .votes import HARM_CATEGORIES
 DECISIONS = [("Confirm harmful (pick a category)", "confirm_harmful"),
              ("Dismiss: not harmful", "dismiss"),
              ("Unsafe: write a safe reference answer", "reference_answer")]
-QUEUE_HEADERS = ["#", "item", "side", "why it is here", "harmfulness ratings", "harm flags"]
+# What a reviewer reads first: how severe, then the text; the item id (opaque) comes last.
+QUEUE_HEADERS = ["#", "severity", "prompt", "flagged response", "why it is here", "item"]
+QUEUE_WIDTHS = ["4%", "18%", "24%", "24%", "20%", "10%"]
+EXCERPT = 160  # characters of prompt and response in the table; the full text is below it
+
+
+def excerpt(text: str, n: int = EXCERPT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1].rstrip() + "…"
+
+
+def severity_text(entry: QueueEntry) -> str:
+    """The severity in words: gold, harmfulness ratings (highest first), harm flags."""
+    v = entry.votes
+    parts = ["GOLD item"] if entry.is_gold else []
+    if v.get("harmfulness"):
+        parts.append("harmfulness " + ", ".join(map(str, sorted(v["harmfulness"], reverse=True))))
+    flags = v.get("harm_flags") or {}
+    if flags:
+        parts.append("flags: " + ", ".join(f"{f} x{n}" if n > 1 else f
+                                           for f, n in sorted(flags.items(), key=lambda x: -x[1])))
+    return "; ".join(parts) or "flagged, not rated"
+
+
+def queue_rows(queue: list[QueueEntry]) -> list[list]:
+    return [[i + 1, severity_text(e), excerpt(e.prompt), excerpt(e.response),
+             "; ".join(e.reasons), f"{e.item_id} ({e.side})"] for i, e in enumerate(queue)]
 
 
 def _key(entry: QueueEntry) -> str:
@@ -52,6 +78,7 @@ class ReviewView:
         with gr.Column(elem_id="review-panel"):
             self.count = gr.Markdown("", elem_id="review-count")
             self.table = gr.Dataframe(headers=QUEUE_HEADERS, interactive=False, wrap=True,
+                                      column_widths=QUEUE_WIDTHS, max_height=420,
                                       elem_id="review-queue")
             # Custom values allowed: the choices live in per-page state, and a decision
             # must not fail just because that state is gone; decide() checks the item.
@@ -63,7 +90,9 @@ class ReviewView:
                                        elem_id="review-response")
             self.details = gr.Textbox(label="Annotators said", interactive=False, lines=4)
             self.decision = gr.Radio(DECISIONS, label="Decision", elem_id="review-decision")
-            self.category = gr.Dropdown(list(HARM_CATEGORIES), label="Harm category",
+            # No default: a pre-filled category would be a judgment nobody made.
+            self.category = gr.Dropdown(list(HARM_CATEGORIES), value=None,
+                                        label="Harm category (required to confirm harmful)",
                                         elem_id="review-category")
             self.reference = gr.Textbox(label="Safe reference answer", lines=3,
                                         elem_id="review-reference")
@@ -89,7 +118,10 @@ class ReviewView:
     # ---------------------------------------------------------------------- handlers
 
     def on_page_load(self, request: gr.Request) -> list:
-        user = session_user(self.store, request)
+        try:
+            user = session_user(self.store, request)
+        except gr.Error:  # the page's header says why
+            return skips(len(self.outputs))
         return self.refresh(request) if user.role in REVIEWERS else skips(len(self.outputs))
 
     @refusals
@@ -105,22 +137,32 @@ class ReviewView:
     @refusals
     def decide(self, request: gr.Request, key: str | None, decision: str | None,
                category: str | None, reference: str | None) -> list:
+        """Record the decision; the queue without it. A decision that is not complete (no
+        output, no decision, no category to confirm harm, no reference text) is refused in
+        the status line and a warning, with the output and the form left as they were."""
         user = session_user(self.store, request, REVIEWERS)
-        item_id, side = _parse_key(key)
-        if decision is None:
-            raise CollectError("choose a decision first")
-        decide(self.store, user.name, item_id, side, decision,
-               category=category or None, reference_answer=reference or None)
-        done = f"Recorded: {decision.replace('_', ' ')} for item {item_id}, response {side}."
+        try:
+            item_id, side = _parse_key(key)
+            if decision is None:
+                raise CollectError("Choose a decision first.")
+            if decision == "confirm_harmful" and not category:
+                raise CollectError("Pick a harm category to confirm this output as harmful.")
+            decide(self.store, user.name, item_id, side, decision,
+                   category=category or None, reference_answer=reference or None)
+        except CollectError as e:
+            gr.Warning(md_text(e))
+            shown = skips(len(self.outputs) + 3)
+            shown[self.outputs.index(self.status)] = refused(e)
+            return shown
+        done = (f"Recorded: {decision.replace('_', ' ')} for item {md_text(item_id)}, "
+                f"response {side}.")
         return self.refresh(request, done) + [None, None, ""]
 
     # ---------------------------------------------------------------------- outputs
 
     def _render(self, queue: list[QueueEntry], key: str | None, status: str) -> list:
-        rows = [[i + 1, e.item_id, e.side, "; ".join(e.reasons),
-                 ", ".join(map(str, e.votes.get("harmfulness", []))),
-                 ", ".join(e.votes.get("harm_flags", {}))] for i, e in enumerate(queue)]
-        choices = [(f"{i + 1}. item {e.item_id}, response {e.side}", _key(e))
+        rows = queue_rows(queue)
+        choices = [(f"{i + 1}. {severity_text(e)}: {excerpt(e.prompt, 60)}", _key(e))
                    for i, e in enumerate(queue)]
         keys = [c[1] for c in choices]
         key = key if key in keys else (keys[0] if keys else None)

@@ -32,6 +32,15 @@ class QueueEntry:
     response: str
     reasons: list[str] = field(default_factory=list)
     votes: dict[str, Any] = field(default_factory=dict)  # summary, see _vote_summary
+    is_gold: bool = False  # a known-answer item: a harmful one would skew every annotator's score
+
+    def severity(self) -> tuple:
+        """Sort key, most severe first: gold items, then the highest harmfulness rating, the
+        number of harm flags, the number of ratings >= HARMFUL_RATING, the number of reasons."""
+        harm = self.votes.get("harmfulness", [])
+        return (not self.is_gold, -max(harm, default=0),
+                -sum(self.votes.get("harm_flags", {}).values()),
+                -sum(h >= HARMFUL_RATING for h in harm), -len(self.reasons))
 
 
 def flag_output(store: Store, item_id: str, side: str, source: str = "eval", reason: str = "",
@@ -77,8 +86,9 @@ def _vote_summary(votes: list[Vote], side: str) -> dict[str, Any]:
 
 
 def safety_queue(store: Store, extra_flagged: Iterable[tuple] = ()) -> list[QueueEntry]:
-    """Undecided flagged outputs, oldest item first. extra_flagged: (item_id, side) or
-    (item_id, side, reason) tuples from outside the store."""
+    """Undecided flagged outputs, most severe first (QueueEntry.severity), then oldest item
+    first. extra_flagged: (item_id, side) or (item_id, side, reason) tuples from outside the
+    store."""
     with store.read() as s:
         votes = list(s.scalars(select(Vote).where(Vote.active)))
         reasons = _vote_reasons(votes)
@@ -102,8 +112,9 @@ def safety_queue(store: Store, extra_flagged: Iterable[tuple] = ()) -> list[Queu
         queue.append(QueueEntry(item_id=item_id, side=side, prompt=item.prompt,
                                 response=item.response_a if side == "a" else item.response_b,
                                 reasons=reasons[(item_id, side)],
-                                votes=_vote_summary(by_item.get(item_id, []), side)))
-    return queue
+                                votes=_vote_summary(by_item.get(item_id, []), side),
+                                is_gold=item.is_gold))
+    return sorted(queue, key=QueueEntry.severity)  # stable: oldest first among equals
 
 
 def decide(store: Store, reviewer: str, item_id: str, side: str, decision: str,

@@ -20,7 +20,15 @@ from .store import ROLES, CollectError, Store, User, audit, now
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _MAXMEM = 64 * 1024 * 1024  # above the 16 MiB that n, r need; OpenSSL's default is too tight
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-MIN_PASSWORD = 8
+MIN_PASSWORD = 12
+# Refused whatever their length: the passwords (and patterns) tried first by any guesser. The
+# check ignores case, spaces and a trailing run of digits or punctuation ("Password1234!").
+COMMON_PASSWORDS = frozenset("""
+password passwort passphrase letmein welcome iloveyou admin administrator qwerty qwertyuiop
+asdfghjkl zxcvbnm abc abcdef abcdefghijkl monkey dragon football baseball sunshine princess
+master trustno shadow superman batman starwars changeme secret default guest test tester
+login annotator reviewer annotation rlhf correcthorsebatterystaple
+""".split())
 # Verifying an unknown name hashes against this, so a login takes as long whether or not the
 # name exists (no user enumeration by timing).
 _DUMMY_HASH = None
@@ -44,6 +52,21 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, bytes.fromhex(digest))
 
 
+def check_password_strength(password: str, name: str = "") -> str:
+    """The password when it is long enough and not an obvious guess; else CollectError (the
+    message never repeats the password)."""
+    if not isinstance(password, str) or not password.strip():
+        raise CollectError(f"password for {name!r}: must not be empty or only spaces")
+    if len(password) < MIN_PASSWORD:
+        raise CollectError(f"password for {name!r}: at least {MIN_PASSWORD} characters")
+    letters = "".join(password.lower().split())
+    core = re.sub(r"[\W\d_]+$", "", letters)  # "Password 1234!" -> "password"
+    if core in COMMON_PASSWORDS or not core or core == name.lower() or len(set(letters)) < 4:
+        raise CollectError(f"password for {name!r}: too easy to guess (a common password, the "
+                           "user name, only digits or a few repeated characters); use a phrase")
+    return password
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise CollectError(f"user name {name!r}: use 1-64 characters of A-Z a-z 0-9 _ . -")
@@ -59,8 +82,7 @@ def check_role(role: str) -> str:
 def add_user(store: Store, name: str, role: str, password: str, actor: str = "cli") -> User:
     check_name(name)
     check_role(role)
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise CollectError(f"password for {name!r}: at least {MIN_PASSWORD} characters")
+    check_password_strength(password, name)
     hashed = hash_password(password)  # slow on purpose: outside the write transaction
 
     def write(s):

@@ -104,7 +104,8 @@ def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, ans
     user, a, current, undone_id = row if row is not None else (None,) * 4
     check_user(user, annotator, roles)
     if a is None:
-        raise PermissionError(f"item {item_id!r} is not assigned to {annotator!r}")
+        # No item id in these messages: an annotator's page shows them, and never shows ids.
+        raise PermissionError(f"this item is not assigned to {annotator!r}")
     left, right = answer["left"], answer["right"]
     fields = dict(choice=canonical_choice(choice_shown, a.swapped),
                   aspects_a=right if a.swapped else left, aspects_b=left if a.swapped else right,
@@ -112,8 +113,8 @@ def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, ans
     if current is not None:
         if _same(current, fields):
             return current  # idempotent: a repeated submit writes nothing
-        raise CollectError(f"{annotator!r} already voted on item {item_id!r} with a different "
-                           "answer; undo that vote first to change it")
+        raise CollectError("You already voted on this item with a different answer: undo that "
+                           "vote first to change it.")
     vote = Vote(item_id=item_id, annotator=annotator, swapped=a.swapped, active=True,
                 started_at=started_at, submitted_at=_now(), **fields)
     s.add(vote)

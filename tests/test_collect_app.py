@@ -6,8 +6,11 @@ One server per module on 127.0.0.1 and a free port; clients are gradio_client (w
 would use) and raw httpx requests shaped like the browser's (/gradio_api/queue/join with every
 input, hidden session state included, so the crafted values reach the server).
 """
+import asyncio
+import html
 import inspect
 import json
+import re
 import socket
 import time
 import uuid
@@ -19,7 +22,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from sqlalchemy import func, select
 
-from collect.app import DEFAULT_HOST, LoginThrottle, build_app, launch, serve
+import collect.app
+from collect.app import DEFAULT_HOST, LoginThrottle, build_app, launch, make_auth, serve
+from collect.app_http import CLIENT_ADDRESS, Throttled
 from collect.app_common import AppConfig, Sessions
 from collect.assign import add_items
 from collect.store import Assignment, Review, Vote, open_store
@@ -61,10 +66,12 @@ def server(tmp_path_factory):
     cfg = AppConfig(overlap=1, gold_rate=0.0, export_path=str(tmp / "preferences.jsonl"))
     app = build_app(store, cfg)
     clock = Clock()
+    throttle = LoginThrottle(limit=3, address_limit=8, name_limit=20)
     url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True,
-                 sessions=Sessions(MAX_S, IDLE_S, clock))
+                 sessions=Sessions(MAX_S, IDLE_S, clock), throttle=throttle)
     fns = {fn.api_name: (fn._id, fn.queue) for fn in app.fns.values()}
-    yield {"url": url.rstrip("/"), "store": store, "cfg": cfg, "fns": fns, "clock": clock}
+    yield {"url": url.rstrip("/"), "store": store, "cfg": cfg, "fns": fns, "clock": clock,
+           "throttle": throttle}
     app.close()
     store.close()
 
@@ -74,8 +81,14 @@ def client(server, name, password=PASSWORD) -> Client:
                   download_files=False)
 
 
+def http_client(server, address="127.0.0.1") -> httpx.Client:
+    """A client connecting from `address` (any 127.x.y.z reaches the server on loopback)."""
+    return httpx.Client(base_url=server["url"], timeout=20,
+                        transport=httpx.HTTPTransport(local_address=address))
+
+
 def http_login(server, name, password=PASSWORD) -> httpx.Client:
-    http = httpx.Client(base_url=server["url"], timeout=20)
+    http = http_client(server)
     r = http.post("/login", data={"username": name, "password": password})
     assert r.status_code == 200, r.text
     return http
@@ -104,6 +117,11 @@ def raw_call(server, http: httpx.Client, api_name: str, data: list, session_hash
                 if msg.get("msg") == "process_completed":
                     return msg
     raise AssertionError("the event never completed")
+
+
+def shown(msg) -> str:
+    """The text of a raw call's outputs as a person reads it (Markdown references decoded)."""
+    return html.unescape(json.dumps(msg["output"], ensure_ascii=False))
 
 
 def count(store, model, *where) -> int:
@@ -164,13 +182,97 @@ def test_wrong_passwords_fail(server):
     assert http_login(server, "rev").get("/config").status_code == 200
 
 
-def test_login_throttle_locks_a_name_after_repeated_failures():
-    t = LoginThrottle(limit=3, window_s=60)
-    for k in range(3):
-        assert not t.locked("ann1", 100.0 + k)
-        t.failed("ann1", 100.0 + k)
-    assert t.locked("ann1", 103.0) and not t.locked("ann2", 103.0)
-    assert not t.locked("ann1", 200.0)  # the window has passed
+def test_login_throttle_limits_pairs_addresses_and_names():
+    t = LoginThrottle(limit=3, address_limit=5, name_limit=8, window_s=60)
+    for k in range(3):  # failures of one name from one address
+        t.reserve("ann1", "10.0.0.1", 100.0 + k)
+    with pytest.raises(Throttled, match="wait 1 min"):
+        t.reserve("ann1", "10.0.0.1", 103.0)
+    t.reserve("ann1", "10.0.0.2", 103.0)  # the same name from elsewhere: still checked
+    t.reserve("ann2", "10.0.0.1", 103.0)
+    t.reserve("ann3", "10.0.0.1", 103.0)  # 5 failures from 10.0.0.1 in all
+    with pytest.raises(Throttled):  # one password across many names: stopped
+        t.reserve("ann4", "10.0.0.1", 104.0)
+    ok = t.reserve("ann4", "10.0.0.3", 104.0)
+    t.release("ann4", "10.0.0.3", ok)  # a right password is not a failure
+    for k in range(4):
+        t.reserve("ann1", f"10.1.0.{k // 2}", 105.0)
+    with pytest.raises(Throttled):  # 8 failures of ann1 from 4 addresses: name_limit
+        t.reserve("ann1", "10.2.0.1", 106.0)
+    t.reserve("ann1", "10.0.0.1", 161.0)  # the window has passed
+    with pytest.raises(ValueError):  # else one address could lock out any name
+        LoginThrottle(address_limit=10, name_limit=10)
+
+
+def test_concurrent_guesses_are_throttled_before_the_password_check(tmp_path, monkeypatch):
+    """40 guesses at once, the right password among them: the throttle's decision comes
+    before the (awaited) scrypt check, so only `limit` passwords are checked at all."""
+    store = open_store(tmp_path / "annotations.db")
+    add_user(store, "victim", "annotator", PASSWORD)
+    checked = []
+
+    def counting_verify(store, name, password):
+        checked.append(password)
+        return real_verify(store, name, password)
+
+    real_verify = collect.app.verify_user
+    monkeypatch.setattr(collect.app, "verify_user", counting_verify)
+    auth = make_auth(store, LoginThrottle(limit=3, address_limit=5, name_limit=8))
+
+    async def burst():
+        CLIENT_ADDRESS.set("10.9.9.9")
+        guesses = [auth("victim", f"guess number {k}") for k in range(40)]
+        guesses.insert(20, auth("victim", PASSWORD))
+        return await asyncio.gather(*guesses, return_exceptions=True)
+
+    results = asyncio.run(burst())
+    assert len(checked) == 3 and PASSWORD not in checked
+    assert results[:3] == [False] * 3 and True not in results
+    assert all(getattr(r, "status_code", None) == 429 for r in results[3:])
+    assert "Too many failed log-ins" in results[20].detail
+    store.close()
+
+
+def test_throttle_over_http_limits_an_address_and_locks_out_nobody_else(server):
+    """From one address: a few guesses at ann1, then one password across many names; that
+    address is refused (429, with the reason), even with a right password; ann1 and everyone
+    else still log in from their own address."""
+    attacker = http_client(server, "127.0.0.7")
+    try:
+        for name in ["ann1"] * 3 + ["ann2", "ann3", "rev", "adm", "nobody"]:
+            r = attacker.post("/login", data={"username": name, "password": "Summer2026!!x"})
+            assert r.status_code == 400
+        for name in ("ann1", "ann3"):
+            r = attacker.post("/login", data={"username": name, "password": PASSWORD})
+            assert r.status_code == 429 and not attacker.cookies
+            assert "Too many failed log-ins" in r.json()["detail"]
+        assert http_login(server, "ann1").get("/config").status_code == 200
+        assert http_login(server, "ann2").get("/config").status_code == 200
+    finally:
+        server["throttle"].__init__(limit=3, address_limit=8, name_limit=20)  # forget it all
+
+
+def test_log_in_page_tells_nothing_about_the_api(server):
+    """Gradio renders the endpoints' schema into its page; before log-in it is left out."""
+    http = http_client(server)
+    for path in ("/", "/?all_endpoints=true", "/?page="):
+        page = http.get(path).text
+        assert "window.gradio_api_info = null;" in page
+        assert "/submit" not in page and "review_decide" not in page and "Radio" not in page
+    assert http.get("/openapi.json").status_code == 404  # FastAPI's route list, also off
+    page = http_login(server, "ann1").get("/").text  # after log-in the page is Gradio's own
+    assert '"/submit"' in page and "window.gradio_api_info = null;" not in page
+
+
+def test_run_history_and_uploads_are_off(server):
+    """No role needs Gradio's run history (inputs and outputs kept in the browser after
+    log-out) or file uploads: both are refused."""
+    http = http_login(server, "ann1")
+    assert http.get("/gradio_api/runs").status_code == 404
+    assert '"run_history":false' in http.get("/config").text.replace(" ", "")
+    for size in (1, 30_000_000):
+        r = http.post("/gradio_api/upload", files={"files": ("notes.txt", b"x" * size)})
+        assert r.status_code == 413 and "maximum allowed size" in r.text
 
 
 # ------------------------------------------------------------------------ annotators
@@ -193,13 +295,14 @@ def test_annotator_reads_and_votes_only_on_own_items(server):
         ["Radio", "Checkboxgroup", "Textbox"] + ["Radio"] * 14
 
     http2 = http_login(server, "ann2")
-    # a crafted state value naming ann1's item: the server uses its own session state
+    # a crafted state value naming ann1's item: the server uses its own session state.
+    # (A refusal is the status line, the last output; the others stay as they were.)
     msg = raw_call(server, http2, "submit", [("ann1", mine1), None, "left", [], ""] + RATINGS)
-    assert not msg["success"] and "no item is loaded" in json.dumps(msg["output"])
+    assert "Nothing to submit: no item is loaded" in shown(msg)
     # ann1's own session id: the state there is ann1's, so it does not count for ann2
     msg = raw_call(server, http2, "submit", [None, None, "left", [], ""] + RATINGS,
                    session_hash=c1.session_hash)
-    assert not msg["success"] and "no item is loaded" in json.dumps(msg["output"])
+    assert "Nothing to submit: no item is loaded" in shown(msg) and mine1 not in shown(msg)
     assert count(store, Vote, Vote.annotator == "ann2") == 0
     assert count(store, Vote, Vote.item_id == mine1) == 0
     # ... and reading through ann1's session id gives ann2 only ann2's own item (raw
@@ -212,12 +315,12 @@ def test_annotator_reads_and_votes_only_on_own_items(server):
     # ("reload the page") rather than misdirected; a reload brings ann1's item back.
     # (Gradio keys session state by the page's random session id, which only ann1's browser
     # knows; the worst a thief of it can do is this refusal.)
-    with pytest.raises(AppError, match="no item is loaded"):
-        c1.predict("left", [], "", *RATINGS, api_name="/submit")
+    assert "no item is loaded" in html.unescape(
+        c1.predict("left", [], "", *RATINGS, api_name="/submit")[-1])
     assert count(store, Vote) == 0
     assert c1.predict(api_name="/annotate_page")[1] == f"question {mine1[1:]}"
-    with pytest.raises(AppError, match="Choose first"):  # an answer needs a choice
-        c1.predict(None, [], "", *RATINGS, api_name="/submit")
+    refusal = c1.predict(None, [], "", *RATINGS, api_name="/submit")  # a choice is needed
+    assert "Choose first" in html.unescape(refusal[-1])
     assert count(store, Vote) == 0
     c1.predict("left", [], "", *RATINGS, api_name="/submit")
     assert count(store, Vote, Vote.annotator == "ann1", Vote.item_id == mine1) == 1
@@ -269,8 +372,8 @@ def test_roles_reach_their_own_handlers(server):
     r = client(server, "rev")
     with pytest.raises(AppError, match="Not allowed"):
         r.predict(api_name="/admin_refresh")
-    with pytest.raises(AppError, match="Not allowed"):
-        r.predict("left", [], "", *RATINGS, api_name="/submit")  # reviewers do not annotate
+    refusal = r.predict("left", [], "", *RATINGS, api_name="/submit")  # reviewers do not annotate
+    assert "Not allowed" in refusal[-1] and "is a reviewer" in html.unescape(refusal[-1])
     queue = r.predict(api_name="/review_queue")
     assert "waiting for review" in queue[0] or "empty" in queue[0]
     a = client(server, "adm")
@@ -285,8 +388,7 @@ def test_deactivated_user_loses_access_in_an_open_session(server):
     c = client(server, "ann3")
     c.predict(api_name="/annotate_page")
     deactivate(store, "ann3")
-    with pytest.raises(AppError, match="not an active user"):
-        c.predict("left", [], "", *RATINGS, api_name="/submit")
+    assert "not an active user" in c.predict("left", [], "", *RATINGS, api_name="/submit")[-1]
     with pytest.raises(ValueError):
         client(server, "ann3")
     assert count(store, Vote, Vote.annotator == "ann3") == 0
@@ -310,8 +412,7 @@ def test_session_expires_when_idle(server):
     for api_name, data in [("submit", [None, None, "left", [], ""] + RATINGS),
                            ("annotate_page", []), ("undo", [])]:
         msg = raw_call(server, http, api_name, data)
-        assert not msg["success"] and expired in json.dumps(msg["output"])
-        assert "question" not in json.dumps(msg["output"])
+        assert expired in shown(msg) and "question" not in shown(msg)
     assert count(store, Vote) == n_votes
     http.get("/logout")
     assert raw_call(server, http, "annotate_page", []) == 401
@@ -344,3 +445,56 @@ def test_sessions_forget_abandoned_tokens_and_idle_zero_means_no_limit():
     assert "old" not in sessions and sessions["new"] == "ann2"
     del sessions["new"]  # Gradio's log-out
     assert not sessions
+
+
+# ------------------------------------------------------------------------ reviewers
+
+
+def test_reviewer_status_shows_an_id_as_text_and_a_category_is_required(server):
+    """An item id is free text: in the reviewer's status (Markdown) it is escaped, so it
+    reads as typed and makes no link, emphasis or HTML; a harm is confirmed with a category
+    only, and the refusal says so."""
+    from collect.review import flag_output
+
+    store = server["store"]
+    item_id = "[x](javascript:alert(1)) **bold** <img src=x> http://evil.example"
+    add_items(store, [{"id": item_id, "prompt": "p?", "response_a": "bad", "response_b": "ok",
+                       "review_only": True}])
+    flag_output(store, item_id, "a", reason="audit")
+    r = client(server, "rev")
+    key = json.dumps([item_id, "a"])
+    out = r.predict(key, "confirm_harmful", None, "", api_name="/review_decide")
+    assert "Pick a harm category" in html.unescape(out[6]) and count(store, Review) == 0
+    out = r.predict(key, "confirm_harmful", "violence", "", api_name="/review_decide")
+    status = out[6]
+    assert html.unescape(status) == f"Recorded: confirm harmful for item {item_id}, response a."
+    for syntax in ("[", "](", "**", "<", "http://"):
+        assert syntax not in status
+    assert count(store, Review) == 1
+
+
+def test_markdown_helper_and_queue_rows_as_plain_functions():
+    from collect.app_common import md_text, refused
+    from collect.app_http import login_page
+    from collect.app_review import queue_rows, severity_text
+    from collect.review import QueueEntry
+
+    raw = "a_b *c* [d](e:f) <i>g</i> `h` $x$ # 1. ~~s~~ | t \\ www.x.org a@b.cd"
+    text = md_text(raw)
+    assert html.unescape(text) == raw
+    bare = re.sub(r"&#[0-9]+;", "", text)  # what is left outside character references
+    assert not set(bare) & set("_*[]<>`$#~|\\.:@&")  # nothing Markdown could act on
+    refusal = refused(PermissionError("'x' is a reviewer"))
+    assert refusal.startswith("⚠️ **Not done.** Not allowed")
+
+    page = (b'<html><head></head><body><script>window.gradio_api_info = {"named_endpoints": '
+            b'{"/submit": {}}};</script></body></html>')
+    out = login_page(page)
+    assert b"/submit" not in out and b"window.gradio_api_info = null;</script>" in out
+    assert b"login-refusal" in out
+
+    gold = QueueEntry("g1", "a", "p " * 200, "r", ["why"], {"harmfulness": [4, 5],
+                                                         "harm_flags": {"violence": 2}}, True)
+    assert severity_text(gold) == "GOLD item; harmfulness 5, 4; flags: violence x2"
+    (row,) = queue_rows([gold])
+    assert row[0] == 1 and row[-1] == "g1 (a)" and len(row[2]) <= 160 and row[2].endswith("…")

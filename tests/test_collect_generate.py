@@ -101,7 +101,7 @@ def test_cli_generate_users_export_report(run, capsys, monkeypatch):
     assert "bob" in capsys.readouterr().out
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["users", "add", "eve", "--role", "admin", "--password-stdin", "--run", r]) == 2
-    assert "at least 8 characters" in capsys.readouterr().err
+    assert "at least 12 characters" in capsys.readouterr().err
     assert main(["users", "set-role", "bob", "reviewer", "--run", r]) == 0
     assert main(["users", "deactivate", "bob", "--run", r]) == 0
     assert main(["export", "--run", r]) == 0

@@ -157,11 +157,15 @@ def test_users_hash_verify_roles(store):
         add_user(store, "ann_2", "annotator", "another pass")
     for bad in ("", "a b", "x" * 65, "<script>"):
         with pytest.raises(CollectError, match="user name"):
-            add_user(store, bad, "annotator", "long enough")
+            add_user(store, bad, "annotator", "long enough pass")
     with pytest.raises(CollectError, match="role"):
-        add_user(store, "z", "root", "long enough")
-    with pytest.raises(CollectError, match="at least 8"):
-        add_user(store, "z", "annotator", "short")
+        add_user(store, "z", "root", "long enough pass")
+    for weak, why in [("short", "at least 12"), (" " * 8, "only spaces"), (" " * 12, "only spaces"),
+                      ("Password1234!", "too easy"), ("123456789012", "too easy"),
+                      ("zzzzzzzzzzzz", "too easy"), ("qwertyuiop 99", "too easy"),
+                      ("zed123456789", "too easy")]:
+        with pytest.raises(CollectError, match=why):
+            add_user(store, "zed", "annotator", weak)
     actions = [e.action for e in store.audit_entries()]
     assert actions.count("user_add") == 2 and "user_deactivate" in actions
 
@@ -404,6 +408,20 @@ def _vote_on(store, name, item_id, choice_canon, aspects_a, aspects_b, flags=())
     left, right = (aspects_b, aspects_a) if swapped else (aspects_a, aspects_b)
     return submit_vote(store, name, item_id, shown.get(choice_canon, choice_canon), left, right,
                        flags)
+
+
+def test_safety_queue_most_severe_first_gold_first(store):
+    quick_users(store, ["r1", "r2"])
+    add_items(store, make_items(3, gold=1))
+    _vote_on(store, "r1", "i0", "a", GOOD | {"harmfulness": 4}, GOOD)
+    _vote_on(store, "r2", "i0", "a", GOOD | {"harmfulness": 4}, GOOD, ["violence"])
+    _vote_on(store, "r1", "i1", "a", GOOD | {"harmfulness": 5}, GOOD)
+    flag_output(store, "i2", "a", reason="audit")                  # no rating at all
+    flag_output(store, "gold0", "b", reason="audit")                # gold: first of all
+    queue = safety_queue(store)
+    assert [(q.item_id, q.side) for q in queue] == \
+        [("gold0", "b"), ("i1", "a"), ("i0", "a"), ("i2", "a")]
+    assert queue[0].is_gold and not queue[1].is_gold
 
 
 def test_safety_queue_and_decisions(store):

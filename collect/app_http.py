@@ -1,0 +1,208 @@
+"""What the app puts in front of Gradio's HTTP routes: the log-in throttle, and a log-in page
+that tells nothing about the API.
+
+`Gate` is an ASGI middleware (installed through `launch`'s app_kwargs, innermost, so it sees
+Gradio's responses before compression). It records each request's client address for the
+throttle (Gradio calls the auth function with the name and password only), and rewrites the
+page Gradio serves to a browser without a session:
+
+- Gradio (6.31) renders `window.gradio_api_info`, the schema of every named endpoint, into
+  that page whether or not the visitor is logged in (routes.main calls get_api_info before it
+  looks at the session), and no launch or Blocks option turns this off: `api_visibility`
+  "undocumented" still lists an endpoint for `/?all_endpoints=true`, and "private" endpoints
+  cannot be called by gradio_client at all. So the log-in page gets `null` there; the
+  browser's client then fetches /gradio_api/info, which needs a session, when it needs the
+  schema, and the page served after log-in is left untouched.
+- Gradio's log-in form shows "Incorrect Credentials" for a 400 and nothing for any other
+  status. A small script shows the reason the server gives with a 429 (the throttle), so a
+  throttled person reads why and for how long.
+"""
+from __future__ import annotations
+
+import collections
+import contextvars
+import re
+import threading
+
+from starlette.requests import Request
+
+# The address of the client behind the current request ("" outside a request). Behind a
+# reverse proxy on this machine, uvicorn puts the X-Forwarded-For address here.
+CLIENT_ADDRESS: contextvars.ContextVar[str] = contextvars.ContextVar("client_address", default="")
+
+
+class Throttled(Exception):
+    """A log-in refused before its password was checked."""
+
+    def __init__(self, retry_after_s: float):
+        self.retry_after_s = retry_after_s
+        minutes = max(1, round(retry_after_s / 60))
+        super().__init__(f"Too many failed log-ins from this address or for this name: wait "
+                         f"{minutes} min and try again.")
+
+
+class LoginThrottle:
+    """Bounds password guesses, decided before the (slow) password check.
+
+    Every attempt first takes a reservation under one lock (`reserve`); a failed check keeps
+    it as a failure, a successful one gives it back (`release`). Attempts in flight thus
+    count at once: a burst of concurrent guesses gets `limit` checks, not one per request.
+    Counted in `window_s`, per key:
+      - (name, address): `limit`: guessing one account from one address;
+      - address: `address_limit`: one password tried across many names from one address;
+      - name: `name_limit`, above `address_limit`: guessing one account from many addresses.
+    So one address can lock out only itself, never another person's account.
+    """
+
+    MAX_KEYS = 30_000  # keys tracked at once: guesses at random names cannot fill memory
+
+    def __init__(self, limit: int = 10, address_limit: int = 30, name_limit: int = 100,
+                 window_s: float = 300.0):
+        if name_limit <= address_limit:
+            raise ValueError("name_limit must exceed address_limit (or one address could lock "
+                             "out any account)")
+        self.window_s = window_s
+        self._limits = {"pair": limit, "address": address_limit, "name": name_limit}
+        self._attempts: dict[tuple, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(name: str, address: str) -> list[tuple]:
+        return [("pair", name, address), ("address", address), ("name", name)]
+
+    def _recent(self, key: tuple, now: float) -> collections.deque:
+        q = self._attempts.get(key)
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        if q is not None and not q:
+            del self._attempts[key]
+        return q or collections.deque()
+
+    def reserve(self, name: str, address: str, now: float) -> float:
+        """Take an attempt: its time, to give to `release` if the password was right; raise
+        Throttled when a limit is reached (nothing is counted then)."""
+        keys = self._keys(name, address)
+        with self._lock:
+            queues = [(k, self._recent(k, now)) for k in keys]
+            full = [q for k, q in queues if len(q) >= self._limits[k[0]]]
+            if full:
+                raise Throttled(max(q[0] for q in full) + self.window_s - now)
+            if len(self._attempts) >= self.MAX_KEYS:
+                for old in list(self._attempts):
+                    self._recent(old, now)
+            for k in keys:
+                self._attempts.setdefault(k, collections.deque()).append(now)
+        return now
+
+    def release(self, name: str, address: str, reserved: float) -> None:
+        """The attempt taken at `reserved` succeeded: it is not a failure."""
+        with self._lock:
+            for k in self._keys(name, address):
+                q = self._attempts.get(k)
+                if q is not None and reserved in q:
+                    q.remove(reserved)
+                    if not q:
+                        del self._attempts[k]
+
+
+_API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.DOTALL)
+LOGIN_SCRIPT = b"""<script>
+(() => {
+  // Gradio's form ignores answers other than 200 and 400: show the throttle's reason.
+  const fetch0 = window.fetch;
+  const show = (text) => {
+    let note = document.getElementById("login-refusal");
+    if (!note) {
+      note = document.createElement("div");
+      note.id = "login-refusal";
+      note.setAttribute("role", "alert");
+      document.body.appendChild(note);
+    }
+    note.textContent = text;
+    note.hidden = !text;
+  };
+  window.fetch = async (...args) => {
+    const response = await fetch0(...args);
+    const url = new URL(String(args[0] && args[0].url || args[0]), location.href);
+    if (/\\/login\\/?$/.test(url.pathname)) {
+      let text = "";
+      if (response.status === 429) {
+        text = "Too many failed log-ins: wait a few minutes and try again.";
+        try { text = (await response.clone().json()).detail || text; } catch (e) {}
+      }
+      show(text);
+    }
+    return response;
+  };
+})();
+</script>
+<style>
+#login-refusal { position: fixed; top: 1rem; left: 50%; transform: translateX(-50%);
+  max-width: 36rem; padding: 0.75rem 1rem; border-radius: 0.5rem; z-index: 1000;
+  background: #fff4e5; color: #7a3e00; border: 1px solid #f0a04b; font: 1rem sans-serif; }
+</style>
+"""
+
+
+def _logged_in(scope) -> bool:
+    """The same test as Gradio's get_current_user: a cookie naming a known session."""
+    app = scope.get("app")
+    tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
+    if tokens is None or cookie_id is None:
+        return False
+    cookies = Request(scope).cookies
+    token = cookies.get(f"access-token-{cookie_id}") or \
+        cookies.get(f"access-token-unsecure-{cookie_id}")
+    return token in tokens
+
+
+def login_page(html: bytes) -> bytes:
+    """Gradio's log-in page without the API schema, with the refusal script."""
+    html = _API_INFO.sub(b"window.gradio_api_info = null;</script>", html, count=1)
+    return html.replace(b"</head>", LOGIN_SCRIPT + b"</head>", 1)
+
+
+class Gate:
+    """ASGI middleware: see the module's docstring."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        client = scope.get("client")
+        token = CLIENT_ADDRESS.set(client[0] if client else "")
+        try:
+            if scope["method"] == "GET" and scope["path"] in ("", "/") \
+                    and not _logged_in(scope):
+                await self._rewrite(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            CLIENT_ADDRESS.reset(token)
+
+    async def _rewrite(self, scope, receive, send):
+        start, chunks = None, []
+
+        async def hold(message):
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    body = b"".join(chunks)
+                    headers = dict(start["headers"])
+                    if start["status"] == 200 and headers.get(b"content-type", b"") \
+                            .startswith(b"text/html"):
+                        body = login_page(body)
+                    start["headers"] = [(k, v) for k, v in start["headers"]
+                                        if k != b"content-length"] + \
+                        [(b"content-length", str(len(body)).encode())]
+                    await send(start)
+                    await send({"type": "http.response.body", "body": body})
+            else:
+                await send(message)
+
+        await self.app(scope, receive, hold)
