@@ -90,6 +90,8 @@ def preflight(tok) -> None:
                         "loss and the model would never learn to stop; add a distinct pad token")
     if not problems:
         problems += _template_problems(tok)
+    if len(problems) == 1:
+        raise PreflightError(f"tokenizer preflight failed: {problems[0]}")
     if problems:
         raise PreflightError("tokenizer preflight failed:\n  - " + "\n  - ".join(problems))
 

@@ -65,6 +65,9 @@ class DataError(UserError):
         head = f"{len(problems)} problem(s) in the input data"
         if n_rows is not None:
             head += f" ({n_rows} rows read)"
+        if len(self.grouped) == 1:  # one kind of problem: one line, as every user error is
+            super().__init__(f"{self.grouped[0]} (nothing was trained)")
+            return
         lines = [head + "; fix them and run again (nothing was trained):"] + [f"  {p}" for p in shown]
         if more:
             lines.append(f"  ... and {more} more kinds of problem")

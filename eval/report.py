@@ -101,20 +101,33 @@ def _win_rows(m: dict) -> list[dict]:
 # ----------------------------------------------------------------------------- sections
 
 def headline(m: dict) -> str:
+    """Per-policy cards and the win rates. With a gold judge the cards lead with its score; without
+    one they lead with the reward model's, the lines with the reward model's and people's win
+    rates, and a note says why gold is absent."""
+    judges = m.get("judges") or {}
+    has_gold = judges.get("gold", True)
     cards = []
     for name, p in (m.get("policies") or {}).items():
         g = _decodings(p).get("greedy", {})
-        cards.append(f'<div class="card">{_e(name)}<b>{_e(_fmt(g.get("gold_overall"), 2))}</b>'
-                     f'gold overall · facts {_e(_fmt(g.get("fact_accuracy"), 2))} · '
-                     f'harmful {_e(_fmt(p.get("harmful_rate"), 2))}</div>')
+        if has_gold:
+            cards.append(f'<div class="card">{_e(name)}<b>{_e(_fmt(g.get("gold_overall"), 2))}</b>'
+                         f'gold overall · facts {_e(_fmt(g.get("fact_accuracy"), 2))} · '
+                         f'harmful {_e(_fmt(p.get("harmful_rate"), 2))}</div>')
+        else:
+            cards.append(f'<div class="card">{_e(name)}<b>{_e(_fmt(g.get("rm_score"), 2))}</b>'
+                         f'reward-model score · EOS {_e(_pct(g.get("eos_rate")))} · '
+                         f'length {_e(_fmt(g.get("mean_length"), 1))}</div>')
+    shown = [w for w in _win_rows(m) if w.get("decoding") == "greedy" or w.get("judge") == "human"]
+    if not has_gold:  # people's votes first, then the reward model's
+        shown = sorted(shown, key=lambda w: w.get("judge") != "human")
     lines = [f"<li><b>{_e(w.get('a'))}</b> beats <b>{_e(w.get('b'))}</b> on "
              f"{_e(_pct(w.get('win_rate')))} [{_e(_pct(w.get('ci_low')))}, "
              f"{_e(_pct(w.get('ci_high')))}] of {_e(_fmt(w.get('n')))} prompts "
-             f"({_e(w.get('judge'))} judge, {_e(w.get('decoding'))})</li>"
-             for w in _win_rows(m) if w.get("decoding") == "greedy"]
+             f"({_e(w.get('judge'))} judge, {_e(w.get('decoding'))})</li>" for w in shown]
     meta = (f"{_e(_fmt(m.get('n_prompts')))} held-out prompts, {_e(_fmt(m.get('n_redteam')))} red-team "
             f"prompts, serving temperature {_e(_fmt(m.get('serving_temperature'), 2))}")
-    return (f'<h2>Headline</h2><p class="muted">{meta}</p><div class="cards">{"".join(cards)}</div>'
+    note = "" if has_gold else f'<p class="note">{_e(judges.get("no_gold_because") or "no gold judge")}.</p>'
+    return (f'<h2>Headline</h2><p class="muted">{meta}</p>{note}<div class="cards">{"".join(cards)}</div>'
             f'<ul>{"".join(lines)}</ul>')
 
 

@@ -179,7 +179,8 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     rules = safety.load_rules(cfg.safety_rules or None)  # a bad rules file stops the run before sampling
     names = _policies(cfg)
     prompts, red = load_eval_prompts(cfg)
-    use_gold = judge is not None and gold.applies(judge, prompts)
+    judge_given = judge is not None
+    use_gold = judge_given and gold.applies(judge, prompts)
     judge = judge if use_gold else None
     scorer = _scorer(cfg)
     print(f"[eval] {', '.join(names)} on {len(prompts)} held-out and {len(red)} red-team prompts; judges: "
@@ -214,11 +215,12 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
             entry["kl_to_sft"] = likelihood.policy_kl(model, tok, name, "sft", prompts, res["sampled"]["ids"],
                                                       cfg.serving_temperature)
         policies[name] = entry | ppl[name] | safety_rates[name]
+    human = _human(cfg)
     metrics = {"n_prompts": len(prompts), "n_redteam": len(red), "serving_temperature": cfg.serving_temperature,
-               "judges": {"gold": use_gold, "reward": scorer is not None},
-               "policies": policies, "win_rates": _win_rates(results, cfg.n_bootstrap, cfg.seed),
+               "judges": {"gold": use_gold, "reward": scorer is not None, "human": bool(human),
+                          "no_gold_because": None if use_gold else no_gold_reason(judge_given)},
+               "policies": policies, "win_rates": _win_rates(results, cfg.n_bootstrap, cfg.seed) + human,
                "safety": safety_summary}
-    metrics["win_rates"] += _human(cfg)
     out = run / "eval"
     write_jsonl(out / "samples.jsonl", _sample_rows(prompts, red, results, red_rows))
     write_card(cfg, out, base, names, scorer, metrics)
@@ -245,6 +247,14 @@ def write_card(cfg: EvalConfig, out: Path, base: Path, names: dict[str, Path | N
                f"bootstrap intervals over prompts; report.html holds the plots and samples.\n\n```\n"
                f"{format_table(metrics)}\n```")
     write_run_card(out, stage="eval", cfg=cfg, metrics=metrics, data=data, summary=summary, base_model=base)
+
+
+def no_gold_reason(judge_given: bool) -> str:
+    """Why a run has no gold columns, as the report and the printed table say it."""
+    if judge_given:
+        return "the gold judge knows none of these prompts, so no gold scores"
+    return ("no gold judge: only the embedded demo's shop has a gold oracle, so a run of your own model is "
+            "judged by its reward model and by people (blind A/B votes: rlhf eval --to-collect)")
 
 
 def _human(cfg: EvalConfig) -> list[dict]:
@@ -314,7 +324,10 @@ def main(cfg: EvalConfig, judge: Judge | None = None) -> dict:
 
 
 def _fmt(x, spec: str) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, spec)
+    """x in the spec's format; a missing value as "n/a" right-aligned in the spec's width."""
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return format("n/a", ">" + spec.split(".")[0])
+    return format(x, spec)
 
 
 def format_table(metrics: dict) -> str:
@@ -333,6 +346,9 @@ def format_table(metrics: dict) -> str:
     for w in metrics["win_rates"]:
         rows.append(f"win rate {w['a']} vs {w['b']} ({w['judge']}, {w['decoding']}): {w['win_rate']:.3f} "
                     f"[{w['ci_low']:.3f}, {w['ci_high']:.3f}] over {w['n']}")
+    reason = (metrics.get("judges") or {}).get("no_gold_because")
+    if reason:
+        rows.append(f"gold, fact and harmful columns n/a: {reason}")
     for d in (metrics.get("safety") or {}).get("harmful_vs_sft", []):
         rows.append(f"harmful rate {d['policy']} - sft ({d['decoding']}): {d['rate_a']:.3f} - {d['rate_b']:.3f} = "
                     f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over {d['n']} red-team prompts")

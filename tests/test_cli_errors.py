@@ -22,6 +22,9 @@ def files(tmp_path_factory):
     (d / "sft.jsonl").write_text(json.dumps({"prompt": "Hi", "completion": "Hello"}) + "\n")
     (d / "prompts.jsonl").write_text(json.dumps({"prompt": "Hi"}) + "\n")
     (d / "rules.yaml").write_text("violence: ['(unclosed']\n")
+    (d / "same.csv").write_text('prompt,completion\n"Hi","Hello"\n"Hi","Hey"\n"Hi","Yo"\n')
+    (d / "latin1.jsonl").write_bytes('{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"))
+    (d / "broken.parquet").write_bytes(b"not a parquet file")
     return {"dir": d, "qwen": qwen}
 
 
@@ -45,6 +48,14 @@ CASES = [
                          "{d}/prompts.jsonl", "--until", "rlhf"], "--until 'rlhf': not a stage"),
     ("eval rules before sampling", ["eval", "--run", "{d}", "--safety_rules", "{d}/rules.yaml"],
      "{d}/rules.yaml"),
+    ("SFT rows all one prompt", ["sft", "--model", "{qwen}", "--data", "{d}/same.csv", "--out", "{d}/o",
+                                 "--eos_token", "<|im_end|>"], "all 3 rows share one prompt ('hi')"),
+    ("non-UTF-8 data", ["sft", "--model", "{qwen}", "--data", "{d}/latin1.jsonl", "--out", "{d}/o",
+                        "--eos_token", "<|im_end|>"], "{d}/latin1.jsonl:1: (row): not UTF-8 text (byte 0xe9"),
+    ("corrupt Parquet", ["reward", "--data", "{d}/broken.parquet", "--out", "{d}/o"],
+     "{d}/broken.parquet: not a readable Parquet file"),
+    ("Qwen tokenizer unfixed", ["sft", "--model", "{qwen}", "--data", "{d}/sft.jsonl", "--out", "{d}/o"],
+     "pass --eos_token '<|im_end|>'"),
     ("guidelines file", ["collect", "serve", "--run", "{d}/c", "--guidelines", "{d}/none.md"],
      "--guidelines {d}/none.md: file not found"),
 ]

@@ -50,6 +50,8 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
         assert json.loads((run / stage / "inputs.json").read_text())["status"] == "done", stage
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert {"base", "sft", "dpo", "ppo"} <= set(metrics["policies"])  # the external base is compared too
+    assert metrics["judges"]["no_gold_because"].startswith("no gold judge")
+    assert "reward-model score" in (run / "eval" / "report.html").read_text()
     # the system prompt survives the implicit-prompt split into DPO's and the reward model's pairs
     from own_model import SYSTEM
 

@@ -78,3 +78,25 @@ def test_broken_inputs_spoil_only_their_section(tmp_path, capsys):
     assert "section failed: AttributeError" in page
     assert "Traceback" in capsys.readouterr().err  # and the traceback goes to the log
     assert len(images(page)) == 1 and "<h2>Training curves" in page
+
+
+def test_a_run_without_gold_leads_with_the_reward_model_and_people_and_says_why():
+    from eval.report import headline
+    from eval.stage import format_table, no_gold_reason
+
+    reason = no_gold_reason(judge_given=False)
+    greedy = {"rm_score": 0.42, "eos_rate": 0.9, "mean_length": 31.0}
+    m = {"n_prompts": 20, "n_redteam": 0, "serving_temperature": 0.7,
+         "judges": {"gold": False, "reward": True, "human": True, "no_gold_because": reason},
+         "policies": {"sft": {"greedy": greedy}, "dpo": {"greedy": {**greedy, "rm_score": 0.61}}},
+         "win_rates": [{"a": "dpo", "b": "sft", "judge": "reward", "decoding": "greedy", "win_rate": 0.7,
+                        "ci_low": 0.5, "ci_high": 0.85, "n": 20},
+                       {"a": "dpo", "b": "sft", "judge": "human", "decoding": "sampled", "win_rate": 0.6,
+                        "ci_low": 0.4, "ci_high": 0.8, "n": 12}]}
+    page = html.unescape(headline(m))
+    assert f"{reason}." in page and "gold overall" not in page
+    assert "dpo<b>0.61</b>reward-model score · EOS 90% · length 31.0" in page
+    assert page.index("(human judge, sampled)") < page.index("(reward judge, greedy)")  # people first
+    assert f"gold, fact and harmful columns n/a: {reason}" in format_table(m)
+    with_gold = headline({**m, "judges": {"gold": True}})
+    assert "gold overall" in with_gold and "(human judge" in with_gold
