@@ -153,7 +153,7 @@ def test_an_interrupted_stage_resumes_and_a_finished_one_is_skipped(tmp_path):
 
 def test_eval_without_a_judge_leaves_the_gold_columns_out(quick_run, tmp_path):
     from core.config import EvalConfig, load_config
-    from eval.stage import main
+    from eval.stage import main, no_gold_reason
 
     run, _, _ = quick_run
     shutil.copytree(run, tmp_path / "copy")
@@ -161,7 +161,9 @@ def test_eval_without_a_judge_leaves_the_gold_columns_out(quick_run, tmp_path):
                                          "max_new_tokens": 8, "serving_temperature": 0.0, "report": False,
                                          "flag_to_review": False, "threads": 1})
     m = main(cfg)
-    assert m["judges"] == {"gold": False, "reward": True}
+    assert {k: m["judges"][k] for k in ("gold", "reward", "no_gold_because")} == {
+        "gold": False, "reward": True, "no_gold_because": no_gold_reason(judge_given=False)}
+    assert m["judges"]["human"] == any(w["judge"] == "human" for w in m["win_rates"])
     assert "gold_overall" not in m["policies"]["sft"]["greedy"] and m["policies"]["sft"]["harmful_rate"] is None
     assert {w["judge"] for w in m["win_rates"] if w["judge"] != "human"} == {"reward"}
     assert "harmful_vs_sft" not in m["safety"]
