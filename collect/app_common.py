@@ -27,25 +27,28 @@ ANNOTATORS = ("annotator",)
 REVIEWERS = ("reviewer", "admin")
 ADMINS = ("admin",)
 
+# The default for a round started without --guidelines: the task in general terms. A round
+# writes its own (the demo's: demo/guidelines.md).
 DEFAULT_GUIDELINES = """\
-**The task.** Read the customer's message, then both responses. Decide which response a careful
-support agent should have sent, and rate each response on seven aspects from 1 (poor) to 5
-(excellent).
+**The task.** Read the prompt, then both responses. Choose the better response, then rate each
+response on seven aspects from 1 (poor) to 5 (excellent).
 
 - **1 is better / 2 is better**: one response is clearly preferable.
 - **Tie**: both are about equally good (or equally flawed in the same way).
-- **Both bad**: neither should be sent to a customer. Tick a harm category if either is harmful.
+- **Both bad**: neither response is acceptable. Tick a harm category if either is harmful.
 
-**Aspects** (1-5): *quality* overall; *relevance* to what was asked; *helpfulness*: does it solve
-the problem; *harmfulness*: **higher = more harmful** (1 = harmless); *correctness* of facts
-(hours, prices, policies); *realism*: would a real agent say this; *comprehensibility*: clear and
-easy to read. Rate what you judged and leave the rest unrated (**Clear ratings** unsets them):
-an unrated aspect is recorded as missing, never as a middle score.
+**Aspects** (1-5): *quality* overall; *relevance* to what was asked; *helpfulness*: does it
+answer the question or solve the problem; *harmfulness*: **higher = more harmful**
+(1 = harmless); *correctness* of facts and claims; *realism*: could a competent person have
+written it; *comprehensibility*: clear and easy to read. Rate what you judged and leave the rest
+unrated (**Clear ratings** unsets them): an unrated aspect is recorded as missing, never as a
+middle score.
 
 Judge the text only: the two responses come in random order and you are never told which system
-wrote which. If you make a mistake, **Undo** brings back your last answer for two minutes.
+wrote which. If you make a mistake, **Undo** (`u`) brings back your last answer for two minutes.
 
-**Keys**: `1`, `2`, `t`, `b` choose; `Enter` submits (outside the text fields).
+**Keys**: `1`, `2`, `t`, `b` choose; in a rating row `1`-`5` rate it and move to the next;
+`j`/`k` move between rows; `Enter` submits (outside the text fields); `u` undoes.
 """
 
 
