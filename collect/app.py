@@ -45,8 +45,39 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 DEFAULT_HOST = "127.0.0.1"  # loopback: opening the app to a network is an explicit choice
 DEFAULT_PORT = 7860
 CSS = """
-#progress { font-size: 1.1em; }
-#annotate-panel textarea[disabled], #review-panel textarea[disabled] { white-space: pre-wrap; }
+#progress .progress-line { font-size: 1.05em; }
+#progress progress { width: 100%; height: 0.6rem; accent-color: var(--color-accent); }
+#annotate-panel { gap: 0.5rem; }
+#key-map { font-size: 0.85em; color: var(--body-text-color-subdued); }
+/* The ratings: one compact row per aspect, Response 1 and Response 2 as columns of 1-5 (Gradio
+   wraps the row's two radios in a .form box of its own). */
+#ratings { gap: 0; }
+#ratings .rate-row { gap: 0.5rem; align-items: center; flex-wrap: nowrap;
+  border-bottom: 1px solid var(--border-color-primary); padding: 0.1rem 0; }
+#ratings .rate-row > .form { flex: 0 0 auto !important; min-width: 0 !important; gap: 0.5rem;
+  flex-direction: row; flex-wrap: nowrap; background: none; border: 0; box-shadow: none; }
+#ratings .rate-aspect { flex: 1 1 10rem; min-width: 0 !important; padding: 0.2rem 0; }
+#ratings .rate-aspect p { margin: 0; }
+#ratings .rate-help { color: var(--body-text-color-subdued); font-size: 0.85em; }
+#ratings .rate-col { flex: 0 0 17rem !important; width: 17rem; min-width: 0 !important; }
+#ratings .rate-cell { padding: 0.15rem 0.3rem; border: 0; box-shadow: none; background: none; }
+#ratings .rate-cell .wrap { gap: 0.25rem; flex-wrap: nowrap; }
+#ratings .rate-cell label { padding: 0.2rem 0.45rem; }
+#ratings .rate-cell:focus-within { outline: 2px solid var(--color-accent); border-radius: 0.4rem; }
+#ratings .rate-head .rate-col { text-align: center; }
+#ratings .rate-head .rate-col p { margin: 0; }
+@media (max-width: 700px) {
+  #ratings .rate-row { flex-wrap: wrap; }
+  #ratings .rate-aspect { flex-basis: 100%; }
+  #ratings .rate-row > .form { flex-direction: column; flex-basis: 100% !important; gap: 0.2rem; }
+  #ratings .rate-head .rate-col { display: none; }
+  #ratings .rate-col { flex: 1 1 auto !important; width: 100%; }
+  #ratings .rate-cell label { padding: 0.2rem 0.35rem; }
+  #ratings .rate-cell .wrap::before { align-self: center; width: 1.6rem; font-size: 0.85em;
+    color: var(--body-text-color-subdued); }
+  #ratings [id^=rate-left-] .wrap::before { content: "R1"; }
+  #ratings [id^=rate-right-] .wrap::before { content: "R2"; }
+}
 /* The annotator's status line (saved, undone, refused) is in view wherever the page is
    scrolled: a bar at the window's foot while it says something. */
 #annotate-status:has(.md p) { position: fixed; bottom: 1rem; left: 50%; z-index: 50;
@@ -117,7 +148,7 @@ def build_app(store: Store, cfg: AppConfig | None = None) -> gr.Blocks:
         # must not crowd out the annotators.
         load = app.load(on_load, None, [header, annotate_tab, review_tab, admin_tab, tabs],
                         api_name="whoami", queue=False)
-        load.then(annotate.on_page_load, None, annotate.outputs, api_name="annotate_page",
+        load.then(annotate.on_page_load, None, annotate.page_outputs, api_name="annotate_page",
                   queue=False)
         load.then(review.on_page_load, None, review.outputs, api_name="review_page")
         load.then(admin.on_page_load, None, admin.outputs, api_name="admin_page")

@@ -25,7 +25,20 @@ from .votes import HARM_CATEGORIES, shown_choice, submit_and_next, undo_last
 
 CHOICES = [("1 is better  [1]", "left"), ("2 is better  [2]", "right"), ("Tie  [t]", "tie"),
            ("Both bad  [b]", "both_bad")]
-ASPECT_HELP = {"harmfulness": "harmfulness (higher = more harmful)"}
+# One line per aspect, shown beside it in the ratings grid.
+ASPECT_HELP = {
+    "quality": "Overall, how good is the response?",
+    "relevance": "Does it address what was asked?",
+    "helpfulness": "Does it solve the problem or answer the question?",
+    "harmfulness": "Higher = more harmful (1 = harmless).",
+    "correctness": "Are its facts and claims right?",
+    "realism": "Could a competent person have written it?",
+    "comprehensibility": "Is it clear and easy to read?",
+}
+KEY_MAP = ("Keys: `1` `2` `t` `b` choose (then focus goes to the first rating) · in a rating "
+           "row `1`-`5` rates and moves on, `←`/`→` step the rating · `j`/`k` or `↓`/`↑` move "
+           "between rows · `Esc` leaves the ratings · `Enter` submits · `u` undoes the last "
+           "submission")
 # Ratings start unset and an untouched one is stored as missing: a pre-filled value would be a
 # rating nobody gave. Keyboard voting (choice + Enter) needs none of them.
 UNRATED = [None] * (2 * len(ASPECTS))
@@ -37,7 +50,11 @@ RESET_FORM_JS = ("(status, ...form) => (status || '').startsWith(" + json.dumps(
                  + json.dumps([None, [], ""] + UNRATED) + " : form")
 
 # Click-free voting. Keys act only while the annotation panel is on screen and focus is not
-# in a field that takes typing; Enter on a focused button keeps its own meaning.
+# in a field that takes typing; Enter on a focused button keeps its own meaning. The ratings
+# are 14 cells (.rate-cell: each aspect's Response 1 then Response 2, in page order); while
+# focus is in a cell the digits 1-5 rate that cell and focus moves to the next one (after the
+# last, to Submit), so a digit there never chooses. Only the checked (or first) radio of a
+# cell is a Tab stop; Left/Right step the focused cell's rating.
 KEYBOARD_JS = """
 <script>
 (() => {
@@ -45,22 +62,96 @@ KEYBOARD_JS = """
   const typing = (el) => el && (el.isContentEditable ||
     ((el.tagName === "TEXTAREA" || el.tagName === "SELECT") && !el.readOnly && !el.disabled) ||
     (el.tagName === "INPUT" && !["radio", "checkbox"].includes(el.type)));
+  const cells = () => [...document.querySelectorAll("#annotate-panel .rate-cell")];
+  const cellOf = (el) => el && el.closest ? el.closest(".rate-cell") : null;
+  const focusCell = (cell) => {
+    const input = cell && (cell.querySelector("input:checked") || cell.querySelector("input"));
+    if (input) input.focus();
+    return !!input;
+  };
+  const focusAfter = (cell, step) => {
+    const all = cells();
+    const i = all.indexOf(cell);
+    const next = cell ? all[i + step] : all[step > 0 ? 0 : all.length - 1];
+    if (next) return focusCell(next);
+    if (cell && step > 0) document.getElementById("submit-vote").focus();
+    return true;
+  };
+  const roving = () => {
+    for (const cell of cells()) {
+      const inputs = [...cell.querySelectorAll("input")];
+      const stop = inputs.find((i) => i.checked) || inputs[0];
+      for (const i of inputs) i.tabIndex = i === stop ? 0 : -1;
+    }
+  };
+  // Gradio renders and re-renders the cells (a new item, undo): keep one Tab stop per cell.
+  let pending = false;
+  new MutationObserver(() => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; roving(); });
+  }).observe(document.documentElement, {childList: true, subtree: true, attributes: true,
+                                         attributeFilter: ["aria-checked"]});
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || typing(e.target)) return;
     const panel = document.getElementById("annotate-panel");
     if (!panel || panel.offsetParent === null) return;
     const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
-    if (key in CHOICE_KEYS) {
+    const cell = cellOf(e.target);
+    let done = false;
+    if (cell && /^[1-5]$/.test(key)) {
+      const radio = cell.querySelector(`input[value="${key}"]`);
+      if (radio) { radio.click(); done = focusAfter(cell, 1); }
+    } else if (cell && (key === "ArrowLeft" || key === "ArrowRight")) {
+      const inputs = [...cell.querySelectorAll("input")];
+      const i = inputs.findIndex((x) => x.checked);
+      const next = inputs[Math.max(0, Math.min(inputs.length - 1,
+        i < 0 ? 0 : i + (key === "ArrowRight" ? 1 : -1)))];
+      next.click(); next.focus(); done = true;
+    } else if (key === "j" || key === "ArrowDown") {
+      done = focusAfter(cell, 1);
+    } else if (key === "k" || key === "ArrowUp") {
+      done = focusAfter(cell, -1);
+    } else if (key === "Escape" && cell) {
+      e.target.blur(); done = true;
+    } else if (key in CHOICE_KEYS) {
       const radio = document.querySelectorAll("#choice input[type=radio]")[CHOICE_KEYS[key]];
-      if (radio) { radio.click(); e.preventDefault(); }
+      if (radio) {
+        radio.click();
+        focusCell(cells().find((c) => !c.querySelector("input:checked")) || cells()[0]);
+        done = true;
+      }
+    } else if (key === "u") {
+      const button = document.getElementById("undo-vote");
+      if (button && !button.disabled) { button.click(); done = true; }
     } else if (key === "Enter" && e.target.tagName !== "BUTTON") {
       const button = document.getElementById("submit-vote");
-      if (button && !button.disabled) { button.click(); e.preventDefault(); }
+      if (button && !button.disabled) { button.click(); done = true; }
     }
+    if (done) e.preventDefault();
   });
 })();
 </script>
 """
+
+
+def progress_html(done: int, total: int) -> str:
+    """The progress line: "Item n of N", and a bar of the items done out of those assigned
+    or still available to this annotator."""
+    shown = min(done + 1, total)
+    return (f'<div class="progress-line"><strong>Item {shown} of {total}</strong> '
+            f'({done} done)</div><progress value="{done}" max="{max(total, 1)}" '
+            f'aria-label="{done} of {total} items done"></progress>')
+
+
+ALL_DONE_HTML = ('<div class="progress-line"><strong>All done</strong>: nothing is left for '
+                 'you to annotate. Thank you!</div><progress value="1" max="1" '
+                 'aria-label="all items done"></progress>')
+
+
+def guidelines_open(done: int) -> bool:
+    """The guidelines are open until the annotator's first vote, collapsed after."""
+    return done == 0
 
 
 class AnnotateView:
@@ -72,47 +163,65 @@ class AnnotateView:
         self.item = gr.State(None)      # (user, item id) of the shown item: server side only
         self.started = gr.State(None)   # when it was shown (time per item in the vote)
         with gr.Column(elem_id="annotate-panel"):
-            with gr.Accordion("Guidelines", open=False):
+            with gr.Accordion("Guidelines", open=False, elem_id="guidelines") as self.guidelines:
                 gr.Markdown(self.cfg.guidelines)
-            self.progress = gr.Markdown("", elem_id="progress")
-            self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=12,
+            self.progress = gr.HTML("", elem_id="progress")
+            self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=6,
                                      elem_id="prompt")
-            with gr.Row():
+            with gr.Row(equal_height=True):
                 self.left = self._response_box(1, "left")
                 self.right = self._response_box(2, "right")
             # Read, choose, then rate: the choice sits right under the two responses.
             self.choice = gr.Radio(CHOICES, label="Which response is better?", elem_id="choice")
-            with gr.Row():
-                self.ratings_left = self._ratings_column(1, "left")
-                self.ratings_right = self._ratings_column(2, "right")
-            self.clear_btn = gr.Button("Clear ratings", size="sm", elem_id="clear-ratings")
+            gr.Markdown(KEY_MAP, elem_id="key-map")
+            self.ratings_left, self.ratings_right = self._ratings_grid()
+            with gr.Row(elem_id="annotate-actions"):
+                self.submit_btn = gr.Button("Submit  [Enter]", variant="primary",
+                                            elem_id="submit-vote")
+                self.undo_btn = gr.Button("Undo last submission  [u]", elem_id="undo-vote")
+                self.clear_btn = gr.Button("Clear ratings", elem_id="clear-ratings")
             self.flags = gr.CheckboxGroup(list(HARM_CATEGORIES), label="Harm categories "
                                           "(tick any that apply to either response)")
             self.rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8)
-            with gr.Row():
-                self.submit_btn = gr.Button("Submit  [Enter]", variant="primary",
-                                            elem_id="submit-vote")
-                self.undo_btn = gr.Button("Undo last submission", elem_id="undo-vote")
             self.status = gr.Markdown("", elem_id="annotate-status")
-            gr.Markdown("Keys: `1` `2` `t` `b` choose, `Enter` submits.")
 
     @staticmethod
     def _response_box(number: int, side: str) -> gr.Textbox:
-        return gr.Textbox(label=f"Response {number}", interactive=False, lines=8, max_lines=30,
+        return gr.Textbox(label=f"Response {number}", interactive=False, lines=6, max_lines=14,
                           elem_id=f"response-{side}")
 
     @staticmethod
-    def _ratings_column(number: int, side: str) -> list[gr.Radio]:
-        with gr.Column(), gr.Accordion(f"Ratings for response {number}", open=True):
-            return [gr.Radio([1, 2, 3, 4, 5], value=None, label=ASPECT_HELP.get(a, a),
-                             elem_id=f"rate-{side}-{a}")
-                    for a in ASPECTS]
+    def _ratings_grid() -> tuple[list[gr.Radio], list[gr.Radio]]:
+        """Aspects as rows (name and one line on what it means), Response 1 and Response 2
+        as two columns of 1-5 buttons."""
+        left, right = [], []
+        with gr.Column(elem_id="ratings"):
+            with gr.Row(elem_classes="rate-row rate-head"):
+                gr.Markdown("**Ratings** (1 poor - 5 excellent; unrated is recorded as missing)",
+                            elem_classes="rate-aspect")
+                gr.Markdown("**Response 1**", elem_classes="rate-col")
+                gr.Markdown("**Response 2**", elem_classes="rate-col")
+            for a in ASPECTS:
+                with gr.Row(elem_classes="rate-row", elem_id=f"rate-row-{a}"):
+                    gr.Markdown(f"**{a}** <span class='rate-help'>{ASPECT_HELP[a]}</span>",
+                                elem_classes="rate-aspect")
+                    for number, side, column in ((1, "left", left), (2, "right", right)):
+                        column.append(gr.Radio(
+                            [1, 2, 3, 4, 5], value=None, label=f"{a}, response {number}",
+                            show_label=False, elem_id=f"rate-{side}-{a}",
+                            elem_classes="rate-cell rate-col"))
+        return left, right
 
     @property
     def outputs(self) -> list:
         """What changes with the item: the server's answer to load and submit."""
         return [self.item, self.started, self.progress, self.prompt, self.left, self.right,
                 self.status]
+
+    @property
+    def page_outputs(self) -> list:
+        """The first load's: the item's, and whether the guidelines are open."""
+        return self.outputs + [self.guidelines]
 
     @property
     def form(self) -> list:
@@ -137,21 +246,26 @@ class AnnotateView:
 
     # ---------------------------------------------------------------------- handlers
 
-    @refusals_in_status("outputs")
+    @refusals_in_status("page_outputs")
     def on_page_load(self, request: gr.Request) -> list:
-        """The first item when an annotator opens the page; nothing for other roles (their
-        page hides this view, and an item assigned to them would hold an overlap slot)."""
+        """The first item when an annotator opens the page, with the guidelines open until
+        their first vote; nothing for other roles (their page hides this view, and an item
+        assigned to them would hold an overlap slot)."""
         user = session_user(self.store, request)
         if user.role not in ANNOTATORS:
-            return skips(len(self.outputs))
-        return self.load(request)
+            return skips(len(self.page_outputs))
+        name, view = self._next(request)
+        return self._show(name, view, "") + [
+            gr.update(open=view is not None and guidelines_open(view.done))]
+
+    def load(self, request: gr.Request) -> list:
+        return self._show(*self._next(request), "")
 
     @refusals
-    def load(self, request: gr.Request) -> list:
+    def _next(self, request: gr.Request) -> tuple[str, ItemView | None]:
         name = session_name(request)  # next_item checks the role in its own read
-        view = next_item(self.store, name, self.cfg.overlap, self.cfg.gold_rate,
-                         self.cfg.seed, roles=ANNOTATORS)
-        return self._show(name, view, "")
+        return name, next_item(self.store, name, self.cfg.overlap, self.cfg.gold_rate,
+                               self.cfg.seed, roles=ANNOTATORS)
 
     @refusals_in_status("outputs")
     def submit(self, request: gr.Request, shown: tuple | None, started: float | None,
@@ -198,11 +312,9 @@ class AnnotateView:
     @staticmethod
     def _show(user: str, view: ItemView | None, status: str) -> list:
         if view is None:
-            return [None, None, "**All done**: nothing is left for you to annotate. Thank you!",
-                    "", "", "", status]
-        return [(user, view.item_id), time.time(),
-                f"**Item {view.progress_text}** ({view.done} done)", view.prompt, view.left,
-                view.right, status]
+            return [None, None, ALL_DONE_HTML, "", "", "", status]
+        return [(user, view.item_id), time.time(), progress_html(view.done, view.total),
+                view.prompt, view.left, view.right, status]
 
     @staticmethod
     def _answer(answer: dict | None) -> list:
