@@ -102,6 +102,10 @@ def test_fully_rated_item_by_keyboard_only(browser, server):
     # first visit: this round's guidelines are open
     page.get_by_text("Prefer the response that cites the opening hours").wait_for()
     assert "Keys:" in page.locator("#key-map").inner_text()
+    # one Tab stop per rating cell, not one per button
+    page.wait_for_function("document.querySelectorAll('#ratings input[tabindex=\"0\"]')"
+                           ".length === 14")
+    assert page.locator("#ratings input").count() == 70
     assert "Higher = more harmful" in page.locator("#rate-row-harmfulness").inner_text()
     page.screenshot(path=artifacts_dir() / "collect-keyboard-first-visit.png", full_page=True)
 
@@ -174,7 +178,8 @@ def test_page_fits_1280x800_and_a_phone(browser, server):
     wait_text(page, "#progress", "Item 2 of 3")
     page.get_by_role("button", name="Guidelines").wait_for()
     assert not page.get_by_text("Prefer the response that cites the opening hours").is_visible()
-    for box in ("#prompt", "#response-left", "#response-right", "#choice", "#progress"):
+    for box in ("#prompt", "#response-left", "#response-right", "#choice", "#progress",
+                "#key-map"):
         assert in_view(page, box), box
     assert ratings_fit(page)
     page.screenshot(path=artifacts_dir() / "collect-keyboard-1280x800.png")
