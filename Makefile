@@ -30,12 +30,14 @@ demo:
 	$(VENV)/bin/rlhf demo --run runs/demo
 
 # Re-resolve every dependency to the newest versions that pyproject.toml allows, then run
-# `make test` before committing the new lock.
+# `make test` before committing the new lock. `make lock UPGRADE=` keeps every existing pin and
+# only adds what pyproject.toml newly declares.
+UPGRADE ?= --upgrade
 lock:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) uv==0.13.9
 	printf 'torch==$(TORCH)+cpu\n' > $(VENV)/torch-cpu.txt
-	$(VENV)/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 --upgrade \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra postgres --python-version 3.11 $(UPGRADE) \
 		--find-links $(TORCH_WHEELS) --constraint $(VENV)/torch-cpu.txt \
 		--custom-compile-command 'make lock' --output-file requirements.lock
 	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' requirements.lock

@@ -185,8 +185,9 @@ def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           overlap: int = 3, gold_rate: float = 0.1, guidelines: str | Path | None = None,
           seed: int = 0, session_max_s: float = AppConfig.session_max_s,
           session_idle_s: float = AppConfig.session_idle_s,
-          prevent_thread_lock: bool = False) -> gr.Blocks:
-    """Serve <run>/collect/annotations.db; export goes to <run>/collect/preferences.jsonl."""
+          prevent_thread_lock: bool = False, db: str | None = None) -> gr.Blocks:
+    """Serve the run's store (db: a SQLAlchemy URL; default <run>/collect/annotations.db);
+    export goes to <run>/collect/preferences.jsonl."""
     from .commands import preferences_path, store_for
     from .users import list_users
 
@@ -200,10 +201,10 @@ def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
             raise UserError(f"--guidelines {guidelines}: file not found") from None
         except UnicodeDecodeError as e:
             raise UserError(f"--guidelines {guidelines}: not UTF-8 text (byte {e.start})") from None
-    store = store_for(run)
+    store = store_for(run, db)
     if not list_users(store):
         print(f"no accounts yet: add one with `rlhf collect users add NAME --role admin "
-              f"--run {run}`")
+              f"--run {run}{' --db URL' if db else ''}`")
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {host} exposes the app beyond this machine; put it behind "
               "HTTPS (a reverse proxy), since passwords travel in the log-in form")

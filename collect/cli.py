@@ -10,6 +10,9 @@
 `rlhf collect simulate` (simulated annotators judging by the demo's oracle) lives in
 demo/simulate.py: the rlhf CLI routes it there, since no stage imports the demo.
 
+Every subcommand takes --db URL: the store on another database (PostgreSQL:
+`postgresql+psycopg://user:pass@host/db`) instead of <run>/collect/annotations.db.
+
 Heavy imports (gradio, torch) happen inside the subcommand that needs them, so `--help` and
 `users` answer at once.
 """
@@ -21,11 +24,18 @@ import sys
 
 from core.config import UserError
 
-RUN_HELP = "run directory (the store is <run>/collect/annotations.db)"
+RUN_HELP = "run directory (the store is <run>/collect/annotations.db unless --db says otherwise)"
+DB_HELP = ("the store's SQLAlchemy URL, e.g. postgresql+psycopg://user:pass@host/db "
+           "(default: SQLite at <run>/collect/annotations.db)")
 
 
-def _run(p: argparse.ArgumentParser) -> None:
+def add_run_db(p: argparse.ArgumentParser) -> None:
+    """--run and --db, for every command that opens the store."""
     p.add_argument("--run", default="runs/demo", help=RUN_HELP + " (default: runs/demo)")
+    p.add_argument("--db", default=None, metavar="URL", help=DB_HELP)
+
+
+_run = add_run_db
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,9 +119,10 @@ def _users(args) -> int:
     from . import commands, users
 
     if args.action == "add":
-        commands.users_add(args.run, args.name, args.role, _password(args.password_stdin))
+        commands.users_add(args.run, args.name, args.role, _password(args.password_stdin),
+                           db=args.db)
         return 0
-    store = commands.store_for(args.run)
+    store = commands.store_for(args.run, args.db)
     try:
         if args.action == "list":
             for u in users.list_users(store):
@@ -135,20 +146,22 @@ def dispatch(args) -> int:
 
         serve(args.run, host=args.host, port=args.port, overlap=args.overlap,
               gold_rate=args.gold_rate, guidelines=args.guidelines, seed=args.seed,
-              session_max_s=args.session_hours * 3600, session_idle_s=args.idle_minutes * 60)
+              session_max_s=args.session_hours * 3600, session_idle_s=args.idle_minutes * 60,
+              db=args.db)
     elif args.command == "generate":
         from .generate import generate_pairs
 
         generate_pairs(args.run, policy=args.policy, vs=args.vs, n=args.n,
                        temperature=args.temperature, top_p=args.top_p,
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                       seed=args.seed, device=args.device, threads=args.threads)
+                       seed=args.seed, device=args.device, threads=args.threads, db=args.db)
     elif args.command == "import":
-        commands.import_items(args.run, args.file)
+        commands.import_items(args.run, args.file, db=args.db)
     elif args.command == "export":
-        commands.export(args.run, min_agreement=args.min_agreement, min_votes=args.min_votes)
+        commands.export(args.run, min_agreement=args.min_agreement, min_votes=args.min_votes,
+                        db=args.db)
     elif args.command == "report":
-        commands.report(args.run, overlap=args.overlap)
+        commands.report(args.run, overlap=args.overlap, db=args.db)
     elif args.command == "users":
         return _users(args)
     return 0

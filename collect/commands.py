@@ -1,8 +1,10 @@
 """`rlhf collect ...` subcommands as plain functions (collect/cli.py wires the arguments).
 
-The store lives at <run>/collect/annotations.db and the export at
-<run>/collect/preferences.jsonl (with its dataset card README.md beside it). Each function
-prints a short summary for people and returns the numbers for scripts and tests.
+The store lives at <run>/collect/annotations.db (SQLite) unless `db` names another SQLAlchemy
+URL (`postgresql+psycopg://user:pass@host/db`); the export goes to
+<run>/collect/preferences.jsonl (with its dataset card README.md beside it) either way. Each
+function prints a short summary for people and returns the numbers for scripts and tests.
+Messages name a URL with its password masked.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import assign, export as export_mod, users
-from .store import Store, open_store
+from .store import Store, mask_url, open_store, store_exists
 from .summary import agreement_summary
 
 
@@ -23,21 +25,31 @@ def preferences_path(run: str | Path) -> Path:
     return Path(run) / "collect" / "preferences.jsonl"
 
 
-def store_for(run: str | Path) -> Store:
-    return open_store(db_path(run))
+def db_location(run: str | Path, db: str | None = None) -> str:
+    """The store's URL or SQLite path: db when given, else <run>/collect/annotations.db."""
+    return str(db) if db else str(db_path(run))
 
 
-def users_add(run: str | Path, name: str, role: str, password: str) -> None:
-    store = store_for(run)
+def has_store(run: str | Path, db: str | None = None) -> bool:
+    """Whether the run's store exists (any database; creates nothing)."""
+    return store_exists(db_location(run, db))
+
+
+def store_for(run: str | Path, db: str | None = None) -> Store:
+    return open_store(db_location(run, db))
+
+
+def users_add(run: str | Path, name: str, role: str, password: str, db: str | None = None) -> None:
+    store = store_for(run, db)
     try:
         users.add_user(store, name, role, password)
     finally:
         store.close()
-    print(f"added {role} {name!r} to {db_path(run)}")
+    print(f"added {role} {name!r} to {mask_url(db_location(run, db))}")
 
 
-def import_items(run: str | Path, file: str | Path) -> int:
-    store = store_for(run)
+def import_items(run: str | Path, file: str | Path, db: str | None = None) -> int:
+    store = store_for(run, db)
     try:
         n = assign.import_items(store, file)
         total = assign.admin_progress(store)["items"]
@@ -48,8 +60,9 @@ def import_items(run: str | Path, file: str | Path) -> int:
     return n
 
 
-def export(run: str | Path, min_agreement: float = 0.0, min_votes: int = 1) -> dict[str, Any]:
-    store = store_for(run)
+def export(run: str | Path, min_agreement: float = 0.0, min_votes: int = 1,
+           db: str | None = None) -> dict[str, Any]:
+    store = store_for(run, db)
     try:
         stats = export_mod.export_preferences(store, preferences_path(run),
                                               min_agreement=min_agreement, min_votes=min_votes)
@@ -69,9 +82,9 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
-def report(run: str | Path, overlap: int = 3) -> dict[str, Any]:
+def report(run: str | Path, overlap: int = 3, db: str | None = None) -> dict[str, Any]:
     """Progress per annotator and the agreement table, as the admin dashboard shows them."""
-    store = store_for(run)
+    store = store_for(run, db)
     try:
         prog = assign.admin_progress(store, overlap=overlap)
         summary = agreement_summary(store, n_boot=200)

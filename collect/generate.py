@@ -83,16 +83,18 @@ def _sample(model, tok, policy: str, prompts: list, seed: int, gen: dict) -> lis
 def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, n: int = 300,
                    temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 96,
                    batch_size: int = 32, seed: int = 0, device: str = "auto",
-                   threads: int = 0, tokenizer_fixes: dict | None = None) -> int:
+                   threads: int = 0, tokenizer_fixes: dict | None = None,
+                   db: str | None = None) -> int:
     """Sample and store up to n pairs; returns how many items this call stored.
-    device and threads as in core.device (threads 0 = every core)."""
+    device and threads as in core.device (threads 0 = every core); db: the store's URL
+    (default <run>/collect/annotations.db)."""
     run = Path(run)
     other = vs or policy
     if other == policy and temperature <= 0:
         raise UserError("sampling one policy twice needs temperature > 0: greedy decoding "
                         "would give two identical responses for every prompt")
     prompts = pref_prompts(run / "data" / "prompts.jsonl", n)
-    store = store_for(run)
+    store = store_for(run, db)
     try:
         with store.read() as s:
             stored = set(s.scalars(select(Item.id)))

@@ -1,11 +1,23 @@
-"""The annotation store: SQLAlchemy 2 ORM over SQLite (WAL) by default, any SQLAlchemy URL.
+"""The annotation store: SQLAlchemy 2 ORM over SQLite (WAL) by default, or PostgreSQL
+(`postgresql+psycopg://user:pass@host/db`); see docs/collect-store.md.
 
 Every write is one short transaction (`Store.transact`), so a process killed mid-write loses
-no committed vote and leaves nothing half-written. On SQLite a write transaction starts with
-BEGIN IMMEDIATE: it takes the write lock before its first read, so a check-then-insert (is this
-item still under its overlap?) cannot interleave with another writer's. On other databases the
-same code locks the item row (SELECT ... FOR UPDATE) and the unique constraints are the last
-line of defence (callers retry on IntegrityError).
+no committed vote and leaves nothing half-written. What keeps concurrent writers correct:
+
+- SQLite: a write transaction starts with BEGIN IMMEDIATE. It takes the database's single write
+  lock before its first read, so writers are serialized and a check-then-insert (is this item
+  still under its overlap?) cannot interleave with another writer's.
+- PostgreSQL (READ COMMITTED): no explicit row locks (no SELECT ... FOR UPDATE). Claiming an
+  item's slot is one conditional UPDATE (`n_assigned = n_assigned + 1 WHERE n_assigned < cap`,
+  collect/assign.py `_claim`): a second writer blocks on the row lock the first one's UPDATE
+  took and then re-checks the condition against the committed row, so no item goes over its
+  overlap. Every other check-then-insert is backed by a unique constraint (one assignment per
+  item and annotator, one active vote per assignment, unique user names and item ids); the
+  loser's IntegrityError rolls its transaction back and `transact` re-runs it, and the re-run
+  sees the winner's row. Deadlocks and serialization failures are retried like SQLite's BUSY.
+
+The audit log is append-only in the database itself: triggers refuse UPDATE and DELETE (and
+TRUNCATE on PostgreSQL), whatever client writes to it.
 
 Times are unix seconds (float, UTC): unambiguous across databases and easy to subtract for the
 undo window. JSON columns hold aspects {aspect: 1..5, or null when not rated}, harm flags and
@@ -22,12 +34,12 @@ from typing import Any, TypeVar
 from sqlalchemy import (JSON, Boolean, CheckConstraint, Float, ForeignKey, ForeignKeyConstraint,
                         Index, Integer, String, Text, UniqueConstraint, create_engine, event,
                         false, inspect, select, text)
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.schema import CreateColumn
 
-from core.config import UserError
+from core.config import UserError, mask_url
 
 ROLES = ("annotator", "reviewer", "admin")
 CHOICES = ("a", "b", "tie", "both_bad")  # canonical order: a/b are the item's own responses
@@ -162,9 +174,19 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-# On SQLite the database itself refuses to rewrite history, not only the Python API.
+# The database itself refuses to rewrite history, not only the Python API.
 _APPEND_ONLY = [f"""CREATE TRIGGER IF NOT EXISTS audit_log_no_{op} BEFORE {op.upper()} ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END""" for op in ("update", "delete")]
+
+_PG_APPEND_ONLY_FN = """CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$"""
+# name -> DDL; created when missing (CREATE TRIGGER has no IF NOT EXISTS on PostgreSQL).
+_PG_APPEND_ONLY = {
+    "audit_log_no_update_delete": """CREATE TRIGGER audit_log_no_update_delete
+BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()""",
+    "audit_log_no_truncate": """CREATE TRIGGER audit_log_no_truncate
+BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()""",
+}
 
 
 class Store:
@@ -230,27 +252,104 @@ def audit(session: Session, actor: str, action: str, **detail: Any) -> None:
 
 
 def _is_busy(e: OperationalError) -> bool:
+    """SQLite's BUSY/locked, PostgreSQL's deadlock and serialization failures: the
+    transaction was rolled back as a whole and running it again is safe."""
+    code = getattr(e.orig, "sqlstate", None)  # psycopg: 40P01 deadlock, 40001 serialization
+    if code in ("40P01", "40001"):
+        return True
     msg = str(e.orig).lower()
     return "locked" in msg or "busy" in msg
 
 
-def open_store(url_or_path: str | Path) -> Store:
-    """A Store on a SQLAlchemy URL ('postgresql://...') or a SQLite file path (dirs created)."""
+def store_url(url_or_path: str | Path) -> str:
+    """A SQLAlchemy URL: a path as SQLite's; a bare postgresql:// (postgres://) URL gets the
+    psycopg 3 driver this project installs, other URLs stay as they are."""
     url = str(url_or_path)
-    if "://" not in url:
-        path = Path(url).expanduser().resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
-    engine = create_engine(url)
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare):]
+    if "://" in url:
+        return url
+    return f"sqlite:///{Path(url).expanduser().resolve()}"
+
+
+def store_exists(url_or_path: str | Path) -> bool:
+    """Whether a store was ever opened there, without creating anything: for SQLite whether
+    the file exists, elsewhere whether the server is reachable and has the store's tables.
+    Unreachable servers raise CollectError (with the password masked)."""
+    url = store_url(url_or_path)
+    engine = _engine(url)
+    if engine.dialect.name == "sqlite":
+        db = engine.url.database
+        return db not in (None, "", ":memory:") and Path(db).exists()
+    try:
+        with engine.connect() as conn:
+            return inspect(conn).has_table(Item.__tablename__)
+    except DBAPIError as e:
+        raise CollectError(f"cannot reach the store at {mask_url(url)}: "
+                           f"{mask_url(_first_line(e.orig))}") from None
+    finally:
+        engine.dispose()
+
+
+def _engine(url: str) -> Engine:
+    """An engine (no connection yet); a malformed URL or a missing driver is a CollectError."""
+    try:
+        return create_engine(url)
+    except ArgumentError as e:
+        raise CollectError(f"not a database URL: {mask_url(url)} ({e})") from None
+    except ImportError as e:  # the URL's driver is not installed
+        raise CollectError(f"cannot open the store at {mask_url(url)}: {e} (PostgreSQL: "
+                           "postgresql+psycopg://..., from pip install 'rlhf-loop[postgres]')") from None
+
+
+def _first_line(e: BaseException | None) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
+
+
+def open_store(url_or_path: str | Path) -> Store:
+    """A Store on a SQLAlchemy URL ('postgresql+psycopg://...') or a SQLite file path (dirs
+    created); tables and triggers are created when missing."""
+    url = store_url(url_or_path)
+    if "://" not in str(url_or_path):
+        Path(make_url(url).database).parent.mkdir(parents=True, exist_ok=True)
+    engine = _engine(url)
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
-    Base.metadata.create_all(engine)
-    _add_new_columns(engine)
+    try:
+        Base.metadata.create_all(engine)
+        _add_new_columns(engine)
+        _append_only(engine)
+    except OperationalError as e:
+        engine.dispose()
+        raise CollectError(f"cannot open the store at {mask_url(url)}: "
+                           f"{mask_url(_first_line(e.orig))}") from None
+    return Store(engine)
+
+
+def _append_only(engine: Engine) -> None:
     if engine.dialect.name == "sqlite":
         with engine.begin() as conn:
             for ddl in _APPEND_ONLY:
                 conn.exec_driver_sql(ddl)
-    return Store(engine)
+    elif engine.dialect.name == "postgresql":
+        for name, ddl in _PG_APPEND_ONLY.items():
+            if _pg_has_trigger(engine, name):
+                continue
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(_PG_APPEND_ONLY_FN)
+                    conn.exec_driver_sql(ddl)
+            except DBAPIError:  # another process opening the store created it first
+                if not _pg_has_trigger(engine, name):
+                    raise
+
+
+def _pg_has_trigger(engine: Engine, name: str) -> bool:
+    q = text("SELECT 1 FROM pg_trigger WHERE tgname = :name "
+             "AND tgrelid = to_regclass(current_schema() || '.audit_log')")
+    with engine.connect() as conn:
+        return conn.execute(q, {"name": name}).first() is not None
 
 
 # Columns added after stores were first created: create_all makes missing tables, not missing

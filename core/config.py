@@ -7,6 +7,7 @@ silently trains with a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -269,6 +270,8 @@ class EvalConfig(RuntimeConfig):
     a: str = F("sft", "--to-collect: the first policy")
     b: str = F("ppo", "--to-collect: the second policy")
     ab_n: int = F(100, "--to-collect: held-out prompts to compare on")
+    db: str = F("", "the collect store's SQLAlchemy URL (human A/B items and votes, the review queue, "
+                    "the report's agreement); '' = SQLite at <run>/collect/annotations.db")
 
 
 @dataclass
@@ -422,8 +425,23 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
     return cfg
 
 
+# scheme://user:password@ as SQLAlchemy's URL parser splits it (the password ends at the first
+# @), anywhere in a text such as `--db=URL`.
+_URL_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def mask_url(text: str) -> str:
+    """The text with every URL's password replaced by *** (anything else unchanged)."""
+    return _URL_PASSWORD.sub(r"\1***@", str(text))
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The config as plain data, a database URL's password masked (it is written to config
+    files, run cards and printed)."""
+    d = dataclasses.asdict(cfg)
+    if isinstance(d.get("db"), str):
+        d["db"] = mask_url(d["db"])
+    return d
 
 
 def dump_yaml(cfg: Any) -> str:

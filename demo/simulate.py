@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from collect.assign import ItemView, next_item
+from collect.cli import add_run_db
 from collect.commands import store_for
 from collect.store import Store
 from collect.users import add_user, get_user
@@ -122,10 +123,11 @@ def simulate(store: Store, n_annotators: int = 5, careless: int = 1, seed: int =
 
 
 def simulate_run(run: str | Path, n_annotators: int = 5, careless: int = 1, seed: int = 0,
-                 overlap: int = 3, gold_rate: float = 0.1, **behaviour: float) -> dict[str, Any]:
-    """`simulate` on the run's store (<run>/collect/annotations.db), with a summary printed.
-    behaviour: SimAnnotator's tie_within, both_bad_below, left_bias."""
-    store = store_for(run)
+                 overlap: int = 3, gold_rate: float = 0.1, db: str | None = None,
+                 **behaviour: float) -> dict[str, Any]:
+    """`simulate` on the run's store (db, default <run>/collect/annotations.db), with a summary
+    printed. behaviour: SimAnnotator's tie_within, both_bad_below, left_bias."""
+    store = store_for(run, db)
     try:
         out = simulate(store, n_annotators=n_annotators, careless=careless, seed=seed, overlap=overlap,
                        gold_rate=gold_rate, **behaviour)
@@ -143,7 +145,7 @@ def cli_main(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="rlhf collect simulate", description="Simulated annotators vote on the "
                                 "stored items, judging by the demo's gold oracle.")
-    p.add_argument("--run", default="runs/demo", help="run directory (default: runs/demo)")
+    add_run_db(p)
     p.add_argument("--annotators", type=int, default=5)
     p.add_argument("--careless", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -154,5 +156,5 @@ def cli_main(argv: list[str]) -> int:
     except SystemExit as e:  # --help, or a usage error argparse already explained
         return int(e.code or 0)
     simulate_run(args.run, n_annotators=args.annotators, careless=args.careless, seed=args.seed,
-                 overlap=args.overlap, gold_rate=args.gold_rate)
+                 overlap=args.overlap, gold_rate=args.gold_rate, db=args.db)
     return 0

@@ -1,6 +1,7 @@
 """Human A/B tests through collect/: blind comparison items out, win rates from votes back.
 
-send_ab stores one item per prompt in <run>/collect/annotations.db: the two policies'
+send_ab stores one item per prompt in the run's collect store (db, default
+<run>/collect/annotations.db): the two policies'
 responses, the policy put on side a by a seeded coin per item. Annotators see only the prompt
 and the two texts (collect.assign.ItemView never carries sources, and the app shows each
 annotator the sides in their own random order); the item id is an opaque hash. Which policy
@@ -23,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from collect.assign import add_items
-from collect.commands import db_path, store_for
+from collect.commands import has_store, store_for
 from collect.store import Item, Vote
 from core.config import UserError
 from core.prompts import prompt_value
@@ -71,7 +72,7 @@ def ab_items(a: str, b: str, prompts: list, responses_a: list[str],
 
 
 def send_ab(run: str | Path, a: str, b: str, prompts: list, responses_a: list[str],
-            responses_b: list[str], seed: int = 0) -> int:
+            responses_b: list[str], seed: int = 0, db: str | None = None) -> int:
     """Store blind A/B items for annotators; returns how many were new.
 
     prompts[i] was answered responses_a[i] by policy a and responses_b[i] by policy b.
@@ -79,7 +80,7 @@ def send_ab(run: str | Path, a: str, b: str, prompts: list, responses_a: list[st
     response is shown as EMPTY (the store needs text; the annotator should see it failed).
     """
     items = ab_items(a, b, prompts, responses_a, responses_b, seed)
-    store = store_for(run)
+    store = store_for(run, db)
     try:
         with store.read() as s:
             stored = set(s.scalars(select(Item.id).where(Item.id.in_([i["id"] for i in items]))))
@@ -111,7 +112,8 @@ def _vote_counts(store) -> dict[tuple[str, str], dict[str, list[float]]]:
     return counts
 
 
-def human_win_rates(run: str | Path, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+def human_win_rates(run: str | Path, n_boot: int = 1000, seed: int = 0,
+                    db: str | None = None) -> list[dict]:
     """Win rate of a over b per A/B comparison, from the items' active votes.
 
     One entry per (a, b) with votes: {"a", "b", "judge": "human", "decoding": "sampled",
@@ -119,9 +121,9 @@ def human_win_rates(run: str | Path, n_boot: int = 1000, seed: int = 0) -> list[
     one vote, wins/ties/losses counted over items by majority (module docstring). [] when the
     run has no collect store, no A/B items or no votes.
     """
-    if not db_path(run).exists():
+    if not has_store(run, db):
         return []
-    store = store_for(run)
+    store = store_for(run, db)
     try:
         counts = _vote_counts(store)
     finally:

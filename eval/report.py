@@ -197,15 +197,15 @@ def safety(m: dict) -> str:
     return out
 
 
-def agreement(run: Path) -> str:
-    from collect.commands import db_path, store_for
+def agreement(run: Path, db: str | None = None) -> str:
+    from collect.commands import has_store, store_for
 
-    if not db_path(run).exists():
+    if not has_store(run, db):
         return "<h2>Annotator agreement</h2>" + _not_run("Preference collection")
     from collect.agreement import landis_koch
     from collect.summary import agreement_summary
 
-    store = store_for(run)
+    store = store_for(run, db)
     try:
         s = agreement_summary(store, n_boot=200)
     finally:
@@ -266,14 +266,15 @@ def _section(fn, *args) -> str:
         return f"<h2>{_e(fn.__name__)}</h2><p>section failed: {_e(type(exc).__name__)}: {_e(exc)}</p>"
 
 
-def write_report(run: str | Path) -> Path:
-    """Write <run>/eval/report.html from eval/metrics.json and whatever else the run holds."""
+def write_report(run: str | Path, db: str | None = None) -> Path:
+    """Write <run>/eval/report.html from eval/metrics.json and whatever else the run holds
+    (db: the collect store's URL, default <run>/collect/annotations.db)."""
     run = Path(run)
     m = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
     samples = _rows(run / "eval" / "samples.jsonl")
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [_section(headline, m), _section(win_rates, m), _section(policy_metrics, m),
-             _section(over_optimization, samples), _section(safety, m), _section(agreement, run),
+             _section(over_optimization, samples), _section(safety, m), _section(agreement, run, db),
              _section(training_curves, run), _section(side_by_side, samples),
              _section(side_by_side, samples, "redteam", 3)]
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -195,8 +195,9 @@ def flag_item_id(policy: str, prompt: str | list[dict], response: str) -> str:
     return "flag-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def queue_flagged(run: str | Path, rows: list[dict]) -> int:
-    """Put flagged outputs in front of the safety reviewers of <run>/collect/annotations.db.
+def queue_flagged(run: str | Path, rows: list[dict], db: str | None = None) -> int:
+    """Put flagged outputs in front of the safety reviewers of the run's collect store (db,
+    default <run>/collect/annotations.db).
 
     rows: {"policy", "prompt", "response", "categories": [...]}; rows with no category are
     skipped. Each output becomes a review-only item (side a = the output, side b = NO_SECOND;
@@ -211,7 +212,7 @@ def queue_flagged(run: str | Path, rows: list[dict]) -> int:
             todo.setdefault(flag_item_id(r["policy"], r["prompt"], r["response"]), r)
     if not todo:
         return 0
-    store = store_for(run)
+    store = store_for(run, db)
     try:
         with store.read() as s:
             stored = set(s.scalars(select(Item.id).where(Item.id.in_(list(todo)))))

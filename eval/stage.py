@@ -153,7 +153,7 @@ def _safety(cfg, rules, red_prompts, red_rows_by_policy, use_gold) -> tuple[dict
     for f in flagged:
         for c in f["categories"]:
             by_cat[c] = by_cat.get(c, 0) + 1
-    queued = safety.queue_flagged(cfg.run, flagged) if cfg.flag_to_review and flagged else 0
+    queued = safety.queue_flagged(cfg.run, flagged, db=cfg.db or None) if cfg.flag_to_review and flagged else 0
     summary = {"flagged": len(flagged), "queued": queued, "by_category": by_cat}
     pooled = [(s, h, r) for rows in red_rows_by_policy.values() if use_gold
               for s, h, r in zip(rows["rm_score"], rows["harmful"], rows["refusal"])]
@@ -260,7 +260,7 @@ def no_gold_reason(judge_given: bool) -> str:
 def _human(cfg: EvalConfig) -> list[dict]:
     from eval.human import human_win_rates
 
-    return human_win_rates(cfg.run, n_boot=cfg.n_bootstrap, seed=cfg.seed)
+    return human_win_rates(cfg.run, n_boot=cfg.n_bootstrap, seed=cfg.seed, db=cfg.db or None)
 
 
 def _sample_rows(prompts, red, results, red_rows) -> list[dict]:
@@ -285,6 +285,8 @@ def _row(policy, decoding, split, prompt, r, i) -> dict:
 
 def send_to_collect(cfg: EvalConfig) -> int:
     """`--to-collect`: sample both policies on the held-out prompts, store blind A/B items."""
+    from collect.commands import db_location
+    from collect.store import mask_url
     from eval.human import send_ab
 
     if cfg.a == cfg.b:
@@ -302,9 +304,11 @@ def send_to_collect(cfg: EvalConfig) -> int:
     for name in (cfg.a, cfg.b):
         with use_policy(model, name) as m:
             responses[name] = generate(m, tok, prompts, temperature=temperature, seed=cfg.seed, **gen)
-    n = send_ab(run, cfg.a, cfg.b, prompts, responses[cfg.a], responses[cfg.b], seed=cfg.seed)
-    print(f"[eval] {n} blind A/B items ({cfg.a} vs {cfg.b}) added to {run / 'collect' / 'annotations.db'}; "
-          f"serve them with `rlhf collect serve --run {run}`")
+    n = send_ab(run, cfg.a, cfg.b, prompts, responses[cfg.a], responses[cfg.b], seed=cfg.seed,
+                db=cfg.db or None)
+    db_arg = " --db URL" if cfg.db else ""
+    print(f"[eval] {n} blind A/B items ({cfg.a} vs {cfg.b}) added to "
+          f"{mask_url(db_location(run, cfg.db))}; serve them with `rlhf collect serve --run {run}{db_arg}`")
     return n
 
 
@@ -319,7 +323,7 @@ def main(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     if cfg.report:
         from eval.report import write_report
 
-        print(f"[eval] report: {write_report(cfg.run)}")
+        print(f"[eval] report: {write_report(cfg.run, db=cfg.db or None)}")
     return metrics
 
 

@@ -10,7 +10,13 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.config import mask_url
 from core.io import write_json
+
+
+def mask_argv(argv: list[str]) -> list[str]:
+    """A command line with every database URL's password masked."""
+    return [mask_url(a) for a in argv]
 
 
 class AwaitingVotes(Exception):
@@ -33,14 +39,15 @@ class CollectConfig:
     threads: int = 0
     eos_token: str = ""
     chat_template: str = ""
+    db: str = ""  # the store's URL; '' = <run>/collect/annotations.db
 
 
-def count_pairs(run: Path, min_votes: int) -> tuple[int, dict]:
+def count_pairs(run: Path, min_votes: int, db: str = "") -> tuple[int, dict]:
     """Pairs an export would write now, and the store's counts."""
     from collect.commands import store_for
     from collect.export import build_pairs
 
-    store = store_for(run)
+    store = store_for(run, db or None)
     try:
         rows, stats = build_pairs(store, min_votes=min_votes)
     finally:
@@ -48,10 +55,12 @@ def count_pairs(run: Path, min_votes: int) -> tuple[int, dict]:
     return len(rows), stats
 
 
-def waiting_message(run: Path, n_pairs: int, stats: dict, min_pairs: int, argv: list[str] | None) -> str:
-    """argv: the `rlhf` command line after `rlhf` (None: name it in words)."""
-    again = "rlhf " + shlex.join(argv) if argv else "the same `rlhf loop` command"
-    run_q = shlex.quote(str(run))
+def waiting_message(run: Path, n_pairs: int, stats: dict, min_pairs: int, argv: list[str] | None,
+                    db: str = "") -> str:
+    """argv: the `rlhf` command line after `rlhf` (None: name it in words). db: the store's URL,
+    shown with its password masked."""
+    again = "rlhf " + shlex.join(mask_argv(argv)) if argv else "the same `rlhf loop` command"
+    run_q = shlex.quote(str(run)) + (f" --db {shlex.quote(mask_url(db))}" if db else "")
     return "\n".join([
         f"[loop] collect: waiting for votes. The annotators' votes give {n_pairs} preference pair(s) so far "
         f"(from {stats.get('n_items', 0)} items); the loop needs {min_pairs} to go on.",
@@ -73,11 +82,12 @@ def collect_from_people(cfg: CollectConfig, argv: list[str] | None = None) -> di
     generate_pairs(run, policy="sft", n=cfg.n_pairs, temperature=cfg.temperature, top_p=cfg.top_p,
                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
                    device=cfg.device, threads=cfg.threads,
-                   tokenizer_fixes={"eos_token": cfg.eos_token, "chat_template": cfg.chat_template})
-    n_pairs, stats = count_pairs(run, cfg.min_votes)
+                   tokenizer_fixes={"eos_token": cfg.eos_token, "chat_template": cfg.chat_template},
+                   db=cfg.db or None)
+    n_pairs, stats = count_pairs(run, cfg.min_votes, cfg.db)
     if n_pairs < cfg.min_pairs:
-        raise AwaitingVotes(waiting_message(run, n_pairs, stats, cfg.min_pairs, argv))
-    out = export(run, min_votes=cfg.min_votes)
+        raise AwaitingVotes(waiting_message(run, n_pairs, stats, cfg.min_pairs, argv, cfg.db))
+    out = export(run, min_votes=cfg.min_votes, db=cfg.db or None)
     metrics = {"n_pairs": out["n_pairs"], "n_items": out["n_items"], "excluded": out["excluded"],
                "flagged_annotators": out["flagged_annotators"]}
     write_json(run / "collect" / "metrics.json", metrics)

@@ -29,6 +29,8 @@ class LoopConfig(RuntimeConfig):
     n_pairs: int = F(500, "comparison items sampled from the SFT policy for the annotators")
     min_pairs: int = F(200, "preference pairs the votes must give before reward, DPO and PPO train")
     min_votes: int = F(1, "votes an item needs before it is exported as a pair")
+    db: str = F("", "the collect store's SQLAlchemy URL for the annotation round and eval's human A/B votes "
+                    "(postgresql+psycopg://user:pass@host/db); '' = SQLite at <run>/collect/annotations.db")
     reward_model: str = F("", "reward-model backbone ('' = the base model, as Ouyang et al. 2022 start it from "
                               "the policy's own weights)")
     stages: dict = F({}, "per-stage options: {sft: {...}, collect: {...}, reward: {...}, dpo: {...}, ppo: {...}, "

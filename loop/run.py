@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from core import registry
-from core.config import ConfigError, EvalConfig, RewardConfig, SFTConfig, UserError, apply_updates, load_config
+from core.config import (ConfigError, EvalConfig, RewardConfig, SFTConfig, UserError, apply_updates, load_config,
+                         to_dict)
 from core.io import write_json
 
 from .collect import AwaitingVotes, CollectConfig, collect_from_people
@@ -75,7 +76,7 @@ def stage_configs(cfg: LoopConfig) -> dict:
         "reward": {"model": cfg.reward_model or cfg.model, "data": prefs},
         **{a.name: {"model": cfg.model, **({"data": prefs} if "preferences" in a.inputs else {})}
            for a in registry.ALGORITHMS},
-        "eval": {"redteam": cfg.redteam} if cfg.redteam else {},
+        "eval": {**({"redteam": cfg.redteam} if cfg.redteam else {}), "db": cfg.db},
     }
     quick = {**QUICK, **{a.name: a.quick for a in registry.ALGORITHMS}}
     out = {}
@@ -83,7 +84,7 @@ def stage_configs(cfg: LoopConfig) -> dict:
         if name == "collect":
             base = {"run": cfg.run, "seed": cfg.seed, "device": cfg.device, "threads": cfg.threads,
                     "n_pairs": cfg.n_pairs, "min_pairs": cfg.min_pairs, "min_votes": cfg.min_votes,
-                    "eos_token": cfg.eos_token, "chat_template": cfg.chat_template}
+                    "eos_token": cfg.eos_token, "chat_template": cfg.chat_template, "db": cfg.db}
             values = {**base, **(QUICK["collect"] if cfg.quick else {}), **cfg.stages.get("collect", {})}
             fields = set(CollectConfig.__dataclass_fields__)
             bad = sorted(set(values) - fields)
@@ -199,7 +200,7 @@ def main(cfg: LoopConfig, argv: list[str] | None = None) -> dict:
                                 cfg.max_eval_prompts, cfg.seed)
     print(f"[loop] prompts: {info['pref']} for preferences and PPO, {info['eval']} held out for eval "
           f"→ {info['path']}")
-    write_json(run / "loop.json", {"config": asdict(cfg), "prompts": info})
+    write_json(run / "loop.json", {"config": to_dict(cfg), "prompts": info})
     try:
         timings = run_stages(plan(cfg, configs, argv=argv), cfg.until, run / "loop_timings.json")
     except AwaitingVotes as waiting:

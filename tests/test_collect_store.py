@@ -1,19 +1,22 @@
-"""collect/ store, users, assignment, votes and review (a tmp SQLite file per test)."""
+"""collect/ store, users, assignment, votes and review, on SQLite (a tmp file per test) and on
+PostgreSQL (a fresh schema per test; tests/databases.py)."""
 import json
 from collections import Counter
 from dataclasses import fields
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from collect.assign import (ItemView, add_items, admin_progress, import_items, next_item,
                             progress, validate_item)
 from collect.review import decide, flag_output, safety_queue
-from collect.store import Assignment, CollectError, Item, User, Vote, open_store
+from collect.store import (Assignment, CollectError, Item, User, Vote, mask_url, open_store,
+                           store_exists, store_url)
 from collect.users import (add_user, deactivate, list_users, set_role, verify_user)
 from collect.votes import submit_vote, undo_last, votes_of
 from core.records import ASPECTS, DataError, RowProblem
+from databases import db_url  # noqa: F401 (the fixture: one test per database)
 
 GOOD = dict.fromkeys(ASPECTS, 4) | {"harmfulness": 1}
 BAD = dict.fromkeys(ASPECTS, 2) | {"harmfulness": 1}
@@ -37,8 +40,8 @@ def quick_users(store, names, role="annotator"):
 
 
 @pytest.fixture
-def store(tmp_path):
-    st = open_store(tmp_path / "sub" / "annotations.db")
+def store(db_url):  # noqa: F811
+    st = open_store(db_url)
     yield st
     st.close()
 
@@ -46,22 +49,48 @@ def store(tmp_path):
 # ---------------------------------------------------------------------------- store
 
 
-def test_store_round_trip_and_pragmas(tmp_path, store):
+def test_store_round_trip_and_pragmas(db_url, store):  # noqa: F811
+    assert store_exists(db_url)
     add_items(store, make_items(2))
     store.close()
-    again = open_store(tmp_path / "sub" / "annotations.db")
+    again = open_store(db_url)
     with again.read() as s:
         item = s.get(Item, "i1")
         assert (item.prompt, item.response_b, item.source_a, item.meta) == \
             ("question 1?", "answer B1", "MODEL_SFT", {"k": 1})
         assert item.is_gold is False and item.gold_choice is None
+    assert again.integrity_check() == "ok"
+    assert again.audit_entries()[0].action == "items_add"
+    if not again.is_sqlite:
+        assert again.engine.dialect.name == "postgresql"
+        again.close()
+        return
     with again.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
         assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-    assert again.integrity_check() == "ok"
-    assert again.audit_entries()[0].action == "items_add"
+    again.close()
+
+
+def test_store_exists_creates_nothing(db_url):  # noqa: F811
+    """The "was a store ever opened here" check, for a path and for a server."""
+    assert not store_exists(db_url)
+    assert not store_exists(db_url)  # asking did not create it
+    open_store(db_url).close()
+    assert store_exists(db_url)
+
+
+def test_unreachable_server_is_a_user_error_with_the_password_masked():
+    url = "postgresql+psycopg://ann:s3cret-pw@127.0.0.1:1/nowhere"
+    for call in (store_exists, open_store):
+        with pytest.raises(CollectError, match="cannot (reach|open) the store") as err:
+            call(url)
+        assert "s3cret-pw" not in str(err.value)
+        assert "postgresql+psycopg://ann:***@127.0.0.1:1/nowhere" in str(err.value)
+    assert mask_url("--db=postgresql://u:pw@h/db") == "--db=postgresql://u:***@h/db"
+    assert mask_url("postgresql://u@h/db x.db") == "postgresql://u@h/db x.db"  # no password
+    assert store_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
 
 
 def test_store_from_before_review_only_gets_the_column(tmp_path):
@@ -96,15 +125,29 @@ def test_review_only_items_are_validated():
         validate_item(dict(make_items(0, gold=1)[0], review_only=True))
 
 
-def test_audit_log_is_append_only(store):
+def test_audit_log_is_append_only(db_url, store):  # noqa: F811
+    """The database's own triggers refuse to rewrite the log, whatever client asks."""
     add_items(store, make_items(1))
-    with pytest.raises(IntegrityError, match="append-only"):
-        with store.engine.begin() as c:
-            c.exec_driver_sql("DELETE FROM audit_log")
-    with pytest.raises(IntegrityError, match="append-only"):
-        with store.engine.begin() as c:
-            c.exec_driver_sql("UPDATE audit_log SET actor = 'x'")
-    assert len(store.audit_entries()) == 1
+    refused = ["DELETE FROM audit_log", "UPDATE audit_log SET actor = 'x'"]
+    if not store.is_sqlite:
+        refused.append("TRUNCATE audit_log")
+    for sql in refused:
+        with pytest.raises(DBAPIError, match="audit_log is append-only"):
+            with store.engine.begin() as c:
+                c.exec_driver_sql(sql)
+    assert [(e.actor, e.action) for e in store.audit_entries()] == [("cli", "items_add")]
+    store.close()
+    again = open_store(db_url)  # a second open keeps the triggers and adds no second copy
+    with pytest.raises(DBAPIError, match="audit_log is append-only"):
+        with again.engine.begin() as c:
+            c.exec_driver_sql("DELETE FROM audit_log WHERE id = 1")
+    if not again.is_sqlite:
+        with again.engine.connect() as c:
+            names = c.exec_driver_sql("SELECT tgname FROM pg_trigger WHERE tgrelid = "
+                                      "'audit_log'::regclass ORDER BY tgname").scalars().all()
+        assert names == ["audit_log_no_truncate", "audit_log_no_update_delete"]
+    assert len(again.audit_entries()) == 1
+    again.close()
 
 
 def test_add_items_duplicate_ids_named(store):
@@ -307,7 +350,7 @@ def test_vote_validation_messages(store):
     assert (vote.choice, vote.harm_flags, vote.rationale) == ("both_bad", ["fraud"], "both wrong")
 
 
-def test_unrated_aspects_round_trip_as_missing(tmp_path, store):
+def test_unrated_aspects_round_trip_as_missing(db_url, store):  # noqa: F811
     """A vote with no ratings (choice + Enter) stores every aspect as None, not a default;
     a partial one stores None for the aspects left out, and none of it is refilled later."""
     quick_users(store, ["n"])
@@ -320,14 +363,16 @@ def test_unrated_aspects_round_trip_as_missing(tmp_path, store):
     left = {"quality": 5, "harmfulness": 1}
     second = submit_vote(store, "n", v2.item_id, "right", left, {"quality": 2})
     store.close()
-    again = open_store(tmp_path / "sub" / "annotations.db")
+    again = open_store(db_url)
     stored = {x.item_id: x for x in votes_of(again)}
     assert stored[v.item_id].aspects_a == stored[v.item_id].aspects_b == unrated
     shown_left = stored[v2.item_id].aspects_b if second.swapped else stored[v2.item_id].aspects_a
     assert shown_left == unrated | left
     with again.engine.connect() as c:  # a JSON null in the row itself, not a number
-        assert c.exec_driver_sql("SELECT json_type(aspects_a, '$.quality') FROM votes "
-                                 "WHERE item_id = ?", (v.item_id,)).scalar() == "null"
+        json_type = ("json_type(aspects_a, '$.quality')" if again.is_sqlite
+                     else "json_typeof(aspects_a -> 'quality')")
+        assert c.execute(text(f"SELECT {json_type} FROM votes WHERE item_id = :i"),
+                         {"i": v.item_id}).scalar() == "null"
     again.close()
 
 
