@@ -1,5 +1,7 @@
 """collect/ under concurrency and crashes: every vote stored exactly once, overlap never
-exceeded, and a process killed mid-submit loses no committed vote."""
+exceeded, and a process killed mid-submit loses no committed vote. Each test runs on SQLite
+(writers serialized by BEGIN IMMEDIATE) and on PostgreSQL (READ COMMITTED: the conditional
+UPDATE of an item's counter and the unique constraints, with retries; collect/store.py)."""
 import os
 import signal
 import subprocess
@@ -14,6 +16,7 @@ from collect.assign import add_items, next_item
 from collect.store import Assignment, Item, User, Vote, open_store
 from collect.votes import submit_and_next, submit_vote, votes_of
 from core.records import ASPECTS
+from databases import db_url  # noqa: F401 (the fixture: one test per database)
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = dict.fromkeys(ASPECTS, 4) | {"harmfulness": 1}
@@ -47,9 +50,9 @@ def run_threads(target, names):
     assert errors == []
 
 
-def test_20_concurrent_submitters_store_each_vote_once(tmp_path):
+def test_20_concurrent_submitters_store_each_vote_once(db_url):  # noqa: F811
     names = [f"a{k}" for k in range(20)]
-    store = setup(tmp_path / "db.sqlite", names, 60)
+    store = setup(db_url, names, 60)
     start = threading.Barrier(len(names))
     returned: dict[str, list[int]] = {n: [] for n in names}
 
@@ -73,9 +76,9 @@ def test_20_concurrent_submitters_store_each_vote_once(tmp_path):
     store.close()
 
 
-def test_32_concurrent_annotators_never_over_assign(tmp_path):
+def test_32_concurrent_annotators_never_over_assign(db_url):  # noqa: F811
     names = [f"b{k}" for k in range(32)]
-    path = tmp_path / "db.sqlite"
+    path = db_url
     setup(path, names, 20).close()
     start = threading.Barrier(len(names))
 
@@ -120,8 +123,8 @@ while True:
 """
 
 
-def test_killed_mid_submit_loses_no_committed_vote(tmp_path):
-    path = tmp_path / "db.sqlite"
+def test_killed_mid_submit_loses_no_committed_vote(db_url):  # noqa: F811
+    path = db_url
     setup(path, ["k"], 3000).close()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], cwd=ROOT, env=env,
