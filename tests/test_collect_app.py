@@ -5,6 +5,9 @@ item that is not the caller's.
 One server per module on 127.0.0.1 and a free port; clients are gradio_client (what a script
 would use) and raw httpx requests shaped like the browser's (/gradio_api/queue/join with every
 input, hidden session state included, so the crafted values reach the server).
+
+The server's tests run twice: on a SQLite store and on a PostgreSQL one (a fresh schema;
+tests/databases.py skips those without a server, and fails them under CI).
 """
 import asyncio
 import html
@@ -30,6 +33,7 @@ from collect.assign import add_items
 from collect.store import Assignment, Review, Vote, open_store
 from collect.users import add_user, deactivate
 from core.records import ASPECTS
+from databases import DATABASES, fresh_pg_url
 
 PASSWORD = "correct horse battery"
 USERS = {"ann1": "annotator", "ann2": "annotator", "ann3": "annotator", "rev": "reviewer",
@@ -54,10 +58,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module", params=DATABASES)
+def store_location(request, tmp_path_factory):
+    """The module server's store: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path_factory.mktemp("app-db") / "annotations.db")
+    else:
+        with fresh_pg_url() as url:
+            yield url
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_location):
     tmp = tmp_path_factory.mktemp("app")
-    store = open_store(tmp / "annotations.db")
+    store = open_store(store_location)
     for name, role in USERS.items():
         add_user(store, name, role, PASSWORD)
     # overlap 1: each item goes to one annotator, so "someone else's item" is well defined
@@ -154,6 +168,21 @@ def test_default_bind_is_loopback(tmp_path):
         assert app.local_url.startswith("http://127.0.0.1:")
     finally:
         app.close()
+
+
+def test_serve_opens_the_store_that_db_names(tmp_path, server, store_location):
+    """`rlhf collect serve --db URL`: the app logs in the accounts of that store and leaves
+    the run's default SQLite file alone."""
+    app = serve(tmp_path, port=free_port(), prevent_thread_lock=True, db=store_location)
+    try:
+        with httpx.Client(base_url=app.local_url.rstrip("/"), timeout=20) as http:
+            assert http.post("/login", data={"username": "ann1", "password": PASSWORD}
+                             ).status_code == 200
+            assert http.post("/login", data={"username": "ann1", "password": "wrong pass"}
+                             ).status_code != 200
+    finally:
+        app.close()
+    assert not (tmp_path / "collect" / "annotations.db").exists()
 
 
 def test_unauthenticated_client_can_call_nothing(server):
