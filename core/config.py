@@ -437,9 +437,12 @@ def mask_url(text: str) -> str:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The config as plain data, a database URL's password masked (it is written to config
-    files, run cards and printed)."""
+    files, run cards and printed). An empty `db` (the default store) is left out, so the
+    fingerprints of stages that ran before the option existed stay the same."""
     d = dataclasses.asdict(cfg)
-    if isinstance(d.get("db"), str):
+    if d.get("db") == "":
+        del d["db"]
+    elif isinstance(d.get("db"), str):
         d["db"] = mask_url(d["db"])
     return d
 
