@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (JSON, Boolean, CheckConstraint, Float, ForeignKey, ForeignKeyConstraint,
                         Index, Integer, String, Text, UniqueConstraint, create_engine, event,
                         false, inspect, select, text)
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.schema import CreateColumn
@@ -317,9 +317,7 @@ def open_store(url_or_path: str | Path) -> Store:
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
     try:
-        Base.metadata.create_all(engine)
-        _add_new_columns(engine)
-        _append_only(engine)
+        _create_schema(engine)
     except OperationalError as e:
         engine.dispose()
         raise CollectError(f"cannot open the store at {mask_url(url)}: "
@@ -327,29 +325,38 @@ def open_store(url_or_path: str | Path) -> Store:
     return Store(engine)
 
 
-def _append_only(engine: Engine) -> None:
-    if engine.dialect.name == "sqlite":
-        with engine.begin() as conn:
-            for ddl in _APPEND_ONLY:
-                conn.exec_driver_sql(ddl)
-    elif engine.dialect.name == "postgresql":
+# Key of the PostgreSQL advisory lock that serializes schema set-up between processes.
+_SCHEMA_LOCK = 0x726C6866  # "rlhf"
+
+
+def _create_schema(engine: Engine) -> None:
+    """Tables, new columns and the audit triggers, whatever is missing, in one transaction.
+    Processes opening a new store at once take turns (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+    advisory lock), so the second finds the first one's tables instead of racing to create
+    them."""
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        Base.metadata.create_all(conn)
+        _add_new_columns(conn)
+        _append_only(conn)
+
+
+def _append_only(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        for ddl in _APPEND_ONLY:
+            conn.exec_driver_sql(ddl)
+    elif conn.dialect.name == "postgresql":
         for name, ddl in _PG_APPEND_ONLY.items():
-            if _pg_has_trigger(engine, name):
-                continue
-            try:
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(_PG_APPEND_ONLY_FN)
-                    conn.exec_driver_sql(ddl)
-            except DBAPIError:  # another process opening the store created it first
-                if not _pg_has_trigger(engine, name):
-                    raise
+            if not _pg_has_trigger(conn, name):
+                conn.exec_driver_sql(_PG_APPEND_ONLY_FN)
+                conn.exec_driver_sql(ddl)
 
 
-def _pg_has_trigger(engine: Engine, name: str) -> bool:
+def _pg_has_trigger(conn: Connection, name: str) -> bool:
     q = text("SELECT 1 FROM pg_trigger WHERE tgname = :name "
              "AND tgrelid = to_regclass(current_schema() || '.audit_log')")
-    with engine.connect() as conn:
-        return conn.execute(q, {"name": name}).first() is not None
+    return conn.execute(q, {"name": name}).first() is not None
 
 
 # Columns added after stores were first created: create_all makes missing tables, not missing
@@ -358,24 +365,15 @@ def _pg_has_trigger(engine: Engine, name: str) -> bool:
 _NEW_COLUMNS = (Item.__table__.c.review_only,)
 
 
-def _has_column(engine: Engine, col) -> bool:
-    return col.name in {c["name"] for c in inspect(engine).get_columns(col.table.name)}
-
-
-def _add_new_columns(engine: Engine) -> None:
+def _add_new_columns(conn: Connection) -> None:
     for col in _NEW_COLUMNS:
-        if _has_column(engine, col):
+        if col.name in {c["name"] for c in inspect(conn).get_columns(col.table.name)}:
             continue
-        try:
-            with engine.begin() as conn:
-                ddl = CreateColumn(col).compile(dialect=engine.dialect)
-                conn.exec_driver_sql(f"ALTER TABLE {col.table.name} ADD COLUMN {ddl}")
-                for index in (i for i in col.table.indexes if col.name in i.columns):
-                    index.drop(conn, checkfirst=True)
-                    index.create(conn)
-        except DBAPIError:  # another process opening the store added it first
-            if not _has_column(engine, col):
-                raise
+        ddl = CreateColumn(col).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {col.table.name} ADD COLUMN {ddl}")
+        for index in (i for i in col.table.indexes if col.name in i.columns):
+            index.drop(conn, checkfirst=True)
+            index.create(conn)
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -385,12 +383,13 @@ def _sqlite_setup(engine: Engine) -> None:
         # first write, too late for a race-free check-then-insert) and issue it in "begin".
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        # First: switching to WAL below needs the lock another process may hold a moment.
+        cur.execute("PRAGMA busy_timeout=5000")
         if engine.url.database not in (None, "", ":memory:"):
             cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         # NORMAL in WAL mode: a killed process loses nothing committed; only a power cut can
         # drop the last transactions (never corrupt the file). FULL would fsync every vote.
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=5000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

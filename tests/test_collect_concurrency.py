@@ -154,3 +154,24 @@ def test_killed_mid_submit_loses_no_committed_vote(db_url):  # noqa: F811
     submit_vote(store, "k", v.item_id, "right", GOOD, BAD)
     assert len(votes_of(store, annotator="k")) == len(votes) + 1
     store.close()
+
+
+def test_servers_opening_a_new_store_at_once_all_get_it(db_url):  # noqa: F811
+    """Several processes started together on an empty database: each creates what is missing
+    (tables, triggers) or finds it made by another, and none fails."""
+    names = [f"o{k}" for k in range(8)]
+    start = threading.Barrier(len(names))
+    opened = []
+
+    def work(name):
+        start.wait()
+        store = open_store(db_url)
+        with store.write() as s:
+            s.add(User(name=name, role="annotator", password_hash="-"))
+        opened.append(store)
+
+    run_threads(work, names)
+    with opened[0].read() as s:
+        assert sorted(s.scalars(select(User.name))) == names
+    for store in opened:
+        store.close()
