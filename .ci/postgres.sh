@@ -19,8 +19,9 @@ if [ "$(id -u)" != 0 ]; then
     SUDO="sudo"
 fi
 
+# The newest installed server's bin directory, or nothing.
 pg_bin() {
-    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+    { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -n 1
 }
 
 as_postgres() {
