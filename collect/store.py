@@ -316,13 +316,20 @@ def open_store(url_or_path: str | Path) -> Store:
     engine = _engine(url)
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
-    try:
-        _create_schema(engine)
-    except OperationalError as e:
-        engine.dispose()
-        raise CollectError(f"cannot open the store at {mask_url(url)}: "
-                           f"{mask_url(_first_line(e.orig))}") from None
-    return Store(engine)
+    busy = 0
+    while True:
+        try:
+            _create_schema(engine)
+            return Store(engine)
+        except OperationalError as e:
+            # A new SQLite file switching to WAL while another process does the same can
+            # answer BUSY without waiting on busy_timeout: try again after a moment.
+            busy += 1
+            if not _is_busy(e) or busy > _BUSY_RETRIES:
+                engine.dispose()
+                raise CollectError(f"cannot open the store at {mask_url(url)}: "
+                                   f"{mask_url(_first_line(e.orig))}") from None
+            time.sleep(0.05 * busy)
 
 
 # Key of the PostgreSQL advisory lock that serializes schema set-up between processes.
