@@ -1,4 +1,4 @@
-# Set-up is a stamp file: the venv is rebuilt only when pyproject.toml changes.
+# Set-up is a stamp file: the venv is rebuilt only when pyproject.toml or requirements.lock changes.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
