@@ -1,5 +1,5 @@
 """The admin's page: progress per annotator, the agreement dashboard (naming the annotators
-to look at), the export to preference pairs, and the accounts.
+to look at), the export to preference pairs, and the accounts (create, disable, enable, reset a password).
 
 Admins only: the logic functions used here do not check roles themselves, so every handler
 checks first (session_user with ADMINS). The export path is the server's setting; the client
@@ -12,12 +12,12 @@ import time
 
 import gradio as gr
 
-from .app_common import ADMINS, AppConfig, md_text, refusals, session_user, skips
+from .app_common import ADMINS, AppConfig, md_text, refusals, refused, session_user, skips
 from .assign import admin_progress
 from .export import export_preferences
-from .store import CollectError, Store
+from .store import ROLES, CollectError, Store
 from .summary import agreement_summary
-from .users import list_users
+from .users import activate, add_user, deactivate, list_users, reset_password
 
 PROGRESS_HEADERS = ["annotator", "role", "active", "done", "open", "gold done", "last submit"]
 AGREEMENT_HEADERS = ["question", "method", "value", "95% CI", "Landis-Koch", "items"]
@@ -82,7 +82,21 @@ class AdminView:
             gr.Markdown("### Accounts")
             self.users = gr.Dataframe(headers=USER_HEADERS, interactive=False,
                                       elem_id="admin-users")
-            gr.Markdown("Add accounts with `rlhf collect users add NAME --role annotator`.")
+            with gr.Row():
+                self.account_name = gr.Textbox(label="account name", max_lines=1,
+                                               elem_id="admin-account-name")
+                self.account_role = gr.Dropdown(list(ROLES), value="annotator", label="role",
+                                                elem_id="admin-account-role")
+                self.account_password = gr.Textbox(label="password (new or reset)", max_lines=1,
+                                                   type="password",
+                                                   elem_id="admin-account-password")
+            with gr.Row():
+                self.create_btn = gr.Button("Create account", variant="primary",
+                                            elem_id="admin-create")
+                self.disable_btn = gr.Button("Disable", elem_id="admin-disable")
+                self.enable_btn = gr.Button("Enable", elem_id="admin-enable")
+                self.reset_btn = gr.Button("Reset password", elem_id="admin-reset")
+            self.account_status = gr.Markdown("", elem_id="admin-account-status")
 
     @property
     def outputs(self) -> list:
@@ -92,6 +106,15 @@ class AdminView:
         self.refresh_btn.click(self.refresh, None, self.outputs, api_name="admin_refresh")
         self.export_btn.click(self.export, [self.min_agreement], [self.export_status],
                               api_name="admin_export")
+        account_out = [self.account_status, self.users, self.account_password]
+        self.create_btn.click(self.create_account, [self.account_name, self.account_role,
+                              self.account_password], account_out, api_name="admin_user_add")
+        self.disable_btn.click(self.disable_account, [self.account_name], account_out,
+                               api_name="admin_user_disable")
+        self.enable_btn.click(self.enable_account, [self.account_name], account_out,
+                              api_name="admin_user_enable")
+        self.reset_btn.click(self.reset_account_password, [self.account_name,
+                             self.account_password], account_out, api_name="admin_user_reset")
 
     # ---------------------------------------------------------------------- handlers
 
@@ -107,9 +130,53 @@ class AdminView:
         session_user(self.store, request, ADMINS)
         prog = admin_progress(self.store, self.cfg.overlap)
         summary = agreement_summary(self.store, n_boot=self.cfg.n_boot, seed=self.cfg.seed)
-        users = [[u.name, u.role, u.active, _when(u.created_at)] for u in list_users(self.store)]
         return [items_text(prog), progress_rows(prog), agreement_rows(summary),
-                flagged_text(summary), users]
+                flagged_text(summary), self.user_rows()]
+
+    def user_rows(self) -> list[list]:
+        return [[u.name, u.role, u.active, _when(u.created_at)] for u in list_users(self.store)]
+
+    def _account(self, request: gr.Request, change) -> list:
+        """Run change(admin name) -> done message for an admin. A refused change (a weak
+        password, an unknown name) is the status line; a caller who is not an active admin
+        gets an error, the page's and the API's alike. The password field is cleared either
+        way."""
+        admin = session_user(self.store, request, ADMINS)
+        try:
+            done = change(admin.name)
+        except CollectError as e:
+            return [refused(e), gr.skip(), ""]
+        return [done, self.user_rows(), ""]
+
+    @refusals
+    def create_account(self, request: gr.Request, name: str, role: str, password: str) -> list:
+        def change(admin):
+            add_user(self.store, name, role, password, actor=admin)
+            return f"Created **{md_text(name)}** ({md_text(role)})."
+        return self._account(request, change)
+
+    @refusals
+    def disable_account(self, request: gr.Request, name: str) -> list:
+        def change(admin):
+            if name == admin:
+                raise CollectError("an admin cannot disable their own account")
+            deactivate(self.store, name, actor=admin)
+            return f"Disabled **{md_text(name)}**: their log-in and open sessions are refused."
+        return self._account(request, change)
+
+    @refusals
+    def enable_account(self, request: gr.Request, name: str) -> list:
+        def change(admin):
+            activate(self.store, name, actor=admin)
+            return f"Enabled **{md_text(name)}**."
+        return self._account(request, change)
+
+    @refusals
+    def reset_account_password(self, request: gr.Request, name: str, password: str) -> list:
+        def change(admin):
+            reset_password(self.store, name, password, actor=admin)
+            return f"Reset the password of **{md_text(name)}**."
+        return self._account(request, change)
 
     @refusals
     def export(self, request: gr.Request, min_agreement: float | None) -> str:

@@ -140,6 +140,28 @@ def deactivate(store: Store, name: str, actor: str = "cli") -> User:
     return _update(store, name, actor, "user_deactivate", active=False)
 
 
+def activate(store: Store, name: str, actor: str = "cli") -> User:
+    """A deactivated account may log in and work again, with the role it had."""
+    return _update(store, name, actor, "user_activate", active=True)
+
+
+def reset_password(store: Store, name: str, password: str, actor: str = "cli") -> User:
+    """A new password for `name` (the strength policy applies). The audit row names who reset
+    whose password, never the password or its hash."""
+    check_password_strength(password, name)
+    hashed = hash_password(password)  # slow on purpose: outside the write transaction
+
+    def write(s):
+        user = s.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise CollectError(f"no user named {name!r}")
+        user.password_hash = hashed
+        audit(s, actor, "user_reset_password", name=name)
+        return user
+
+    return store.transact(write)
+
+
 def list_users(store: Store) -> list[User]:
     with store.read() as s:
         return list(s.scalars(select(User).order_by(User.name)))

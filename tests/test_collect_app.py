@@ -423,6 +423,66 @@ def test_deactivated_user_loses_access_in_an_open_session(server):
     assert count(store, Vote, Vote.annotator == "ann3") == 0
 
 
+ACCOUNT_CALLS = [("admin_user_add", ["mallory", "admin", "a long enough phrase"]),
+                 ("admin_user_disable", ["adm"]), ("admin_user_enable", ["ann3"]),
+                 ("admin_user_reset", ["adm", "a long enough phrase"])]
+
+
+def forget_failed_logins(server):
+    """The failed log-ins below are deliberate: they must not throttle the later ones."""
+    server["throttle"].__init__(limit=3, address_limit=8, name_limit=20)
+
+
+def test_only_an_admin_manages_accounts_over_http(server):
+    store = server["store"]
+    forget_failed_logins(server)
+    before = len(store.audit_entries())
+    for name in ("ann1", "rev"):
+        c = client(server, name)
+        http = http_login(server, name)
+        for api_name, data in ACCOUNT_CALLS:
+            with pytest.raises(AppError, match="Not allowed"):
+                c.predict(*data, api_name=f"/{api_name}")
+            msg = raw_call(server, http, api_name, data)
+            assert not msg["success"] and "Not allowed" in json.dumps(msg["output"])
+    assert len(store.audit_entries()) == before
+    with pytest.raises(ValueError):  # nobody was created, and adm's password is unchanged
+        client(server, "mallory", "a long enough phrase")
+    client(server, "adm").predict(api_name="/admin_refresh")
+
+
+def test_admin_creates_disables_enables_and_resets_an_account_over_http(server):
+    store = server["store"]
+    forget_failed_logins(server)
+    a = client(server, "adm")
+    weak = a.predict("carol", "annotator", "password1234", api_name="/admin_user_add")
+    assert "too easy to guess" in html.unescape(weak[0]) and "password1234" not in weak[0]
+    with pytest.raises(ValueError):
+        client(server, "carol", "password1234")
+    done = a.predict("carol", "annotator", "carol's long phrase", api_name="/admin_user_add")
+    assert "Created" in done[0] and "carol" in done[0] and done[2] == ""
+    assert ["carol", "annotator", True] in [row[:3] for row in done[1]["data"]]
+    carol = client(server, "carol", "carol's long phrase")
+    assert "Item" in json.dumps(carol.predict(api_name="/annotate_page"))
+    a.predict("carol", api_name="/admin_user_disable")
+    refusal = carol.predict("left", [], "", *RATINGS, api_name="/submit")[-1]
+    assert "not an active user" in html.unescape(refusal)
+    with pytest.raises(ValueError):
+        client(server, "carol", "carol's long phrase")
+    assert "cannot disable their own" in html.unescape(
+        a.predict("adm", api_name="/admin_user_disable")[0])
+    a.predict("carol", api_name="/admin_user_enable")
+    a.predict("carol", "carol's new phrase", api_name="/admin_user_reset")
+    with pytest.raises(ValueError):
+        client(server, "carol", "carol's long phrase")
+    forget_failed_logins(server)
+    client(server, "carol", "carol's new phrase").predict(api_name="/annotate_page")
+    rows = [(e.actor, e.action, e.detail.get("name")) for e in store.audit_entries(limit=4)]
+    assert rows == [("adm", "user_reset_password", "carol"), ("adm", "user_activate", "carol"),
+                    ("adm", "user_deactivate", "carol"), ("adm", "user_add", "carol")]
+    assert "phrase" not in json.dumps([e.detail for e in store.audit_entries()])
+
+
 # --------------------------------------------------------------------- session expiry
 
 

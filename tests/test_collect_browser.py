@@ -71,12 +71,12 @@ def browser():
         b.close()
 
 
-def login(browser, server, name, screenshot=None):
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+def login(browser, server, name, screenshot=None, password=PASSWORD, height=900):
+    page = browser.new_context(viewport={"width": 1280, "height": height}).new_page()
     page.set_default_timeout(TIMEOUT)
     page.goto(server["url"])
     page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORD)
+    page.get_by_label("password").fill(password)
     if screenshot:
         page.screenshot(path=artifacts_dir() / screenshot)
     page.get_by_role("button", name="Login").click()
@@ -192,3 +192,37 @@ def test_admin_sees_progress_and_exports(browser, server):
     assert Path(server["cfg"].export_path).exists()
     page.screenshot(path=artifacts_dir() / "collect-admin.png", full_page=True)
     page.close()
+
+
+def test_admin_creates_and_disables_an_account_that_then_logs_in_and_is_refused(browser, server):
+    store = server["store"]
+    add_items(store, [{"id": "for-nina", "prompt": "Where is the station?",
+                       "response_a": "Two streets north.", "response_b": "Somewhere."}])
+    admin = login(browser, server, "adam", height=800)
+    admin.get_by_label("account name").fill("nina")
+    admin.get_by_label("password (new or reset)").fill("password1234")
+    admin.locator("#admin-create").click()
+    wait_text(admin, "#admin-account-status", "too easy to guess")
+    assert "password1234" not in admin.locator("#admin-panel").inner_text()
+    assert admin.get_by_label("password (new or reset)").input_value() == ""
+
+    admin.get_by_label("password (new or reset)").fill("nina's own long phrase")
+    admin.locator("#admin-create").click()
+    wait_text(admin, "#admin-account-status", "Created nina (annotator)")
+    admin.locator("#admin-users").filter(has_text="nina").wait_for()
+    admin.screenshot(path=artifacts_dir() / "collect-admin-accounts.png")
+
+    nina = login(browser, server, "nina", password="nina's own long phrase")
+    wait_text(nina, "#progress", "Item 1 of")
+    admin.locator("#admin-disable").click()
+    wait_text(admin, "#admin-account-status", "Disabled nina")
+
+    no_focus(nina)
+    nina.keyboard.press("1")
+    nina.keyboard.press("Enter")
+    wait_text(nina, "#annotate-status", "not an active user")
+    assert votes(store, "nina") == []
+    actions = [(e.actor, e.action, e.detail["name"]) for e in store.audit_entries(limit=2)]
+    assert actions == [("adam", "user_deactivate", "nina"), ("adam", "user_add", "nina")]
+    nina.close()
+    admin.close()

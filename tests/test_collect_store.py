@@ -13,7 +13,8 @@ from collect.assign import (ItemView, add_items, admin_progress, import_items, n
 from collect.review import decide, flag_output, safety_queue
 from collect.store import (Assignment, CollectError, Item, User, Vote, mask_url, open_store,
                            store_exists, store_url)
-from collect.users import (add_user, deactivate, list_users, set_role, verify_user)
+from collect.users import (activate, add_user, deactivate, list_users, require_user,
+                           reset_password, set_role, verify_user)
 from collect.votes import submit_vote, undo_last, votes_of
 from core.records import ASPECTS, DataError, RowProblem
 from databases import db_url  # noqa: F401 (the fixture: one test per database)
@@ -211,6 +212,36 @@ def test_users_hash_verify_roles(store):
             add_user(store, "zed", "annotator", weak)
     actions = [e.action for e in store.audit_entries()]
     assert actions.count("user_add") == 2 and "user_deactivate" in actions
+
+
+def test_admin_creates_disables_enables_and_resets_with_audit_rows(store):
+    add_user(store, "boss", "admin", "correct horse", actor="cli")
+    add_user(store, "newbie", "annotator", "first long phrase", actor="boss")
+    assert verify_user(store, "newbie", "first long phrase").role == "annotator"
+    with store.read() as s:  # a session opened while the account was active
+        assert require_user(s, "newbie").name == "newbie"
+    deactivate(store, "newbie", actor="boss")
+    assert verify_user(store, "newbie", "first long phrase") is None  # log-in refused
+    with store.read() as s, pytest.raises(PermissionError, match="not an active user"):
+        require_user(s, "newbie")  # every call of a live session checks this
+    activate(store, "newbie", actor="boss")
+    assert verify_user(store, "newbie", "first long phrase").name == "newbie"
+    with pytest.raises(CollectError, match="too easy"):
+        reset_password(store, "newbie", "password1234", actor="boss")
+    with pytest.raises(CollectError, match="no user named"):
+        reset_password(store, "ghost", "second long phrase", actor="boss")
+    with pytest.raises(CollectError, match="no user named"):
+        activate(store, "ghost", actor="boss")
+    reset_password(store, "newbie", "second long phrase", actor="boss")
+    assert verify_user(store, "newbie", "first long phrase") is None
+    assert verify_user(store, "newbie", "second long phrase").name == "newbie"
+    rows = [(e.actor, e.action, e.detail.get("name")) for e in reversed(store.audit_entries())]
+    assert rows == [("cli", "user_add", "boss"), ("boss", "user_add", "newbie"),
+                    ("boss", "user_deactivate", "newbie"), ("boss", "user_activate", "newbie"),
+                    ("boss", "user_reset_password", "newbie")]
+    logged = json.dumps([e.detail for e in store.audit_entries()])
+    for secret in ("phrase", "password1234", "scrypt"):
+        assert secret not in logged
 
 
 # ----------------------------------------------------------------------- assignment
