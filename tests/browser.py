@@ -5,6 +5,7 @@
 `artifacts_dir()`: $RLHF_TEST_ARTIFACTS, else test-artifacts/ (gitignored; CI keeps them).
 """
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,19 @@ def artifacts_dir() -> Path:
     out = Path(os.environ.get("RLHF_TEST_ARTIFACTS") or ROOT / "test-artifacts")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a test server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    """One headless Chromium per test module (import it as the module's `browser` fixture)."""
+    with sync_api().sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()

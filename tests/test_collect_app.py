@@ -14,7 +14,6 @@ import html
 import inspect
 import json
 import re
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +23,8 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from sqlalchemy import func, select
+
+from browser import free_port
 
 import collect.app
 from collect.app import DEFAULT_HOST, LoginThrottle, build_app, launch, make_auth, serve
@@ -51,11 +52,6 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=DATABASES)

@@ -6,16 +6,16 @@ Screenshots of each view go to test-artifacts/ (gitignored; CI keeps them as art
 Chromium comes from `.ci/install_chromium.sh` (apt's chromium): without /usr/bin/chromium the
 module is skipped, saying so.
 """
-import socket
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from browser import ARGS, CHROMIUM, TIMEOUT, artifacts_dir
-from browser import sync_api as _sync_api
+from browser import TIMEOUT, artifacts_dir, free_port
+from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
+from browser import sync_api
 
-sync_api = _sync_api()
+sync_api()  # skips this module without chromium or playwright
 
 from collect.app import build_app, launch  # noqa: E402
 from collect.app_common import AppConfig  # noqa: E402
@@ -32,11 +32,6 @@ XSS = ('<script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
 # Item ids and flag reasons are free text too, and reach the reviewer's table and menu.
 XSS_ID = 'a-xss <b>id</b><img src=x onerror="window.__xss=4">'
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +57,6 @@ def server(tmp_path_factory):
     app.close()
     store.close()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def login(browser, server, name, screenshot=None, password=PASSWORD, height=900):

@@ -3,15 +3,15 @@ ratings) by keys alone, counted; the key map, the progress bar, the guidelines o
 first visit only, and the page at 1280x800 and at a phone's 390 px width. Screenshots go to
 artifacts_dir() ($RLHF_TEST_ARTIFACTS, else test-artifacts/).
 """
-import socket
 
 import pytest
 from sqlalchemy import select
 
-from browser import ARGS, CHROMIUM, TIMEOUT, artifacts_dir
-from browser import sync_api as _sync_api
+from browser import TIMEOUT, artifacts_dir, free_port
+from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
+from browser import sync_api
 
-sync_api = _sync_api()
+sync_api()  # skips this module without chromium or playwright
 
 from collect.app import build_app, launch  # noqa: E402
 from collect.app_common import AppConfig  # noqa: E402
@@ -26,11 +26,6 @@ GUIDELINES = "**Round 7.** Prefer the response that cites the opening hours."
 LEFT = dict(zip(ASPECTS, [5, 4, 5, 1, 5, 4, 5]))
 RIGHT = dict(zip(ASPECTS, [2, 3, 1, 2, 2, 3, 1]))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +46,6 @@ def server(tmp_path_factory):
     app.close()
     store.close()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def login(browser, server, name, width=1280, height=800):

@@ -7,16 +7,16 @@ category, and an item id full of Markdown shown as text. Also: nothing of a vote
 the browser's storage after log-out. Screenshots (1280x800) go to test-artifacts/.
 """
 import json
-import socket
 import time
 
 import pytest
 from sqlalchemy import select
 
-from browser import ARGS, CHROMIUM, TIMEOUT, artifacts_dir
-from browser import sync_api as _sync_api
+from browser import TIMEOUT, artifacts_dir, free_port
+from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
+from browser import sync_api
 
-sync_api = _sync_api()
+sync_api()  # skips this module without chromium or playwright
 
 from collect.app import LoginThrottle, build_app, launch  # noqa: E402
 from collect.app_common import AppConfig, Sessions  # noqa: E402
@@ -38,11 +38,6 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +63,6 @@ def server(tmp_path_factory):
     app.close()
     store.close()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def open_login(browser, server):
