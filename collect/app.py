@@ -156,6 +156,14 @@ def build_app(store: Store, cfg: AppConfig | None = None) -> gr.Blocks:
     return app
 
 
+# Threads that run handlers (Gradio's default: 40). Every vote is a short write, and on SQLite
+# the writes take turns anyway; with 32 annotators voting at once, 32 threads competing for
+# the GIL kept the writer that held the lock waiting (bench/collect_load.py, 2 cores: 114
+# votes/s with 40 threads, 146 with 8 or 4, 90 with 2; on PostgreSQL 86-87 with 8 or 40,
+# p95 509 vs 805 ms).
+WORKER_THREADS = 8
+
+
 def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
            prevent_thread_lock: bool = False, quiet: bool = False,
            sessions: Sessions | None = None, throttle: LoginThrottle | None = None) -> str:
@@ -175,7 +183,7 @@ def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = D
                            head=KEYBOARD_JS, css=CSS, share=False, ssr_mode=False,
                            show_error=False, prevent_thread_lock=prevent_thread_lock,
                            quiet=quiet, footer_links=["settings"], run_history=False,
-                           max_file_size=0,
+                           max_file_size=0, max_threads=WORKER_THREADS,
                            app_kwargs={"lifespan": sessions.lifespan, "openapi_url": None,
                                        "middleware": [Middleware(Gate)]})
     return url

@@ -234,9 +234,13 @@ class AnnotateView:
         # output "Error" without its message, so refusals come back in the status line
         # (refusals_in_status). The blank form for the next item is set by the browser after
         # a saved vote only: no round trip, 17 fewer outputs to post-process per vote.
+        # preprocess/postprocess=False: Gradio would hand each of the 17 inputs and 5 outputs
+        # to a worker thread of its own (22 thread hops per vote, 40% of the server's CPU
+        # under load); the values are plain JSON either way, and submit_and_next checks
+        # every one of them (choice, ratings 1-5, harm categories, rationale text).
         self.submit_btn.click(self.submit, [self.item, self.started, *self.form], self.outputs,
-                              api_name="submit", queue=False
-                              ).success(None, [self.status, *self.form], self.form,
+                              api_name="submit", queue=False, preprocess=False,
+                              postprocess=False).success(None, [self.status, *self.form], self.form,
                                         js=RESET_FORM_JS)
         self.undo_btn.click(self.undo, None, self.outputs + self.form, api_name="undo",
                             queue=False)

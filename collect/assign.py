@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import and_, exists, false, func, select, true, update
+from sqlalchemy import and_, bindparam, exists, false, func, select, true, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, join
 
 from core.records import DataError, RowProblem, is_plain, prompt_field, prompt_text, read_rows
@@ -176,32 +177,41 @@ REGULAR = and_(Item.is_gold == false(), Item.review_only == false())
 GOLD = Item.is_gold == true()
 
 
-def _mine(annotator: str):
+def _mine(annotator):
     return exists().where(Assignment.item_id == Item.id, Assignment.annotator == annotator)
 
 
-def _open_assignment(s: Session, annotator: str) -> Assignment | None:
-    """The oldest assignment without an active vote (an undone vote's item comes back first)."""
-    q = (select(Assignment).where(Assignment.annotator == annotator, Assignment.done == false())
+# The statements of every vote, built once and run with parameters (:annotator, :overlap):
+# building one costs more than SQLite takes to run it.
+_ANNOTATOR, _OVERLAP = bindparam("annotator"), bindparam("overlap")
+# The oldest assignment without an active vote (an undone vote's item comes back first).
+_OPEN = (select(Assignment).where(Assignment.annotator == _ANNOTATOR, Assignment.done == false())
          .order_by(Assignment.assigned_at, Assignment.id).limit(1))
-    return s.scalar(q)
+# The regular item closest to overlap that this annotator never had.
+_FIRST_REGULAR = (select(Item.id).where(REGULAR, Item.n_assigned < _OVERLAP, ~_mine(_ANNOTATOR))
+                  .order_by(Item.n_assigned.desc(), Item.created_at, Item.id).limit(1))
+# Count one more assignment on the item unless it is at cap. A conditional UPDATE is an atomic
+# compare-and-increment on any database, so two annotators cannot both take an item's last
+# slot (on SQLite, BEGIN IMMEDIATE already serializes the writers).
+_CLAIM = (update(Item).where(Item.id == bindparam("item_id"))
+          .values(n_assigned=Item.n_assigned + 1)
+          .execution_options(synchronize_session=False))
+_CLAIM_CAPPED = _CLAIM.where(Item.n_assigned < bindparam("cap"))
+_N_HAD = select(func.count()).where(Assignment.annotator == _ANNOTATOR)
+
+
+def _open_assignment(s: Session, annotator: str) -> Assignment | None:
+    return s.scalar(_OPEN, {"annotator": annotator})
 
 
 def _first_regular(s: Session, annotator: str, overlap: int) -> str | None:
-    """The regular item closest to overlap that this annotator never had."""
-    q = (select(Item.id).where(REGULAR, Item.n_assigned < overlap, ~_mine(annotator))
-         .order_by(Item.n_assigned.desc(), Item.created_at, Item.id).limit(1))
-    return s.scalar(q)
+    return s.scalar(_FIRST_REGULAR, {"annotator": annotator, "overlap": overlap})
 
 
 def _claim(s: Session, item_id: str, cap: int | None) -> bool:
-    """Count one more assignment on the item unless it is at cap. A conditional UPDATE is an
-    atomic compare-and-increment on any database, so two annotators cannot both take an
-    item's last slot (on SQLite, BEGIN IMMEDIATE already serializes the writers)."""
-    q = update(Item).where(Item.id == item_id).values(n_assigned=Item.n_assigned + 1)
-    if cap is not None:
-        q = q.where(Item.n_assigned < cap)
-    return s.execute(q.execution_options(synchronize_session=False)).rowcount == 1
+    if cap is None:
+        return s.execute(_CLAIM, {"item_id": item_id}).rowcount == 1
+    return s.execute(_CLAIM_CAPPED, {"item_id": item_id, "cap": cap}).rowcount == 1
 
 
 def _pick_gold(s: Session, annotator: str) -> str | None:
@@ -212,8 +222,7 @@ def _pick_gold(s: Session, annotator: str) -> str | None:
 
 def _pick(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int) -> str | None:
     # The gold coin's draw index; without gold items to mix in, one statement less.
-    n_had = s.scalar(select(func.count()).where(Assignment.annotator == annotator)) \
-        if gold_rate else 0
+    n_had = s.scalar(_N_HAD, {"annotator": annotator}) if gold_rate else 0
     for _ in range(8):
         regular = _first_regular(s, annotator, overlap)
         # Gold only ever replaces a regular item: once the regular pool is empty we stop
@@ -273,19 +282,21 @@ def next_item(store: Store, annotator: str, overlap: int = 3, gold_rate: float =
 def view_assignment(store: Store, a: Assignment | None, overlap: int, gold_rate: float
                     ) -> ItemView | None:
     """What the annotator sees of an assignment made in a write transaction, read after it
-    committed: progress counts need no write lock, so the writer's turn stays short."""
+    committed: progress counts need no write lock, so the writer's turn stays short. One
+    statement on a plain connection: an ORM session costs more than the read."""
     if a is None:
         return None
-    with store.read() as s:
-        return _view(s, a, overlap, gold_rate)
+    with store.engine.connect() as conn:
+        return _view(conn, a, overlap, gold_rate)
 
 
-def _view(s: Session, a: Assignment, overlap: int, gold_rate: float) -> ItemView:
-    item = s.get(Item, a.item_id)
-    left, right = (item.response_b, item.response_a) if a.swapped else \
-        (item.response_a, item.response_b)
-    done, total = _progress(s, a.annotator, overlap, gold_rate)
-    return ItemView(item_id=item.id, prompt=item.prompt, left=left, right=right,
+def _view(s: Session | Connection, a: Assignment, overlap: int, gold_rate: float) -> ItemView:
+    row = s.execute(_VIEW, {"item_id": a.item_id, "annotator": a.annotator,
+                            "overlap": overlap}).one()
+    prompt, response_a, response_b, *counts = row
+    left, right = (response_b, response_a) if a.swapped else (response_a, response_b)
+    done, total = _total(counts, gold_rate)
+    return ItemView(item_id=a.item_id, prompt=prompt, left=left, right=right,
                     done=done, total=total)
 
 
@@ -296,20 +307,34 @@ def _count(source, *where):
     return select(func.count()).select_from(source).where(*where).scalar_subquery()
 
 
-def _progress(s: Session, annotator: str, overlap: int, gold_rate: float) -> tuple[int, int]:
-    mine, open_regular = Assignment.annotator == annotator, and_(REGULAR, Item.n_assigned < overlap)
+def _counts() -> list:
+    """The six counts behind "n of N" for :annotator and :overlap (see _total)."""
+    mine, open_regular = Assignment.annotator == _ANNOTATOR, and_(REGULAR, Item.n_assigned < _OVERLAP)
     with_item = join(Assignment, Item, Item.id == Assignment.item_id)
-    # Six counts in one statement: one round trip instead of six.
-    done, assigned, open_items, had, gold_had, gold_items = s.execute(select(
-        _count(Vote, Vote.annotator == annotator, Vote.active),
-        _count(Assignment, mine),
-        _count(Item, open_regular),
-        _count(with_item, mine, open_regular),
-        _count(with_item, mine, GOLD),
-        _count(Item, GOLD))).one()
+    return [_count(Vote, Vote.annotator == _ANNOTATOR, Vote.active),
+            _count(Assignment, mine),
+            _count(Item, open_regular),
+            _count(with_item, mine, open_regular),
+            _count(with_item, mine, GOLD),
+            _count(Item, GOLD)]
+
+
+# One round trip each: the counts alone, and an item's text with them (:item_id).
+_PROGRESS = select(*_counts())
+_VIEW = select(Item.prompt, Item.response_a, Item.response_b, *_counts()) \
+    .where(Item.id == bindparam("item_id"))
+
+
+def _total(counts, gold_rate: float) -> tuple[int, int]:
+    done, assigned, open_items, had, gold_had, gold_items = counts
     available = open_items - had
     expected_gold = min(gold_items - gold_had, round(available * gold_rate / (1.0 - gold_rate)))
     return done, assigned + available + expected_gold
+
+
+def _progress(s: Session, annotator: str, overlap: int, gold_rate: float) -> tuple[int, int]:
+    return _total(s.execute(_PROGRESS, {"annotator": annotator, "overlap": overlap}).one(),
+                  gold_rate)
 
 
 def progress(store: Store, annotator: str, overlap: int = 3, gold_rate: float = 0.1

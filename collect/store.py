@@ -6,7 +6,9 @@ no committed vote and leaves nothing half-written. What keeps concurrent writers
 
 - SQLite: a write transaction starts with BEGIN IMMEDIATE. It takes the database's single write
   lock before its first read, so writers are serialized and a check-then-insert (is this item
-  still under its overlap?) cannot interleave with another writer's.
+  still under its overlap?) cannot interleave with another writer's. Within one process the
+  writers first take turns on a threading.Lock: SQLite's busy handler sleeps between polls,
+  and a lock hands over at once.
 - PostgreSQL (READ COMMITTED): no explicit row locks (no SELECT ... FOR UPDATE). Claiming an
   item's slot is one conditional UPDATE (`n_assigned = n_assigned + 1 WHERE n_assigned < cap`,
   collect/assign.py `_claim`): a second writer blocks on the row lock the first one's UPDATE
@@ -25,6 +27,7 @@ free-form details.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -174,6 +177,8 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+_AUDIT_INSERT = AuditEntry.__table__.insert()
+
 # The database itself refuses to rewrite history, not only the Python API.
 _APPEND_ONLY = [f"""CREATE TRIGGER IF NOT EXISTS audit_log_no_{op} BEFORE {op.upper()} ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END""" for op in ("update", "delete")]
@@ -198,6 +203,7 @@ class Store:
         self._writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         self._read_sessions = sessionmaker(engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
+        self._write_lock = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -207,7 +213,11 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self._write_sessions() as session, session.begin():
+        if self._write_lock is None:
+            with self._write_sessions() as session, session.begin():
+                yield session
+            return
+        with self._write_lock, self._write_sessions() as session, session.begin():
             yield session
 
     def transact(self, fn: Callable[[Session], T], retry_integrity: int = 0) -> T:
@@ -247,8 +257,11 @@ class Store:
 
 
 def audit(session: Session, actor: str, action: str, **detail: Any) -> None:
-    """Append to the audit log inside the caller's transaction (it commits with the change)."""
-    session.add(AuditEntry(at=now(), actor=actor, action=action, detail=detail))
+    """Append to the audit log inside the caller's transaction (it commits with the change).
+    A plain INSERT, not an ORM object: nothing reads the row back, and the unit of work
+    would cost a flush per change."""
+    session.execute(_AUDIT_INSERT, {"at": now(), "actor": actor, "action": action,
+                                    "detail": detail})
 
 
 def _is_busy(e: OperationalError) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.records import ASPECTS
@@ -78,6 +78,10 @@ def _same(v: Vote, fields: dict) -> bool:
 
 def _check_answer(aspects_left: dict, aspects_right: dict, harm_flags: Iterable[str],
                   rationale: str) -> dict:
+    if not isinstance(rationale, (str, type(None))):
+        raise CollectError("rationale: must be text")
+    if not isinstance(harm_flags, (list, tuple, set, frozenset, type(None))):
+        raise CollectError("harm flags: must be a list of categories")
     rationale = (rationale or "").strip()
     if len(rationale) > MAX_RATIONALE:
         raise CollectError(f"rationale: at most {MAX_RATIONALE} characters")
@@ -86,21 +90,26 @@ def _check_answer(aspects_left: dict, aspects_right: dict, harm_flags: Iterable[
             "harm_flags": check_harm_flags(harm_flags), "rationale": rationale}
 
 
+# Built once, run with parameters: building a statement costs more than running it here.
+# The voter, their assignment, their active vote on the item and the newest undone vote
+# there (the one a new answer replaces), in one round trip.
+_older = aliased(Vote)
+_UNDONE = (select(_older.id).where(_older.item_id == bindparam("item_id"),
+                                   _older.annotator == bindparam("annotator"),
+                                   ~_older.active, _older.replaced_by.is_(None))
+           .order_by(_older.id.desc()).limit(1).scalar_subquery())
+_VOTER = (select(User, Assignment, Vote, _UNDONE)
+          .outerjoin(Assignment, and_(Assignment.annotator == User.name,
+                                      Assignment.item_id == bindparam("item_id")))
+          .outerjoin(Vote, and_(Vote.annotator == User.name, Vote.item_id == bindparam("item_id"),
+                                Vote.active))
+          .where(User.name == bindparam("annotator")))
+
+
 def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, answer: dict,
                 started_at: float | None, roles: tuple[str, ...]) -> Vote:
     """submit_vote's work inside the caller's write transaction."""
-    older = aliased(Vote)
-    undone = (select(older.id).where(older.item_id == item_id, older.annotator == annotator,
-                                     ~older.active, older.replaced_by.is_(None))
-              .order_by(older.id.desc()).limit(1).scalar_subquery())
-    # One round trip: the voter, their assignment, their active vote on the item, and the
-    # newest undone vote there (the one a new answer replaces).
-    row = s.execute(
-        select(User, Assignment, Vote, undone)
-        .outerjoin(Assignment, and_(Assignment.annotator == User.name,
-                                    Assignment.item_id == item_id))
-        .outerjoin(Vote, and_(Vote.annotator == User.name, Vote.item_id == item_id, Vote.active))
-        .where(User.name == annotator)).first()
+    row = s.execute(_VOTER, {"item_id": item_id, "annotator": annotator}).first()
     user, a, current, undone_id = row if row is not None else (None,) * 4
     check_user(user, annotator, roles)
     if a is None:

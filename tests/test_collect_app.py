@@ -352,6 +352,33 @@ def test_annotator_reads_and_votes_only_on_own_items(server):
     assert count(store, Vote, Vote.annotator == "ann2") == 0
 
 
+def test_forged_answers_are_refused_in_the_status_line(server):
+    """Submit skips Gradio's per-component checks (speed): values no page can send, posted
+    by hand, are refused by the handler with their reason, and nothing is stored."""
+    store = server["store"]
+    add_user(store, "forger", "annotator", PASSWORD)
+    http = http_login(server, "forger")
+    session = uuid.uuid4().hex[:11]
+    assert raw_call(server, http, "annotate_page", [], session_hash=session)["success"]
+    forged = {
+        "choice": (["left"], [], ""), "rating": ("left", [], "", "5"),
+        "rating range": ("left", [], "", 9), "flag": ("left", ["arson"], ""),
+        "flags": ("left", "violence", ""), "rationale": ("left", [], {"a": 1})}
+    reasons = {"choice": "choice", "rating": "must be a whole number 1-5",
+               "rating range": "must be a whole number 1-5", "flag": "harm flag(s) ['arson']",
+               "flags": "harm flags: must be a list", "rationale": "rationale: must be text"}
+    for what, (choice, flags, rationale, *first) in forged.items():
+        ratings = (first + RATINGS)[:14]
+        msg = raw_call(server, http, "submit", [None, None, choice, flags, rationale] + ratings,
+                       session_hash=session)
+        assert msg["success"], (what, msg)
+        assert reasons[what] in shown(msg), (what, shown(msg))
+    assert count(store, Vote, Vote.annotator == "forger") == 0
+    msg = raw_call(server, http, "submit", [None, None, "left", [], ""] + RATINGS,
+                   session_hash=session)
+    assert "Saved" in shown(msg) and count(store, Vote, Vote.annotator == "forger") == 1
+
+
 def test_vote_without_ratings_is_stored_as_missing(server):
     """Choice + Enter with every rating left unset: the vote goes in, its ratings as None."""
     store = server["store"]
