@@ -195,13 +195,16 @@ def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           session_idle_s: float = AppConfig.session_idle_s,
           prevent_thread_lock: bool = False, db: str | None = None) -> gr.Blocks:
     """Serve the run's store (db: a SQLAlchemy URL; default <run>/collect/annotations.db);
-    export goes to <run>/collect/preferences.jsonl."""
-    from .commands import preferences_path, store_for
+    export goes to <run>/collect/preferences.jsonl. guidelines: a markdown file; default
+    <run>/collect/guidelines.md when it exists, else generic ones."""
+    from .commands import guidelines_path, preferences_path, store_for
     from .users import list_users
 
     cfg = AppConfig(overlap=overlap, gold_rate=gold_rate, seed=seed,
                     export_path=str(preferences_path(run)), session_max_s=session_max_s,
                     session_idle_s=session_idle_s)
+    if not guidelines and guidelines_path(run).is_file():
+        guidelines = guidelines_path(run)
     if guidelines:
         try:
             cfg.guidelines = Path(guidelines).read_text(encoding="utf-8")

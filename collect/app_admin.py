@@ -17,7 +17,7 @@ from .assign import admin_progress
 from .export import export_preferences
 from .store import ROLES, CollectError, Store
 from .summary import agreement_summary
-from .users import activate, add_user, deactivate, list_users, reset_password
+from .users import activate, add_user, deactivate, list_users, reset_password, set_role
 
 PROGRESS_HEADERS = ["annotator", "role", "active", "done", "open", "gold done", "last submit"]
 AGREEMENT_HEADERS = ["question", "method", "value", "95% CI", "Landis-Koch", "items"]
@@ -96,6 +96,7 @@ class AdminView:
                 self.disable_btn = gr.Button("Disable", elem_id="admin-disable")
                 self.enable_btn = gr.Button("Enable", elem_id="admin-enable")
                 self.reset_btn = gr.Button("Reset password", elem_id="admin-reset")
+                self.role_btn = gr.Button("Change role", elem_id="admin-role")
             self.account_status = gr.Markdown("", elem_id="admin-account-status")
 
     @property
@@ -115,6 +116,8 @@ class AdminView:
                               api_name="admin_user_enable")
         self.reset_btn.click(self.reset_account_password, [self.account_name,
                              self.account_password], account_out, api_name="admin_user_reset")
+        self.role_btn.click(self.change_role, [self.account_name, self.account_role],
+                            account_out, api_name="admin_user_role")
 
     # ---------------------------------------------------------------------- handlers
 
@@ -176,6 +179,15 @@ class AdminView:
         def change(admin):
             reset_password(self.store, name, password, actor=admin)
             return f"Reset the password of **{md_text(name)}**."
+        return self._account(request, change)
+
+    @refusals
+    def change_role(self, request: gr.Request, name: str, role: str) -> list:
+        def change(admin):
+            if name == admin and role not in ADMINS:
+                raise CollectError("an admin cannot take away their own admin role")
+            set_role(self.store, name, role, actor=admin)
+            return f"**{md_text(name)}** is now {md_text(role)}."
         return self._account(request, change)
 
     @refusals

@@ -25,6 +25,12 @@ def preferences_path(run: str | Path) -> Path:
     return Path(run) / "collect" / "preferences.jsonl"
 
 
+def guidelines_path(run: str | Path) -> Path:
+    """This round's guidelines (markdown): `collect serve` shows them when --guidelines is not
+    given. The demo writes its own there."""
+    return Path(run) / "collect" / "guidelines.md"
+
+
 def db_location(run: str | Path, db: str | None = None) -> str:
     """The store's URL or SQLite path: db when given, else <run>/collect/annotations.db."""
     return str(db) if db else str(db_path(run))

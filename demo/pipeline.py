@@ -21,6 +21,8 @@ from demo import oracle
 from demo.config import STAGES, BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
 from demo.judge import DOMAIN, reward_gold
 from demo.sizes import FULL, QUICK
+
+GUIDELINES = Path(__file__).with_name("guidelines.md")  # what the shop asks of its annotators
 from loop.config import STAGE_NAMES, LoopConfig
 from loop.run import Hooks, eval_results, plan as loop_plan, run_stages, stage_configs
 from loop.runner import Stage, move_aside
@@ -51,6 +53,8 @@ def collect_main(cfg: SimulatedRoundConfig) -> dict:
     generate_pairs(run, policy="sft", n=cfg.n_pairs, temperature=cfg.temperature, top_p=cfg.top_p,
                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device,
                    threads=cfg.threads)
+    # The shop's guidelines for this round: `rlhf collect serve --run R` shows them to people.
+    shutil.copyfile(GUIDELINES, commands.guidelines_path(run))
     sim = simulate_run(run, n_annotators=cfg.annotators, careless=cfg.careless, seed=cfg.seed,
                        overlap=cfg.overlap, gold_rate=cfg.gold_rate, both_bad_below=cfg.both_bad_below)
     report = commands.report(run, overlap=cfg.overlap)

@@ -181,6 +181,27 @@ def test_serve_opens_the_store_that_db_names(tmp_path, server, store_location):
     assert not (tmp_path / "collect" / "annotations.db").exists()
 
 
+def test_serve_shows_the_rounds_guidelines_from_the_run(tmp_path, server, store_location):
+    """Without --guidelines, `collect serve` shows <run>/collect/guidelines.md (the demo writes
+    its own there); --guidelines still wins."""
+    (tmp_path / "collect").mkdir()
+    (tmp_path / "collect" / "guidelines.md").write_text("Round 2: judge the *walnut* answers.",
+                                                        encoding="utf-8")
+    other = tmp_path / "other.md"
+    other.write_text("Other round's guidelines.", encoding="utf-8")
+    for flag, expected, absent in ((None, "Round 2: judge the", "Other round"),
+                                   (other, "Other round", "Round 2")):
+        app = serve(tmp_path, port=free_port(), prevent_thread_lock=True, db=store_location,
+                    guidelines=flag)
+        try:
+            with httpx.Client(base_url=app.local_url.rstrip("/"), timeout=20) as http:
+                http.post("/login", data={"username": "ann1", "password": PASSWORD})
+                config = http.get("/config").text
+        finally:
+            app.close()
+        assert expected in config and absent not in config
+
+
 def test_unauthenticated_client_can_call_nothing(server):
     http = httpx.Client(base_url=server["url"], timeout=20)
     assert http.get("/config").status_code == 401
@@ -448,7 +469,8 @@ def test_deactivated_user_loses_access_in_an_open_session(server):
 
 ACCOUNT_CALLS = [("admin_user_add", ["mallory", "admin", "a long enough phrase"]),
                  ("admin_user_disable", ["adm"]), ("admin_user_enable", ["ann3"]),
-                 ("admin_user_reset", ["adm", "a long enough phrase"])]
+                 ("admin_user_reset", ["adm", "a long enough phrase"]),
+                 ("admin_user_role", ["ann1", "admin"])]
 
 
 def forget_failed_logins(server):
@@ -500,9 +522,19 @@ def test_admin_creates_disables_enables_and_resets_an_account_over_http(server):
         client(server, "carol", "carol's long phrase")
     forget_failed_logins(server)
     client(server, "carol", "carol's new phrase").predict(api_name="/annotate_page")
-    rows = [(e.actor, e.action, e.detail.get("name")) for e in store.audit_entries(limit=4)]
-    assert rows == [("adm", "user_reset_password", "carol"), ("adm", "user_activate", "carol"),
+    # a new role takes effect in open sessions: carol the reviewer can no longer vote
+    done = a.predict("carol", "reviewer", api_name="/admin_user_role")
+    assert "is now reviewer" in html.unescape(done[0])
+    assert ["carol", "reviewer", True] in [row[:3] for row in done[1]["data"]]
+    assert "Not allowed" in html.unescape(
+        carol.predict("left", [], "", *RATINGS, api_name="/submit")[-1])
+    assert "cannot take away their own admin role" in html.unescape(
+        a.predict("adm", "annotator", api_name="/admin_user_role")[0])
+    rows = [(e.actor, e.action, e.detail.get("name")) for e in store.audit_entries(limit=5)]
+    assert rows == [("adm", "user_set_role", "carol"),
+                    ("adm", "user_reset_password", "carol"), ("adm", "user_activate", "carol"),
                     ("adm", "user_deactivate", "carol"), ("adm", "user_add", "carol")]
+    assert store.audit_entries(limit=1)[0].detail["new"] == {"role": "reviewer"}
     assert "phrase" not in json.dumps([e.detail for e in store.audit_entries()])
 
 

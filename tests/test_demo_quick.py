@@ -4,8 +4,11 @@ interrupted run resumes."""
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ARTIFACTS = (
     "data/sft.jsonl", "data/prompts.jsonl", "data/redteam.jsonl", "data/corpus.txt",
@@ -55,6 +58,9 @@ def test_quick_demo_writes_every_artifact(quick_run):
         assert d["difference"] == pytest.approx(d["rate_a"] - d["rate_b"]) and d["ci_low"] <= d["ci_high"]
     assert all(v > 0 for v in first["timings"].values())
     assert "<img" in (run / "eval" / "report.html").read_text()
+    # the round's guidelines, where `rlhf collect serve --run` finds them
+    assert (run / "collect" / "guidelines.md").read_text() == \
+        (ROOT / "demo" / "guidelines.md").read_text()
 
 
 def test_rerun_skips_and_a_changed_stage_reruns_what_follows(quick_run, tmp_path):
