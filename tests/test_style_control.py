@@ -136,3 +136,46 @@ def test_a_judge_of_openers_has_a_large_opener_coefficient_and_a_coin_flip_contr
     assert s["coefficients"]["opener"] == pytest.approx(math.log(9), abs=0.4)  # logit 0.9
     assert s["coefficient_ci"]["opener"][0] > 1.5
     assert abs(s["coefficients"]["log_length"]) < 0.3
+
+
+def test_every_win_rate_of_the_eval_carries_its_style_controlled_rate():
+    """eval.stage's win rates: dpo's answers are sft's plus a closing pleasantry on half the
+    prompts, and the gold judge prefers exactly those (a tie elsewhere): raw 0.75, a closing
+    coefficient the penalty keeps finite, and a controlled rate near 0.5. The reward model scored
+    only the greedy answers, so it has no sampled entry."""
+    from eval.stage import _win_rates
+
+    plain = [f"We open at {k % 12 + 1}am on day {k}." for k in range(40)]
+    dpo = [t + (" Hope this helps!" if k % 2 else "") for k, t in enumerate(plain)]
+    gold = [3.0 + (k % 2) for k in range(40)]
+    rows = {"sft": {"response": plain, "overall": [3.0] * 40, "rm_score": [0.0] * 40},
+            "dpo": {"response": dpo, "overall": gold, "rm_score": [float(k % 2) for k in range(40)]}}
+    results = {name: {"greedy": r, "sampled": {**r, "rm_score": [None] * 40}} for name, r in rows.items()}
+    out = _win_rates(results, n_boot=200, seed=5)
+    assert [(w["a"], w["b"], w["judge"], w["decoding"]) for w in out] == [
+        ("dpo", "sft", "gold", "greedy"), ("dpo", "sft", "reward", "greedy"), ("dpo", "sft", "gold", "sampled")]
+    for w in out:
+        assert (w["win_rate"], w["wins"], w["ties"], w["losses"], w["n"]) == (0.75, 20, 20, 0, 40)
+        assert w["style_controlled"] == style_controlled_win_rate(dpo, plain, outcomes(gold, [3.0] * 40),
+                                                                  n_boot=200, seed=5)
+    s = out[0]["style_controlled"]
+    assert s["mean_difference"]["closing"] == 0.5 and s["coefficients"]["closing"] > 1
+    assert s["coefficients"]["opener"] is None and s["win_rate"] < 0.6 < 0.75
+
+
+def test_the_printed_table_shows_raw_and_style_controlled_side_by_side():
+    from eval.stage import format_table
+
+    style = {"win_rate": 0.4271, "ci_low": 0.3124, "ci_high": 0.5449, "n": 100,
+             "coefficients": {"intercept": -0.3, "log_length": 2.371, "opener": 2.27, "closing": 1.92, "list": None}}
+    m = {"policies": {}, "win_rates": [
+        {"a": "dpo", "b": "sft", "judge": "gold", "decoding": "greedy", "win_rate": 0.71, "ci_low": 0.63,
+         "ci_high": 0.785, "n": 100, "style_controlled": style},
+        {"a": "dpo", "b": "sft", "judge": "human", "decoding": "sampled", "win_rate": 0.6, "ci_low": 0.4,
+         "ci_high": 0.8, "n": 12}]}  # written before style control: n/a
+    head, gold_row, human_row = format_table(m).splitlines()[1:]
+    assert head.split() == ["win", "rate", "(ties", "count", "half)", "raw", "[95%", "CI]", "style-controlled",
+                            "log_length", "opener", "closing", "list", "n"]
+    assert gold_row.split() == ["dpo", "vs", "sft", "(gold,", "greedy)", "0.710", "[0.630,", "0.785]", "0.427",
+                                "[0.312,", "0.545]", "+2.37", "+2.27", "+1.92", "n/a", "100"]
+    assert human_row.split()[5:] == ["0.600", "[0.400,", "0.800]", "n/a", "n/a", "n/a", "n/a", "n/a", "12"]
