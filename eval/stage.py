@@ -250,7 +250,9 @@ def write_card(cfg: EvalConfig, out: Path, base: Path, names: dict[str, Path | N
                f"{metrics['n_prompts']} held-out prompts, judged by "
                f"{' and '.join(judges) or 'no automatic judge (no gold oracle for these prompts, no reward model)'}, "
                f"and {metrics['n_redteam']} red-team prompts (safety audit). Win rates count ties as half, with "
-               f"bootstrap intervals over prompts; report.html holds the plots and samples.\n\n```\n"
+               f"bootstrap intervals over prompts, each beside its style-controlled rate (the judge's preference "
+               f"for length, openers, closings and lists fitted out); report.html holds the plots and samples."
+               f"\n\n```\n"
                f"{format_table(metrics)}\n```")
     write_run_card(out, stage="eval", cfg=cfg, metrics=metrics, data=data, summary=summary, base_model=base)
 

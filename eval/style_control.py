@@ -119,11 +119,14 @@ def style_controlled(diffs, outcomes, n_boot: int = 1000, seed: int = 0, l2: flo
     "coefficients": {"intercept", feature: b per original unit, None for a feature that never
     differs}, "coefficient_ci": {feature: [low, high]}, "mean_difference": {feature: mean of
     A - B}, "n"}."""
-    x, y = np.asarray(diffs, dtype=float).reshape(len(outcomes), -1), np.asarray(outcomes, dtype=float)
+    x, y = np.asarray(diffs, dtype=float), np.asarray(outcomes, dtype=float)
+    if x.shape != (len(y), len(features)):
+        raise ValueError(f"style differences of shape {x.shape} for {len(y)} outcomes and {len(features)} features")
     nan, n = float("nan"), len(y)
     mean_diff = {f: float(x[:, j].mean()) if n else nan for j, f in enumerate(features)}
     if n == 0:
-        return {"win_rate": nan, "ci_low": nan, "ci_high": nan, "coefficients": {"intercept": nan, **dict.fromkeys(features)},
+        return {"win_rate": nan, "ci_low": nan, "ci_high": nan,
+                "coefficients": {"intercept": nan, **dict.fromkeys(features)},
                 "coefficient_ci": dict.fromkeys(features), "mean_difference": mean_diff, "n": 0}
     X, kept, scale = _design(x)
     pen = np.r_[L2_INTERCEPT, np.full(len(kept), l2)]
@@ -137,10 +140,17 @@ def style_controlled(diffs, outcomes, n_boot: int = 1000, seed: int = 0, l2: flo
     coef, coef_ci = {"intercept": float(beta[0, 0]), **dict.fromkeys(features)}, dict.fromkeys(features)
     for j, k in enumerate(kept):
         coef[features[k]] = float(beta[0, 1 + j])
-        coef_ci[features[k]] = [float(np.quantile(beta[1:, 1 + j], 0.025)), float(np.quantile(beta[1:, 1 + j], 0.975))]
-    return {"win_rate": float(expit(beta[0, 0])), "ci_low": float(np.quantile(rates, 0.025)),
-            "ci_high": float(np.quantile(rates, 0.975)), "coefficients": coef, "coefficient_ci": coef_ci,
-            "mean_difference": mean_diff, "n": n}
+        coef_ci[features[k]] = _interval(beta[1:, 1 + j])
+    lo, hi = _interval(rates)
+    return {"win_rate": float(expit(beta[0, 0])), "ci_low": lo, "ci_high": hi, "coefficients": coef,
+            "coefficient_ci": coef_ci, "mean_difference": mean_diff, "n": n}
+
+
+def _interval(values: np.ndarray, alpha: float = 0.05) -> list[float]:
+    """Percentile interval of bootstrap estimates; NaN without any (n_boot = 0)."""
+    if not len(values):
+        return [float("nan"), float("nan")]
+    return [float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))]
 
 
 def style_controlled_win_rate(texts_a: list[str], texts_b: list[str], outcomes, n_boot: int = 1000,

@@ -82,6 +82,17 @@ def test_hand_checkable_fit_with_one_covariate():
     assert style_controlled(x, np.full(20, 0.5), n_boot=50)["win_rate"] == pytest.approx(0.5, abs=1e-9)
 
 
+def test_no_prompts_or_no_resamples_give_nan_and_bad_shapes_are_refused():
+    empty = style_controlled_win_rate([], [], [], n_boot=100)
+    assert math.isnan(empty["win_rate"]) and math.isnan(empty["ci_low"]) and empty["n"] == 0
+    assert empty["coefficients"]["opener"] is None
+    s = style_controlled_win_rate(["Hi! Yes.", "Yes."], ["Yes.", "Yes."], [1.0, 0.5], n_boot=0)
+    assert 0.5 < s["win_rate"] < 0.75 and math.isnan(s["ci_low"]) and s["coefficient_ci"]["opener"] == [
+        pytest.approx(float("nan"), nan_ok=True)] * 2
+    with pytest.raises(ValueError, match=r"shape \(2, 3\) for 2 outcomes and 4 features"):
+        style_controlled(np.zeros((2, 3)), [1.0, 0.0])
+
+
 def _pairs(n: int, seed: int, policy_opener: float = 0.0, sft_opener: float = 0.0):
     """n prompts: the policy's answer pads the same fact with more filler sentences than SFT's on
     average; openers with the given probabilities."""
