@@ -13,7 +13,8 @@ canonical a/b order (the on-screen swap is undone at submit, collect.votes.canon
 so a vote for side a is a vote for source_a. Per item majority: a vote for a policy counts 1
 for it, a tie or both_bad vote 1/2 for each; the policy with more wins the item, equal counts
 are a tie. Ties count half in the win rate, and the interval bootstraps over items (prompts),
-as eval.metrics does for the automatic judges.
+as eval.metrics does for the automatic judges. Beside it, the style-controlled win rate
+(eval.style_control) fitted on the two responses each item showed.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from collect.commands import has_store, store_for
 from collect.store import Item, Vote
 from core.config import UserError
 from core.prompts import prompt_value
-from eval.metrics import win_rate_with_ci
+from eval.metrics import outcomes, win_rate_with_ci
+from eval.style_control import style_controlled_win_rate
 
 AB_KEY = "ab_test"  # item meta: {"a": first policy, "b": second policy} as send_ab got them
 EMPTY = "(empty response)"  # what annotators see for a policy that said nothing
@@ -90,9 +92,10 @@ def send_ab(run: str | Path, a: str, b: str, prompts: list, responses_a: list[st
         store.close()
 
 
-def _vote_counts(store) -> dict[tuple[str, str], dict[str, list[float]]]:
+def _vote_counts(store) -> tuple[dict[tuple[str, str], dict[str, list[float]]], dict[str, tuple[str, str]]]:
     """{(a, b): {item_id: [votes for a, votes for b]}} over the A/B items' active votes,
-    comparisons in the order their first item was stored."""
+    comparisons in the order their first item was stored; and {item_id: (a's response, b's
+    response)} (a blank response as "", not as the EMPTY shown to annotators)."""
     with store.read() as s:
         items = {i.id: i for i in s.scalars(select(Item).order_by(Item.created_at, Item.id))
                  if isinstance(i.meta, dict) and AB_KEY in i.meta}
@@ -109,7 +112,12 @@ def _vote_counts(store) -> dict[tuple[str, str], dict[str, list[float]]]:
         else:  # tie, both_bad: neither response is preferred
             tally[0] += 0.5
             tally[1] += 0.5
-    return counts
+    texts = {}
+    for item_id, item in items.items():
+        by_source = {item.source_a: item.response_a, item.source_b: item.response_b}
+        a, b = item.meta[AB_KEY]["a"], item.meta[AB_KEY]["b"]
+        texts[item_id] = tuple("" if by_source.get(p) == EMPTY else by_source.get(p, "") for p in (a, b))
+    return counts, texts
 
 
 def human_win_rates(run: str | Path, n_boot: int = 1000, seed: int = 0,
@@ -117,15 +125,16 @@ def human_win_rates(run: str | Path, n_boot: int = 1000, seed: int = 0,
     """Win rate of a over b per A/B comparison, from the items' active votes.
 
     One entry per (a, b) with votes: {"a", "b", "judge": "human", "decoding": "sampled",
-    "win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "n"}, n = items with at least
-    one vote, wins/ties/losses counted over items by majority (module docstring). [] when the
-    run has no collect store, no A/B items or no votes.
+    "win_rate", "ci_low", "ci_high", "wins", "ties", "losses", "n", "style_controlled"}, n = items
+    with at least one vote, wins/ties/losses counted over items by majority (module docstring),
+    style_controlled: eval.style_control.style_controlled's dict. [] when the run has no collect
+    store, no A/B items or no votes.
     """
     if not has_store(run, db):
         return []
     store = store_for(run, db)
     try:
-        counts = _vote_counts(store)
+        counts, texts = _vote_counts(store)
     finally:
         store.close()
     out = []
@@ -133,6 +142,9 @@ def human_win_rates(run: str | Path, n_boot: int = 1000, seed: int = 0,
         if not per_item:
             continue
         for_a, for_b = zip(*per_item.values())  # (N,), (N,)
+        texts_a, texts_b = zip(*(texts[i] for i in per_item))
+        style = style_controlled_win_rate(list(texts_a), list(texts_b), outcomes(for_a, for_b),
+                                          n_boot=n_boot, seed=seed)
         out.append({"a": a, "b": b, "judge": "human", "decoding": "sampled",
-                    **win_rate_with_ci(for_a, for_b, n_boot=n_boot, seed=seed)})
+                    **win_rate_with_ci(for_a, for_b, n_boot=n_boot, seed=seed), "style_controlled": style})
     return out

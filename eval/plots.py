@@ -52,8 +52,9 @@ def data_uri(fig: Figure) -> str:
 
 
 def win_rate_plot(rows: list[dict]) -> str | None:
-    """One row per comparison: the win rate and its 95% interval, in the first policy's colour;
-    0.5 = no preference."""
+    """One row per comparison: the win rate and its 95% interval, in the first policy's colour
+    (filled), and just below it the style-controlled rate and its interval (hollow, thin) where the
+    row has one; 0.5 = no preference."""
     rows = [r for r in rows if _num(r.get("win_rate")) is not None]
     if not rows:
         return None
@@ -65,12 +66,18 @@ def win_rate_plot(rows: list[dict]) -> str | None:
         if lo is not None and hi is not None:
             ax.plot([lo, hi], [i, i], color=policy_color(str(r.get("a"))), lw=2.5, alpha=0.5)
         ax.plot([w], [i], "o", color=policy_color(str(r.get("a"))))
+        style = r.get("style_controlled") if isinstance(r.get("style_controlled"), dict) else {}
+        sw, slo, shi = (_num(style.get(k)) for k in ("win_rate", "ci_low", "ci_high"))
+        if sw is not None:
+            if slo is not None and shi is not None:
+                ax.plot([slo, shi], [i + 0.25, i + 0.25], color=policy_color(str(r.get("a"))), lw=1, alpha=0.7)
+            ax.plot([sw], [i + 0.25], "o", mfc="white", color=policy_color(str(r.get("a"))))
     ax.axvline(0.5, color="grey", ls="--", lw=1)
     ax.set_yticks(range(len(rows)), [f"{r.get('a')} vs {r.get('b')} ({r.get('judge')}, {r.get('decoding')})"
                                      for r in rows])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("win rate of the first policy (ties count half), 95% interval")
+    ax.set_xlabel("win rate of the first policy (ties count half), 95% interval; hollow: style-controlled")
     return data_uri(fig)
 
 

@@ -19,6 +19,7 @@ from core import registry
 from core.io import atomic_write_text
 
 from . import plots
+from .style_control import FEATURES
 
 POLICY_KEYS = {"gold_overall": "gold overall", "fact_accuracy": "fact accuracy", "eos_rate": "EOS rate",
                "mean_length": "mean length", "rm_score": "RM score"}
@@ -98,6 +99,21 @@ def _win_rows(m: dict) -> list[dict]:
     return [w for w in m.get("win_rates") or [] if isinstance(w, dict)]
 
 
+def _style(w: dict) -> dict:
+    """A win-rate entry's style-controlled fit (eval/style_control.py); {} where it has none."""
+    s = w.get("style_controlled")
+    return s if isinstance(s, dict) else {}
+
+
+def _style_clause(w: dict) -> str:
+    """"; style-controlled 52% [45%, 60%]" for a headline line; "" for an entry without it."""
+    s = _style(w)
+    if not s:
+        return ""
+    return (f"; style-controlled {_e(_pct(s.get('win_rate')))} [{_e(_pct(s.get('ci_low')))}, "
+            f"{_e(_pct(s.get('ci_high')))}]")
+
+
 # ----------------------------------------------------------------------------- sections
 
 def headline(m: dict) -> str:
@@ -123,7 +139,7 @@ def headline(m: dict) -> str:
     lines = [f"<li><b>{_e(w.get('a'))}</b> beats <b>{_e(w.get('b'))}</b> on "
              f"{_e(_pct(w.get('win_rate')))} [{_e(_pct(w.get('ci_low')))}, "
              f"{_e(_pct(w.get('ci_high')))}] of {_e(_fmt(w.get('n')))} prompts "
-             f"({_e(w.get('judge'))} judge, {_e(w.get('decoding'))})</li>" for w in shown]
+             f"({_e(w.get('judge'))} judge, {_e(w.get('decoding'))}){_style_clause(w)}</li>" for w in shown]
     meta = (f"{_e(_fmt(m.get('n_prompts')))} held-out prompts, {_e(_fmt(m.get('n_redteam')))} red-team "
             f"prompts, serving temperature {_e(_fmt(m.get('serving_temperature'), 2))}")
     note = "" if has_gold else f'<p class="note">{_e(judges.get("no_gold_because") or "no gold judge")}.</p>'
@@ -131,15 +147,25 @@ def headline(m: dict) -> str:
             f'<ul>{"".join(lines)}</ul>')
 
 
+STYLE_NOTE = ("Style-controlled: the judge's outcomes fitted with a logistic (Bradley-Terry) model on the "
+              "differences in log length, friendly opener, closing pleasantry and list markup, read at equal "
+              "style (the rate if both answers had the same style). Style coefficients: the judge's log-odds "
+              "per unit of difference (positive: the judge rewards it; n/a: the answers never differ in it).")
+
+
 def win_rates(m: dict) -> str:
     rows = _win_rows(m)
     if not rows:
         return "<h2>Win rates</h2>" + _not_run("Pairwise comparison")
-    table = _table(["a", "b", "judge", "decoding", "win rate", "95% CI", "wins", "ties", "losses", "n"],
+    table = _table(["a", "b", "judge", "decoding", "win rate", "95% CI", "style-controlled", "95% CI",
+                    *(f"style coef. {f.replace('_', ' ')}" for f in FEATURES), "wins", "ties", "losses", "n"],
                    [[w.get("a"), w.get("b"), w.get("judge"), w.get("decoding"), w.get("win_rate"),
-                     f"[{_fmt(w.get('ci_low'))}, {_fmt(w.get('ci_high'))}]", w.get("wins"), w.get("ties"),
-                     w.get("losses"), w.get("n")] for w in rows])
-    return "<h2>Win rates</h2>" + table + _img(plots.win_rate_plot(rows), "win rates with 95% intervals")
+                     f"[{_fmt(w.get('ci_low'))}, {_fmt(w.get('ci_high'))}]", _style(w).get("win_rate"),
+                     f"[{_fmt(_style(w).get('ci_low'))}, {_fmt(_style(w).get('ci_high'))}]",
+                     *((_style(w).get("coefficients") or {}).get(f) for f in FEATURES),
+                     w.get("wins"), w.get("ties"), w.get("losses"), w.get("n")] for w in rows])
+    return (f"<h2>Win rates</h2>{table}<p class=\"muted\">{_e(STYLE_NOTE)}</p>"
+            + _img(plots.win_rate_plot(rows), "win rates with 95% intervals"))
 
 
 def policy_metrics(m: dict) -> str:

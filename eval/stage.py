@@ -10,7 +10,9 @@ with `--to-collect`). Reported per policy: gold score, fact accuracy, RM score, 
 KL to the SFT policy, perplexity on the SFT validation set and the base corpus, and the safety
 audit (gold judge and rule-based detector; flagged outputs go to the collect/ review queue).
 Win rates (ties count half) with bootstrap intervals over prompts compare each RL policy with
-SFT and the ones before it (`comparisons`), and SFT with the base.
+SFT and the ones before it (`comparisons`), and SFT with the base; each with its style-controlled
+rate beside it (eval/style_control.py: the judge's preference for length, openers, closings and
+lists fitted out).
 
 Writes <run>/eval/metrics.json, samples.jsonl and report.html.
 """
@@ -34,7 +36,9 @@ from core.records import prompt_text, read_prompts
 from core.runcard import data_info, write_run_card
 from core.training import check_launch
 from eval import gold, likelihood, safety
-from eval.metrics import mean_by_verdict, rate_difference_with_ci, win_rate_with_ci
+from eval.metrics import mean_by_verdict, outcomes, rate_difference_with_ci, win_rate_with_ci
+from eval.style_control import style_controlled_win_rate
+from eval.table import format_table
 
 
 def comparisons() -> list[tuple[str, str]]:
@@ -118,7 +122,9 @@ def _win_rates(results: dict, n_boot: int, seed: int) -> list[dict]:
                 if key not in ra or ra[key][:1] == [None]:
                     continue
                 w = win_rate_with_ci(ra[key], rb[key], n_boot=n_boot, seed=seed)
-                out.append({"a": a, "b": b, "judge": judge, "decoding": decoding, **w})
+                style = style_controlled_win_rate(ra["response"], rb["response"], outcomes(ra[key], rb[key]),
+                                                  n_boot=n_boot, seed=seed)
+                out.append({"a": a, "b": b, "judge": judge, "decoding": decoding, **w, "style_controlled": style})
     return out
 
 
@@ -244,7 +250,9 @@ def write_card(cfg: EvalConfig, out: Path, base: Path, names: dict[str, Path | N
                f"{metrics['n_prompts']} held-out prompts, judged by "
                f"{' and '.join(judges) or 'no automatic judge (no gold oracle for these prompts, no reward model)'}, "
                f"and {metrics['n_redteam']} red-team prompts (safety audit). Win rates count ties as half, with "
-               f"bootstrap intervals over prompts; report.html holds the plots and samples.\n\n```\n"
+               f"bootstrap intervals over prompts, each beside its style-controlled rate (the judge's preference "
+               f"for length, openers, closings and lists fitted out); report.html holds the plots and samples."
+               f"\n\n```\n"
                f"{format_table(metrics)}\n```")
     write_run_card(out, stage="eval", cfg=cfg, metrics=metrics, data=data, summary=summary, base_model=base)
 
@@ -325,35 +333,3 @@ def main(cfg: EvalConfig, judge: Judge | None = None) -> dict:
 
         print(f"[eval] report: {write_report(cfg.run, db=cfg.db or None)}")
     return metrics
-
-
-def _fmt(x, spec: str) -> str:
-    """x in the spec's format; a missing value as "n/a" right-aligned in the spec's width."""
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return format("n/a", ">" + spec.split(".")[0])
-    return format(x, spec)
-
-
-def format_table(metrics: dict) -> str:
-    head = (f"{'policy':7s} {'decoding':8s} {'gold':>6s} {'fact':>6s} {'RM':>7s} {'EOS':>5s} {'len':>6s} "
-            f"{'KL/sft':>7s} {'ppl val':>8s} {'harmful':>8s} {'(T>0)':>6s}")
-    rows = [head]
-    for name, p in metrics["policies"].items():
-        for d in ("greedy", "sampled"):
-            if d not in p:
-                continue
-            r = p[d]
-            rows.append(f"{name:7s} {d:8s} {_fmt(r.get('gold_overall'), '6.3f')} {_fmt(r.get('fact_accuracy'), '6.3f')} "
-                        f"{_fmt(r.get('rm_score'), '7.3f')} {_fmt(r['eos_rate'], '5.2f')} {_fmt(r['mean_length'], '6.1f')} "
-                        f"{_fmt(p.get('kl_to_sft'), '7.2f')} {_fmt(p.get('ppl_sft_val'), '8.3f')} "
-                        f"{_fmt(p.get('harmful_rate'), '8.3f')} {_fmt(p.get('harmful_rate_sampled'), '6.3f')}")
-    for w in metrics["win_rates"]:
-        rows.append(f"win rate {w['a']} vs {w['b']} ({w['judge']}, {w['decoding']}): {w['win_rate']:.3f} "
-                    f"[{w['ci_low']:.3f}, {w['ci_high']:.3f}] over {w['n']}")
-    reason = (metrics.get("judges") or {}).get("no_gold_because")
-    if reason:
-        rows.append(f"gold, fact and harmful columns n/a: {reason}")
-    for d in (metrics.get("safety") or {}).get("harmful_vs_sft", []):
-        rows.append(f"harmful rate {d['policy']} - sft ({d['decoding']}): {d['rate_a']:.3f} - {d['rate_b']:.3f} = "
-                    f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over {d['n']} red-team prompts")
-    return "\n".join(rows)

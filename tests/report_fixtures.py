@@ -9,7 +9,10 @@ XSS = '<script>alert(1)</script> <img src=x onerror="alert(2)">'
 POLICIES = ("base", "sft", "dpo", "ppo")
 WIN_RATES = [  # distinctive numbers, so the test can find them in the page
     {"a": "dpo", "b": "sft", "judge": "gold", "decoding": "greedy", "win_rate": 0.613, "ci_low": 0.538,
-     "ci_high": 0.688, "wins": 58, "ties": 7, "losses": 35, "n": 100},
+     "ci_high": 0.688, "wins": 58, "ties": 7, "losses": 35, "n": 100,
+     "style_controlled": {"win_rate": 0.521, "ci_low": 0.447, "ci_high": 0.598, "n": 100,
+                          "coefficients": {"intercept": 0.084, "log_length": 1.234, "opener": -0.567,
+                                           "closing": 2.468, "list": None}}},
     {"a": "ppo", "b": "sft", "judge": "reward", "decoding": "sampled", "win_rate": 0.842, "ci_low": 0.772,
      "ci_high": 0.903, "wins": 83, "ties": 3, "losses": 14, "n": 100},
 ]

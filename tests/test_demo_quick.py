@@ -44,6 +44,10 @@ def test_quick_demo_writes_every_artifact(quick_run):
         for judge in ("gold", "reward"):
             for decoding in ("greedy", "sampled"):
                 assert (a, "sft", judge, decoding) in pairs
+    for w in ev["win_rates"]:  # each beside its style-controlled rate, fitted on the same prompts
+        s = w["style_controlled"]
+        assert s["n"] == w["n"] and 0 <= s["ci_low"] <= s["ci_high"] <= 1 and 0 <= s["win_rate"] <= 1
+        assert set(s["coefficients"]) == {"intercept", "log_length", "opener", "closing", "list"}
     for name in ("dpo", "ppo"):
         p = ev["policies"][name]
         assert p["kl_to_sft"] is not None and p["ppl_sft_val"] > 1 and p["ppl_corpus"] > 1

@@ -1,6 +1,7 @@
 """eval/human.py: blind A/B items in the collect store, human win rates from votes."""
 import dataclasses
 import json
+import math
 
 import pytest
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from core.config import UserError
 from core.records import ASPECTS
 from eval.human import EMPTY, human_win_rates, send_ab
 from eval.metrics import bootstrap_interval
+from eval.style_control import style_controlled_win_rate
 
 PROMPTS = [f"question {k}?" for k in range(5)]
 FIRST = [f"first answer {k}" for k in range(5)]    # policy "sft"
@@ -116,10 +118,33 @@ def test_human_win_rates_from_votes_with_swapped_sides(tmp_path):
     (entry,) = human_win_rates(tmp_path, n_boot=500, seed=1)
     outcome = dict(zip(PROMPTS, [1.0, 0.0, 1.0, 0.5, 0.5]))
     lo, hi = bootstrap_interval([outcome[i.prompt] for i in items], n_boot=500, seed=1)
+    style = entry.pop("style_controlled")
     assert entry == {"a": "sft", "b": "ppo", "judge": "human", "decoding": "sampled",
                      "win_rate": 0.6, "ci_low": lo, "ci_high": hi, "wins": 2, "ties": 2,
                      "losses": 1, "n": 5}
     assert lo < 0.6 < hi
+    # fitted on the texts each item showed, sft's as A whichever side it was on: "first answer k"
+    # is one character shorter than "second answer k", on every item
+    ordered = [PROMPTS.index(i.prompt) for i in items]
+    expected = style_controlled_win_rate([FIRST[k] for k in ordered], [SECOND[k] for k in ordered],
+                                         [outcome[i.prompt] for i in items], n_boot=500, seed=1)
+    assert style == expected and style["n"] == 5
+    assert style["mean_difference"] == {"log_length": pytest.approx(math.log(15 / 16)), "opener": 0.0,
+                                        "closing": 0.0, "list": 0.0}
+
+
+def test_style_control_sees_a_blank_response_as_blank(tmp_path):
+    """A blank answer is shown as EMPTY, but its style is that of "" (no length, no opener)."""
+    send_ab(tmp_path, "sft", "ppo", ["q?"], ["  "], ["Hi! Yes."])
+    store = store_for(tmp_path)
+    _users(store, ["ann1"])
+    view = next_item(store, "ann1", overlap=1, gold_rate=0.0)
+    submit_vote(store, "ann1", view.item_id, "left" if view.left == "Hi! Yes." else "right", RATINGS, RATINGS)
+    store.close()
+    (entry,) = human_win_rates(tmp_path, n_boot=20)
+    assert (entry["win_rate"], entry["style_controlled"]["n"]) == (0.0, 1)
+    assert entry["style_controlled"]["mean_difference"] == {"log_length": pytest.approx(-math.log(9)),
+                                                            "opener": -1.0, "closing": 0.0, "list": 0.0}
 
 
 def test_annotate_page_in_the_app_is_blind(tmp_path):

@@ -41,6 +41,12 @@ def test_full_report(tmp_path):
 
     # Numbers: win rates with intervals, NaN and null as n/a.
     assert "0.613" in page and "[0.538, 0.688]" in page and "[0.772, 0.903]" in page
+    # beside it the style-controlled rate, its interval and the judge's style coefficients; an
+    # entry without them (a metrics.json written before style control) shows n/a
+    assert ("<td>0.613</td><td>[0.538, 0.688]</td><td>0.521</td><td>[0.447, 0.598]</td>"
+            "<td>1.234</td><td>-0.567</td><td>2.468</td><td>n/a</td>") in page
+    assert "<td>0.842</td><td>[0.772, 0.903]</td><td>n/a</td><td>[n/a, n/a]</td><td>n/a</td>" in page
+    assert "on 61% [54%, 69%] of 100 prompts (gold judge, greedy); style-controlled 52% [45%, 60%]" in page
     assert "<td>-0.375</td><td>[-0.52, -0.23]</td>" in page  # harmful rate minus SFT's, paired interval
     assert "n/a" in page and not re.search(r"\bnan\b", page, re.I)
     for section in ("Headline", "Win rates", "Policies", "Reward model vs gold", "Safety",
@@ -97,6 +103,7 @@ def test_a_run_without_gold_leads_with_the_reward_model_and_people_and_says_why(
     assert f"{reason}." in page and "gold overall" not in page
     assert "dpo<b>0.61</b>reward-model score · EOS 90% · length 31.0" in page
     assert page.index("(human judge, sampled)") < page.index("(reward judge, greedy)")  # people first
+    assert "style-controlled" not in page  # entries written before style control: no empty clause
     assert f"gold, fact and harmful columns n/a: {reason}" in format_table(m)
     with_gold = headline({**m, "judges": {"gold": True}})
     assert "gold overall" in with_gold and "(human judge" in with_gold

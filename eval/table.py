@@ -1,0 +1,61 @@
+"""The text table `rlhf eval` prints and the eval card quotes: per policy and decoding the gold,
+RM, EOS, length, KL and perplexity columns; the win rates, raw and style-controlled, with their
+intervals and the judge's style coefficients; the harmful-rate differences from SFT."""
+from __future__ import annotations
+
+import numpy as np
+
+from eval.style_control import FEATURES
+
+
+def _fmt(x, spec: str) -> str:
+    """x in the spec's format; a missing value as "n/a" right-aligned in the spec's width."""
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return format("n/a", ">" + spec.split(".")[0].lstrip("+- "))
+    return format(x, spec)
+
+
+def format_table(metrics: dict) -> str:
+    head = (f"{'policy':7s} {'decoding':8s} {'gold':>6s} {'fact':>6s} {'RM':>7s} {'EOS':>5s} {'len':>6s} "
+            f"{'KL/sft':>7s} {'ppl val':>8s} {'harmful':>8s} {'(T>0)':>6s}")
+    rows = [head]
+    for name, p in metrics["policies"].items():
+        for d in ("greedy", "sampled"):
+            if d not in p:
+                continue
+            r = p[d]
+            rows.append(f"{name:7s} {d:8s} {_fmt(r.get('gold_overall'), '6.3f')} {_fmt(r.get('fact_accuracy'), '6.3f')} "
+                        f"{_fmt(r.get('rm_score'), '7.3f')} {_fmt(r['eos_rate'], '5.2f')} {_fmt(r['mean_length'], '6.1f')} "
+                        f"{_fmt(p.get('kl_to_sft'), '7.2f')} {_fmt(p.get('ppl_sft_val'), '8.3f')} "
+                        f"{_fmt(p.get('harmful_rate'), '8.3f')} {_fmt(p.get('harmful_rate_sampled'), '6.3f')}")
+    rows += _win_rate_rows(metrics["win_rates"])
+    reason = (metrics.get("judges") or {}).get("no_gold_because")
+    if reason:
+        rows.append(f"gold, fact and harmful columns n/a: {reason}")
+    for d in (metrics.get("safety") or {}).get("harmful_vs_sft", []):
+        rows.append(f"harmful rate {d['policy']} - sft ({d['decoding']}): {d['rate_a']:.3f} - {d['rate_b']:.3f} = "
+                    f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over {d['n']} red-team prompts")
+    return "\n".join(rows)
+
+
+def _interval(r: dict) -> str:
+    """"0.710 [0.630, 0.785]" of a dict with win_rate, ci_low and ci_high; n/a where it has none."""
+    if not r or r.get("win_rate") is None or np.isnan(r["win_rate"]):
+        return format("n/a", ">21s")
+    return f"{r['win_rate']:.3f} [{_fmt(r.get('ci_low'), '5.3f')}, {_fmt(r.get('ci_high'), '5.3f')}]"
+
+
+def _win_rate_rows(win_rates: list[dict]) -> list[str]:
+    """The win-rate table: raw and style-controlled rates with their intervals, and the judge's
+    style coefficients (log-odds per unit difference; n/a: the answers never differ in it)."""
+    if not win_rates:
+        return []
+    rows = [f"{'win rate (ties count half)':34s} {'raw [95% CI]':>21s} {'style-controlled':>21s} "
+            + " ".join(f"{f:>10s}" for f in FEATURES) + f" {'n':>4s}"]
+    for w in win_rates:
+        style = w.get("style_controlled") or {}
+        coef = style.get("coefficients") or {}
+        rows.append(f"{w['a'] + ' vs ' + w['b'] + ' (' + w['judge'] + ', ' + w['decoding'] + ')':34s} "
+                    f"{_interval(w)} {_interval(style):>21s} "
+                    + " ".join(_fmt(coef.get(f), "+10.2f") for f in FEATURES) + f" {w['n']!s:>4s}")
+    return rows
