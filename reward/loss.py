@@ -68,6 +68,24 @@ def pairwise_loss(
     return loss, metrics
 
 
+def length_offset(coef: torch.Tensor | Number, log_len_diff: torch.Tensor) -> torch.Tensor:
+    """A length covariate as a margin: with m = −w · (log len_c − log len_r), `pairwise_loss`
+    fits P(chosen ≻ rejected) = σ(r_c − r_r + w · log(len_c / len_r)).
+
+    A learned w absorbs the share of the preferences that response length explains (log
+    length, as in AlpacaEval's length-controlled win rate, Dubois et al. 2024), so the reward
+    r need not learn it; the term is dropped when scoring. This is the pairwise-loss form of
+    a separate length head (ODIN, Chen et al. 2024) with the length measured, not learned.
+    Reward models otherwise learn length as a proxy of quality (Singhal et al. 2023).
+
+    Args:
+        coef: w, a scalar (a learnable 0-d tensor in training).
+        log_len_diff: (B,) log(len_chosen / len_rejected), lengths in response tokens.
+    Returns: (B,) margins, differentiable in coef.
+    """
+    return -coef * log_len_diff
+
+
 def margin_from_ratings(
     gap: torch.Tensor | Number,
     mode: str = "scaled",

@@ -40,7 +40,7 @@ from core.runcard import data_info, write_run_card
 from core.split import split_by_prompt
 from core.config import RewardConfig, tokenizer_fixes
 from core.training import check_launch
-from reward.loss import expected_calibration_error, margin_from_ratings, pairwise_loss
+from reward.loss import expected_calibration_error, length_offset, margin_from_ratings, pairwise_loss
 from reward.model import (REWARD_TYPES, backbone_kind, build_reward_model, collate, default_backbone, encode,
                           head_name, lora_seq_cls_config, save_reward_model, score_encoded)
 
@@ -83,21 +83,28 @@ def _aspect_vector(ratings: dict | None) -> list[float]:
     return [float((ratings or {}).get(a, math.nan)) for a in ASPECTS]
 
 
+def _n_tokens(tok, text: str) -> int:
+    return max(1, len(tok(text, add_special_tokens=False)["input_ids"]))
+
+
 def encode_rows(rows: list[dict], tok, kind: str, max_length: int) -> list[dict]:
     return [{"chosen": encode(tok, kind, r["prompt"], r["chosen"], max_length),
              "rejected": encode(tok, kind, r["prompt"], r["rejected"], max_length),
              "margin": r["margin"], "agreement": r["agreement"],
+             "log_len_diff": math.log(_n_tokens(tok, r["chosen"]) / _n_tokens(tok, r["rejected"])),
              "aspects": _aspect_vector(r["aspects_chosen"]) + _aspect_vector(r["aspects_rejected"])}
             for r in rows]
 
 
 def make_batch(items: list[dict], pad_id: int) -> dict:
-    """B pairs → one (2B, T) batch, chosen first; per-pair margin, agreement; (2B, 7) aspect targets."""
+    """B pairs → one (2B, T) batch, chosen first; per-pair margin, agreement, log(len_c / len_r) in
+    response tokens; (2B, 7) aspect targets."""
     inputs = collate([it["chosen"] for it in items] + [it["rejected"] for it in items], pad_id)
     asp = torch.tensor([it["aspects"] for it in items], dtype=torch.float32)  # (B, 14)
     return {"inputs": inputs,
             "margin": torch.tensor([it["margin"] for it in items], dtype=torch.float32),  # (B,)
             "agreement": torch.tensor([it["agreement"] for it in items], dtype=torch.float32),  # (B,)
+            "log_len_diff": torch.tensor([it["log_len_diff"] for it in items], dtype=torch.float32),  # (B,)
             "aspects": torch.cat([asp[:, :len(ASPECTS)], asp[:, len(ASPECTS):]])}  # (2B, 7), NaN = unrated
 
 
@@ -106,10 +113,16 @@ def batch_loss(rm, batch: dict, cfg: RewardConfig) -> tuple[torch.Tensor, dict[s
     r_chosen, r_rejected = rewards.float().chunk(2)
     margin = None if cfg.margin == "off" else margin_from_ratings(batch["margin"], cfg.margin, cfg.margin_scale,
                                                                   cfg.margin_max).to(rewards.device)
+    length_coef = getattr(rm, "length_coef", None)
+    if length_coef is not None:  # see length_offset: a margin that moves with the length difference
+        offset = length_offset(length_coef, batch["log_len_diff"].to(rewards.device))
+        margin = offset if margin is None else margin + offset
     target = batch["agreement"].to(rewards.device) if cfg.soft_labels else None
     pair, m = pairwise_loss(r_chosen, r_rejected, margin, target, cfg.center_coef)
     loss = pair.mean()
     logs = {"pair_loss": loss.item(), **{k: v.item() for k, v in m.items()}}
+    if length_coef is not None:
+        logs["length_coef"] = length_coef.item()
     if aspects is not None and cfg.aspect_coef > 0:
         y = batch["aspects"].to(aspects.device)
         known = ~torch.isnan(y)
@@ -218,6 +231,11 @@ def plot_reliability(bins: list[dict], ece: float, path: Path, title: str) -> No
 
 # ----------------------------------------------------------------------------- the loop
 
+# Learning rate of the length covariate's coefficient (reward.loss.length_offset): a single
+# scalar of order 1 that must settle within a few hundred steps.
+LENGTH_COEF_LR = 0.05
+
+
 def _trainable(rm) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in rm.named_parameters() if p.requires_grad}
 
@@ -234,6 +252,9 @@ def _optimizer(rm, cfg: RewardConfig, max_steps: int):
     groups = {}
     for n, p in rm.named_parameters():
         if not p.requires_grad:
+            continue
+        if n == "length_coef":  # one scalar of order 1: at a head's rate it would barely move
+            groups.setdefault((LENGTH_COEF_LR, 0.0), []).append(p)
             continue
         is_head = n.startswith("aspect_head.") or f".{head}." in n or n.startswith(f"{head}.")
         lr = (cfg.head_learning_rate or cfg.learning_rate) if is_head else cfg.learning_rate
@@ -355,6 +376,9 @@ def new_model(cfg: RewardConfig, model_path: Path, tok, policy: DevicePolicy, as
                             aspect_heads=aspect_heads, reward_type=cfg.reward_type,
                             aspect_weights=cfg.aspect_weights, gate_threshold=cfg.gate_threshold,
                             gate_scale=cfg.gate_scale)
+    if cfg.length_covariate:
+        # Trained with the reward, never saved with it: scoring uses the reward alone.
+        rm.length_coef = torch.nn.Parameter(torch.zeros((), device=policy.device))
     if cfg.disable_dropout:
         _disable_dropout(rm)
     if policy.gradient_checkpointing:
@@ -442,6 +466,8 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
                      f"reward model, {len(val_rows)} held-out pairs")
     save_reward_model(out, rm, tok, model_path, max_length)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # only a crashed run needs them (full FT: ~0.6 GB)
+    if cfg.length_covariate:
+        metrics["length_coef"] = round(rm.length_coef.item(), 4)
     metrics.update({
         **loop, "train_seconds": round(train_seconds, 1), "train_pairs": len(train_rows),
         "heldout_pairs": len(val_rows), "kind": kind, "lora": lora, "aspect_heads": aspect_heads,

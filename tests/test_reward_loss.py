@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from reward.loss import expected_calibration_error, margin_from_ratings, pairwise_loss
+from reward.loss import expected_calibration_error, length_offset, margin_from_ratings, pairwise_loss
 
 
 def t(*xs):
@@ -37,6 +37,22 @@ def test_margin_shifts_delta_but_not_metrics():
     assert m["margin"].item() == pytest.approx(0.25)
     scalar, _ = pairwise_loss(t(2.0), t(0.5), margin=1.0)
     assert scalar.item() == pytest.approx(0.474077, abs=1e-6)
+
+
+def test_length_offset_hand_values_and_gradient():
+    """w = 0.5; row 0: chosen twice as long (log 2 = 0.693147), row 1: same length. With r_c = r_r = 0,
+    Δ = 0 − (−0.5 · 0.693147) = 0.346574: loss = log(1 + e^−0.346574) = log(1.707107) = 0.534800; row 1:
+    Δ = 0, loss = log 2 = 0.693147. d loss_0 / dw = −σ(−0.346574) · 0.693147 = −0.414214 · 0.693147
+    = −0.287112, row 1 contributes 0, so the mean's gradient is −0.143556: w grows while longer answers
+    win. accuracy still reads r_c − r_r alone (0 → counted wrong)."""
+    w = torch.tensor(0.5, requires_grad=True)
+    offset = length_offset(w, t(math.log(2.0), 0.0))
+    assert offset.tolist() == pytest.approx([-0.346574, 0.0], abs=1e-6)
+    loss, m = pairwise_loss(t(0.0, 0.0), t(0.0, 0.0), margin=offset)
+    assert loss.tolist() == pytest.approx([0.534800, 0.693147], abs=1e-6)
+    loss.mean().backward()
+    assert w.grad.item() == pytest.approx(-0.143556, abs=1e-6)
+    assert m["accuracy"].item() == 0.0
 
 
 def test_soft_labels():

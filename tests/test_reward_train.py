@@ -175,6 +175,42 @@ def test_minilm_learns_easy_pairs_above_chance(tmp_path):
     assert m["heldout_accuracy_gold"] > 0.75
 
 
+def length_pairs(n, seed=0):
+    """Two answers of one kind (both 'best' or both 'polite'), the longer one chosen: only length
+    explains these preferences."""
+    from demo import domain
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        intent = domain.BENIGN[i % len(domain.BENIGN)]
+        t = rng.randrange(len(intent.templates))
+        slots = domain.sample_slots(intent, rng, intent.templates[t])
+        kind = rng.choice(["best", "polite"])
+        a, b = domain.render(intent, slots, kind, rng), domain.render(intent, slots, kind, rng)
+        b = b + " " + b if len(a) == len(b) else b
+        long, short = (a, b) if len(a) > len(b) else (b, a)
+        rows.append({"prompt": domain.render_prompt(intent, t, slots, rng), "chosen": long, "rejected": short})
+    return rows
+
+
+def test_length_covariate_takes_up_a_preference_for_length(tiny_base, tmp_path):
+    """Preferences that only length explains: with length_covariate the fitted coefficient grows,
+    step after step in the log; it is reported, never saved with the model."""
+    from reward.model import load_reward_model
+    from reward.train import main
+
+    data = _write(tmp_path / "long.jsonl", length_pairs(48))
+    m = main(_cfg(tiny_base, data, tmp_path / "rm", max_steps=12, eval_steps=100, aspect_heads=False,
+                  length_covariate=True))
+    assert m["length_coef"] > 0.3
+    coefs = [r["length_coef"] for r in map(json.loads, (tmp_path / "rm" / "log.jsonl").read_text().splitlines())
+             if "length_coef" in r]
+    assert len(coefs) == 12 and coefs[0] < coefs[5] < coefs[-1]
+    rm, _, _ = load_reward_model(tmp_path / "rm")
+    assert not hasattr(rm, "length_coef")
+
+
 def test_gold_agreement_leaves_near_ties_out_and_reports_them():
     """Pairs 0 and 4 the RM orders as gold does, pair 2 against it, pair 1 is a near-tie
     (gold +0.01, under GOLD_TIE) it orders against gold, pair 3 has no gold score.
