@@ -153,7 +153,7 @@ def ours_generate_tok_s(ac, tok, prompts, cfg, seed: int) -> tuple[float, int]:
 # ---------------------------------------------------------------- training
 
 def minibatches(rollout, cfg, seed: int):
-    from rl.ppo import minibatch
+    from rl.pg_loop import minibatch
 
     g = torch.Generator().manual_seed(seed)
     B = rollout.input_ids.shape[0]
@@ -201,7 +201,8 @@ def ours_train_tok_s(model, opt, acc, rollout, cfg) -> tuple[float, float]:
 def memory_probe(args) -> dict:
     """One iteration's work in this fresh process; peak RSS above the RSS after imports."""
     from core.models import load_tokenizer
-    from rl.ppo import make_accelerator, make_optimizer, ppo_update
+    from rl.pg_loop import make_accelerator
+    from rl.ppo import make_optimizer, ppo_update
     from rl.rollout import make_experience
 
     cfg, prompts = make_cfg(args), bench_prompts(args.batch_size)
@@ -314,7 +315,8 @@ def main():
 
 def run(args) -> dict:
     from core.models import load_tokenizer
-    from rl.ppo import make_accelerator, make_optimizer
+    from rl.pg_loop import make_accelerator
+    from rl.ppo import make_optimizer
     from rl.ppo_model import memory_report
     from rl.rollout import make_experience
 
