@@ -134,7 +134,8 @@ def test_rollout_groups_k_samples_per_prompt(tiny_run):
     r = rloo_experience(ac, tok, PROMPTS[:2], lambda p, resp: [float(len(x)) for x in resp], cfg, 0.05)
     assert r.prompts == [PROMPTS[0]] * 3 + [PROMPTS[1]] * 3 and r.advantages.shape == (6,)
     reward = r.scores - 0.05 * r.kl.sum(-1)
-    want = [reward[i] - (reward[g * 3:g * 3 + 3].sum() - reward[i]) / 2 for g in (0, 1) for i in range(g * 3, g * 3 + 3)]
+    want = [reward[i] - (reward[g * 3:g * 3 + 3].sum() - reward[i]) / 2  # the mean of the 2 others
+            for g in (0, 1) for i in range(g * 3, g * 3 + 3)]
     torch.testing.assert_close(r.advantages, torch.stack(want))
     torch.testing.assert_close(r.rewards.sum(-1), reward)  # the logged rlhf_reward is the one optimized
 
