@@ -343,7 +343,7 @@ def test_watchdog_hand_cases():
 
 
 def test_rollout_helpers_by_hand():
-    from rl.pg_loop import prompt_batch, step_seed
+    from rl.pg_inputs import prompt_batch, step_seed
     from rl.ppo_model import position_ids_from_mask
     from rl.rollout import penalize_scores, response_mask, sample_metrics
 
@@ -382,7 +382,7 @@ def test_reward_scores_are_normalized_on_the_reward_models_training_responses(tm
 
     import reward
     from core.io import write_jsonl
-    from rl.pg_loop import load_reward_fn
+    from rl.pg_inputs import load_reward_fn
 
     class Scorer:  # reward = length of the response in characters
         def score(self, prompts, responses):
@@ -402,7 +402,7 @@ def test_reward_scores_are_normalized_on_the_reward_models_training_responses(tm
 
 
 def test_iterations_default_to_one_pass_over_the_prompts():
-    from rl.pg_loop import total_iterations
+    from rl.pg_inputs import total_iterations
 
     assert total_iterations(-1, 1.0, n_prompts=1000, batch_size=64, world=1) == 16  # ceil(1000 / 64)
     assert total_iterations(-1, 2.0, n_prompts=1000, batch_size=64, world=4) == 8   # ceil(2000 / 256)
