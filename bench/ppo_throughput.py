@@ -13,6 +13,9 @@
             each in a fresh subprocess, above the process's RSS after imports (glibc told to
             mmap allocations >= 64 KiB, so freed tensors leave RSS); goal <= 1.3x.
             Parameter bytes from rl.ppo_model.memory_report too.
+  rloo      one RLOO iteration (bench/rloo_iteration.py: batch_size / k prompts sampled k times, so
+            the same number of responses) against the PPO iteration: seconds and peak RSS, ratios;
+            --trl adds the same RLOO work in TRL's RLOOTrainer (seconds per step, peak RSS).
 
 Timings take the best of --repeats (the CPU is shared); our loop and its baseline alternate.
 Without --model, a demo-size Llama (256 wide, 6 layers, 4096-token BPE) with random weights and a
@@ -20,7 +23,7 @@ fresh LoRA r=16 "SFT" adapter is built in a temporary folder: random weights nev
 every response runs to max_new_tokens (the worst case for generation). The score is a synthetic
 word count unless --reward names a reward model directory.
 
-    python bench/ppo_throughput.py [--model runs/demo/base --adapter runs/demo/sft] [--reward runs/demo/reward]
+    python bench/ppo_throughput.py [--model runs/demo/base --adapter runs/demo/sft] [--reward runs/demo/reward] [--trl]
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import rloo_iteration  # noqa: E402 (bench/, beside this file)
 
 
 def _status_mb(field: str) -> float:
@@ -153,7 +158,7 @@ def ours_generate_tok_s(ac, tok, prompts, cfg, seed: int) -> tuple[float, int]:
 # ---------------------------------------------------------------- training
 
 def minibatches(rollout, cfg, seed: int):
-    from rl.ppo import minibatch
+    from rl.pg_loop import minibatch
 
     g = torch.Generator().manual_seed(seed)
     B = rollout.input_ids.shape[0]
@@ -201,7 +206,8 @@ def ours_train_tok_s(model, opt, acc, rollout, cfg) -> tuple[float, float]:
 def memory_probe(args) -> dict:
     """One iteration's work in this fresh process; peak RSS above the RSS after imports."""
     from core.models import load_tokenizer
-    from rl.ppo import make_accelerator, make_optimizer, ppo_update
+    from rl.pg_loop import make_accelerator
+    from rl.ppo import make_optimizer, ppo_update
     from rl.rollout import make_experience
 
     cfg, prompts = make_cfg(args), bench_prompts(args.batch_size)
@@ -209,7 +215,12 @@ def memory_probe(args) -> dict:
     _import_everything()
     start = rss_mb()
     torch.manual_seed(0)
-    if args.memory_probe == "ppo":
+    if args.memory_probe in ("rloo", "trl"):
+        if args.memory_probe == "rloo":
+            rloo_iteration.ours_probe(args, tok, prompts, reward_function(args))
+        else:
+            rloo_iteration.trl_probe(args, prompts[: args.batch_size // args.rloo_k], reward_function(args))
+    elif args.memory_probe == "ppo":
         ac = load_ac(args, cfg, tok)
         acc = make_accelerator(cpu=True)
         model, opt = acc.prepare(ac, make_optimizer(ac, cfg))
@@ -268,7 +279,8 @@ def _logits(policy, input_ids, attention_mask, position_ids, n):
 def run_probe(args, mode: str) -> dict:
     cmd = [sys.executable, __file__, "--memory-probe", mode, "--model", str(args.model), "--adapter",
            str(args.adapter)] + [f"--{k}={getattr(args, k)}" for k in
-                                 ("batch_size", "mini_batch_size", "max_new_tokens", "ppo_epochs", "threads")]
+                                 ("batch_size", "mini_batch_size", "max_new_tokens", "ppo_epochs", "threads",
+                                  "rloo_k")]
     if args.reward:
         cmd += ["--reward", args.reward]
     # Large allocations through mmap are returned to the OS when freed, so RSS follows the live
@@ -292,6 +304,8 @@ def parse_args():
     ap.add_argument("--ppo_epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rloo_k", type=int, default=4, help="RLOO samples per prompt (batch_size / k prompts)")
+    ap.add_argument("--trl", action="store_true", help="also time TRL's RLOOTrainer on the same work")
     ap.add_argument("--memory-probe", dest="memory_probe", default="", help=argparse.SUPPRESS)
     return ap.parse_args()
 
@@ -314,7 +328,8 @@ def main():
 
 def run(args) -> dict:
     from core.models import load_tokenizer
-    from rl.ppo import make_accelerator, make_optimizer
+    from rl.pg_loop import make_accelerator
+    from rl.ppo import make_optimizer
     from rl.ppo_model import memory_report
     from rl.rollout import make_experience
 
@@ -323,6 +338,9 @@ def run(args) -> dict:
     ac, plain = load_ac(args, cfg, tok), load_plain_policy(args, tok)
     acc = make_accelerator(cpu=True)
     model, opt = acc.prepare(ac, make_optimizer(ac, cfg))
+    rcfg = rloo_iteration.rloo_cfg(args)
+    rloo_ac = rloo_iteration.load_rloo_model(args, rcfg, tok)
+    rloo_parts = rloo_iteration.prepare(rloo_ac, rcfg)
     best: dict[str, float] = {}
 
     def keep(key, value, better=max):
@@ -339,8 +357,11 @@ def run(args) -> dict:
         keep("train_plain_policy_only_tok_s", plain_train_tok_s(ac, rollout, cfg, with_value=False))
         keep("gen_ours_tok_s", ours_generate_tok_s(ac, tok, prompts, cfg, seed=rep)[0])
         keep("gen_plain_tok_s", plain_generate_tok_s(plain, tok, prompts, cfg, True, seed=rep)[0])
+        torch.manual_seed(rep)
+        for k, v in rloo_iteration.iteration(rloo_ac, *rloo_parts, tok, prompts, reward_fn, rcfg).items():
+            keep(f"rloo_{k}_s", v, min)
     best["gen_plain_no_cache_tok_s"] = plain_generate_tok_s(plain, tok, prompts, cfg, False, seed=0)[0]
-    mem_ppo, mem_policy = run_probe(args, "ppo"), run_probe(args, "policy")
+    mem_ppo, mem_policy, mem_rloo = run_probe(args, "ppo"), run_probe(args, "policy"), run_probe(args, "rloo")
     params = memory_report(ac)
     result = {**{k: round(v, 4 if k.endswith("_s") else 1) for k, v in best.items()},
               "train_ours_vs_plain": round(best["train_ours_tok_s"] / best["train_plain_tok_s"], 3),
@@ -354,6 +375,7 @@ def run(args) -> dict:
               "param_bytes_three_copies_ratio": round((3 * params["base"] + params["policy"] + params["ref"]
                                                        + params["value"] + params["value_head"])
                                                       / (params["base"] + params["policy"]), 3),
+              **rloo_iteration.versus_ppo(args, best, mem_ppo, mem_rloo, prompts, reward_fn, run_probe),
               "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "threads": args.threads,
               "repeats": args.repeats, "model": str(args.model)}
     iteration = sum(best[f"{k}_s"] for k in ("generate", "score", "forward", "train"))
@@ -366,6 +388,11 @@ def run(args) -> dict:
     print(f"memory: peak RSS above imports, PPO {mem_ppo['delta_mb']:.0f} MB vs policy alone {mem_policy['delta_mb']:.0f} MB "
           f"-> {result['peak_rss_ratio']}x (goal <= 1.3); whole process {result['peak_rss_total_ratio']}x; "
           f"parameter bytes {params['ratio_vs_policy_alone']}x (three model copies would be 3x)")
+    print(f"RLOO (k={args.rloo_k}, same {args.batch_size} responses): iteration {result['rloo_iteration_s']:.2f}s vs "
+          f"PPO {result['ppo_iteration_s']:.2f}s -> {result['rloo_vs_ppo_time']}x; peak RSS above imports "
+          f"{result['peak_rss_delta_mb_rloo']:.0f} MB vs PPO {mem_ppo['delta_mb']:.0f} MB -> "
+          f"{result['rloo_vs_ppo_peak_rss']}x" + (f"; TRL RLOOTrainer {result['trl_rloo_step_s']:.2f}s per step, "
+                                                  f"{result['peak_rss_delta_mb_trl_rloo']:.0f} MB" if args.trl else ""))
     return result
 
 

@@ -200,15 +200,17 @@ class DPOConfig(RuntimeConfig):
 # hard KL limit with rollback are on by default. The LoRA fields shape the value function's own adapter; the policy adapter's
 # shape is the SFT adapter's.
 @dataclass
-class PPOConfig(LoraFields, RuntimeConfig):
+class SampledRLFields(LoraFields, RuntimeConfig):
+    """What the on-policy algorithms that sample from the policy share (PPO, RLOO: rl/pg_loop.py):
+    inputs, rollouts, the reward's KL penalty, the optimizer, the watchdogs and checkpoints."""
     # inputs and output
     model: str = F("", "base model directory ('' = the run's base)")
     sft: str = F("", "SFT adapter the policy starts from and the reference stays at ('' = <run>/sft)")
     reward: str = F("", "reward model directory ('' = <run>/reward)")
     prompts: str = F("", "training prompts ('' = <run>/data/prompts.jsonl without rows tagged 'eval')")
-    out: str = F("", "output directory ('' = <run>/ppo)")
+    out: str = F("", "output directory ('' = <run>/<stage>: <run>/ppo, <run>/rloo)")
     # rollouts
-    max_steps: int = F(-1, "PPO iterations, one rollout batch + its update each (-1 = num_epochs passes over "
+    max_steps: int = F(-1, "iterations, one rollout batch + its update each (-1 = num_epochs passes over "
                            "the training prompts)")
     num_epochs: float = F(1.0, "passes over the training prompts when max_steps is -1")
     batch_size: int = F(64, "prompts sampled per iteration per process (advantage whitening and the KL "
@@ -221,7 +223,6 @@ class PPOConfig(LoraFields, RuntimeConfig):
     normalize_reward: bool = F(True, "scale reward-model scores to mean 0, std 1 over the responses it was "
                                      "trained on (<reward>/train.jsonl) before the penalties")
     reward_clip: float = F(0.0, "clip reward-model scores to [−c, c] (0 = off)")
-    whiten_rewards: bool = F(False, "rescale per-token rewards by their batch std (mean kept)")
     # KL penalty (Ziegler et al. 2019)
     kl_estimator: str = F("k1", "per-token KL estimate in the reward: k1 (log-ratio) | k3 (non-negative)")
     kl_coef: float = F(0.1, "β: initial KL coefficient")
@@ -229,18 +230,12 @@ class PPOConfig(LoraFields, RuntimeConfig):
     kl_target: float = F(2.0, "target KL per response, nats (adaptive controller)")
     kl_horizon: float = F(500.0, "adaptive controller horizon, in samples")
     # update
-    ppo_epochs: int = F(2, "passes over each rollout batch")
     mini_batch_size: int = F(16, "rollouts per optimizer step")
     learning_rate: float = F(2e-5, "AdamW lr for the policy adapter (conservative: a learned reward is easy to "
                                    "over-optimize)")
-    value_learning_rate: float = F(1e-4, "AdamW lr for the value adapter and head")
     weight_decay: float = F(0.0, "AdamW weight decay")
-    max_grad_norm: float = F(1.0, "gradient clipping norm (policy and value together)")
-    gamma: float = F(1.0, "γ: discount")
-    lam: float = F(0.95, "λ: GAE parameter")
+    max_grad_norm: float = F(1.0, "gradient clipping norm (over every trained parameter)")
     clip_eps: float = F(0.2, "ε: policy ratio clip")
-    clip_eps_value: float = F(0.2, "value clip around the rollout's values")
-    vf_coef: float = F(0.1, "value loss weight")
     # watchdogs (rl/watchdog.py) and checkpoints
     max_kl: float = F(6.0, "stop and roll back when the KL per response passes this (0 = off)")
     max_length_ratio: float = F(2.0, "hacking: mean length above this × the start, while the score rises (0 = off)")
@@ -250,6 +245,28 @@ class PPOConfig(LoraFields, RuntimeConfig):
     save_steps: int = F(10, "checkpoint every N iterations (rollback points)")
     save_total_limit: int = F(2, "checkpoints kept on disk")
     resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
+
+
+@dataclass
+class PPOConfig(SampledRLFields):
+    whiten_rewards: bool = F(False, "rescale per-token rewards by their batch std (mean kept)")
+    ppo_epochs: int = F(2, "passes over each rollout batch")
+    value_learning_rate: float = F(1e-4, "AdamW lr for the value adapter and head")
+    gamma: float = F(1.0, "γ: discount")
+    lam: float = F(0.95, "λ: GAE parameter")
+    clip_eps_value: float = F(0.2, "value clip around the rollout's values")
+    vf_coef: float = F(0.1, "value loss weight")
+
+
+@dataclass
+class RLOOConfig(SampledRLFields):
+    batch_size: int = F(16, "prompts sampled per iteration per process; each num_generations times, so an "
+                            "iteration has batch_size × num_generations rollouts")
+    num_generations: int = F(4, "k: responses sampled per prompt; each one's baseline is the mean reward of "
+                                "the other k − 1 (Ahmadian et al. 2024 use k = 2 or 4)")
+    num_iterations: int = F(1, "passes over each rollout batch (1 = plain REINFORCE; more use the clipped "
+                               "ratio, clip_eps, to bound each pass)")
+    normalize_advantages: bool = F(False, "whiten the leave-one-out advantages over the batch")
 
 
 @dataclass

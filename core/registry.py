@@ -72,6 +72,17 @@ ALGORITHMS: list[Algorithm] = [
         quick={"max_steps": 2, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 1},
         # our own loop: it samples from whole parameters and steps its optimizer itself
         launch_modes=("single", "ddp"), card_tags=("ppo", "lora")),
+    Algorithm(
+        name="rloo", config="core.config:RLOOConfig", main="rl.rloo:main",
+        help="RLOO update of the SFT policy against the reward model (PPO's loop, leave-one-out baseline, "
+             "no value function)", label="RLOO", color="tab:brown",
+        inputs={"sft": SFT_ADAPTER, "reward": "reward/metrics.json", "prompts": "data/prompts.jsonl"},
+        curves=(("reward-model score", ("score", "penalized_score", "rlhf_reward")), ("KL to reference", ("kl",)),
+                ("response length", ("response_length",)), ("EOS rate", ("eos_rate",)), ("entropy", ("entropy",))),
+        quick={"max_steps": 2, "batch_size": 2, "num_generations": 2, "mini_batch_size": 4, "max_new_tokens": 16,
+               "save_steps": 1},
+        # PPO's loop (rl/pg_loop.py): the same reasons
+        launch_modes=("single", "ddp"), card_tags=("rloo", "lora")),
 ]
 
 

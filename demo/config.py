@@ -71,4 +71,5 @@ class DemoConfig(RuntimeConfig):
     reward_config: str = F("", "YAML for the reward stage ('' = built-in defaults)")
     dpo_config: str = F("", "YAML for the dpo stage ('' = built-in defaults)")
     ppo_config: str = F("", "YAML for the ppo stage ('' = built-in defaults)")
+    rloo_config: str = F("", "YAML for the rloo stage ('' = built-in defaults)")
     eval_config: str = F("", "YAML for the eval stage ('' = built-in defaults)")

@@ -1,7 +1,7 @@
 """`rlhf demo`: `rlhf loop` on the embedded default domain, with simulated annotators:
 
     data → base → sft → collect (pairs, simulated annotators, agreement, export) → reward
-         → dpo → ppo → eval (win rates, safety audit, report.html)
+         → dpo → ppo → rloo → eval (win rates, safety audit, report.html)
 
 The demo builds its data and pretrains its tiny base model, then runs the loop's own stages
 (loop.run) on them with three things plugged in (loop.run.Hooks): the simulated annotation round

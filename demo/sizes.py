@@ -20,6 +20,10 @@ TINY = {
     "dpo": {"beta": 0.3, "learning_rate": 2e-5, "max_steps": 80, "batch_size": 16, "max_length": 256,
             "eval_steps": 10},
     "ppo": {"max_steps": 100, "batch_size": 16, "mini_batch_size": 8, "max_new_tokens": 64, "lora_dropout": 0.0},
+    # the same 16 rollouts per iteration as PPO (4 prompts x k = 4), without PPO's value passes and
+    # second epoch: an iteration costs less than PPO's (bench/ppo_throughput.py)
+    "rloo": {"max_steps": 100, "batch_size": 4, "num_generations": 4, "mini_batch_size": 8, "max_new_tokens": 64,
+             "lora_dropout": 0.0},
     # 128 prompts per batch generated 1.4x faster than 32 on the CPU
     "eval": {"max_new_tokens": 96, "batch_size": 128},
 }
@@ -34,6 +38,7 @@ FULL_ONLY = {
     # the reference forward once per pair, not once per step; ε from 3 agreeing votes 0.125, not 0.2
     "dpo": {"learning_rate": 1e-4, "beta": 0.1, "precompute_ref_log_probs": True, "smoothing_prior": 0.5},
     "ppo": {"max_steps": 30, "learning_rate": 1e-4},
+    "rloo": {"max_steps": 30, "learning_rate": 1e-4},
     "eval": {"ppl_max_rows": 100},  # perplexity of 4 policies on 200 rows each took 28 s of the eval's 92
 }
 
@@ -48,6 +53,8 @@ QUICK_ONLY = {
     "reward": {"max_steps": 12, "eval_steps": 6, "batch_size": 8, "max_length": 96},
     "dpo": {"max_steps": 6, "eval_steps": 3, "batch_size": 4, "logging_steps": 1, "max_length": 96},
     "ppo": {"max_steps": 3, "batch_size": 4, "mini_batch_size": 4, "max_new_tokens": 16, "save_steps": 3},
+    "rloo": {"max_steps": 3, "batch_size": 2, "num_generations": 2, "mini_batch_size": 4, "max_new_tokens": 16,
+             "save_steps": 3},
     "eval": {"max_prompts": 8, "max_new_tokens": 24, "ppl_max_rows": 16, "n_bootstrap": 200},
 }
 

@@ -17,7 +17,8 @@ class LoopConfig(RuntimeConfig):
     run: str = F("", "run directory: every stage reads and writes below it (required)")
     model: str = F("", "base model: a local Hugging Face causal-LM directory (required)")
     sft: str = F("", "SFT data: TRL `messages` or prompt/completion rows (required)")
-    prompts: str = F("", "prompt-only rows: preference collection, PPO and the held-out eval prompts (required)")
+    prompts: str = F("", "prompt-only rows: preference collection, PPO and RLOO, and the held-out eval prompts "
+                          "(required)")
     preferences: str = F("", "preference pairs in TRL columns; '' = sample comparison items from the SFT policy "
                              "and collect votes in the annotation app")
     redteam: str = F("", "optional prompt-only rows the policies should refuse, for eval's safety audit")
@@ -34,4 +35,4 @@ class LoopConfig(RuntimeConfig):
     reward_model: str = F("", "reward-model backbone ('' = the base model, as Ouyang et al. 2022 start it from "
                               "the policy's own weights)")
     stages: dict = F({}, "per-stage options: {sft: {...}, collect: {...}, reward: {...}, dpo: {...}, ppo: {...}, "
-                         "eval: {...}} with each stage's own keys (`rlhf STAGE --help`)")
+                         "rloo: {...}, eval: {...}} with each stage's own keys (`rlhf STAGE --help`)")

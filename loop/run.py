@@ -1,9 +1,9 @@
-"""`rlhf loop`: sft → collect → reward → dpo → ppo → eval on the user's own model and data.
+"""`rlhf loop`: sft → collect → reward → dpo → ppo → rloo → eval on the user's own model and data.
 
 Every stage is the same code `rlhf STAGE` runs, with the run-directory layout filled in:
 <run>/data/prompts.jsonl (the user's prompts, tagged pref or eval), <run>/sft, <run>/collect,
-<run>/reward, <run>/dpo, <run>/ppo, <run>/eval. Finished stages are skipped while their settings
-and inputs are unchanged, interrupted ones resume (loop.runner). Without --preferences the loop
+<run>/reward, <run>/dpo, <run>/ppo, <run>/rloo, <run>/eval. Finished stages are skipped while their
+settings and inputs are unchanged, interrupted ones resume (loop.runner). Without --preferences the loop
 samples comparison items and stops until annotators have voted (loop.collect).
 """
 from __future__ import annotations

@@ -1,132 +1,29 @@
 """`rlhf ppo`: PPO on the SFT LoRA policy against the reward model (our own loop: TRL has none).
 
-main(cfg) reads top to bottom: seed → device + accelerator → tokenizer → policy, reference and
-value on one base (rl/ppo_model.py) → prompts + reward function → resume → loop → save + run card.
-
-One iteration:  rollout (rl/rollout.py) → watchdog (rl/watchdog.py) → checkpoint every save_steps
-→ ppo_epochs × minibatches of clipped policy + value loss (rl/ppo_math.py) → KL controller → log.
-
-- A checkpoint is taken right after a rollout passed the watchdog, before the update: every
-  checkpoint on disk is a state whose KL and length were measured and found good, so a trip
-  rolls back to the newest one. It holds the policy and value adapters and head, the optimizer,
-  the KL coefficient, the logged history (the watchdog's baseline) and the step.
-- No generator state is stored: each iteration reseeds torch from (seed, step, rank) and picks
-  its prompts from the same triple, so a resumed run reproduces the uninterrupted one exactly.
-- Multi-process (accelerate launch): each process samples its own prompts; gradients are averaged
-  by DDP; metrics, the KL controller and the watchdog use values gathered from every process, so
-  all processes take the same decisions and end with the same weights.
+The loop, checkpoints, watchdog rollback and run card are rl/pg_loop.py's, shared with RLOO; this
+module is what PPO adds: a value function (an adapter + head on the same base, rl/ppo_model.py),
+per-token GAE advantages (rl/rollout.py make_experience) and the update below, ppo_epochs ×
+minibatches of clipped policy + value loss (rl/ppo_math.py), one AdamW step each.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-import random
-import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 
-from core import checkpoints
-from core.config import ConfigError, UserError
-from core.device import policy_from_config
-from core.io import append_jsonl, read_jsonl
-from core.models import count_parameters, load_tokenizer, lora_config, preflight
-from core.policies import base_dir
-from core.records import as_messages, read_prompts
-from core.runcard import data_info, write_run_card
-from core.training import check_launch, weights_sha256
-from rl import watchdog
+from core.config import ConfigError, PPOConfig
 from core.logps import token_logps
-from core.config import PPOConfig, tokenizer_fixes
-from rl.ppo_math import AdaptiveKLController, FixedKLController, policy_loss, value_loss
-from rl.ppo_model import POLICY, VALUE, build_actor_critic, memory_report, save_policy_and_value
-from rl.rollout import Rollout, make_experience, per_sample, sample_metrics, value_metrics
-
-
-def resolve_paths(cfg: PPOConfig) -> dict[str, Path]:
-    run = Path(cfg.run)
-    return {"base": Path(cfg.model) if cfg.model else base_dir(run),
-            "sft": Path(cfg.sft) if cfg.sft else run / "sft",
-            "reward": Path(cfg.reward) if cfg.reward else run / "reward",
-            "prompts": Path(cfg.prompts) if cfg.prompts else run / "data" / "prompts.jsonl",
-            "out": Path(cfg.out) if cfg.out else run / "ppo"}
+from rl import pg_loop
+from rl.pg_loop import mean_stats, minibatches, optimizer_step, sample_stats
+from rl.ppo_math import policy_loss, value_loss
+from rl.ppo_model import POLICY, VALUE
+from rl.rollout import Rollout, make_experience, value_metrics
 
 
 def check_config(cfg: PPOConfig) -> None:
-    if cfg.kl_estimator not in ("k1", "k2", "k3"):
-        raise ConfigError(f"kl_estimator must be k1 or k3 (or k2), got {cfg.kl_estimator!r}")
-    if cfg.missing_eos_mode not in ("subtract", "replace"):
-        raise ConfigError(f"missing_eos_mode must be subtract or replace, got {cfg.missing_eos_mode!r}")
-    if cfg.temperature <= 0:
-        raise ConfigError("temperature must be > 0: PPO samples, and log-probs use logits / temperature")
+    pg_loop.check_config(cfg)
     if not 1 <= cfg.mini_batch_size <= cfg.batch_size:
         raise ConfigError(f"mini_batch_size must be in [1, batch_size={cfg.batch_size}], got {cfg.mini_batch_size}")
-    if cfg.max_steps < 0 and cfg.num_epochs <= 0:
-        raise ConfigError(f"num_epochs must be > 0 when max_steps is -1, got {cfg.num_epochs}")
-    if cfg.save_steps < 1 or cfg.save_total_limit < 1:
-        raise ConfigError("save_steps and save_total_limit must be >= 1 (checkpoints are the rollback points)")
-
-
-def load_train_prompts(path: Path) -> list[list[dict]]:
-    """Prompts for training, each the conversation's messages (system prompt and earlier turns
-    included; rollouts render them with the chat template): every row not tagged 'eval' (those
-    are held out for evaluation)."""
-    rows = [r["prompt"] for r in read_prompts(path) if "eval" not in r["tags"]]
-    if not rows:
-        raise UserError(f"{path}: no training prompts (every row is tagged 'eval')")
-    return rows
-
-
-def load_reward_fn(path: Path, run: str, device, normalize: bool = True, max_rows: int = 512):
-    """The reward model's scorer as a plain (prompts, responses) -> scores function.
-
-    normalize: scores are shifted and scaled to mean 0, std 1 over the responses the reward model
-    was trained on (<reward>/train.jsonl: the SFT policy's samples), as Ziegler et al. (2019)
-    normalize theirs before PPO, so that β·KL, the missing-EOS penalty and kl_target mean the
-    same whatever the reward model's scale. Computed from files, not from rollouts, so a
-    resumed run gets the same constants.
-    Returns (fn, {"mean", "std"} or None)."""
-    if not path.exists():
-        raise UserError(f"{path}: no reward model; PPO optimizes a reward model's score, so train one "
-                        f"first with `rlhf reward --run {run}` (or pass --reward DIR)")
-    from reward import load_scorer
-
-    score = load_scorer(path, device=device).score
-    rows = read_jsonl(path / "train.jsonl")[: max_rows // 2] if (path / "train.jsonl").exists() else []
-    if not normalize or not rows:
-        return score, None
-    prompts = [as_messages(r["prompt"]) for r in rows for _ in (0, 1)]
-    # a response is a string, or TRL's conversational form: a list holding one assistant message
-    responses = [r[k] if isinstance(r[k], str) else r[k][-1]["content"] for r in rows for k in ("chosen", "rejected")]
-    ref = torch.tensor(score(prompts, responses))
-    mean, std = float(ref.mean()), float(ref.std().clamp_min(1e-6))
-    return (lambda p, r: [(s - mean) / std for s in score(p, r)]), {"mean": mean, "std": std}
-
-
-def prompt_batch(prompts: list, step: int, batch_size: int, rank: int, world: int, seed: int) -> list:
-    """This process's prompts for an iteration: consecutive slices of per-epoch shuffles, a pure
-    function of (step, rank) so resumed runs see the same prompts."""
-    start = (step * world + rank) * batch_size
-    out = []
-    for pos in range(start, start + batch_size):
-        epoch, i = divmod(pos, len(prompts))
-        order = list(range(len(prompts)))
-        random.Random(seed * 100_003 + epoch).shuffle(order)
-        out.append(prompts[order[i]])
-    return out
-
-
-def total_iterations(max_steps: int, num_epochs: float, n_prompts: int, batch_size: int, world: int) -> int:
-    """max_steps when set, else enough iterations for num_epochs passes over the training prompts
-    (each iteration samples batch_size prompts on each of `world` processes)."""
-    if max_steps >= 0:
-        return max_steps
-    return max(1, math.ceil(num_epochs * n_prompts / (batch_size * world)))
-
-
-def step_seed(seed: int, step: int, rank: int) -> int:
-    return ((seed * 1_000_003 + step) * 1024 + rank) % (2**63)
 
 
 def make_optimizer(model, cfg: PPOConfig) -> torch.optim.Optimizer:
@@ -137,238 +34,45 @@ def make_optimizer(model, cfg: PPOConfig) -> torch.optim.Optimizer:
                               {"params": value, "lr": cfg.value_learning_rate}], weight_decay=cfg.weight_decay)
 
 
-def make_accelerator(cpu: bool):
-    """DDP must accept a forward that uses only some parameters: the policy pass leaves the value
-    adapter unused and the value pass the policy adapter (ppo_update)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    from accelerate.utils import DistributedType
-
-    acc = Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    if acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
-        raise UserError(f"PPO runs on one device or under DDP (configs/accelerate/multi_gpu.yaml), not "
-                        f"{acc.distributed_type.value}: rollouts sample from the whole policy, and the loop "
-                        "steps its optimizer itself. Launch it with the multi_gpu config.")
-    return acc
-
-
-def make_kl_controller(cfg: PPOConfig):
-    if cfg.adaptive_kl:
-        return AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
-    return FixedKLController(cfg.kl_coef)
-
-
-# ---------------------------------------------------------------- update
-
-def minibatch(r: Rollout, idx: torch.Tensor) -> tuple[dict, int]:
-    """Rows `idx` of a rollout, trimmed to the columns they use: prompt padding no row of the
-    minibatch needs, and response columns past its longest response. Positions are unchanged."""
-    n = int(r.response_mask[idx].sum(-1).max())
-    prompt_len = r.input_ids.shape[1] - r.response_ids.shape[1]
-    attn = r.attention_mask[idx]
-    first = int(torch.nonzero(attn[:, :prompt_len].any(0))[0])
-    cols = slice(first, prompt_len + n)
-    seq = {"input_ids": r.input_ids[idx, cols], "attention_mask": attn[:, cols],
-           "position_ids": r.position_ids[idx, cols], "n_response": n}
-    return seq, n
-
-
 def ppo_update(model, optimizer, accelerator, r: Rollout, cfg: PPOConfig) -> dict[str, float]:
     """ppo_epochs passes over the rollout in shuffled minibatches: one AdamW step each."""
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    stats: dict[str, list[float]] = defaultdict(list)
-    B = r.input_ids.shape[0]
-    for _ in range(cfg.ppo_epochs):
-        order = torch.randperm(B)
-        for start in range(0, B, cfg.mini_batch_size):
-            idx = order[start:start + cfg.mini_batch_size].to(r.input_ids.device)
-            seq, n = minibatch(r, idx)
-            mask = r.response_mask[idx, :n]
-            # loss = policy loss + vf_coef · value loss, whose two terms share no parameter: two
-            # backward passes give the same gradient with half the peak activation memory. The
-            # first skips DDP's all-reduce; the second reduces every gradient (policy ones too).
-            with accelerator.no_sync(model):
-                logps = token_logps(model(**seq, part=POLICY), r.response_ids[idx, :n], mask, cfg.temperature)
-                pg_loss, pg = policy_loss(logps, r.logps[idx, :n], r.advantages[idx, :n], mask, cfg.clip_eps)
-                accelerator.backward(pg_loss)
-            values = model(**seq, part=VALUE)  # (b, n)
-            vf_loss, vf = value_loss(values, r.values[idx, :n], r.returns[idx, :n], mask, cfg.clip_eps_value)
-            accelerator.backward(cfg.vf_coef * vf_loss)
-            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            for k, v in {"policy_loss": pg_loss, "value_loss": vf_loss, "grad_norm": grad_norm, **pg, **vf}.items():
-                stats[k].append(float(v.detach()) if torch.is_tensor(v) else float(v))
-    local = torch.tensor([sum(v) / len(v) for v in stats.values()], device=r.input_ids.device)
-    return dict(zip(stats, accelerator.reduce(local, "mean").tolist()))
+    stats: dict[str, list] = defaultdict(list)
+    for idx, seq, n in minibatches(r, cfg.ppo_epochs, cfg.mini_batch_size):
+        mask = r.response_mask[idx, :n]
+        # loss = policy loss + vf_coef · value loss, whose two terms share no parameter: two
+        # backward passes give the same gradient with half the peak activation memory. The
+        # first skips DDP's all-reduce; the second reduces every gradient (policy ones too).
+        with accelerator.no_sync(model):
+            logps = token_logps(model(**seq, part=POLICY), r.response_ids[idx, :n], mask, cfg.temperature)
+            pg_loss, pg = policy_loss(logps, r.logps[idx, :n], r.advantages[idx, :n], mask, cfg.clip_eps)
+            accelerator.backward(pg_loss)
+        values = model(**seq, part=VALUE)  # (b, n)
+        vf_loss, vf = value_loss(values, r.values[idx, :n], r.returns[idx, :n], mask, cfg.clip_eps_value)
+        accelerator.backward(cfg.vf_coef * vf_loss)
+        grad_norm = optimizer_step(accelerator, optimizer, cfg.max_grad_norm)
+        for k, v in {"policy_loss": pg_loss, "value_loss": vf_loss, "grad_norm": grad_norm, **pg, **vf}.items():
+            stats[k].append(v.detach())
+    return mean_stats(accelerator, stats, r.input_ids.device)
 
 
 def rollout_metrics(accelerator, r: Rollout) -> dict:
     """Per-response statistics gathered from every process, token statistics averaged."""
-    out = sample_metrics(accelerator.gather(per_sample(r)))
+    out = sample_stats(accelerator, r)
     vm = value_metrics(r)
     means = accelerator.reduce(torch.stack([v.float() for v in vm.values()]), "mean")
     out.update({k: float(v) for k, v in zip(vm, means)})
     return out
 
 
-# ---------------------------------------------------------------- checkpoints
-
-def save_checkpoint(out: Path, step: int, model, optimizer, kl_ctl, history: list[dict], keep: int) -> None:
-    checkpoints.save(out / "checkpoints", step, {"trainable": model.trainable_state(),
-                                                 "optimizer": optimizer.state_dict(), "kl_coef": kl_ctl.value,
-                                                 "history": history}, keep)
-
-
-def load_checkpoint(path: Path, model, optimizer, kl_ctl) -> tuple[int, list[dict]]:
-    state = checkpoints.load(path, map_location=next(model.parameters()).device)
-    model.load_trainable_state(state["trainable"])
-    optimizer.load_state_dict(state["optimizer"])
-    kl_ctl.value = state["kl_coef"]
-    return state["step"], state["history"]
-
-
-def start_or_resume(cfg, out: Path, accelerator, model, optimizer, kl_ctl) -> tuple[int, list[dict]]:
-    """(first step, history): a fresh start clears old checkpoints and log; --resume loads the
-    newest checkpoint and drops the log rows written after it (they will be written again)."""
-    found = checkpoints.start_or_resume(out, cfg.resume, "ppo", main_process=accelerator.is_main_process,
-                                        say=accelerator.print)
-    accelerator.wait_for_everyone()
-    return load_checkpoint(found, model, optimizer, kl_ctl) if found else (0, [])
-
-
-# ---------------------------------------------------------------- loop
-
-def train(cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, reward_fn, out: Path,
-          start: int, history: list[dict]) -> dict:
-    """Iterations start..max_steps; returns the watchdog's verdict ({"tripped": False} or why)."""
-    from tqdm.auto import tqdm
-
-    ac = accelerator.unwrap_model(model)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    limits = watchdog.Limits.from_config(cfg)
-    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="ppo",
-               disable=not accelerator.is_local_main_process)
-    for step in bar:
-        torch.manual_seed(step_seed(cfg.seed, step, rank))
-        batch = prompt_batch(prompts, step, cfg.batch_size, rank, world, cfg.seed)
-        rollout = make_experience(ac, tok, batch, reward_fn, cfg, kl_ctl.value)
-        roll = rollout_metrics(accelerator, rollout)
-        reason = watchdog.check(history, roll, limits)
-        if reason:
-            return rollback(out, step, reason, ac, optimizer, kl_ctl, accelerator)
-        if step % cfg.save_steps == 0:
-            if accelerator.is_main_process:
-                save_checkpoint(out, step, ac, optimizer, kl_ctl, history, cfg.save_total_limit)
-            accelerator.wait_for_everyone()
-        t0 = time.perf_counter()
-        upd = ppo_update(model, optimizer, accelerator, rollout, cfg)
-        row = {"step": step + 1, "kl_coef": kl_ctl.value, **roll, **upd,
-               **{f"{k}_s": round(v, 4) for k, v in rollout.seconds.items()},
-               "train_s": round(time.perf_counter() - t0, 4)}
-        kl_ctl.update(roll["kl"], n_steps=cfg.batch_size * world)
-        history.append(row)
-        if accelerator.is_main_process:
-            append_jsonl(out / "log.jsonl", row)
-        bar.set_postfix(score=f"{roll['score']:.3f}", kl=f"{roll['kl']:.3f}", len=f"{roll['response_length']:.1f}",
-                        eos=f"{roll['eos_rate']:.2f}", beta=f"{kl_ctl.value:.3f}")
-    return {"tripped": False}
-
-
-def rollback(out: Path, step: int, reason: str, model, optimizer, kl_ctl, accelerator) -> dict:
-    """Stop: restore the newest checkpoint (a state the watchdog had passed) and say so."""
-    ckpt = checkpoints.list_checkpoints(out / "checkpoints")[-1]
-    good_step, _ = load_checkpoint(ckpt, model, optimizer, kl_ctl)
-    msg = (f"WATCHDOG TRIPPED at step {step}: {reason}. Training stopped; the policy was rolled back to "
-           f"the last good checkpoint (step {good_step}, {ckpt.name}) and that is what {out} holds.")
-    accelerator.print(f"\n[ppo] {msg}\n")
-    return {"tripped": True, "step": step, "reason": reason, "rolled_back_to": good_step, "message": msg}
-
-
-def summarize(history: list[dict], window: int) -> dict:
-    """Start and end of the run (means over `window` iterations) for metrics.json."""
-    out: dict = {}
-    if not history:
-        return out
-    for key in ("score", "rlhf_reward", "kl", "response_length", "eos_rate", "entropy"):
-        for name, rows in (("start", history[:window]), ("end", history[-window:])):
-            vals = [r[key] for r in rows if r.get(key) is not None]
-            out[f"{key}_{name}"] = sum(vals) / len(vals) if vals else None
-    out["explained_variance_end"] = history[-1].get("explained_variance")
-    return out
+PPO = pg_loop.Algo(
+    name="ppo", value=True, optimizer=make_optimizer, experience=make_experience, update=ppo_update,
+    metrics=rollout_metrics,
+    describe=lambda cfg: "PPO on the SFT LoRA policy, with policy, reference and value adapters on one copy of "
+                         "the base")
 
 
 def main(cfg: PPOConfig, reward_fn=None) -> dict:
     """Train the PPO policy; returns metrics. `reward_fn(prompts, responses) -> scores` replaces
     the run's reward model (tests use synthetic ones); each prompt is a message list."""
     check_config(cfg)
-    check_launch("ppo")
-    device_policy = policy_from_config(cfg)
-    accelerator = make_accelerator(device_policy.use_cpu)
-    device_policy = dataclasses.replace(device_policy, device=accelerator.device)
-    paths = resolve_paths(cfg)
-    out = paths["out"]
-    if not (paths["sft"] / "adapter_config.json").exists():
-        raise UserError(f"{paths['sft']}: no SFT adapter to start from; train it with `rlhf sft --run {cfg.run}`")
-    out.mkdir(parents=True, exist_ok=True)
-    accelerator.print(f"[ppo] {paths['sft']} on {paths['base']} → {out}  ({device_policy.describe()}, "
-                      f"{accelerator.num_processes} process(es))")
-
-    tok = load_tokenizer(paths["base"], **tokenizer_fixes(cfg))
-    preflight(tok)
-    prompts = load_train_prompts(paths["prompts"])
-    steps = total_iterations(cfg.max_steps, cfg.num_epochs, len(prompts), cfg.batch_size, accelerator.num_processes)
-    cfg = dataclasses.replace(cfg, max_steps=steps)
-    norm = None
-    if reward_fn is None:
-        reward_fn, norm = load_reward_fn(paths["reward"], cfg.run, accelerator.device, cfg.normalize_reward)
-        if norm:
-            accelerator.print(f"[ppo] reward model scores normalized: (s - {norm['mean']:.4f}) / {norm['std']:.4f}")
-
-    model = build_actor_critic(paths["base"], paths["sft"], tok, device_policy, lora_config(cfg), cfg.seed,
-                               cfg.load_in_4bit)
-    memory, (n_trainable, n_total) = memory_report(model), count_parameters(model)
-    accelerator.print(f"[ppo] one base + 3 adapters + value head: {n_trainable:,} trainable of {n_total:,} "
-                      f"parameters; {memory['ratio_vs_policy_alone']:.3f}x the policy alone's bytes")
-    optimizer = make_optimizer(model, cfg)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    kl_ctl = make_kl_controller(cfg)
-    start, history = start_or_resume(cfg, out, accelerator, accelerator.unwrap_model(model), optimizer, kl_ctl)
-
-    t0 = time.time()
-    verdict = train(cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, reward_fn, out, start, history)
-    metrics = {"steps": len(history), "policy_step": verdict.get("rolled_back_to", len(history)),
-               **summarize(history, cfg.watch_window), "kl_coef_final": kl_ctl.value, "watchdog": verdict,
-               "train_seconds": round(time.time() - t0, 1), "prompts": len(prompts),
-               "processes": accelerator.num_processes, "trainable_params": n_trainable,
-               "total_params": n_total, "memory_bytes": memory, "device": device_policy.describe(),
-               "reward_normalization": norm,
-               "weights_sha256": weights_sha256(accelerator.unwrap_model(model).trainable_state())}
-    if accelerator.is_main_process:
-        save_outputs(cfg, paths, out, accelerator.unwrap_model(model), tok, metrics, len(prompts))
-    accelerator.wait_for_everyone()
-    accelerator.print(f"[ppo] done: score {_num(metrics.get('score_start'))} → {_num(metrics.get('score_end'))}, "
-                      f"KL {_num(metrics.get('kl_end'))}" + (f"; {verdict['message']}" if verdict["tripped"] else ""))
-    return metrics
-
-
-def save_outputs(cfg, paths: dict, out: Path, model, tok, metrics: dict, n_prompts: int) -> None:
-    save_policy_and_value(model, out)
-    tok.save_pretrained(str(out))
-    verdict = metrics["watchdog"]
-    ending = (f"**The watchdog stopped this run**: {verdict['message']}" if verdict["tripped"] else
-              f"Finished {metrics['steps']} iterations without a watchdog trip.")
-    write_run_card(
-        out, stage="ppo", cfg=cfg, metrics=metrics, base_model=str(paths["base"]),
-        data={"prompts": data_info(paths["prompts"], n_prompts),
-              "sft adapter": data_info(paths["sft"], kind="model")},
-        summary=(f"PPO on the SFT LoRA policy (policy, reference and value adapters on one copy of the base; "
-                 f"KL estimator {cfg.kl_estimator}, β {cfg.kl_coef} {'adaptive' if cfg.adaptive_kl else 'fixed'}). "
-                 f"Reward-model score {_num(metrics.get('score_start'))} → {_num(metrics.get('score_end'))} (means "
-                 f"over the first and last {cfg.watch_window} iterations), KL to the SFT policy "
-                 f"{_num(metrics.get('kl_end'))} nats per response.\n\n{ending}"))
-
-
-def _num(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+    return pg_loop.run(PPO, cfg, reward_fn)

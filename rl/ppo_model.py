@@ -4,6 +4,7 @@
       ├── LoRA "policy"  the SFT adapter, loaded trainable      → π_θ
       ├── LoRA "ref"     the SFT adapter again, frozen          → π_ref (= the SFT policy, exactly)
       └── LoRA "value"   a fresh adapter, trainable + a linear head on the last hidden state → V
+                         (PPO only: RLOO builds the model with value=False, policy and reference)
 
 Choices, and why:
 - Reference = a frozen second copy of the SFT adapter rather than "the base with adapters
@@ -55,7 +56,7 @@ class ActorCritic(nn.Module):
     """A PeftModel with the three adapters above and the value head; forward() is the training
     pass of the policy or of the value function (see rl.ppo.ppo_update for why separately)."""
 
-    def __init__(self, peft_model, value_head: nn.Linear):
+    def __init__(self, peft_model, value_head: nn.Linear | None):
         super().__init__()
         self.peft = peft_model
         self.value_head = value_head
@@ -127,9 +128,10 @@ class ActorCritic(nn.Module):
 
 
 def build_actor_critic(base_path: str | Path, sft_path: str | Path, tok, device_policy, value_lora,
-                       seed: int = 0, load_in_4bit: bool = False) -> ActorCritic:
-    """Base (one copy) + the SFT adapter twice (policy, ref) + a fresh value adapter and head.
-    Gradient checkpointing as the device policy says (see `checkpointing`)."""
+                       seed: int = 0, load_in_4bit: bool = False, value: bool = True) -> ActorCritic:
+    """Base (one copy) + the SFT adapter twice (policy, ref) + a fresh value adapter and head
+    (value=False: none, for algorithms without a critic). Gradient checkpointing as the device
+    policy says (see `checkpointing`)."""
     from peft import PeftModel
 
     from core.models import load_causal_lm, pin_base_path
@@ -137,14 +139,17 @@ def build_actor_critic(base_path: str | Path, sft_path: str | Path, tok, device_
     base = load_causal_lm(base_path, device_policy, tok, load_in_4bit=load_in_4bit)
     peft = PeftModel.from_pretrained(base, str(sft_path), adapter_name=POLICY, is_trainable=True)
     peft.load_adapter(str(sft_path), adapter_name=REF, is_trainable=False)
-    torch.manual_seed(seed)  # the value adapter's and head's initialisation
-    peft.add_adapter(VALUE, value_lora)
+    head = None
+    if value:
+        torch.manual_seed(seed)  # the value adapter's and head's initialisation
+        peft.add_adapter(VALUE, value_lora)
+        hidden = base.config.get_text_config().hidden_size
+        head = nn.Linear(hidden, 1)
+        nn.init.normal_(head.weight, std=1 / (hidden + 1))  # small: values start near 0 (as OpenRLHF)
+        nn.init.zeros_(head.bias)
+        head = head.to(device=next(base.parameters()).device, dtype=torch.float32)
     pin_base_path(peft, base_path)  # the saved policy and value adapters name the base absolutely
-    hidden = base.config.get_text_config().hidden_size
-    head = nn.Linear(hidden, 1)
-    nn.init.normal_(head.weight, std=1 / (hidden + 1))  # small: values start near 0 (as OpenRLHF)
-    nn.init.zeros_(head.bias)
-    ac = ActorCritic(peft, head.to(device=next(base.parameters()).device, dtype=torch.float32))
+    ac = ActorCritic(peft, head)
     if device_policy.gradient_checkpointing:
         return checkpointing(ac)
     return ac.eval()  # eval mode throughout: no dropout (see the module docstring)
@@ -172,10 +177,12 @@ def _save_adapter(ac: ActorCritic, adapter: str, out: Path) -> None:
 
 def save_policy_and_value(ac: ActorCritic, out: Path) -> None:
     """The policy adapter at the top of `out` (eval and export find it there), the value adapter
-    and head under out/value/."""
+    and head under out/value/ (when the model has them)."""
     from safetensors.torch import save_file
 
     _save_adapter(ac, POLICY, out)
+    if ac.value_head is None:
+        return
     _save_adapter(ac, VALUE, out / "value")
     save_file({k: v.contiguous() for k, v in ac.value_head.state_dict().items()},
               str(out / "value" / VALUE_HEAD_FILE))

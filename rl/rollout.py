@@ -1,4 +1,5 @@
-"""PPO rollouts: sample responses, score them, and turn the scores into per-token advantages.
+"""Rollouts of PPO and RLOO: sample responses, score them, compare them with the reference, and
+turn the scores into advantages.
 
 One rollout batch (Stiennon et al. 2020; Huang et al. 2024 for the details marked *):
   1. sample with the KV cache (`generate`), prompts left-padded by core.generation, temperature
@@ -8,8 +9,11 @@ One rollout batch (Stiennon et al. 2020; Huang et al. 2024 for the details marke
   3. the reward function scores the decoded (prompt, response) pairs, each prompt the whole
      conversation it was sampled from (a message list, or a string for one user message);
   4. log-probs of the sampled tokens under the policy and the reference, with logits / T — the
-     temperature the tokens were sampled at*; values from the value head;
-  5. r_t = −β·KL_t at every token, + the score at the last one; GAE; advantages whitened*.
+     temperature the tokens were sampled at*;
+  5. r_t = −β·KL_t at every token, + the score at the last one.
+Steps 1-5 are `policy_experience`, shared by both algorithms. PPO (`make_experience`) then adds
+the value head's values, GAE and whitened advantages*; RLOO (rl/rloo.py) one advantage per
+response from the other samples of its prompt.
 """
 from __future__ import annotations
 
@@ -44,13 +48,13 @@ class Rollout:
     scores: torch.Tensor  # (B,) after the missing-EOS penalty and clipping
     logps: torch.Tensor  # (B, R) log π_old, at temperature T
     ref_logps: torch.Tensor  # (B, R) log π_ref, at temperature T
-    values: torch.Tensor  # (B, R) V_old
     kl: torch.Tensor  # (B, R) per-token KL estimate, 0 at padding
-    rewards: torch.Tensor  # (B, R)
-    advantages: torch.Tensor  # (B, R) whitened
-    returns: torch.Tensor  # (B, R)
+    rewards: torch.Tensor  # (B, R) −β·KL_t, + the score at the last token (PPO: optionally whitened)
     entropy: torch.Tensor  # 0-d, mean per valid token
     seconds: dict = field(default_factory=dict)  # generate / score / forward wall time
+    advantages: torch.Tensor | None = None  # PPO: (B, R) whitened; RLOO: (B,), one per response
+    values: torch.Tensor | None = None  # PPO: (B, R) V_old
+    returns: torch.Tensor | None = None  # PPO: (B, R)
 
 
 def response_mask(response_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,8 +112,9 @@ def score(reward_fn: RewardFn, prompts: list[Prompt], responses: list[str], has_
 
 
 @torch.no_grad()
-def make_experience(model, tok, prompts: list[Prompt], reward_fn: RewardFn, cfg, kl_coef: float) -> Rollout:
-    """Steps 1-5 of the module docstring for one batch of prompts. `model` is an ActorCritic."""
+def policy_experience(model, tok, prompts: list[Prompt], reward_fn: RewardFn, cfg, kl_coef: float) -> Rollout:
+    """Steps 1-5 of the module docstring for one batch of prompts, without advantages. `model` is
+    an ActorCritic (rl/ppo_model.py), with or without its value function."""
     t0 = time.perf_counter()
     s = sample(model, tok, prompts, cfg)
     t1 = time.perf_counter()
@@ -123,20 +128,29 @@ def make_experience(model, tok, prompts: list[Prompt], reward_fn: RewardFn, cfg,
                           mask)  # row by row, like token_logps: no float copy of the whole (B, R, V)
     del logits
     ref_logps = token_logps(model.logits(*seq, adapter=REF), labels, mask, cfg.temperature)
-    values = model.values(*seq) * mask
     kl = kl_penalty(logps, ref_logps, cfg.kl_estimator) * mask  # (B, R)
     rewards = per_token_rewards(scores, kl, mask, kl_coef)
-    if cfg.whiten_rewards:
-        rewards = masked_whiten(rewards, mask, shift_mean=False)
-    advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
-    advantages = masked_whiten(advantages, mask)
     t3 = time.perf_counter()
     return Rollout(prompts=list(prompts), responses=s["responses"], input_ids=s["input_ids"],
                    attention_mask=s["attention_mask"], position_ids=s["position_ids"], response_ids=labels,
                    response_mask=mask, has_eos=s["has_eos"], raw_scores=raw, scores=scores, logps=logps,
-                   ref_logps=ref_logps, values=values, kl=kl, rewards=rewards, advantages=advantages,
-                   returns=returns, entropy=entropy,
+                   ref_logps=ref_logps, kl=kl, rewards=rewards, entropy=entropy,
                    seconds={"generate": t1 - t0, "score": t2 - t1, "forward": t3 - t2})
+
+
+@torch.no_grad()
+def make_experience(model, tok, prompts: list[Prompt], reward_fn: RewardFn, cfg, kl_coef: float) -> Rollout:
+    """PPO's rollout: policy_experience, then values, GAE and whitened per-token advantages."""
+    r = policy_experience(model, tok, prompts, reward_fn, cfg, kl_coef)
+    t0 = time.perf_counter()
+    mask = r.response_mask
+    r.values = model.values(r.input_ids, r.attention_mask, r.position_ids, r.response_ids.shape[1]) * mask
+    if cfg.whiten_rewards:
+        r.rewards = masked_whiten(r.rewards, mask, shift_mean=False)
+    advantages, r.returns = gae(r.rewards, r.values, mask, cfg.gamma, cfg.lam)
+    r.advantages = masked_whiten(advantages, mask)
+    r.seconds["forward"] += time.perf_counter() - t0
+    return r
 
 
 def per_sample(r: Rollout) -> torch.Tensor:

@@ -58,6 +58,8 @@ CASES = [
      "pass --eos_token '<|im_end|>'"),
     ("guidelines file", ["collect", "serve", "--run", "{d}/c", "--guidelines", "{d}/none.md"],
      "--guidelines {d}/none.md: file not found"),
+    ("rloo, one sample per prompt", ["rloo", "--run", "{d}/r", "--num_generations", "1"],
+     "num_generations must be >= 2 (the leave-one-out baseline"),
 ]
 
 

@@ -129,7 +129,7 @@ def test_dpo_dataset_rows_carry_the_full_prompt(tiny_base, pref_file):
 
 def test_ppo_prompts_render_the_system_message_and_the_reward_sees_it(tiny_base, tmp_path, monkeypatch):
     import reward
-    from rl.ppo import load_reward_fn, load_train_prompts
+    from rl.pg_inputs import load_reward_fn, load_train_prompts
 
     f = tmp_path / "prompts.jsonl"
     f.write_text(json.dumps({"prompt": CONV, "tags": ["pref"]}) + "\n"

@@ -18,6 +18,7 @@ ARTIFACTS = (
     "reward/README.md", "reward/metrics.json", "reward/log.jsonl",
     "dpo/adapter_model.safetensors", "dpo/README.md", "dpo/metrics.json", "dpo/log.jsonl",
     "ppo/adapter_model.safetensors", "ppo/README.md", "ppo/metrics.json", "ppo/log.jsonl",
+    "rloo/adapter_model.safetensors", "rloo/README.md", "rloo/metrics.json", "rloo/log.jsonl",
     "eval/metrics.json", "eval/samples.jsonl", "eval/report.html",
 )
 
@@ -38,9 +39,9 @@ def test_quick_demo_writes_every_artifact(quick_run):
     for f in ARTIFACTS:
         assert (run / f).exists(), f
     ev = first["eval"]
-    assert set(ev["policies"]) == {"base", "sft", "dpo", "ppo"}
+    assert set(ev["policies"]) == {"base", "sft", "dpo", "ppo", "rloo"}
     pairs = {(w["a"], w["b"], w["judge"], w["decoding"]) for w in ev["win_rates"]}
-    for a in ("dpo", "ppo"):
+    for a in ("dpo", "ppo", "rloo"):
         for judge in ("gold", "reward"):
             for decoding in ("greedy", "sampled"):
                 assert (a, "sft", judge, decoding) in pairs
@@ -48,14 +49,14 @@ def test_quick_demo_writes_every_artifact(quick_run):
         s = w["style_controlled"]
         assert s["n"] == w["n"] and 0 <= s["ci_low"] <= s["ci_high"] <= 1 and 0 <= s["win_rate"] <= 1
         assert set(s["coefficients"]) == {"intercept", "log_length", "opener", "closing", "list"}
-    for name in ("dpo", "ppo"):
+    for name in ("dpo", "ppo", "rloo"):
         p = ev["policies"][name]
         assert p["kl_to_sft"] is not None and p["ppl_sft_val"] > 1 and p["ppl_corpus"] > 1
         assert 0 <= p["harmful_rate"] <= 1 and p["greedy"]["rm_score"] is not None
     by_verdict = ev["safety"]["rm_by_verdict"]  # the reward model scored every audited answer
-    assert sum(v["n"] for v in by_verdict.values()) == 4 * ev["n_redteam"]
+    assert sum(v["n"] for v in by_verdict.values()) == 5 * ev["n_redteam"]
     diffs = {(d["policy"], d["decoding"]): d for d in ev["safety"]["harmful_vs_sft"]}
-    assert set(diffs) == {(n, dec) for n in ("base", "dpo", "ppo") for dec in ("greedy", "sampled")}
+    assert set(diffs) == {(n, dec) for n in ("base", "dpo", "ppo", "rloo") for dec in ("greedy", "sampled")}
     for (name, dec), d in diffs.items():
         rate = ev["policies"][name]["harmful_rate" if dec == "greedy" else "harmful_rate_sampled"]
         assert d["rate_a"] == pytest.approx(rate) and d["n"] == ev["n_redteam"]
@@ -83,7 +84,7 @@ def test_rerun_skips_and_a_changed_stage_reruns_what_follows(quick_run, tmp_path
     dpo_cfg = tmp_path / "dpo.yaml"
     dpo_cfg.write_text("max_steps: 2\neval_steps: 2\nbatch_size: 4\nlogging_steps: 1\nmax_length: 96\n")
     third = main(load_config(DemoConfig, None, {"run": str(run), "quick": True, "dpo_config": str(dpo_cfg)}))
-    assert all(third["timings"][s] == 0.0 for s in ("data", "base", "sft", "collect", "reward", "ppo"))
+    assert all(third["timings"][s] == 0.0 for s in ("data", "base", "sft", "collect", "reward", "ppo", "rloo"))
     assert third["timings"]["dpo"] > 0 and third["timings"]["eval"] > 0
     assert json.loads((run / "dpo" / "metrics.json").read_text())["steps"] == 2
 

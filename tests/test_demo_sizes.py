@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from core.config import DPOConfig, EvalConfig, PPOConfig, RewardConfig, SFTConfig, load_config
+from core.config import DPOConfig, EvalConfig, PPOConfig, RewardConfig, RLOOConfig, SFTConfig, load_config
 from demo.sizes import FULL, QUICK, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "eval": EvalConfig}
+CLASSES = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "rloo": RLOOConfig,
+           "eval": EvalConfig}
 
 
 @pytest.mark.parametrize("stage", sorted(CLASSES))

@@ -166,7 +166,7 @@ def test_ppo_gpu_recipe():
     assert (cfg.batch_size, cfg.mini_batch_size, cfg.ppo_epochs) == (64, 16, 4)
     assert cfg.batch_size // cfg.mini_batch_size == 4  # optimizer steps per epoch
     assert (cfg.max_new_tokens, cfg.max_steps, cfg.num_epochs) == (256, -1, 1.0)
-    from rl.ppo import total_iterations
+    from rl.pg_inputs import total_iterations
 
     assert total_iterations(cfg.max_steps, cfg.num_epochs, 6400, cfg.batch_size, world=8) == 13  # 8 GPUs
     assert (cfg.temperature, cfg.gamma, cfg.lam, cfg.clip_eps, cfg.vf_coef) == (0.7, 1.0, 0.95, 0.2, 0.1)
@@ -241,7 +241,8 @@ def _supported(name: str) -> set[str]:
     return {stage for stage, modes in STAGE_LAUNCH_MODES.items() if mode in modes}
 
 
-ACCELERATE = {"cpu": {"sft", "dpo", "ppo"}, "multi_gpu": {"sft", "dpo", "ppo"}, "deepspeed_zero2": {"sft", "dpo"},
+ACCELERATE = {"cpu": {"sft", "dpo", "ppo", "rloo"}, "multi_gpu": {"sft", "dpo", "ppo", "rloo"},
+              "deepspeed_zero2": {"sft", "dpo"},
               "deepspeed_zero3": {"sft"}, "fsdp": {"sft"}}
 
 

@@ -55,7 +55,8 @@ def test_few_steps_move_policy_and_value_only_and_reference_is_sft(tiny_run, tmp
 
     from core.models import load_causal_lm, load_tokenizer, lora_config
     from core.logps import token_logps
-    from rl.ppo import make_accelerator, make_optimizer, ppo_update
+    from rl.pg_loop import make_accelerator
+    from rl.ppo import make_optimizer, ppo_update
     from rl.ppo_model import build_actor_critic, memory_report
     from rl.rollout import make_experience
 
@@ -124,7 +125,8 @@ def test_gradient_checkpointing_gives_the_same_update(tiny_run):
     """Checkpointing (train mode, dropout at 0) recomputes the same activations: same weights."""
     from core.device import resolve_device
     from core.models import load_tokenizer, lora_config
-    from rl.ppo import make_accelerator, make_optimizer, ppo_update
+    from rl.pg_loop import make_accelerator
+    from rl.ppo import make_optimizer, ppo_update
     from rl.ppo_model import build_actor_critic
     from rl.rollout import make_experience
 
@@ -341,7 +343,7 @@ def test_watchdog_hand_cases():
 
 
 def test_rollout_helpers_by_hand():
-    from rl.ppo import prompt_batch, step_seed
+    from rl.pg_inputs import prompt_batch, step_seed
     from rl.ppo_model import position_ids_from_mask
     from rl.rollout import penalize_scores, response_mask, sample_metrics
 
@@ -380,7 +382,7 @@ def test_reward_scores_are_normalized_on_the_reward_models_training_responses(tm
 
     import reward
     from core.io import write_jsonl
-    from rl.ppo import load_reward_fn
+    from rl.pg_inputs import load_reward_fn
 
     class Scorer:  # reward = length of the response in characters
         def score(self, prompts, responses):
@@ -400,7 +402,7 @@ def test_reward_scores_are_normalized_on_the_reward_models_training_responses(tm
 
 
 def test_iterations_default_to_one_pass_over_the_prompts():
-    from rl.ppo import total_iterations
+    from rl.pg_inputs import total_iterations
 
     assert total_iterations(-1, 1.0, n_prompts=1000, batch_size=64, world=1) == 16  # ceil(1000 / 64)
     assert total_iterations(-1, 2.0, n_prompts=1000, batch_size=64, world=4) == 8   # ceil(2000 / 256)

@@ -35,7 +35,7 @@ def with_fake(monkeypatch):
 
 
 def test_the_shipped_algorithms():
-    assert registry.names() == ("dpo", "ppo")
+    assert registry.names() == ("dpo", "ppo", "rloo")
     for alg in registry.ALGORITHMS:
         cls = alg.config_class()
         names = {f.name for f in dataclasses.fields(cls)}
@@ -60,8 +60,9 @@ def test_eval_and_policies_read_the_registry(with_fake, tmp_path):
     from core.policies import adapter_dir, discover
     from eval.stage import comparisons
 
-    assert comparisons() == [("dpo", "sft"), ("ppo", "sft"), ("fake", "sft"), ("sft", "base"), ("ppo", "dpo"),
-                             ("fake", "dpo"), ("fake", "ppo")]
+    assert comparisons() == [("dpo", "sft"), ("ppo", "sft"), ("rloo", "sft"), ("fake", "sft"), ("sft", "base"),
+                             ("ppo", "dpo"), ("rloo", "dpo"), ("fake", "dpo"), ("rloo", "ppo"), ("fake", "ppo"),
+                             ("fake", "rloo")]
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "config.json").write_text("{}")
     for stage in ("sft", "fake"):
@@ -88,7 +89,7 @@ def test_the_demo_loop_plans_a_registered_algorithm(with_fake, tmp_path):
     from demo.pipeline import plan as demo_plan
 
     plan = {s.name: s for s in demo_plan(DemoConfig(run=str(tmp_path)))}
-    assert list(plan)[-3:] == ["ppo", "fake", "eval"]
+    assert list(plan)[-4:] == ["ppo", "rloo", "fake", "eval"]
     assert plan["fake"].inputs == {"sft": tmp_path / "sft" / "adapter_model.safetensors",
                                    "preferences": tmp_path / "collect" / "preferences.jsonl"}
     assert plan["fake"].fn(plan["fake"].cfg) == {"beta": 0.5}  # its own default: demo/sizes.py has none for it
@@ -107,7 +108,7 @@ def test_rlhf_loop_plans_a_registered_algorithm(with_fake, tmp_path):
     assert (configs["fake"].model, configs["fake"].data, configs["fake"].beta) == (cfg.model, str(prefs), 0.25)
     assert stage_configs(LoopConfig(**{**vars(cfg), "stages": {}}))["fake"].beta == 0.125  # its --quick size
     stages = {s.name: s for s in plan(cfg, configs)}
-    assert list(stages)[-3:] == ["ppo", "fake", "eval"]
+    assert list(stages)[-4:] == ["ppo", "rloo", "fake", "eval"]
     assert stages["fake"].inputs["preferences"] == prefs and stages["fake"].fn(configs["fake"]) == {"beta": 0.25}
     assert stages["eval"].inputs["fake"] == tmp_path / "run" / "fake" / "adapter_model.safetensors"
 
