@@ -50,10 +50,10 @@ def summarize(rows: dict[str, list]) -> dict[str, float | dict]:
 
 # ----------------------------------------------------------------------------- reward model vs gold
 
-# Gold differences below this are near-ties: the demo oracle's overall score also prefers lengths
-# near 150 characters by 0.0008 per character, so two answers that differ only in their opener
-# differ by ~0.01. Neither people nor simulated annotators (which call differences under 0.15 a
-# tie before their noise) can see them, so a reward model's order on them is a coin flip.
+# Gold differences below this are near-ties: the demo oracle gives manners (an opener, a polite
+# close) at most 0.1 and breaks ties by length (at most 0.06), so two answers that differ only in
+# their opener differ by ~0.07-0.1. Neither people nor simulated annotators (which call differences
+# under 0.15 a tie before their noise) can see them, so a reward model's order on them is a coin flip.
 # heldout_accuracy_gold counts the pairs gold decides by at least this much;
 # heldout_accuracy_gold_all every pair that is not an exact tie.
 GOLD_TIE = 0.15
