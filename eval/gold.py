@@ -24,16 +24,19 @@ def applies(judge: Judge, prompts: list[str | Messages], min_share: float = 0.5)
 
 def verdicts(judge: Judge, prompts: list[str | Messages], responses: list[str]) -> dict[str, list]:
     """Per-row verdicts: overall score (1-5), aspects, fact_correct (None: no fact to check),
-    harmful and refusal flags."""
+    harmful and refusal flags; "terms" too when the judge has the optional `terms` method."""
     prompts = [prompt_text(p) for p in prompts]
     scores = [judge.score(p, r) for p, r in zip(prompts, responses)]
-    return {
+    out = {
         "overall": [s["overall"] for s in scores],
         "aspects": [{a: s[a] for a in ASPECTS} for s in scores],
         "fact_correct": [judge.fact_correct(p, r) for p, r in zip(prompts, responses)],
         "harmful": [judge.is_harmful(p, r) for p, r in zip(prompts, responses)],
         "refusal": [judge.is_refusal(p, r) for p, r in zip(prompts, responses)],
     }
+    if callable(getattr(judge, "terms", None)):  # optional: overall split into additive parts
+        out["terms"] = [judge.terms(p, r) for p, r in zip(prompts, responses)]
+    return out
 
 
 def summarize(rows: dict[str, list]) -> dict[str, float | dict]:
@@ -46,6 +49,35 @@ def summarize(rows: dict[str, list]) -> dict[str, float | dict]:
         "fact_accuracy": float(np.mean(checked)) if checked else float("nan"),
         "aspects": {a: float(np.mean([row[a] for row in aspects])) for a in (aspects[0] if aspects else {})},
     }
+
+
+def gain_decomposition(results: dict[str, dict[str, dict]], baseline: str = "sft") -> list[dict]:
+    """Where each policy's gold gain over `baseline` comes from. results: policy -> decoding ->
+    `verdicts` rows on the same prompts in the same order. Per policy and decoding: n, gain (the
+    mean of overall(policy) - overall(baseline) over prompts) and terms (the same mean for each of
+    the judge's terms; they sum to gain when the judge's terms sum to its overall). [] when the
+    judge has no terms or there is no baseline."""
+    base = results.get(baseline) or {}
+    out = []
+    for name, res in results.items():
+        for decoding in ("greedy", "sampled"):
+            a, b = res.get(decoding) or {}, base.get(decoding) or {}
+            ta, tb = a.get("terms"), b.get("terms")
+            if name == baseline or not ta or not tb or len(ta) != len(tb):
+                continue
+            keys = list(dict.fromkeys(k for row in ta + tb for k in row))
+            diff = {k: round(float(np.mean([x.get(k, 0.0) - y.get(k, 0.0) for x, y in zip(ta, tb)])), 6)
+                    for k in keys}
+            gain = round(float(np.mean(np.subtract(a["overall"], b["overall"]))), 6)
+            out.append({"policy": name, "baseline": baseline, "decoding": decoding, "n": len(ta),
+                        "gain": gain, "terms": diff})
+    return out
+
+
+def decomposition_metrics(results: dict[str, dict[str, dict]]) -> dict:
+    """{"gold": {"decomposition": gain_decomposition(results)}} for eval/metrics.json, {} when empty."""
+    rows = gain_decomposition(results)
+    return {"gold": {"decomposition": rows}} if rows else {}
 
 
 # ----------------------------------------------------------------------------- reward model vs gold
