@@ -116,7 +116,8 @@ def repetition(words: list[str], text: str) -> float:
     sents = [" ".join(word_list(s)) for s in SENT_RE.findall(text)]
     sents = [s for s in sents if s]
     dup = 1 - len(set(sents)) / len(sents) if len(sents) > 1 else 0.0
-    top = max(Counter(words).values())
+    # a content word said over and over ("the" four times in two sentences is just English)
+    top = max(Counter(w for w in words if w not in _STOP).values(), default=0)
     rep1 = max(0, top - 3) / len(words)
     return min(1.0, max(rep3, dup, 2 * rep1))
 
