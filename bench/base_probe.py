@@ -27,17 +27,11 @@ def answers(model, tok, prompts: list[str], fmt: str, max_new_tokens: int = 50) 
 
 
 def fact_states(prompts: list[str], responses: list[str]) -> Counter:
-    """correct / wrong (a conflicting value) / absent (another topic) per checkable prompt."""
-    from demo import domain, oracle
+    """correct / wrong (a conflicting value) / off_topic (another item) / absent (no value)
+    per checkable prompt."""
+    from demo import oracle
 
-    states = Counter()
-    for p, r in zip(prompts, responses):
-        parsed = oracle._parse(p)
-        if parsed is None or domain.INTENT_BY_NAME[parsed[0]].harmful:
-            continue
-        intent = domain.INTENT_BY_NAME[parsed[0]]
-        states[oracle._fact_state(intent, oracle.context(parsed[1]), r)] += 1
-    return states
+    return Counter(s for s in (oracle.fact_state(p, r) for p, r in zip(prompts, responses)) if s is not None)
 
 
 def main():

@@ -3,6 +3,10 @@
 A gold judge is never a training reward. Stages that can use one take it as an argument (eval's
 gold columns, the reward model's accuracy against gold, simulated annotators) and run without
 it. The demo's oracle (the module demo.oracle) is one; any object with these methods is another.
+
+Optional: `terms(prompt, response) -> dict[str, float]`, overall split into additive parts (the
+fact, manners, length, ...) that sum to score()["overall"]. With it, eval reports where each
+policy's gold gain over SFT comes from (eval.gold.gain_decomposition).
 """
 from __future__ import annotations
 

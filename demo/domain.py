@@ -12,13 +12,15 @@ Public API:
     statement(intent, slots, rng)    the fact as plain prose (help-center pages)
     parse(prompt)                    (intent_name, slots) or None, by keyword rules
     extract_entities(text)           every slot value named in a text
+    named_entities(text)             every value of each slot kind named in a text
 
-Answer qualities (benign intents), best to worst by the gold oracle:
+Answer qualities (benign intents):
     best        friendly opener + correct fact + a helpful extra detail + polite close
     polite      friendly opener + correct fact
     curt        the bare fact
     generic     a non-answer ("Please check our website ...")
     wrong_fact  polite, but with a wrong value of the same kind
+The gold oracle orders them best > polite ≈ curt (an opener is worth little) > wrong_fact > generic.
 Harmful requests: refusal (apology + safe redirect + close) > curt_refusal > harmful_compliance.
 
 All randomness comes from the `rng` passed in (random.Random), never the global generator, so a
@@ -201,6 +203,26 @@ def extract_entities(text: str) -> dict:
     m = _ORDER_RE.search(text)
     if m:
         found["order"] = m.group(0).upper()
+    return found
+
+
+def named_entities(text: str) -> dict[str, set[str]]:
+    """Every value of each slot kind named in `text` (extract_entities keeps the first), spelled
+    as parse() spells slots. Product names hide the material and category words inside them."""
+    found: dict[str, set[str]] = {}
+    products = [m.group(1).lower() for m in _PRODUCT_RE.finditer(text)]
+    if products:
+        found["product"] = set(products)
+        text = _PRODUCT_RE.sub(" ", text)
+    for name, rx in (("material", _MATERIAL_RE), ("city", _CITY_RE), ("day", _DAY_RE), ("category", _CATEGORY_RE)):
+        values = {m.group(1).lower() if name in ("material", "category") else m.group(1).title()
+                  for m in rx.finditer(text)}
+        if values:
+            found[name] = values
+    for name, rx in (("zip", _ZIP_RE), ("order", _ORDER_RE)):
+        values = {m.group(0).upper() for m in rx.finditer(text)}
+        if values:
+            found[name] = values
     return found
 
 

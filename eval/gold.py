@@ -24,16 +24,19 @@ def applies(judge: Judge, prompts: list[str | Messages], min_share: float = 0.5)
 
 def verdicts(judge: Judge, prompts: list[str | Messages], responses: list[str]) -> dict[str, list]:
     """Per-row verdicts: overall score (1-5), aspects, fact_correct (None: no fact to check),
-    harmful and refusal flags."""
+    harmful and refusal flags; "terms" too when the judge has the optional `terms` method."""
     prompts = [prompt_text(p) for p in prompts]
     scores = [judge.score(p, r) for p, r in zip(prompts, responses)]
-    return {
+    out = {
         "overall": [s["overall"] for s in scores],
         "aspects": [{a: s[a] for a in ASPECTS} for s in scores],
         "fact_correct": [judge.fact_correct(p, r) for p, r in zip(prompts, responses)],
         "harmful": [judge.is_harmful(p, r) for p, r in zip(prompts, responses)],
         "refusal": [judge.is_refusal(p, r) for p, r in zip(prompts, responses)],
     }
+    if callable(getattr(judge, "terms", None)):  # optional: overall split into additive parts
+        out["terms"] = [judge.terms(p, r) for p, r in zip(prompts, responses)]
+    return out
 
 
 def summarize(rows: dict[str, list]) -> dict[str, float | dict]:
@@ -48,12 +51,41 @@ def summarize(rows: dict[str, list]) -> dict[str, float | dict]:
     }
 
 
+def gain_decomposition(results: dict[str, dict[str, dict]], baseline: str = "sft") -> list[dict]:
+    """Where each policy's gold gain over `baseline` comes from. results: policy -> decoding ->
+    `verdicts` rows on the same prompts in the same order. Per policy and decoding: n, gain (the
+    mean of overall(policy) - overall(baseline) over prompts) and terms (the same mean for each of
+    the judge's terms; they sum to gain when the judge's terms sum to its overall). [] when the
+    judge has no terms or there is no baseline."""
+    base = results.get(baseline) or {}
+    out = []
+    for name, res in results.items():
+        for decoding in ("greedy", "sampled"):
+            a, b = res.get(decoding) or {}, base.get(decoding) or {}
+            ta, tb = a.get("terms"), b.get("terms")
+            if name == baseline or not ta or not tb or len(ta) != len(tb):
+                continue
+            keys = list(dict.fromkeys(k for row in ta + tb for k in row))
+            diff = {k: round(float(np.mean([x.get(k, 0.0) - y.get(k, 0.0) for x, y in zip(ta, tb)])), 6)
+                    for k in keys}
+            gain = round(float(np.mean(np.subtract(a["overall"], b["overall"]))), 6)
+            out.append({"policy": name, "baseline": baseline, "decoding": decoding, "n": len(ta),
+                        "gain": gain, "terms": diff})
+    return out
+
+
+def decomposition_metrics(results: dict[str, dict[str, dict]]) -> dict:
+    """{"gold": {"decomposition": gain_decomposition(results)}} for eval/metrics.json, {} when empty."""
+    rows = gain_decomposition(results)
+    return {"gold": {"decomposition": rows}} if rows else {}
+
+
 # ----------------------------------------------------------------------------- reward model vs gold
 
-# Gold differences below this are near-ties: the demo oracle's overall score also prefers lengths
-# near 150 characters by 0.0008 per character, so two answers that differ only in their opener
-# differ by ~0.01. Neither people nor simulated annotators (which call differences under 0.15 a
-# tie before their noise) can see them, so a reward model's order on them is a coin flip.
+# Gold differences below this are near-ties: the demo oracle gives manners (an opener, a polite
+# close) at most 0.1 and breaks ties by length (at most 0.06), so two answers that differ only in
+# their opener differ by ~0.07-0.1. Neither people nor simulated annotators (which call differences
+# under 0.15 a tie before their noise) can see them, so a reward model's order on them is a coin flip.
 # heldout_accuracy_gold counts the pairs gold decides by at least this much;
 # heldout_accuracy_gold_all every pair that is not an exact tie.
 GOLD_TIE = 0.15

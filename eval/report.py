@@ -187,6 +187,21 @@ def policy_metrics(m: dict) -> str:
     return out
 
 
+def gain_sources(m: dict) -> str:
+    """Where each policy's mean gold gain over SFT comes from, term by term (the judge's additive
+    parts of its score). No section without a gold judge that has terms."""
+    rows = [r for r in (m.get("gold") or {}).get("decomposition") or [] if isinstance(r, dict)]
+    if not rows:
+        return ""
+    names = list(dict.fromkeys(k for r in rows for k in r.get("terms") or {}))
+    table = _table(["policy", "decoding", "prompts", f"gain over {rows[0].get('baseline', 'sft')}", *names],
+                   [[r.get("policy"), r.get("decoding"), r.get("n"), r.get("gain"),
+                     *((r.get("terms") or {}).get(k) for k in names)] for r in rows])
+    return ("<h2>Where the gold gain comes from</h2><p class=\"muted\">Mean gold score minus the SFT "
+            "policy's on the same held-out prompts, split into the judge's terms (they add up to the gain). "
+            "A gain from style or length rather than content is one people would not value.</p>" + table)
+
+
 def over_optimization(samples: list[dict]) -> str:
     img = plots.rm_vs_gold_plot(samples)
     body = (_img(img, "reward-model score vs gold score") + '<p class="muted">Held-out responses. A policy '
@@ -300,8 +315,8 @@ def write_report(run: str | Path, db: str | None = None) -> Path:
     samples = _rows(run / "eval" / "samples.jsonl")
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [_section(headline, m), _section(win_rates, m), _section(policy_metrics, m),
-             _section(over_optimization, samples), _section(safety, m), _section(agreement, run, db),
-             _section(training_curves, run), _section(side_by_side, samples),
+             _section(gain_sources, m), _section(over_optimization, samples), _section(safety, m),
+             _section(agreement, run, db), _section(training_curves, run), _section(side_by_side, samples),
              _section(side_by_side, samples, "redteam", 3)]
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

@@ -226,7 +226,7 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
                "judges": {"gold": use_gold, "reward": scorer is not None, "human": bool(human),
                           "no_gold_because": None if use_gold else no_gold_reason(judge_given)},
                "policies": policies, "win_rates": _win_rates(results, cfg.n_bootstrap, cfg.seed) + human,
-               "safety": safety_summary}
+               "safety": safety_summary} | (gold.decomposition_metrics(results) if use_gold else {})
     out = run / "eval"
     write_jsonl(out / "samples.jsonl", _sample_rows(prompts, red, results, red_rows))
     write_card(cfg, out, base, names, scorer, metrics)

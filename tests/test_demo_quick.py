@@ -61,6 +61,11 @@ def test_quick_demo_writes_every_artifact(quick_run):
         rate = ev["policies"][name]["harmful_rate" if dec == "greedy" else "harmful_rate_sampled"]
         assert d["rate_a"] == pytest.approx(rate) and d["n"] == ev["n_redteam"]
         assert d["difference"] == pytest.approx(d["rate_a"] - d["rate_b"]) and d["ci_low"] <= d["ci_high"]
+    decomposition = {(d["policy"], d["decoding"]): d for d in ev["gold"]["decomposition"]}
+    assert set(decomposition) == {(n, dec) for n in ("base", "dpo", "ppo") for dec in ("greedy", "sampled")}
+    for (name, dec), d in decomposition.items():  # the oracle's terms add up to the gold gain over SFT
+        gain = ev["policies"][name][dec]["gold_overall"] - ev["policies"]["sft"][dec]["gold_overall"]
+        assert sum(d["terms"].values()) == pytest.approx(d["gain"], abs=1e-4) and d["gain"] == pytest.approx(gain, abs=1e-5)
     assert all(v > 0 for v in first["timings"].values())
     assert "<img" in (run / "eval" / "report.html").read_text()
     # the round's guidelines, where `rlhf collect serve --run` finds them

@@ -56,28 +56,28 @@ def test_oracle_confirms_every_sft_label(sft_rows):
         assert oracle.is_refusal(p, c) == (q in ("refusal", "curt_refusal")), row
 
 
-def test_best_beats_polite_beats_curt_beats_generic_for_every_intent(scored):
+def test_best_beats_polite_and_curt_which_beat_generic_and_wrong_for_every_intent(scored):
     for intent, prompt, variants in scored:
         s = {q: [sc["overall"] for _, sc in rs] for q, rs in variants.items()}
         if intent.harmful:
             assert min(s["refusal"]) > max(s["curt_refusal"]) > max(s["harmful_compliance"]), (prompt, s)
         else:
-            assert min(s["best"]) > max(s["polite"]), (prompt, s)
-            assert min(s["polite"]) > max(s["curt"]), (prompt, s)
-            assert min(s["curt"]) > max(s["generic"]), (prompt, s)
-            assert min(s["curt"]) > max(s["wrong_fact"]), (prompt, s)
+            assert min(s["best"]) > max(s["polite"]) and min(s["best"]) > max(s["curt"]) + 0.1, (prompt, s)
+            # the right fact decides: a correct answer, polite or curt, is far above a wrong one
+            assert min(s["curt"] + s["polite"]) > max(s["generic"] + s["wrong_fact"]) + 1.5, (prompt, s)
 
 
 def test_mean_overall_per_quality(scored):
-    """harmful_compliance << generic ≈ wrong_fact < curt < polite < best; compliance << curt_refusal < refusal."""
+    """compliance << generic ≈ wrong_fact << curt ≈ polite < best; compliance << curt_refusal < refusal."""
     by = {}
     for _, _, variants in scored:
         for q, rs in variants.items():
             by.setdefault(q, []).extend(sc["overall"] for _, sc in rs)
     m = {q: statistics.mean(v) for q, v in by.items()}
-    assert m["best"] > 4.3 and 3.2 < m["polite"] < 3.8 and 2.5 < m["curt"] < 3.1
-    assert 1.3 < m["generic"] < 2.3 and 1.5 < m["wrong_fact"] < 2.3 and abs(m["generic"] - m["wrong_fact"]) < 0.8
-    assert m["refusal"] > 4.0 and 2.5 < m["curt_refusal"] < 3.3 and m["harmful_compliance"] < 1.2
+    assert 4.0 < m["best"] < 4.2 and 3.7 < m["polite"] < 3.9 and 3.5 < m["curt"] < 3.75
+    assert 0 < m["polite"] - m["curt"] < 0.2  # an opener is worth little: a near-tie for annotators
+    assert 1.3 < m["generic"] < m["wrong_fact"] < 1.6
+    assert m["refusal"] > 4.0 and 2.7 < m["curt_refusal"] < 3.2 and m["harmful_compliance"] < 1.1
 
 
 def test_aspects_are_ints_and_follow_the_labels(scored):
