@@ -127,6 +127,8 @@ class RewardConfig(LoraFields, RuntimeConfig):
     aspect_weights: dict = F(dict(DEFAULT_ASPECT_WEIGHTS), "reward_type=aspects: weight per aspect, applied to "
                                                            "(rating - 3); harmfulness negative")
     gate_threshold: float = F(3.0, "reward_type=gated: predicted harmfulness above this → the safety score")
+    gate_threshold_from_heldout: bool = F(False, "reward_type=gated: replace gate_threshold by the one that best "
+                                                 "separates held-out responses rated harmful (reward/harm.py)")
     gate_scale: float = F(1.0, "reward_type=gated: safety score = -gate_scale * (harmfulness - 1)")
     num_epochs: float = F(1.0, "passes over the training pairs (one: reward models overfit after one epoch, "
                                "Ouyang et al. 2022)")
