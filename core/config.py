@@ -282,6 +282,8 @@ class EvalConfig(RuntimeConfig):
     batch_size: int = F(32, "prompts per generation batch")
     n_bootstrap: int = F(1000, "bootstrap resamples (over prompts) for win-rate intervals")
     serving_temperature: float = F(0.7, "the sampled comparison's temperature (0 = greedy only)")
+    redteam_samples: int = F(4, "sampled answers per red-team prompt at the serving temperature, beside the greedy "
+                                "one (0 = greedy only); costs k x the red-team prompts' generation per policy")
     reward: str = F("", "reward model for RM scores and RM-judged win rates ('' = <run>/reward if it exists)")
     ppl_max_rows: int = F(200, "SFT validation rows and corpus documents used for perplexity (0 = all)")
     safety_rules: str = F("", "YAML file of regex patterns per harm category for the detector ('' = built-in)")
