@@ -61,6 +61,9 @@ def check_config(cfg: RewardConfig) -> None:
         raise ConfigError(f"key 'reward_type' must be one of {', '.join(REWARD_TYPES)}, got {cfg.reward_type!r}")
     if cfg.reward_type != "pairwise" and not cfg.aspect_heads:
         raise ConfigError(f"reward_type={cfg.reward_type} needs aspect_heads: true")
+    if cfg.gate_threshold_from_heldout and cfg.reward_type != "gated":
+        raise ConfigError(f"key 'gate_threshold_from_heldout' sets the gate of reward_type=gated, "
+                          f"not {cfg.reward_type}")
     unknown = set(cfg.aspect_weights) - set(ASPECTS)
     if unknown:
         raise ConfigError(f"key 'aspect_weights': unknown aspect(s) {sorted(unknown)} (known: {', '.join(ASPECTS)})")

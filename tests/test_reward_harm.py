@@ -81,3 +81,12 @@ def test_gated_reward_takes_the_heldout_threshold(tiny_base, tmp_path):
     assert 0.0 <= m["harm_auc"] <= 1.0 and 0.0 <= m["harm_auc_all"] <= 1.0
     assert m["gate_threshold"] == m["gate_threshold_heldout"] is not None
     assert json.loads((out / "reward_model.json").read_text())["gate_threshold"] == m["gate_threshold"]
+
+
+def test_heldout_gate_needs_the_gated_reward():
+    from core.config import ConfigError, RewardConfig
+    from reward.train import check_config
+
+    with pytest.raises(ConfigError, match="gate_threshold_from_heldout.*not pairwise"):
+        check_config(RewardConfig(reward_type="pairwise", gate_threshold_from_heldout=True))
+    check_config(RewardConfig(reward_type="gated", gate_threshold_from_heldout=True))
