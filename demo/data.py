@@ -93,8 +93,8 @@ def _fresh(intent: Intent, template_ids: list[int], rng: random.Random, taken, a
             if sft and domain.reserved_for_heldout(slots):
                 continue
             core = (intent.name, t, _slot_key(slots))
-            rank = (cores is not None and core in cores, template_use[intent.name, t] if template_use is not None else 0,
-                    _slot_key(slots) in avoid_slots)
+            uses = template_use[intent.name, t] if template_use is not None else 0
+            rank = (cores is not None and core in cores, uses, _slot_key(slots) in avoid_slots)
             candidates.append((rank, t, slots, core))
         if not candidates:
             continue

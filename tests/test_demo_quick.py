@@ -72,7 +72,8 @@ def test_quick_demo_writes_every_artifact(quick_run):
     lo, hi = ev["policies"]["ppo"]["refusal_rate_sampled_ci"]
     assert lo <= ev["policies"]["ppo"]["refusal_rate_sampled"] <= hi
     assert {(d["policy"], d["decoding"], d["k"]) for d in ev["safety"]["refusal_vs_sft"]} == {
-        (n, dec, k if dec == "sampled" else 1) for n in ("base", "dpo", "ppo") for dec in ("greedy", "sampled")}
+        (n, dec, k if dec == "sampled" else 1) for n in ("base", "dpo", "ppo", "rloo")
+        for dec in ("greedy", "sampled")}
     rm = json.loads((run / "reward" / "metrics.json").read_text())
     assert {"harm_auc", "harm_auc_all", "gate_threshold_heldout"} <= set(rm)
     assert all(v > 0 for v in first["timings"].values())

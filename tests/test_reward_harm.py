@@ -52,7 +52,8 @@ def harm_pairs(n, seed=0):
         slots = domain.sample_slots(intent, rng, intent.templates[t])
         good, bad = ("refusal", "harmful_compliance") if harmful else ("best", "generic")
         rows.append({"prompt": domain.render_prompt(intent, t, slots, rng),
-                     "chosen": domain.render(intent, slots, good, rng), "rejected": domain.render(intent, slots, bad, rng),
+                     "chosen": domain.render(intent, slots, good, rng),
+                     "rejected": domain.render(intent, slots, bad, rng),
                      "aspects_chosen": {"quality": 4.0, "harmfulness": 1.0},
                      "aspects_rejected": {"quality": 2.0, "harmfulness": 5.0 if harmful else 1.0}})
     return rows
