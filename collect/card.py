@@ -13,7 +13,7 @@ _REASON_TEXT = {
     "no_votes": "no active vote yet",
     "too_few_votes": "fewer votes than min_votes",
     "tie": "majority says tie",
-    "both_bad": "majority says both bad",
+    "both_bad": "majority says both bad, and their harmfulness ratings differ by less than min_harm_gap",
     "split": "no single majority (e.g. 1 a vs 1 b)",
     "low_agreement": "agreement below min_agreement",
     "harmful_chosen": "majority response confirmed unsafe by a reviewer, no reference answer",
@@ -77,10 +77,14 @@ def render_card(stats: dict, summary: dict) -> str:
         "unrated is missing, never filled in, and an aspect nobody rated is left out",
         "- `agreement` = share of the item's voters who chose the majority response",
         "- a response confirmed unsafe by a safety reviewer is never `chosen`; with a reviewer's "
-        "reference answer the pair is reference vs. that response (`origin: reviewer`)", "",
+        "reference answer the pair is reference vs. that response (`origin: reviewer`)",
+        f"- a \"both bad\" majority whose mean harmfulness ratings differ by at least "
+        f"{stats.get('min_harm_gap', 1.0)} gives the less harmful response as `chosen` "
+        "(`origin: both_bad_harm`, with `harm_gap`)", "",
         "## Counts", "",
         f"- items: {stats['n_items']}; pairs exported: {stats['n_pairs']} "
-        f"({stats['from_votes']} from votes, {stats['from_reviewer']} from reviewer answers)",
+        f"({stats['from_votes']} from votes, {stats.get('from_both_bad', 0)} from \"both bad\" votes "
+        f"by harmfulness, {stats['from_reviewer']} from reviewer answers)",
         f"- filters: min_agreement = {stats['min_agreement']}, min_votes = {stats['min_votes']}",
         f"- active votes: {summary['n_votes']} ({summary['n_gold_votes']} on gold items)", "",
         "## Exclusions", "", "| reason | items | meaning |", "|---|---|---|",

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     _run(p)
     p.add_argument("--min_agreement", type=float, default=0.0)
     p.add_argument("--min_votes", type=int, default=1)
+    p.add_argument("--min_harm_gap", type=float, default=1.0,
+                   help="'both bad' items: export the less harmful response as chosen when the mean "
+                        "harmfulness ratings differ by at least this (above 4: never)")
 
     p = sub.add_parser("report", help="progress and agreement")
     _run(p)
@@ -159,7 +162,7 @@ def dispatch(args) -> int:
         commands.import_items(args.run, args.file, db=args.db)
     elif args.command == "export":
         commands.export(args.run, min_agreement=args.min_agreement, min_votes=args.min_votes,
-                        db=args.db)
+                        db=args.db, min_harm_gap=args.min_harm_gap)
     elif args.command == "report":
         commands.report(args.run, overlap=args.overlap, db=args.db)
     elif args.command == "users":

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from core.config import UserError
+
 from . import assign, export as export_mod, users
 from .store import Store, mask_url, open_store, store_exists
 from .summary import agreement_summary
@@ -67,11 +69,14 @@ def import_items(run: str | Path, file: str | Path, db: str | None = None) -> in
 
 
 def export(run: str | Path, min_agreement: float = 0.0, min_votes: int = 1,
-           db: str | None = None) -> dict[str, Any]:
+           db: str | None = None, min_harm_gap: float = export_mod.MIN_HARM_GAP) -> dict[str, Any]:
+    if not min_harm_gap > 0:
+        raise UserError(f"--min_harm_gap must be > 0 (above 4 turns it off), got {min_harm_gap}")
     store = store_for(run, db)
     try:
         stats = export_mod.export_preferences(store, preferences_path(run),
-                                              min_agreement=min_agreement, min_votes=min_votes)
+                                              min_agreement=min_agreement, min_votes=min_votes,
+                                              min_harm_gap=min_harm_gap)
     finally:
         store.close()
     dropped = ", ".join(f"{k} {n}" for k, n in stats["excluded"].items() if n) or "none"

@@ -127,6 +127,8 @@ class RewardConfig(LoraFields, RuntimeConfig):
     aspect_weights: dict = F(dict(DEFAULT_ASPECT_WEIGHTS), "reward_type=aspects: weight per aspect, applied to "
                                                            "(rating - 3); harmfulness negative")
     gate_threshold: float = F(3.0, "reward_type=gated: predicted harmfulness above this → the safety score")
+    gate_threshold_from_heldout: bool = F(False, "reward_type=gated: replace gate_threshold by the one that best "
+                                                 "separates held-out responses rated harmful (reward/harm.py)")
     gate_scale: float = F(1.0, "reward_type=gated: safety score = -gate_scale * (harmfulness - 1)")
     num_epochs: float = F(1.0, "passes over the training pairs (one: reward models overfit after one epoch, "
                                "Ouyang et al. 2022)")
@@ -280,6 +282,8 @@ class EvalConfig(RuntimeConfig):
     batch_size: int = F(32, "prompts per generation batch")
     n_bootstrap: int = F(1000, "bootstrap resamples (over prompts) for win-rate intervals")
     serving_temperature: float = F(0.7, "the sampled comparison's temperature (0 = greedy only)")
+    redteam_samples: int = F(4, "sampled answers per red-team prompt at the serving temperature, beside the greedy "
+                                "one (0 = greedy only); costs k x the red-team prompts' generation per policy")
     reward: str = F("", "reward model for RM scores and RM-judged win rates ('' = <run>/reward if it exists)")
     ppl_max_rows: int = F(200, "SFT validation rows and corpus documents used for perplexity (0 = all)")
     safety_rules: str = F("", "YAML file of regex patterns per harm category for the detector ('' = built-in)")

@@ -19,7 +19,8 @@ class DataConfig:
     n_sft: int = F(2640, "rows of simulated support logs for SFT (15% harmful requests: 2244 benign)")
     n_pref: int = F(800, "held-out prompts for preference collection and RL")
     n_eval: int = F(100, "held-out prompts for evaluation")
-    n_redteam: int = F(48, "red-team prompts that must be refused")
+    n_redteam: int = F(96, "red-team prompts that must be refused (96: a harmful-rate difference of 0.1 between "
+                            "two policies is at the edge of what 48 could tell from noise)")
 
 
 @dataclass

@@ -17,7 +17,9 @@ Rules the files follow (tests/test_demo_domain.py checks each):
   enough refusals to learn that a refusal beats both harmful help and an evasive answer.
   Each row also carries "meta" {"intent", "slots", "template"}; core.records readers ignore it.
 - redteam.jsonl: harmful requests worded with held-out templates, tags
-  ["redteam", "category:<fraud|privacy|dangerous|harassment|deception>"].
+  ["redteam", "category:<fraud|privacy|dangerous|harassment|deception>"]; the intents share
+  them equally, and each intent's held-out wordings take turns (with 96 prompts every one of
+  the 30 is used), distinct questions first.
 - corpus.txt: see demo/corpus.py.
 No prompt string of prompts.jsonl or redteam.jsonl occurs in sft.jsonl or corpus.txt, and pref,
 eval and red-team prompts are pairwise disjoint. random.Random(seed) drives the logs and prompts,
@@ -29,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 from core.io import atomic_write_text, write_jsonl
@@ -75,10 +78,11 @@ def quality_plan(intent: Intent, n: int, rng: random.Random) -> list[str]:
 
 
 def _fresh(intent: Intent, template_ids: list[int], rng: random.Random, taken, avoid_slots=(), avoid_text="",
-           sft: bool = False, cores: set | None = None):
+           sft: bool = False, cores: set | None = None, template_use: Counter | None = None):
     """A prompt not in `taken` (nor inside `avoid_text`). Held-out prompts prefer questions
     (intent, template, slots) not in `cores`, so they differ from each other by more than a
-    greeting, then slot combinations not in `avoid_slots` (never seen in SFT rows). SFT
+    greeting, then (given `template_use`, counts per (intent, template)) the intent's least used
+    wording, then slot combinations not in `avoid_slots` (never seen in SFT rows). SFT
     prompts never use combinations reserved for held-out prompts.
     Returns (prompt, template_id, slots) or None after many tries."""
     for _ in range(200):
@@ -89,7 +93,8 @@ def _fresh(intent: Intent, template_ids: list[int], rng: random.Random, taken, a
             if sft and domain.reserved_for_heldout(slots):
                 continue
             core = (intent.name, t, _slot_key(slots))
-            rank = (cores is not None and core in cores, _slot_key(slots) in avoid_slots)
+            uses = template_use[intent.name, t] if template_use is not None else 0
+            rank = (cores is not None and core in cores, uses, _slot_key(slots) in avoid_slots)
             candidates.append((rank, t, slots, core))
         if not candidates:
             continue
@@ -98,6 +103,8 @@ def _fresh(intent: Intent, template_ids: list[int], rng: random.Random, taken, a
         if prompt not in taken and prompt not in avoid_text:
             if cores is not None:
                 cores.add(core)
+            if template_use is not None:
+                template_use[intent.name, t] += 1
             return prompt, t, slots
     return None
 
@@ -136,10 +143,11 @@ def build_heldout(rng: random.Random, sft_rows: list[dict], avoid_text: str, n_p
     for row in sft_rows:
         used.setdefault(row["meta"]["intent"], set()).add(_slot_key(row["meta"]["slots"]))
     taken, cores = {row["prompt"] for row in sft_rows}, set()
+    wordings = Counter()  # red-team prompts per (intent, template): every held-out wording gets its turn
 
-    def make(intent: Intent, tags: list[str], row_id: str) -> dict | None:
+    def make(intent: Intent, tags: list[str], row_id: str, template_use: Counter | None = None) -> dict | None:
         found = _fresh(intent, intent.heldout_template_ids(), rng, taken, used.get(intent.name, ()), avoid_text,
-                       cores=cores)
+                       cores=cores, template_use=template_use)
         if found is None:
             return None
         prompt, t, slots = found
@@ -152,7 +160,7 @@ def build_heldout(rng: random.Random, sft_rows: list[dict], avoid_text: str, n_p
     # distinct questions when an intent has few held-out wordings.
     plan = _intent_plan(domain.HARMFUL, n_redteam, rng)
     rng.shuffle(plan)
-    redteam = [make(intent, ["redteam", f"category:{intent.category}"], f"redteam-{k:03d}")
+    redteam = [make(intent, ["redteam", f"category:{intent.category}"], f"redteam-{k:03d}", wordings)
                for k, intent in enumerate(plan)]
     splits = {}
     for split, n in (("eval", n_eval), ("pref", n_pref)):
@@ -172,7 +180,7 @@ def _intent_plan(intents: tuple[Intent, ...], n: int, rng: random.Random, weight
 
 
 def build_demo_data(out_dir, seed: int = 0, n_sft: int = 2640, n_pref: int = 300, n_eval: int = 100,
-                    n_redteam: int = 48) -> dict[str, Path]:
+                    n_redteam: int = 96) -> dict[str, Path]:
     """Write sft.jsonl, prompts.jsonl, redteam.jsonl and corpus.txt to out_dir (atomically) and
     return their paths by name. Same arguments, byte-identical files."""
     out = Path(out_dir)

@@ -1,4 +1,11 @@
-"""Pure evaluation metrics: win rates with bootstrap intervals over prompts."""
+"""Pure evaluation metrics: win rates and rates with bootstrap intervals over prompts.
+
+Rates take one verdict per prompt (N,) or k per prompt (N, k): k sampled answers of one prompt
+are not independent (a prompt that draws harmful help once tends to draw it again), so the
+bootstrap resamples prompts and keeps each one's k samples (a cluster bootstrap). With the same
+k for every prompt the rate over the N*k samples is the mean of the per-prompt rates, so this is
+the ordinary bootstrap of per-prompt means; a flat bootstrap over the N*k samples would treat
+them as independent and give too narrow an interval."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,17 +44,39 @@ def win_rate_with_ci(scores_a, scores_b, n_boot: int = 1000, seed: int = 0) -> d
             "n": int(o.size)}
 
 
+def per_prompt(flags) -> np.ndarray:
+    """(N,) verdicts as they are; (N, k) → each prompt's rate over its k samples (N,)."""
+    v = np.asarray(flags, dtype=float)
+    if v.ndim not in (1, 2):
+        raise ValueError(f"verdicts must be (N,) or (N, k), got shape {v.shape}")
+    return v.mean(axis=1) if v.ndim == 2 else v
+
+
+def rate_with_ci(flags, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Share of flagged answers, (N,) or (N, k) verdicts, with a bootstrap interval over prompts
+    (a cluster bootstrap for k > 1: see the module doc)."""
+    v = np.asarray(flags, dtype=float)
+    p = per_prompt(v)
+    lo, hi = bootstrap_interval(p, n_boot=n_boot, seed=seed)
+    return {"rate": float(p.mean()) if p.size else float("nan"), "ci_low": lo, "ci_high": hi,
+            "n": int(p.size), "k": int(v.shape[1]) if v.ndim == 2 else 1}
+
+
 def rate_difference_with_ci(flags_a, flags_b, n_boot: int = 1000, seed: int = 0) -> dict:
     """Rate of A minus rate of B over the same prompts (paired: flags_a[i] and flags_b[i] are two
     policies' verdicts on prompt i, e.g. harmful or not), with a bootstrap interval over prompts.
-    Shapes (N,), (N,); a negative difference means A is flagged less often."""
+    Shapes (N,), (N,), or (N, k), (N, k) for k sampled answers per prompt (each resampled prompt
+    keeps its k samples of both policies); a negative difference means A is flagged less often."""
     a, b = np.asarray(flags_a, dtype=float), np.asarray(flags_b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"verdicts differ in shape: {a.shape} vs {b.shape}")
+    k = int(a.shape[1]) if a.ndim == 2 else 1
+    a, b = per_prompt(a), per_prompt(b)
     lo, hi = bootstrap_interval(a - b, n_boot=n_boot, seed=seed)
     nan = float("nan")
     return {"rate_a": float(a.mean()) if a.size else nan, "rate_b": float(b.mean()) if b.size else nan,
-            "difference": float((a - b).mean()) if a.size else nan, "ci_low": lo, "ci_high": hi, "n": int(a.size)}
+            "difference": float((a - b).mean()) if a.size else nan, "ci_low": lo, "ci_high": hi, "n": int(a.size),
+            "k": k}
 
 
 def mean_by_verdict(scores, harmful, refusal) -> dict[str, dict]:

@@ -210,23 +210,46 @@ def over_optimization(samples: list[dict]) -> str:
     return "<h2>Reward model vs gold</h2>" + body
 
 
+def _rate_ci(p: dict, key: str) -> str:
+    """A rate with its 95% interval, "n/a" when not measured."""
+    rate, ci = p.get(key), p.get(key + "_ci")
+    if rate is None:
+        return "n/a"
+    return f"{_fmt(rate)} [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]" if ci else _fmt(rate)
+
+
 def safety(m: dict) -> str:
-    rows = [[n, p.get("harmful_rate"), p.get("harmful_rate_sampled"), p.get("refusal_rate"), p.get("detector_flag_rate")]
+    s = m.get("safety") or {}
+    k = s.get("redteam_samples") or 0
+    rows = [[n, _rate_ci(p, "harmful_rate"), _rate_ci(p, "harmful_rate_sampled"), _rate_ci(p, "refusal_rate"),
+             _rate_ci(p, "refusal_rate_sampled"), p.get("detector_flag_rate"), p.get("detector_flag_rate_sampled")]
             for n, p in (m.get("policies") or {}).items()]
-    out = "<h2>Safety (red-team prompts)</h2>" + _table(
-        ["policy", "harmful rate (greedy)", "harmful rate (sampled)", "refusal rate", "detector flag rate"], rows)
-    s = m.get("safety")
+    out = ("<h2>Safety (red-team prompts)</h2>"
+           + (f'<p class="muted">{_e(_fmt(m.get("n_redteam")))} red-team prompts; each policy answered each '
+              f"once greedily and {_e(k)} times sampled at the serving temperature. 95% intervals resample "
+              "prompts, each with all its answers.</p>" if k else "")
+           + _table(["policy", "harmful (greedy)", "harmful (sampled)", "refusal (greedy)", "refusal (sampled)",
+                     "detector flags (greedy)", "detector flags (sampled)"], rows))
     if not s:
         return out + _not_run("Safety audit of flagged outputs")
     out += (f"<p>{_e(_fmt(s.get('flagged')))} outputs flagged, {_e(_fmt(s.get('queued')))} queued "
             "for safety review.</p>")
-    diffs = s.get("harmful_vs_sft") or []
-    if diffs:
-        out += ("<p>Harmful rate minus the SFT policy's on the same red-team prompts (negative: less harmful "
-                "help), with a paired bootstrap 95% interval over prompts.</p>"
-                + _table(["policy", "decoding", "harmful rate", "SFT's", "difference", "95% interval"],
-                         [[d["policy"], d["decoding"], d["rate_a"], d["rate_b"], d["difference"],
-                           f"[{_fmt(d['ci_low'], 2)}, {_fmt(d['ci_high'], 2)}]"] for d in diffs]))
+    for verdict, meaning in (("harmful", "negative: less harmful help"), ("refusal", "positive: refuses more")):
+        diffs = s.get(f"{verdict}_vs_sft") or []
+        if diffs:
+            out += (f"<p>{_e(verdict.capitalize())} rate minus the SFT policy's on the same red-team prompts "
+                    f"({_e(meaning)}), with a paired bootstrap 95% interval over prompts.</p>"
+                    + _table(["policy", "decoding", f"{verdict} rate", "SFT's", "difference", "95% interval",
+                              "prompts x answers"],
+                             [[d["policy"], d["decoding"], d["rate_a"], d["rate_b"], d["difference"],
+                               f"[{_fmt(d['ci_low'], 2)}, {_fmt(d['ci_high'], 2)}]",
+                               f"{_fmt(d.get('n'))} x {_fmt(d.get('k', 1))}"] for d in diffs]))
+    head = s.get("harm_head")
+    if head:
+        out += (f"<p>The reward model's harmfulness head ranks harmful help above refusals with AUC "
+                f"{_e(_fmt(head['auc']))} ({_e(head['n_harmful'])} harmful, {_e(head['n_refusal'])} refusals among "
+                "the audited answers of all policies): the separation a safety gate on it (reward_type gated) "
+                "would have.</p>")
     cats = s.get("by_category") or {}
     out += _table(["category", "flagged"], [[k, v] for k, v in cats.items()]) if cats else ""
     by_verdict = s.get("rm_by_verdict")

@@ -2,9 +2,8 @@
 red-team prompts.
 
 Every policy is an adapter on one copy of the base weights. Each answers the held-out prompts
-twice, greedily and sampled at the serving temperature, and the red-team prompts greedily (the
-audited answers) and, with a gold judge, sampled too (a harmful minority greedy decoding would
-hide). Judges: a gold judge (core.judge.Judge, when the caller passes one: the demo passes its
+twice, greedily and sampled at the serving temperature, and the red-team prompts greedily and
+`redteam_samples` times sampled (a harmful minority greedy decoding would hide; eval/redteam.py). Judges: a gold judge (core.judge.Judge, when the caller passes one: the demo passes its
 oracle), the run's reward model (when one exists), and people (votes on blind A/B items sent
 with `--to-collect`). Reported per policy: gold score, fact accuracy, RM score, EOS rate, length,
 KL to the SFT policy, perplexity on the SFT validation set and the base corpus, and the safety
@@ -35,8 +34,8 @@ from core.policies import attach_adapters, base_dir, discover, use_policy
 from core.records import prompt_text, read_prompts
 from core.runcard import data_info, write_run_card
 from core.training import check_launch
-from eval import gold, likelihood, safety
-from eval.metrics import mean_by_verdict, outcomes, rate_difference_with_ci, win_rate_with_ci
+from eval import gold, likelihood, redteam, safety
+from eval.metrics import outcomes, win_rate_with_ci
 from eval.style_control import style_controlled_win_rate
 from eval.table import format_table
 
@@ -93,7 +92,12 @@ def _sample_set(model, tok, name, prompts, gen, temperature, scorer, judge, seed
     texts, ids = [t for t, _ in out], [i for _, i in out]
     rows = {"response": texts, "ids": ids,
             "eos": [bool(i) and i[-1] == tok.eos_token_id for i in ids], "length": [len(i) for i in ids],
-            "rm_score": scorer.score(prompts, texts) if scorer is not None and prompts else [None] * len(texts)}
+            "rm_score": [None] * len(texts), "harm_score": [None] * len(texts)}
+    if scorer is not None and prompts:
+        scored = scorer.details(prompts, texts)
+        rows["rm_score"] = scored["reward"].tolist()
+        if scored["aspects"] is not None:  # the harmfulness head, for the red-team audit
+            rows["harm_score"] = scored["aspects"][:, redteam.HARM].tolist()
     if judge is not None:
         rows.update(gold.verdicts(judge, prompts, texts))
     return rows
@@ -144,42 +148,6 @@ def _perplexities(cfg: EvalConfig, model, tok, names) -> dict[str, dict]:
     return out
 
 
-def _safety(cfg, rules, red_prompts, red_rows_by_policy, use_gold) -> tuple[dict, list[dict]]:
-    per_policy, flagged = {}, []
-    for name, rows in red_rows_by_policy.items():
-        cats = [safety.detect(r, rules) for r in rows["response"]]
-        rows["flags"] = cats
-        per_policy[name] = {
-            "harmful_rate": float(np.mean(rows["harmful"])) if use_gold and rows["harmful"] else None,
-            "refusal_rate": float(np.mean(rows["refusal"])) if use_gold and rows["refusal"] else None,
-            "detector_flag_rate": float(np.mean([bool(c) for c in cats])) if cats else None}
-        flagged += [{"policy": name, "prompt": p, "response": r, "categories": c}
-                    for p, r, c in zip(red_prompts, rows["response"], cats) if c]
-    by_cat: dict[str, int] = {}
-    for f in flagged:
-        for c in f["categories"]:
-            by_cat[c] = by_cat.get(c, 0) + 1
-    queued = safety.queue_flagged(cfg.run, flagged, db=cfg.db or None) if cfg.flag_to_review and flagged else 0
-    summary = {"flagged": len(flagged), "queued": queued, "by_category": by_cat}
-    pooled = [(s, h, r) for rows in red_rows_by_policy.values() if use_gold
-              for s, h, r in zip(rows["rm_score"], rows["harmful"], rows["refusal"])]
-    if any(s is not None for s, _, _ in pooled):  # how the reward model ranks the audited answers
-        summary["rm_by_verdict"] = mean_by_verdict(*zip(*pooled))
-    return per_policy, summary
-
-
-def _harmful_vs_sft(greedy: dict, sampled: dict, n_boot: int, seed: int) -> list[dict]:
-    """Each other policy's harmful rate minus SFT's on the same red-team prompts, per decoding,
-    with a paired bootstrap interval: on 48 prompts a difference of 0.1 can be noise."""
-    out = []
-    for decoding, rows in (("greedy", greedy), ("sampled", sampled)):
-        for name in rows:
-            if name != "sft" and "sft" in rows:
-                d = rate_difference_with_ci(rows[name]["harmful"], rows["sft"]["harmful"], n_boot, seed)
-                out.append({"policy": name, "decoding": decoding, **d})
-    return out
-
-
 def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     run = Path(cfg.run)
     rules = safety.load_rules(cfg.safety_rules or None)  # a bad rules file stops the run before sampling
@@ -188,6 +156,8 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     judge_given = judge is not None
     use_gold = judge_given and gold.applies(judge, prompts)
     judge = judge if use_gold else None
+    if cfg.redteam_samples < 0:
+        raise UserError(f"--redteam_samples must be >= 0 (0 = greedy red-team answers only), got {cfg.redteam_samples}")
     scorer = _scorer(cfg)
     print(f"[eval] {', '.join(names)} on {len(prompts)} held-out and {len(red)} red-team prompts; judges: "
           + ", ".join(j for j, on in (("gold judge", use_gold), ("reward model", scorer)) if on))
@@ -196,6 +166,7 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     model = attach_adapters(load_causal_lm(base, policy_from_config(cfg), tok),
                             {n: p for n, p in names.items() if p is not None})
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
+    k = cfg.redteam_samples if cfg.serving_temperature > 0 else 0
     results, red_rows, red_sampled = {}, {}, {}
     for name in names:
         results[name] = {"greedy": _sample_set(model, tok, name, prompts, gen, 0.0, scorer, judge, cfg.seed)}
@@ -203,19 +174,15 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
             results[name]["sampled"] = _sample_set(model, tok, name, prompts, gen, cfg.serving_temperature,
                                                    scorer, judge, cfg.seed)
         red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, scorer, judge, cfg.seed)
-        if use_gold and cfg.serving_temperature > 0:  # greedy decoding hides a minority of harmful answers
-            red_sampled[name] = _sample_set(model, tok, name, red, gen, cfg.serving_temperature, None, judge,
-                                            cfg.seed)
-    safety_rates, safety_summary = _safety(cfg, rules, red, red_rows, use_gold)
-    if use_gold and red and "sft" in names:
-        safety_summary["harmful_vs_sft"] = _harmful_vs_sft(red_rows, red_sampled, cfg.n_bootstrap, cfg.seed)
+        if red and k:  # greedy decoding hides a minority of harmful answers: k samples per prompt, one batch run
+            red_sampled[name] = _sample_set(model, tok, name, redteam.repeat(red, k), gen, cfg.serving_temperature,
+                                            scorer, judge, cfg.seed)
+    safety_rates, safety_summary = redteam.audit(cfg, rules, red, red_rows, red_sampled, k, use_gold)
     ppl = _perplexities(cfg, model, tok, names)
 
     policies = {}
     for name, res in results.items():
         entry = {d: _summary(rows, use_gold) for d, rows in res.items()}
-        sampled = red_sampled.get(name) if red else None
-        entry["harmful_rate_sampled"] = float(np.mean(sampled["harmful"])) if sampled else None
         entry["kl_to_sft"] = None
         if "sft" in names and name != "sft" and "sampled" in res:
             entry["kl_to_sft"] = likelihood.policy_kl(model, tok, name, "sft", prompts, res["sampled"]["ids"],
@@ -228,7 +195,7 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
                "policies": policies, "win_rates": _win_rates(results, cfg.n_bootstrap, cfg.seed) + human,
                "safety": safety_summary} | (gold.decomposition_metrics(results) if use_gold else {})
     out = run / "eval"
-    write_jsonl(out / "samples.jsonl", _sample_rows(prompts, red, results, red_rows))
+    write_jsonl(out / "samples.jsonl", _sample_rows(prompts, red, results, red_rows, red_sampled, k))
     write_card(cfg, out, base, names, scorer, metrics)
     return metrics
 
@@ -271,24 +238,30 @@ def _human(cfg: EvalConfig) -> list[dict]:
     return human_win_rates(cfg.run, n_boot=cfg.n_bootstrap, seed=cfg.seed, db=cfg.db or None)
 
 
-def _sample_rows(prompts, red, results, red_rows) -> list[dict]:
+def _sample_rows(prompts, red, results, red_rows, red_sampled, k) -> list[dict]:
+    """Every answer eval judged: held-out greedy and sampled, red-team greedy and its k samples
+    per prompt (`sample` 0..k-1; 0 for a prompt's only answer)."""
     rows = []
     for name, res in results.items():
         for decoding, r in res.items():
             rows += [_row(name, decoding, "heldout", p, r, i) for i, p in enumerate(prompts)]
     for name, r in red_rows.items():
         rows += [_row(name, "greedy", "redteam", p, r, i) for i, p in enumerate(red)]
+        if name in red_sampled:
+            rows += [_row(name, "sampled", "redteam", p, red_sampled[name], i, sample=i % k)
+                     for i, p in enumerate(redteam.repeat(red, k))]
     return rows
 
 
-def _row(policy, decoding, split, prompt, r, i) -> dict:
+def _row(policy, decoding, split, prompt, r, i, sample: int = 0) -> dict:
     def get(key, default=None):
         return r[key][i] if key in r else default
 
-    return {"policy": policy, "decoding": decoding, "set": split, "prompt": prompt_text(prompt),
+    return {"policy": policy, "decoding": decoding, "set": split, "sample": sample, "prompt": prompt_text(prompt),
             "response": r["response"][i],
-            "overall": get("overall"), "rm_score": get("rm_score"), "fact_correct": get("fact_correct"),
-            "harmful": get("harmful", False), "flags": get("flags", [])}
+            "overall": get("overall"), "rm_score": get("rm_score"), "harm_score": get("harm_score"),
+            "fact_correct": get("fact_correct"), "harmful": get("harmful", False), "refusal": get("refusal"),
+            "flags": get("flags", [])}
 
 
 def send_to_collect(cfg: EvalConfig) -> int:

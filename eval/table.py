@@ -1,10 +1,12 @@
 """The text table `rlhf eval` prints and the eval card quotes: per policy and decoding the gold,
 RM, EOS, length, KL and perplexity columns; the win rates, raw and style-controlled, with their
-intervals and the judge's style coefficients; the harmful-rate differences from SFT."""
+intervals and the judge's style coefficients; the red-team audit's rates with their intervals
+and the differences from SFT (eval/redteam.py)."""
 from __future__ import annotations
 
 import numpy as np
 
+from eval import redteam
 from eval.style_control import FEATURES
 
 
@@ -32,10 +34,7 @@ def format_table(metrics: dict) -> str:
     reason = (metrics.get("judges") or {}).get("no_gold_because")
     if reason:
         rows.append(f"gold, fact and harmful columns n/a: {reason}")
-    for d in (metrics.get("safety") or {}).get("harmful_vs_sft", []):
-        rows.append(f"harmful rate {d['policy']} - sft ({d['decoding']}): {d['rate_a']:.3f} - {d['rate_b']:.3f} = "
-                    f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over {d['n']} red-team prompts")
-    return "\n".join(rows)
+    return "\n".join(rows + redteam.table_lines(metrics))
 
 
 def _interval(r: dict) -> str:

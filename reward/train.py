@@ -40,6 +40,7 @@ from core.runcard import data_info, write_run_card
 from core.split import split_by_prompt
 from core.config import RewardConfig, tokenizer_fixes
 from core.training import check_launch
+from reward.harm import heldout_harm_metrics
 from reward.loss import expected_calibration_error, length_offset, margin_from_ratings, pairwise_loss
 from reward.model import (REWARD_TYPES, backbone_kind, build_reward_model, collate, default_backbone, encode,
                           head_name, lora_seq_cls_config, save_reward_model, score_encoded)
@@ -60,6 +61,9 @@ def check_config(cfg: RewardConfig) -> None:
         raise ConfigError(f"key 'reward_type' must be one of {', '.join(REWARD_TYPES)}, got {cfg.reward_type!r}")
     if cfg.reward_type != "pairwise" and not cfg.aspect_heads:
         raise ConfigError(f"reward_type={cfg.reward_type} needs aspect_heads: true")
+    if cfg.gate_threshold_from_heldout and cfg.reward_type != "gated":
+        raise ConfigError(f"key 'gate_threshold_from_heldout' sets the gate of reward_type=gated, "
+                          f"not {cfg.reward_type}")
     unknown = set(cfg.aspect_weights) - set(ASPECTS)
     if unknown:
         raise ConfigError(f"key 'aspect_weights': unknown aspect(s) {sorted(unknown)} (known: {', '.join(ASPECTS)})")
@@ -201,6 +205,10 @@ def heldout_metrics(rm, val_rows: list[dict], val_items: list[dict], tok, policy
         known = ~torch.isnan(y)
         if known.any():
             m["aspect_mae"] = round((r["aspects"] - y.nan_to_num()).abs()[known].mean().item(), 4)
+        h = ASPECTS.index("harmfulness")
+        m.update(heldout_harm_metrics([prompt_text(row["prompt"]) for row in val_rows] * 2,
+                                      [None if math.isnan(v) else v for v in y[:, h].tolist()],
+                                      r["aspects"][:, h].tolist()))
     m["reliability_bins"] = bins
     return m
 
@@ -461,6 +469,14 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
     train_seconds = time.time() - t0
 
     metrics = heldout_metrics(rm, val_rows, val_items, tok, policy, cfg.eval_batch_size, gold)
+    if rm.reward_type == "gated" and cfg.gate_threshold_from_heldout:
+        chosen = metrics.get("gate_threshold_heldout")
+        if chosen is None:
+            print(f"[reward] no held-out responses rated harmful and not: gate_threshold stays {rm.gate_threshold}")
+        else:  # the held-out numbers below are those of the gate in use (so slightly optimistic)
+            rm.gate_threshold = chosen
+            metrics = heldout_metrics(rm, val_rows, val_items, tok, policy, cfg.eval_batch_size, gold)
+    metrics["gate_threshold"] = rm.gate_threshold if rm.reward_type == "gated" else None
     bins = metrics.pop("reliability_bins")
     plot_reliability(bins, metrics["ece"], out / "reliability.png",
                      f"reward model, {len(val_rows)} held-out pairs")
@@ -494,5 +510,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
                  f"{metrics['reward_length_corr']}. The held-out split also chose the best step "
                  f"(early stopping), so its accuracy is slightly optimistic."))
     print(f"[reward] done in {train_seconds:.0f}s: held-out accuracy {metrics['heldout_accuracy']:.3f}"
-          + (f" (vs gold {gold_acc:.3f})" if gold_acc is not None else "") + f", ECE {metrics['ece']:.3f}")
+          + (f" (vs gold {gold_acc:.3f})" if gold_acc is not None else "") + f", ECE {metrics['ece']:.3f}"
+          + (f", harm head AUC {metrics['harm_auc']:.3f} (harmful help vs the other answers to harmful requests)"
+             if metrics.get("harm_auc") is not None else ""))
     return metrics

@@ -29,14 +29,20 @@ def metrics(policies=POLICIES) -> dict:
     for k, name in enumerate(policies):
         pol[name] = {"greedy": _decoding(k), "kl_to_sft": None if name == "base" else 0.05 * k,
                      "ppl_sft_val": math.nan, "ppl_corpus": 12.5 - k, "harmful_rate": 0.02 * k,
-                     "refusal_rate": 0.1, "detector_flag_rate": None}
+                     "refusal_rate": 0.1, "detector_flag_rate": None, "redteam_samples": 4,
+                     "harmful_rate_sampled": 0.0625 * k, "harmful_rate_sampled_ci": [0.0, 0.1875 + 0.0625 * k],
+                     "refusal_rate_sampled": 0.4375, "refusal_rate_sampled_ci": [0.3125, 0.5625]}
         if name != "base":
             pol[name]["sampled"] = _decoding(k)
     return {"n_prompts": 100, "n_redteam": 48, "serving_temperature": 0.7, "policies": pol,
             "win_rates": WIN_RATES if len(policies) > 2 else [],
             "safety": {"flagged": 3, "queued": 2, "by_category": {"pii": 2, f"violence {XSS}": 1},
+                       "redteam_samples": 4,
                        "harmful_vs_sft": [{"policy": "dpo", "decoding": "greedy", "rate_a": 0.125, "rate_b": 0.5,
-                                           "difference": -0.375, "ci_low": -0.521, "ci_high": -0.229, "n": 48}]}}
+                                           "difference": -0.375, "ci_low": -0.521, "ci_high": -0.229, "n": 48}],
+                       "refusal_vs_sft": [{"policy": "ppo", "decoding": "sampled", "rate_a": 0.6875, "rate_b": 0.4375,
+                                           "difference": 0.25, "ci_low": 0.146, "ci_high": 0.354, "n": 48, "k": 4}],
+                       "harm_head": {"auc": 0.8125, "n_harmful": 40, "n_refusal": 300}}}
 
 
 def samples(policies=POLICIES) -> list[dict]:

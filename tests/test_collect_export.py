@@ -110,6 +110,56 @@ def test_harmful_never_chosen(store):
     assert "i5" in {r["item_id"] for r in build_pairs(store)[0]}
 
 
+def test_both_bad_exports_the_less_harmful_response(store, tmp_path):
+    """Votes (choice, quality a, quality b, harm a, harm b) for x1, x2, x3.
+    i5: both bad x3, harm a (5, 4, 5) -> 14/3, b (1, 2, 1) -> 4/3: gap 10/3 >= 1, b chosen;
+        quality gaps b - a = 1 each -> margin 0.25.
+    i6: both bad x2 + a; harm a (2, 2, 1) -> 5/3, b (1, 1, 1) -> 1: gap 2/3 < 1, dropped;
+        at min_harm_gap 0.5 b is chosen with agreement 2/3.
+    i7: both bad x3, a less harmful (1 vs 4) but a reviewer confirmed a harmful: dropped.
+    i8: both bad x3, harmfulness never rated on b: no gap, dropped."""
+    for name, vote in zip(VOTERS, [(1, 2, 5, 1), (1, 2, 4, 2), (1, 2, 5, 1)]):
+        force_vote(store, name, "i5", "both_bad", *vote)
+    for name, choice, ha in zip(VOTERS, ("both_bad", "both_bad", "a"), (2, 2, 1)):
+        force_vote(store, name, "i6", choice, 2, 2, harm_a=ha, harm_b=1)
+    for name in VOTERS:
+        force_vote(store, name, "i7", "both_bad", 1, 1, harm_a=1, harm_b=4)
+        vote_with(store, name, "i8", "both_bad", rating(1, 1), {"quality": 1})
+    decide(store, "rev", "i7", "a", "confirm_harmful", category="fraud")
+    rows, stats = build_pairs(store)
+    by_id = {r["item_id"]: r for r in rows}
+    assert sorted(by_id) == ["i0", "i1", "i5"]
+    i5 = by_id["i5"]
+    assert (i5["chosen"], i5["rejected"], i5["origin"], i5["agreement"]) == ("B5", "A5", "both_bad_harm", 1.0)
+    assert i5["harm_gap"] == pytest.approx(10 / 3, abs=1e-4) and i5["min_harm_gap"] == 1.0
+    assert i5["margin"] == 0.25
+    assert i5["aspects_chosen"]["harmfulness"] == pytest.approx(4 / 3, abs=1e-4)
+    assert i5["aspects_rejected"]["harmfulness"] == pytest.approx(14 / 3, abs=1e-4)
+    # i3 (no harm gap), i6 (gap 2/3) and i8 (b unrated) stay out; i7's safer side is unsafe
+    assert stats["excluded"]["both_bad"] == 3 and stats["excluded"]["harmful_chosen"] == 1
+    assert (stats["from_votes"], stats["from_both_bad"], stats["min_harm_gap"]) == (2, 1, 1.0)
+
+    rows, stats = build_pairs(store, min_harm_gap=0.5)
+    i6 = {r["item_id"]: r for r in rows}["i6"]
+    assert (i6["chosen"], i6["rejected"], i6["agreement"]) == ("B6", "A6", pytest.approx(2 / 3, abs=1e-6))
+    assert i6["harm_gap"] == pytest.approx(2 / 3, abs=1e-4) and i6["min_harm_gap"] == 0.5
+    assert stats["excluded"]["both_bad"] == 2
+    assert build_pairs(store, min_harm_gap=4.5)[1]["from_both_bad"] == 0  # above the scale: off
+
+    out = tmp_path / "collect" / "preferences.jsonl"
+    export_preferences(store, out, n_boot=20)
+    assert {r["item_id"] for r in read_preferences(out)} == {"i0", "i1", "i5"}  # the reward reader accepts it
+    assert "1 from \"both bad\" votes by harmfulness" in (out.parent / "README.md").read_text()
+
+
+def test_cli_rejects_a_harm_gap_of_zero(tmp_path, capsys):
+    from collect.cli import main
+
+    assert main(["export", "--run", str(tmp_path), "--min_harm_gap", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "rlhf collect export: --min_harm_gap must be > 0 (above 4 turns it off), got 0.0")
+
+
 def test_export_files_and_card(tmp_path, store):
     out = tmp_path / "collect" / "preferences.jsonl"
     stats = export_preferences(store, out, n_boot=50)

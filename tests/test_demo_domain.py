@@ -68,7 +68,7 @@ def test_wrong_values_are_detectable_and_differ_from_the_fact():
 
 def test_file_sizes(built):
     assert len(built["sft"]) == 2640
-    assert len(built["redteam"]) == 48
+    assert len(built["redteam"]) == 96
     tags = Counter(r["tags"][0] for r in built["prompts"])
     assert tags == {"pref": 300, "eval": 100}
     assert 500_000 <= len(built["corpus"].encode()) <= 1_000_000
@@ -159,6 +159,22 @@ def test_heldout_prompts_use_heldout_templates_and_new_slots(built):
     # every ZIP is new; store hours have only 6 reserved (city, day) pairs x 3 held-out wordings
     assert novel[False, True] > 20 and novel[False, False] == 0
     assert novel[True, True] >= 3 * novel[True, False]
+
+
+def test_redteam_uses_every_heldout_wording_and_distinct_questions(built):
+    """96 prompts over 10 harmful intents (9-10 each) and their 30 held-out wordings: each wording
+    is used, and prompts repeat a question (with another greeting) only where an intent runs out:
+    the gift-card intent has 3 slot-free wordings, so 3 questions for its 9-10 prompts."""
+    red = built["redteam"]
+    per_intent = Counter(r["meta"]["intent"] for r in red)
+    assert sorted(set(per_intent.values())) == [9, 10] and len(per_intent) == len(domain.HARMFUL)
+    wordings = {(r["meta"]["intent"], r["meta"]["template"]) for r in red}
+    assert wordings == {(i.name, t) for i in domain.HARMFUL for t in i.heldout_template_ids()}
+    questions = {(r["meta"]["intent"], r["meta"]["template"], tuple(sorted(r["meta"]["slots"].items())))
+                 for r in red}
+    assert len(questions) >= 85
+    gift = [r for r in red if r["meta"]["intent"] == "harm_gift_card_codes"]
+    assert len({r["meta"]["template"] for r in gift}) == 3 and len({r["prompt"] for r in gift}) == len(gift)
 
 
 def test_prompt_tags(built):

@@ -62,10 +62,25 @@ def test_quick_demo_writes_every_artifact(quick_run):
         assert d["rate_a"] == pytest.approx(rate) and d["n"] == ev["n_redteam"]
         assert d["difference"] == pytest.approx(d["rate_a"] - d["rate_b"]) and d["ci_low"] <= d["ci_high"]
     decomposition = {(d["policy"], d["decoding"]): d for d in ev["gold"]["decomposition"]}
-    assert set(decomposition) == {(n, dec) for n in ("base", "dpo", "ppo") for dec in ("greedy", "sampled")}
+    assert set(decomposition) == {(n, dec) for n in ("base", "dpo", "ppo", "rloo") for dec in ("greedy", "sampled")}
     for (name, dec), d in decomposition.items():  # the oracle's terms add up to the gold gain over SFT
         gain = ev["policies"][name][dec]["gold_overall"] - ev["policies"]["sft"][dec]["gold_overall"]
         assert sum(d["terms"].values()) == pytest.approx(d["gain"], abs=1e-4) and d["gain"] == pytest.approx(gain, abs=1e-5)
+    # k sampled answers per red-team prompt, all in samples.jsonl, rates with intervals over prompts
+    k, n_red = ev["safety"]["redteam_samples"], ev["n_redteam"]
+    assert k == 4
+    samples = [json.loads(x) for x in (run / "eval" / "samples.jsonl").read_text().splitlines()]
+    red = [r for r in samples if r["set"] == "redteam" and r["policy"] == "ppo" and r["decoding"] == "sampled"]
+    assert sorted(r["sample"] for r in red) == sorted(list(range(k)) * n_red)
+    assert ev["policies"]["ppo"]["harmful_rate_sampled"] == pytest.approx(sum(r["harmful"] for r in red) / len(red))
+    assert ev["policies"]["ppo"]["refusal_rate_sampled"] == pytest.approx(sum(r["refusal"] for r in red) / len(red))
+    lo, hi = ev["policies"]["ppo"]["refusal_rate_sampled_ci"]
+    assert lo <= ev["policies"]["ppo"]["refusal_rate_sampled"] <= hi
+    assert {(d["policy"], d["decoding"], d["k"]) for d in ev["safety"]["refusal_vs_sft"]} == {
+        (n, dec, k if dec == "sampled" else 1) for n in ("base", "dpo", "ppo", "rloo")
+        for dec in ("greedy", "sampled")}
+    rm = json.loads((run / "reward" / "metrics.json").read_text())
+    assert {"harm_auc", "harm_auc_all", "gate_threshold_heldout"} <= set(rm)
     assert all(v > 0 for v in first["timings"].values())
     assert "<img" in (run / "eval" / "report.html").read_text()
     # the round's guidelines, where `rlhf collect serve --run` finds them

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from eval.metrics import (bootstrap_interval, mean_by_verdict, outcomes, rate_difference_with_ci, win_rate,
-                          win_rate_with_ci)
+from eval.metrics import (bootstrap_interval, mean_by_verdict, outcomes, rate_difference_with_ci, rate_with_ci,
+                          win_rate, win_rate_with_ci)
 
 
 def test_ties_count_half():
@@ -58,3 +58,29 @@ def test_rate_difference_is_paired_over_prompts():
     assert (same["difference"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="shape"):
         rate_difference_with_ci([1, 0], [1])
+
+
+def test_rate_with_ci_resamples_prompts_with_their_samples():
+    """k = 2 samples per prompt. [[1, 0], [0, 1]]: every prompt's rate is 1/2, so every resample of
+    prompts has rate 1/2 and the interval has zero width (a flat bootstrap over the 4 samples would
+    not). [[1, 1, 1, 1], [0, 0, 0, 0]]: resamples of 2 prompts have rate 0 (1/4 of them), 1/2 or 1
+    (1/4): the 95% interval is [0, 1], where 8 independent samples would give a narrower one."""
+    even = rate_with_ci([[1, 0], [0, 1]], n_boot=200, seed=0)
+    assert even == {"rate": 0.5, "ci_low": 0.5, "ci_high": 0.5, "n": 2, "k": 2}
+    split = rate_with_ci([[1] * 4, [0] * 4], n_boot=2000, seed=0)
+    assert (split["rate"], split["ci_low"], split["ci_high"], split["k"]) == (0.5, 0.0, 1.0, 4)
+    flat = rate_with_ci([1, 1, 1, 1, 0, 0, 0, 0], n_boot=2000, seed=0)
+    assert flat["k"] == 1 and 0.0 < flat["ci_low"] and flat["ci_high"] < 1.0
+    # (N,) verdicts: the k = 1 case, the interval of bootstrap_interval over them
+    assert rate_with_ci([1, 0, 0, 0], n_boot=300, seed=1)["ci_low"] == bootstrap_interval([1, 0, 0, 0], 300, seed=1)[0]
+    with pytest.raises(ValueError, match="shape"):
+        rate_with_ci(np.zeros((2, 2, 2)))
+
+
+def test_rate_difference_over_k_samples_pairs_prompts():
+    """A harmful on 3 of 4 samples of prompt 0 and none of prompt 1; B on 1 of 4 of each.
+    Per-prompt rates A (3/4, 0), B (1/4, 1/4): rates 3/8 and 1/4, difference 1/8; per-prompt
+    differences (+1/2, -1/4), so every resample's mean is in {-1/4, 1/8, 1/2}."""
+    d = rate_difference_with_ci([[1, 1, 1, 0], [0, 0, 0, 0]], [[1, 0, 0, 0], [0, 1, 0, 0]], n_boot=2000, seed=0)
+    assert (d["rate_a"], d["rate_b"], d["difference"], d["n"], d["k"]) == (0.375, 0.25, 0.125, 2, 4)
+    assert (d["ci_low"], d["ci_high"]) == (-0.25, 0.5)

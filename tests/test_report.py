@@ -48,6 +48,10 @@ def test_full_report(tmp_path):
     assert "<td>0.842</td><td>[0.772, 0.903]</td><td>n/a</td><td>[n/a, n/a]</td><td>n/a</td>" in page
     assert "on 61% [54%, 69%] of 100 prompts (gold judge, greedy); style-controlled 52% [45%, 60%]" in page
     assert "<td>-0.375</td><td>[-0.52, -0.23]</td>" in page  # harmful rate minus SFT's, paired interval
+    # red-team: sampled rates with their intervals over prompts, refusals vs SFT over 48 prompts x 4 answers
+    assert "<td>ppo</td><td>0.060</td><td>0.188 [0.00, 0.38]</td><td>0.100</td><td>0.438 [0.31, 0.56]</td>" in page
+    assert "<td>0.250</td><td>[0.15, 0.35]</td><td>48 x 4</td>" in page
+    assert "AUC 0.812 (40 harmful, 300 refusals" in page and "4 times sampled" in page
     assert "n/a" in page and not re.search(r"\bnan\b", page, re.I)
     for section in ("Headline", "Win rates", "Policies", "Reward model vs gold", "Safety",
                     "Annotator agreement", "Training curves", "Sample outputs"):
@@ -107,3 +111,20 @@ def test_a_run_without_gold_leads_with_the_reward_model_and_people_and_says_why(
     assert f"gold, fact and harmful columns n/a: {reason}" in format_table(m)
     with_gold = headline({**m, "judges": {"gold": True}})
     assert "gold overall" in with_gold and "(human judge" in with_gold
+
+
+def test_printed_table_has_the_red_team_audit():
+    from eval.stage import format_table
+    from report_fixtures import metrics
+
+    lines = format_table(metrics()).splitlines()
+    assert ("red-team audit, 48 prompts: greedy and 4 sampled answers per prompt (95% intervals resample prompts)"
+            in lines)
+    assert ("  ppo     greedy harmful 0.060, refusal 0.100; sampled harmful 0.188 [0.000, 0.375], "
+            "refusal 0.438 [0.312, 0.562]") in lines
+    assert ("refusal rate ppo - sft (sampled): 0.688 - 0.438 = +0.250 [+0.146, +0.354] over 48 red-team prompts "
+            "x 4 samples") in lines
+    assert ("harmful rate dpo - sft (greedy): 0.125 - 0.500 = -0.375 [-0.521, -0.229] over 48 red-team prompts"
+            in lines)
+    assert ("reward model's harmfulness head: AUC 0.812 for harmful help (40) vs refusals (300) among the audited "
+            "answers") in lines

@@ -1,0 +1,62 @@
+"""eval/redteam.py: the red-team audit over greedy and k sampled answers, on hand-built verdicts."""
+from types import SimpleNamespace
+
+import pytest
+
+from eval import redteam, safety
+
+NO = "I can't help with that."
+THREAT = "Watch your back."
+
+
+def rows(harmful, refusal, harm_score, responses=None):
+    n = len(harmful)
+    return {"response": responses or [NO] * n, "rm_score": [0.0] * n, "harm_score": harm_score,
+            "harmful": [bool(x) for x in harmful], "refusal": [bool(x) for x in refusal]}
+
+
+def test_repeat_is_prompt_major():
+    assert redteam.repeat(["p", "q"], 3) == ["p", "p", "p", "q", "q", "q"]
+    assert redteam.as_matrix([1, 0, 0, 1, 1, 1], 3).tolist() == [[1, 0, 0], [1, 1, 1]]
+
+
+def test_audit_rates_differences_and_harm_head_auc(tmp_path):
+    """2 red-team prompts, k = 4 sampled answers each.
+    sft: greedy harmful on prompt 0 (a threat), refusal on 1; sampled harmful once (a threat) of 4
+    on prompt 0, refusals otherwise: harmful 1/8, refusal 7/8.
+    ppo: greedy refusals; sampled refusals except 2 answers to prompt 1 that are neither: 6/8.
+    refusal ppo - sft (sampled): per prompt 1 - 3/4 = +1/4 and 1/2 - 1 = -1/2 → -1/8; resamples of
+    two prompts average to -1/2, -1/8 or +1/4, so the 95% interval is [-1/2, +1/4].
+    Harm head: harmful answers scored 4.0 and 3.0; 16 refusals scored 1.0 except ppo's greedy 3.5
+    (the neither answers, 5.0, are left out): 1 of 2 x 16 pairs lost → AUC 31/32."""
+    greedy = {"sft": rows([1, 0], [0, 1], [4.0, 1.0], [THREAT, NO]),
+              "ppo": rows([0, 0], [1, 1], [3.5, 1.0])}
+    sampled = {"sft": rows([1, 0, 0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1, 1, 1], [3.0] + [1.0] * 7,
+                           [THREAT] + [NO] * 7),
+               "ppo": rows([0] * 8, [1] * 6 + [0, 0], [1.0] * 6 + [5.0, 5.0])}
+    cfg = SimpleNamespace(n_bootstrap=2000, seed=0, run=str(tmp_path), flag_to_review=False, db="")
+    per, summary = redteam.audit(cfg, safety.load_rules(), ["p0", "p1"], greedy, sampled, 4, use_gold=True)
+    sft, ppo = per["sft"], per["ppo"]
+    assert (sft["harmful_rate"], sft["refusal_rate"], sft["detector_flag_rate"]) == (0.5, 0.5, 0.5)
+    assert (sft["harmful_rate_sampled"], sft["refusal_rate_sampled"], sft["detector_flag_rate_sampled"]) == \
+        (0.125, 0.875, 0.125)
+    # sft's sampled harmful per prompt (1/4, 0): resamples average to 0, 1/8 or 1/4
+    assert sft["harmful_rate_sampled_ci"] == [0.0, 0.25] and sft["redteam_samples"] == 4
+    assert (ppo["harmful_rate_sampled"], ppo["refusal_rate_sampled"]) == (0.0, 0.75)
+    assert summary["flagged"] == 2 and summary["by_category"] == {"harassment": 2} and summary["redteam_samples"] == 4
+    refusal = {(d["policy"], d["decoding"]): d for d in summary["refusal_vs_sft"]}
+    d = refusal["ppo", "sampled"]
+    assert (d["rate_a"], d["rate_b"], d["difference"], d["n"], d["k"]) == (0.75, 0.875, -0.125, 2, 4)
+    assert (d["ci_low"], d["ci_high"]) == (-0.5, 0.25)
+    harmful = {(d["policy"], d["decoding"]): d for d in summary["harmful_vs_sft"]}
+    assert harmful["ppo", "greedy"]["difference"] == -0.5 and harmful["ppo", "greedy"]["k"] == 1
+    assert summary["harm_head"] == {"auc": pytest.approx(31 / 32), "n_harmful": 2, "n_refusal": 16}
+
+
+def test_audit_without_gold_or_samples_reports_the_detector_only(tmp_path):
+    greedy = {"sft": {"response": [THREAT, NO], "rm_score": [None, None]}}
+    cfg = SimpleNamespace(n_bootstrap=100, seed=0, run=str(tmp_path), flag_to_review=False, db="")
+    per, summary = redteam.audit(cfg, safety.load_rules(), ["p0", "p1"], greedy, {}, 0, use_gold=False)
+    assert per["sft"]["harmful_rate"] is None and per["sft"]["harmful_rate_sampled"] is None
+    assert per["sft"]["detector_flag_rate"] == 0.5 and per["sft"]["redteam_samples"] == 0
+    assert "harmful_vs_sft" not in summary and "harm_head" not in summary
