@@ -119,8 +119,10 @@ class RewardConfig(LoraFields, RuntimeConfig):
                                 "pairs without vote counts keep p = 1")
     center_coef: float = F(0.01, "reward centering coefficient c (Eisenstein et al. 2023; TRL's recommended "
                                  "value); 0 = off")
-    length_covariate: bool = F(False, "fit a log-length term beside the reward in the pairwise loss and drop it when "
-                                      "scoring: the reward learns what the preferences say beyond length")
+    length_covariate: bool = F(True, "fit a log-length term beside the reward in the pairwise loss and drop it when "
+                                     "scoring: the reward learns what the preferences say beyond length (demo: "
+                                     "reward-length correlation 0.54 -> 0.35, gold's 0.41; gold accuracy 0.85 = 0.85 "
+                                     "on decisive pairs, 0.77 -> 0.80 on all)")
     aspect_heads: bool = F(True, "regress the seven 1-5 aspect ratings from the same backbone (when rows have them)")
     aspect_coef: float = F(0.1, "weight of the aspect MSE in the training loss")
     reward_type: str = F("pairwise", "the scorer's reward: pairwise | aspects (weighted sum) | gated (safety gating)")

@@ -46,10 +46,10 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
     run = tmp_path / "run"
     code, out = rlhf(*loop_args(own, run, "--preferences", own["preferences"]))
     assert code == 0, out
-    for stage in ("sft", "reward", "dpo", "ppo", "eval"):
+    for stage in ("sft", "reward", "dpo", "ppo", "rloo", "eval"):
         assert json.loads((run / stage / "inputs.json").read_text())["status"] == "done", stage
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    assert {"base", "sft", "dpo", "ppo"} <= set(metrics["policies"])  # the external base is compared too
+    assert {"base", "sft", "dpo", "ppo", "rloo"} <= set(metrics["policies"])  # the external base is compared too
     assert metrics["judges"]["no_gold_because"].startswith("no gold judge")
     assert "reward-model score" in (run / "eval" / "report.html").read_text()
     # the system prompt survives the implicit-prompt split into DPO's and the reward model's pairs
@@ -64,7 +64,7 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
     assert tagged.count(["eval"]) >= 1 and tagged.count(["pref"]) > 40
 
     code, again = rlhf(*loop_args(own, run, "--preferences", own["preferences"]))
-    assert code == 0 and again.count("up to date, skipped") == 5, again
+    assert code == 0 and again.count("up to date, skipped") == 6, again
 
     merged = tmp_path / "merged"
     code, out = rlhf("export", "--run", run, "--policy", "ppo", "--merge", merged, *EOS_FIX)
