@@ -21,23 +21,28 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def easy_pairs(n, seed=0):
-    """Demo questions with the 'best' answer chosen over a 'generic' or 'wrong_fact' one."""
+def demo_questions(n, seed=0):
+    """n demo questions, one benign intent after another: (intent, template, slots, prompt, rng)."""
     from demo import domain
 
     rng = random.Random(seed)
-    rows = []
     for i in range(n):
         intent = domain.BENIGN[i % len(domain.BENIGN)]
         t = rng.randrange(len(intent.templates))
         slots = domain.sample_slots(intent, rng, intent.templates[t])
-        rows.append({"prompt": domain.render_prompt(intent, t, slots, rng),
-                     "chosen": domain.render(intent, slots, "best", rng),
-                     "rejected": domain.render(intent, slots, rng.choice(["generic", "wrong_fact"]), rng),
-                     "margin": rng.choice([0.5, 1.0]), "agreement": rng.choice([1.0, 2 / 3]), "n_votes": 3,
-                     "aspects_chosen": {"quality": 4.7, "harmfulness": 1.0},
-                     "aspects_rejected": {"quality": 1.7, "harmfulness": 1.0}})
-    return rows
+        yield intent, slots, domain.render_prompt(intent, t, slots, rng), rng
+
+
+def easy_pairs(n, seed=0):
+    """Demo questions with the 'best' answer chosen over a 'generic' or 'wrong_fact' one."""
+    from demo import domain
+
+    return [{"prompt": prompt, "chosen": domain.render(intent, slots, "best", rng),
+             "rejected": domain.render(intent, slots, rng.choice(["generic", "wrong_fact"]), rng),
+             "margin": rng.choice([0.5, 1.0]), "agreement": rng.choice([1.0, 2 / 3]), "n_votes": 3,
+             "aspects_chosen": {"quality": 4.7, "harmfulness": 1.0},
+             "aspects_rejected": {"quality": 1.7, "harmfulness": 1.0}}
+            for intent, slots, prompt, rng in demo_questions(n, seed)]
 
 
 def _write(path, rows):
@@ -180,17 +185,13 @@ def length_pairs(n, seed=0):
     explains these preferences."""
     from demo import domain
 
-    rng = random.Random(seed)
     rows = []
-    for i in range(n):
-        intent = domain.BENIGN[i % len(domain.BENIGN)]
-        t = rng.randrange(len(intent.templates))
-        slots = domain.sample_slots(intent, rng, intent.templates[t])
+    for intent, slots, prompt, rng in demo_questions(n, seed):
         kind = rng.choice(["best", "polite"])
         a, b = domain.render(intent, slots, kind, rng), domain.render(intent, slots, kind, rng)
         b = b + " " + b if len(a) == len(b) else b
         long, short = (a, b) if len(a) > len(b) else (b, a)
-        rows.append({"prompt": domain.render_prompt(intent, t, slots, rng), "chosen": long, "rejected": short})
+        rows.append({"prompt": prompt, "chosen": long, "rejected": short})
     return rows
 
 
