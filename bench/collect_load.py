@@ -2,16 +2,16 @@
 handlers called as Python functions with the same concurrency (the baseline), in one run.
 
 Usage: python bench/collect_load.py [--clients 32] [--seconds 8] [--db postgresql://...]
-Each client logs in and loads the page (its first item), then votes: one HTTP call per vote,
-as the browser makes it (the submit's answer carries the next item), until --iterations or
---seconds run out. Two phases: saturated (no pause between votes) and paced (a pause of
-about --think seconds). The server is a subprocess (its own interpreter, as in production,
+Each client logs in and loads the page (its first item, a Gradio event), then votes: one
+HTTP call per vote to the vote route, as the browser's Submit makes it (the answer carries
+the next item), until --iterations or --seconds run out. Two phases: saturated (no pause
+between votes) and paced (a pause of about --think seconds). The server is a subprocess (its own interpreter, as in production,
 bench/collect_load_server.py) on a fresh database: a SQLite file, or with --db a new schema
 in that PostgreSQL database, dropped afterwards. Afterwards the database is checked against
 the acknowledged submits: lost and duplicated votes must both be 0.
 
 Where a submit's time goes (HTTP mode, per vote, from timers in the server): the handler's
-CPU, its write transaction and SQL, the server's other CPU (Gradio, Starlette, uvicorn), and
+CPU, its write transaction and SQL, the server's other CPU (uvicorn, Starlette, middleware), and
 the rest of the latency the client saw (waiting for the server's one core and its GIL).
 Prints votes/s and p50/p95 latency per mode and phase, the split, the ratios, and one JSON
 line last. Goal: p95 submit at most 200 ms with 32 clients and no pause, on 2 cores.
@@ -57,13 +57,15 @@ def pct(xs: list[float], q: float) -> float:
 
 
 class HttpAnnotator:
-    """One browser-like session: a login cookie, a session id, events via the queue."""
+    """One browser-like session: a login cookie, a session id, Gradio events for the page
+    load, the vote route for votes."""
 
     def __init__(self, url: str, name: str, fns: dict[str, tuple[int, bool]]):
         self.http = httpx.Client(base_url=url, timeout=10)
         r = self.http.post("/login", data={"username": name, "password": PASSWORD})
         r.raise_for_status()
         self.fns, self.session = fns, uuid.uuid4().hex[:11]
+        self.handle = None
 
     def call(self, api_name: str, data: list) -> list:
         """One event as the browser sends it: a plain POST for the annotator's calls (not
@@ -89,31 +91,37 @@ class HttpAnnotator:
         raise RuntimeError("event stream ended without a result")
 
     def first_item(self) -> bool:
-        """The page load: the first item (its prompt is "" when nothing is left)."""
-        return bool(self.call("annotate_page", [])[3])
+        """The page load: the first item's handle (None when nothing is left)."""
+        self.handle = self.call("annotate_page", [])[0]
+        return self.handle is not None
 
     def submit(self) -> tuple[bool, bool]:
         """One vote, one call: (saved, another item shown). The browser's submit sends the
         form and gets the next item in the same answer."""
-        out = self.call("submit", [None, None, "left", [], ""] + RATINGS)
-        return out[-1].startswith("Saved"), bool(out[3])  # the status line, the prompt
+        r = self.http.post("/annotate/vote", json={"handle": self.handle, "choice": "left",
+                                                   "flags": [], "ratings": RATINGS})
+        out = r.json()
+        if not out.get("saved"):
+            raise RuntimeError(f"{r.status_code}: {out.get('status')}")
+        self.handle = out["handle"]
+        return True, self.handle is not None
 
 
 class DirectAnnotator:
-    """The same handler code, called in-process: no HTTP, no Gradio queue."""
+    """The same vote code, called in-process: no HTTP, no Gradio."""
 
     def __init__(self, view, name: str):
-        self.view, self.request, self.state = view, SimpleNamespace(username=name), None
+        self.view, self.name, self.handle = view, name, None
 
     def first_item(self) -> bool:
-        out = self.view.load(self.request)
-        self.state = out[0]
-        return out[0] is not None
+        self.handle = self.view.load(SimpleNamespace(username=self.name))[0]
+        return self.handle is not None
 
     def submit(self) -> tuple[bool, bool]:
-        out = self.view.submit(self.request, self.state, time.time(), "left", [], "", *RATINGS)
-        self.state = out[0]
-        return out[-1].startswith("Saved"), out[0] is not None
+        code, out = self.view.vote(self.name, {"handle": self.handle, "choice": "left",
+                                               "flags": [], "ratings": RATINGS})
+        self.handle = out.get("handle")
+        return code == 200, self.handle is not None
 
 
 def load_pages(clients: list) -> list[float]:
@@ -198,9 +206,12 @@ def run_phases(mode: str, clients: list, db: Path | str, args, phases_after: int
     for k, (phase, think) in enumerate((("saturated", 0.0), ("paced", args.think))):
         left = args.budget - (time.monotonic() - START) - 5.0  # 5 s: drain, checks, exit
         seconds = max(1.0, min(args.seconds, left / (2 - k + phases_after)))
-        cpu0, t0 = cpu_seconds(server), time.time()
+        cpu0, t0, own0 = cpu_seconds(server), time.time(), time.process_time()
         run = drive(clients, args.iterations, seconds, think)
         out[phase] = summarize(mode, phase, run)
+        # The load generator's own CPU per vote (it shares the machine with the server).
+        out[phase]["clients_cpu_ms"] = round(
+            1000 * (time.process_time() - own0) / max(1, run["acked"]), 2)
         out[phase]["window"] = (t0, time.time())
         out[phase]["server_cpu_s"] = cpu_seconds(server) - cpu0
         acked += run["acked"]
@@ -234,14 +245,14 @@ def split(phase: dict, records: list[dict]) -> dict:
     out = {"submits": n, "latency_mean_ms": phase["submit_mean_ms"],
            "server_cpu_ms": server_cpu, "handler_ms": mean["handler"],
            "handler_cpu_ms": mean["handler_cpu"], "transaction_ms": mean["transaction"],
-           "sql_ms": mean["sql"], "gradio_http_cpu_ms": server_cpu - mean["handler_cpu"],
+           "sql_ms": mean["sql"], "http_cpu_ms": server_cpu - mean["handler_cpu"],
            "waiting_ms": phase["submit_mean_ms"] - mean["handler"]}
     out = {k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}
     print(f"  split per vote ({out['submits']} submits): latency {out['latency_mean_ms']} ms = "
           f"handler {out['handler_ms']} (cpu {out['handler_cpu_ms']}, transaction "
           f"{out['transaction_ms']}, sql {out['sql_ms']}) + outside the handler "
           f"{out['waiting_ms']}; server cpu {out['server_cpu_ms']} ms per vote, of which "
-          f"Gradio/Starlette/uvicorn {out['gradio_http_cpu_ms']}")
+          f"the HTTP layers {out['http_cpu_ms']}")
     return out
 
 
@@ -309,7 +320,7 @@ def ratio(a: float, b: float) -> float:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=32)
-    ap.add_argument("--items", type=int, default=1000)
+    ap.add_argument("--items", type=int, default=3000)
     ap.add_argument("--iterations", type=int, default=400, help="votes per client and phase")
     ap.add_argument("--seconds", type=float, default=8.0, help="time limit per phase")
     ap.add_argument("--budget", type=float, default=60.0,

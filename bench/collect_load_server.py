@@ -5,15 +5,15 @@ interpreter, with timers around a submit's parts so the bench can say where its 
 
 Per submit it records (wall clock, seconds):
   at          when it ended (time.time(), to file it under a bench phase);
-  handler     AnnotateView.submit, the app's handler, called by Gradio in a worker thread;
+  handler     AnnotateView.vote, the vote route's work, on a worker thread;
   handler_cpu the CPU time that thread spent in it (the rest of `handler` is waiting: for
               the GIL, the write lock, the database);
   transaction Store.transact: the vote and the next assignment, lock wait included;
   sql         statements on the wire (cursor execute, BEGIN included: on SQLite, BEGIN
               IMMEDIATE is where a writer waits for another process' lock).
 On SIGTERM the records are written to PROFILE_JSON and the server exits. The process's own
-CPU time is read by the bench from /proc, so "server CPU - handler_cpu" is what Gradio,
-Starlette and uvicorn spend around the handler.
+CPU time is read by the bench from /proc, so "server CPU - handler_cpu" is what the HTTP
+layers (uvicorn, Starlette, Gradio's middleware) spend around the handler.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _timers(store, records: list[dict]) -> None:
             _local.transaction = getattr(_local, "transaction", 0.0) + time.perf_counter() - t0
 
     store.transact = timed_transact
-    submit = AnnotateView.submit
+    submit = AnnotateView.vote
 
     @functools.wraps(submit)
     def timed_submit(self, *args, **kwargs):
@@ -73,7 +73,7 @@ def _timers(store, records: list[dict]) -> None:
                             "handler_cpu": time.thread_time() - c0,
                             "transaction": _local.transaction, "sql": _local.sql})
 
-    AnnotateView.submit = timed_submit
+    AnnotateView.vote = timed_submit
 
 
 def serve(db: str, port: int, profile_path: str) -> None:

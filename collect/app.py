@@ -34,6 +34,7 @@ from .app_common import (ADMINS, ANNOTATORS, REVIEWERS, AppConfig, Sessions, md_
                          session_user, skips)
 from .app_http import CLIENT_ADDRESS, Gate, LoginThrottle, Throttled
 from .app_review import ReviewView
+from .app_vote import vote_route
 from .store import Store
 from .users import verify_user
 
@@ -153,14 +154,15 @@ def build_app(store: Store, cfg: AppConfig | None = None) -> gr.Blocks:
         load.then(review.on_page_load, None, review.outputs, api_name="review_page")
         load.then(admin.on_page_load, None, admin.outputs, api_name="admin_page")
     app.queue(default_concurrency_limit=2)
+    app.routes_beside = [vote_route(annotate)]  # plain HTTP routes that `launch` serves too
     return app
 
 
-# Threads that run handlers (Gradio's default: 40). Every vote is a short write, and on SQLite
-# the writes take turns anyway; with 32 annotators voting at once, 32 threads competing for
-# the GIL kept the writer that held the lock waiting (bench/collect_load.py, 2 cores: 114
-# votes/s with 40 threads, 146 with 8 or 4, 90 with 2; on PostgreSQL 86-87 with 8 or 40,
-# p95 509 vs 805 ms).
+# Threads that run Gradio's handlers (its default: 40): page loads, undo, the reviewer's and the
+# admin's calls (votes have their own, app_vote.VOTE_THREADS). These are short database calls
+# too, and 40 threads competing for the GIL slowed the one holding SQLite's write lock
+# (bench/collect_load.py, when votes were Gradio events: 114 votes/s with 40 threads, 146 with
+# 8).
 WORKER_THREADS = 8
 
 
@@ -175,7 +177,10 @@ def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = D
     output, rationales included, in the browser's localStorage after log-out and list them
     at /gradio_api/runs), file uploads (max_file_size=0: every upload route refuses any
     non-empty file with 413; no component here takes a file), and FastAPI's own route list
-    at /openapi.json (served without log-in)."""
+    at /openapi.json (served without log-in).
+
+    The app's own routes (`routes_beside`, set by build_app: the vote route) come before
+    Gradio's and check the session themselves."""
     if sessions is None:  # not `or`: a Sessions is a dict, and falsy while empty
         sessions = Sessions(AppConfig.session_max_s, AppConfig.session_idle_s)
     _, url, _ = app.launch(server_name=host, server_port=port, auth=make_auth(store, throttle),
@@ -185,7 +190,8 @@ def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = D
                            quiet=quiet, footer_links=["settings"], run_history=False,
                            max_file_size=0, max_threads=WORKER_THREADS,
                            app_kwargs={"lifespan": sessions.lifespan, "openapi_url": None,
-                                       "middleware": [Middleware(Gate)]})
+                                       "middleware": [Middleware(Gate)],
+                                       "routes": list(getattr(app, "routes_beside", []))})
     return url
 
 

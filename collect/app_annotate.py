@@ -1,26 +1,28 @@
 """The annotator's page: one prompt, "Response 1 / Response 2", the choice, the seven ratings
 of each response, harm categories, an optional rationale, progress and undo.
 
-The item being answered lives in server-side session state (gr.State): the browser never
-receives an item id (ids can name the models being compared) and never chooses which item a
-vote goes to. The state also records whose item it is: a client that presents another
-user's session id gets "no item loaded", not that user's item (and submit_vote would refuse
-an unassigned item anyway). Model output and prompts are shown in read-only text boxes, whose
-value the browser treats as text: a response full of HTML or markdown links stays inert.
+The browser never receives an item id (ids can name the models being compared) and never
+chooses which item a vote goes to: the page holds an opaque handle the server issued with the
+item, bound to the user it was shown to (app_vote.ItemHandles). Submit posts the form and the
+handle to the JSON vote route (app_vote: one plain HTTP request, no Gradio event), and a
+handle taken from another user's page gets "no item loaded". Model output and prompts are
+shown in read-only text boxes, whose value the browser treats as text: a response full of
+HTML or markdown links stays inert.
 """
 from __future__ import annotations
 
 import json
-import time
 
 import gradio as gr
 
 from core.records import ASPECTS
 
-from .app_common import (ANNOTATORS, AppConfig, fail, refusals, refusals_in_status, session_name,
-                         session_user, skips)
+from .app_common import (ANNOTATORS, AppConfig, fail, refusals, refusals_in_status, refused,
+                         session_name, session_user, skips)
+from .app_vote import VOTE_PATH, ItemHandles
 from .assign import ItemView, next_item
-from .store import Store
+from .store import CollectError, Store
+from .users import require_user
 from .votes import HARM_CATEGORIES, shown_choice, submit_and_next, undo_last
 
 CHOICES = [("1 is better  [1]", "left"), ("2 is better  [2]", "right"), ("Tie  [t]", "tie"),
@@ -44,10 +46,36 @@ KEY_MAP = ("Keys: `1` `2` `t` `b` choose (then focus goes to the first rating) Â
 UNRATED = [None] * (2 * len(ASPECTS))
 CLEAR_RATINGS_JS = "() => " + json.dumps(UNRATED)
 SAVED = "Saved."
-# After submit: the blank form for the next item once the vote is saved; after a refusal the
-# form keeps the answer (this reads the status line the submit just set).
-RESET_FORM_JS = ("(status, ...form) => (status || '').startsWith(" + json.dumps(SAVED) + ") ? "
-                 + json.dumps([None, [], ""] + UNRATED) + " : form")
+# What a vote's JSON answer fills in, in the order of AnnotateView.outputs.
+SHOWN = ("handle", "progress", "prompt", "left", "right", "status")
+NOT_SENT = refused("the server could not be reached. Your answer is still here: submit again.",
+                   lead="**Not saved:** ")
+
+# Submit, in the browser: post the handle and the form to the vote route (app_vote) and show
+# its answer. Saved: the next item and a blank form. Refused: the status line only, the item
+# and the answer stay. A second press while a vote is on its way does nothing (an output left
+# undefined is left as it is).
+SUBMIT_JS = """
+async (handle, choice, flags, rationale, ...ratings) => {
+  if (window.rlhfVoting) return [];
+  window.rlhfVoting = true;
+  let answer;
+  try {
+    const response = await fetch(new URL(%(path)s, document.baseURI), {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({handle, choice, flags, rationale, ratings})});
+    answer = await response.json();
+  } catch (e) {
+    answer = {saved: false, status: %(not_sent)s};
+  } finally {
+    window.rlhfVoting = false;
+  }
+  const shown = %(shown)s.map((key) => answer.saved || key === "status" ? answer[key] : undefined);
+  return answer.saved ? shown.concat(%(blank)s) : shown;
+}
+""" % {"path": json.dumps(VOTE_PATH.lstrip("/")), "not_sent": json.dumps(NOT_SENT),
+       "shown": json.dumps(SHOWN), "blank": json.dumps([None, [], ""] + UNRATED)}
 
 # Click-free voting. Keys act only while the annotation panel is on screen and focus is not
 # in a field that takes typing; Enter on a focused button keeps its own meaning. The ratings
@@ -157,12 +185,13 @@ def guidelines_open(done: int) -> bool:
 class AnnotateView:
     def __init__(self, store: Store, cfg: AppConfig):
         self.store, self.cfg = store, cfg
+        self.handles = ItemHandles()
 
     def build(self) -> None:
         """The components, inside the caller's Tab."""
-        self.item = gr.State(None)      # (user, item id) of the shown item: server side only
-        self.started = gr.State(None)   # when it was shown (time per item in the vote)
         with gr.Column(elem_id="annotate-panel"):
+            # The shown item's handle (app_vote.ItemHandles): opaque, bound to this user.
+            self.handle = gr.Textbox(visible=False, elem_id="item-handle")
             with gr.Accordion("Guidelines", open=False, elem_id="guidelines") as self.guidelines:
                 gr.Markdown(self.cfg.guidelines)
             self.progress = gr.HTML("", elem_id="progress")
@@ -215,8 +244,7 @@ class AnnotateView:
     @property
     def outputs(self) -> list:
         """What changes with the item: the server's answer to load and submit."""
-        return [self.item, self.started, self.progress, self.prompt, self.left, self.right,
-                self.status]
+        return [self.handle, self.progress, self.prompt, self.left, self.right, self.status]
 
     @property
     def page_outputs(self) -> list:
@@ -228,20 +256,14 @@ class AnnotateView:
         return [self.choice, self.flags, self.rationale, *self.ratings_left, *self.ratings_right]
 
     def wire(self) -> None:
-        # queue=False: these are short transactions, and Gradio's queue (join + event stream
-        # per call) cost ~30 ms per call on 2 cores, more than the work; SQLite serializes
-        # the writes anyway. Outside the queue there are no toasts and an error marks every
-        # output "Error" without its message, so refusals come back in the status line
-        # (refusals_in_status). The blank form for the next item is set by the browser after
-        # a saved vote only: no round trip, 17 fewer outputs to post-process per vote.
-        # preprocess/postprocess=False: Gradio would hand each of the 17 inputs and 5 outputs
-        # to a worker thread of its own (22 thread hops per vote, 40% of the server's CPU
-        # under load); the values are plain JSON either way, and submit_and_next checks
-        # every one of them (choice, ratings 1-5, harm categories, rationale text).
-        self.submit_btn.click(self.submit, [self.item, self.started, *self.form], self.outputs,
-                              api_name="submit", queue=False, preprocess=False,
-                              postprocess=False).success(None, [self.status, *self.form], self.form,
-                                        js=RESET_FORM_JS)
+        # Submit is a browser-side function that posts to the vote route (app_vote explains
+        # why it is not a Gradio event). Undo and the page's first load stay Gradio events
+        # outside the queue (queue=False: short transactions, where the queue's join and
+        # event stream cost more than the work); there an error would mark every output
+        # "Error" without its message, so refusals come back in the status line
+        # (refusals_in_status).
+        self.submit_btn.click(None, [self.handle, *self.form], self.outputs + self.form,
+                              js=SUBMIT_JS)
         self.undo_btn.click(self.undo, None, self.outputs + self.form, api_name="undo",
                             queue=False)
         # A radio cannot be un-clicked: this takes every rating back to "not rated".
@@ -271,28 +293,38 @@ class AnnotateView:
         return name, next_item(self.store, name, self.cfg.overlap, self.cfg.gold_rate,
                                self.cfg.seed, roles=ANNOTATORS)
 
-    @refusals_in_status("outputs")
-    def submit(self, request: gr.Request, shown: tuple | None, started: float | None,
-               choice: str | None, flags: list[str] | None, rationale: str | None,
-               *ratings: int) -> list:
-        """Store the answer on the shown item; the next item. A refusal leaves the item and
-        the form as they were and says why in the status line. The vote and the next
+    def vote(self, name: str, answer: dict) -> tuple[int, dict]:
+        """The vote route's work (app_vote): store `name`'s answer on the item behind the
+        answer's handle; returns the HTTP status and what the page shows. Saved: the next
+        item. Refused: the status line only, and nothing stored. The vote and the next
         assignment are one transaction, which also checks the user's role and state."""
-        name = session_name(request)
-        if not shown or shown[0] != name:
-            session_user(self.store, request, ANNOTATORS)  # "not allowed" comes first
-            raise fail("Nothing to submit: no item is loaded (reload the page).")
-        if choice is None:
-            raise fail("Choose first: 1 better, 2 better, tie or both bad.")
-        n = len(ASPECTS)
-        cfg = self.cfg
-        _, view = submit_and_next(
-            self.store, name, shown[1], choice, aspects_left=dict(zip(ASPECTS, ratings[:n])),
-            aspects_right=dict(zip(ASPECTS, ratings[n:2 * n])), harm_flags=flags or (),
-            rationale=rationale or "", started_at=started, overlap=cfg.overlap,
-            gold_rate=cfg.gold_rate, seed=cfg.seed, roles=ANNOTATORS)
-        undo_min = cfg.undo_window_s / 60
-        return self._show(name, view, f"{SAVED} You can undo it for {undo_min:g} min.")
+        try:
+            shown = self.handles.lookup(name, answer.get("handle"))
+            if shown is None:
+                with self.store.read() as s:  # "not allowed" comes first
+                    require_user(s, name, ANNOTATORS)
+                raise fail("Nothing to submit: no item is loaded (reload the page).")
+            item_id, started = shown
+            choice, ratings = answer.get("choice"), answer.get("ratings")
+            if choice is None:
+                raise fail("Choose first: 1 better, 2 better, tie or both bad.")
+            n = len(ASPECTS)
+            if not isinstance(ratings, list) or len(ratings) != 2 * n:
+                raise fail(f"ratings: must be a list of {2 * n} values (1-5 or unset)")
+            cfg = self.cfg
+            _, view = submit_and_next(
+                self.store, name, item_id, choice, aspects_left=dict(zip(ASPECTS, ratings[:n])),
+                aspects_right=dict(zip(ASPECTS, ratings[n:])),
+                harm_flags=answer.get("flags") or (), rationale=answer.get("rationale") or "",
+                started_at=started, overlap=cfg.overlap, gold_rate=cfg.gold_rate, seed=cfg.seed,
+                roles=ANNOTATORS)
+        except PermissionError as e:
+            return 403, {"saved": False, "status": refused(e)}
+        except (gr.Error, CollectError) as e:
+            return 409, {"saved": False, "status": refused(e)}
+        undo_min = self.cfg.undo_window_s / 60
+        status = f"{SAVED} You can undo it for {undo_min:g} min."
+        return 200, {"saved": True, **dict(zip(SHOWN, self._show(name, view, status)))}
 
     @refusals_in_status("outputs", "form")
     def undo(self, request: gr.Request) -> list:
@@ -313,11 +345,11 @@ class AnnotateView:
 
     # ---------------------------------------------------------------------- outputs
 
-    @staticmethod
-    def _show(user: str, view: ItemView | None, status: str) -> list:
+    def _show(self, user: str, view: ItemView | None, status: str) -> list:
+        """The outputs for `view` (None: nothing left), with a fresh handle for its item."""
         if view is None:
-            return [None, None, ALL_DONE_HTML, "", "", "", status]
-        return [(user, view.item_id), time.time(), progress_html(view.done, view.total),
+            return [None, ALL_DONE_HTML, "", "", "", status]
+        return [self.handles.issue(user, view.item_id), progress_html(view.done, view.total),
                 view.prompt, view.left, view.right, status]
 
     @staticmethod

@@ -185,11 +185,17 @@ def _mine(annotator):
 # building one costs more than SQLite takes to run it.
 _ANNOTATOR, _OVERLAP = bindparam("annotator"), bindparam("overlap")
 # The oldest assignment without an active vote (an undone vote's item comes back first).
-_OPEN = (select(Assignment).where(Assignment.annotator == _ANNOTATOR, Assignment.done == false())
+_OPEN = (select(*Assignment.__table__.columns)
+         .where(Assignment.annotator == _ANNOTATOR, Assignment.done == false())
          .order_by(Assignment.assigned_at, Assignment.id).limit(1))
+_INSERT_ASSIGNMENT = Assignment.__table__.insert()
 # The regular item closest to overlap that this annotator never had.
+# On PostgreSQL it takes the item's row lock, skipping items another writer holds: annotators
+# claiming at once take the next-fullest items instead of queueing on one row (SQLite has no
+# row locks, and its writers take turns anyway; SQLAlchemy leaves the clause out there).
 _FIRST_REGULAR = (select(Item.id).where(REGULAR, Item.n_assigned < _OVERLAP, ~_mine(_ANNOTATOR))
-                  .order_by(Item.n_assigned.desc(), Item.created_at, Item.id).limit(1))
+                  .order_by(Item.n_assigned.desc(), Item.created_at, Item.id).limit(1)
+                  .with_for_update(skip_locked=True, of=Item))
 # Count one more assignment on the item unless it is at cap. A conditional UPDATE is an atomic
 # compare-and-increment on any database, so two annotators cannot both take an item's last
 # slot (on SQLite, BEGIN IMMEDIATE already serializes the writers).
@@ -201,7 +207,10 @@ _N_HAD = select(func.count()).where(Assignment.annotator == _ANNOTATOR)
 
 
 def _open_assignment(s: Session, annotator: str) -> Assignment | None:
-    return s.scalar(_OPEN, {"annotator": annotator})
+    """The oldest unfinished assignment, as a detached Assignment (read with a plain
+    statement: the ORM's loading cost more than the query)."""
+    row = s.connection().execute(_OPEN, {"annotator": annotator}).first()
+    return None if row is None else Assignment(**row._asdict())
 
 
 def _first_regular(s: Session, annotator: str, overlap: int) -> str | None:
@@ -248,11 +257,10 @@ def assign_next(s: Session, annotator: str, overlap: int, gold_rate: float, seed
     item_id = _pick(s, annotator, overlap, gold_rate, seed)
     if item_id is None:
         return None
-    a = Assignment(item_id=item_id, annotator=annotator, assigned_at=now(),
-                   swapped=side_swapped(seed, item_id, annotator))
-    s.add(a)
-    s.flush()
-    return a
+    values = dict(item_id=item_id, annotator=annotator, assigned_at=now(), done=False,
+                  swapped=side_swapped(seed, item_id, annotator))
+    values["id"] = s.connection().execute(_INSERT_ASSIGNMENT, values).inserted_primary_key[0]
+    return Assignment(**values)  # detached: written with a plain INSERT, as the vote
 
 
 def check_queue(overlap: int, gold_rate: float) -> None:
@@ -270,7 +278,7 @@ def next_item(store: Store, annotator: str, overlap: int = 3, gold_rate: float =
         require_user(s, annotator, roles)
         current = _open_assignment(s, annotator)
         if current is not None:
-            return _view(s, current, overlap, gold_rate)
+            return read_view(s, current, overlap, gold_rate)
 
     def write(s: Session) -> Assignment | None:
         require_user(s, annotator, roles)
@@ -287,10 +295,12 @@ def view_assignment(store: Store, a: Assignment | None, overlap: int, gold_rate:
     if a is None:
         return None
     with store.engine.connect() as conn:
-        return _view(conn, a, overlap, gold_rate)
+        return read_view(conn, a, overlap, gold_rate)
 
 
-def _view(s: Session | Connection, a: Assignment, overlap: int, gold_rate: float) -> ItemView:
+def read_view(s: Session | Connection, a: Assignment, overlap: int, gold_rate: float
+              ) -> ItemView:
+    """What the annotator sees of an assignment: its texts in screen order and progress."""
     row = s.execute(_VIEW, {"item_id": a.item_id, "annotator": a.annotator,
                             "overlap": overlap}).one()
     prompt, response_a, response_b, *counts = row

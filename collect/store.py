@@ -260,8 +260,8 @@ def audit(session: Session, actor: str, action: str, **detail: Any) -> None:
     """Append to the audit log inside the caller's transaction (it commits with the change).
     A plain INSERT, not an ORM object: nothing reads the row back, and the unit of work
     would cost a flush per change."""
-    session.execute(_AUDIT_INSERT, {"at": now(), "actor": actor, "action": action,
-                                    "detail": detail})
+    session.connection().execute(_AUDIT_INSERT, {"at": now(), "actor": actor,
+                                                 "action": action, "detail": detail})
 
 
 def _is_busy(e: OperationalError) -> bool:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core.records import ASPECTS
 
-from .assign import ItemView, assign_next, check_queue, view_assignment
+from .assign import ItemView, assign_next, check_queue, read_view, view_assignment
 from .store import ROLES, Assignment, CollectError, Store, User, Vote, audit
 from .store import now as _now
 from .users import check_user, require_user
@@ -98,43 +98,52 @@ _UNDONE = (select(_older.id).where(_older.item_id == bindparam("item_id"),
                                    _older.annotator == bindparam("annotator"),
                                    ~_older.active, _older.replaced_by.is_(None))
            .order_by(_older.id.desc()).limit(1).scalar_subquery())
-_VOTER = (select(User, Assignment, Vote, _UNDONE)
+_VOTER = (select(User.role, User.active, Assignment.id.label("assignment_id"),
+                 Assignment.swapped, _UNDONE.label("undone_id"),
+                 *(c.label(f"vote_{c.key}") for c in Vote.__table__.columns))
           .outerjoin(Assignment, and_(Assignment.annotator == User.name,
                                       Assignment.item_id == bindparam("item_id")))
           .outerjoin(Vote, and_(Vote.annotator == User.name, Vote.item_id == bindparam("item_id"),
                                 Vote.active))
           .where(User.name == bindparam("annotator")))
+_INSERT_VOTE = Vote.__table__.insert()
+_DONE = (Assignment.__table__.update().where(Assignment.id == bindparam("assignment_id"))
+         .values(done=True))
+_REPLACED = (Vote.__table__.update().where(Vote.id == bindparam("undone_id"))
+             .values(replaced_by=bindparam("vote_id")))
 
 
 def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, answer: dict,
                 started_at: float | None, roles: tuple[str, ...]) -> Vote:
-    """submit_vote's work inside the caller's write transaction."""
-    row = s.execute(_VOTER, {"item_id": item_id, "annotator": annotator}).first()
-    user, a, current, undone_id = row if row is not None else (None,) * 4
-    check_user(user, annotator, roles)
-    if a is None:
+    """submit_vote's work inside the caller's write transaction. Plain statements on the
+    transaction's connection, not ORM objects: the unit of work cost more than the writes.
+    Returns the vote as a detached Vote (nothing here reads it back from the database)."""
+    conn = s.connection()
+    row = conn.execute(_VOTER, {"item_id": item_id, "annotator": annotator}).first()
+    check_user(row, annotator, roles)  # a row has the user's role and active flag
+    if row.assignment_id is None:
         # No item id in these messages: an annotator's page shows them, and never shows ids.
         raise PermissionError(f"this item is not assigned to {annotator!r}")
     left, right = answer["left"], answer["right"]
-    fields = dict(choice=canonical_choice(choice_shown, a.swapped),
-                  aspects_a=right if a.swapped else left, aspects_b=left if a.swapped else right,
+    fields = dict(choice=canonical_choice(choice_shown, row.swapped),
+                  aspects_a=right if row.swapped else left,
+                  aspects_b=left if row.swapped else right,
                   harm_flags=answer["harm_flags"], rationale=answer["rationale"])
-    if current is not None:
+    if row.vote_id is not None:
+        current = Vote(**{c.key: getattr(row, f"vote_{c.key}") for c in Vote.__table__.columns})
         if _same(current, fields):
             return current  # idempotent: a repeated submit writes nothing
         raise CollectError("You already voted on this item with a different answer: undo that "
                            "vote first to change it.")
-    vote = Vote(item_id=item_id, annotator=annotator, swapped=a.swapped, active=True,
-                started_at=started_at, submitted_at=_now(), **fields)
-    s.add(vote)
-    a.done = True
-    s.flush()
-    if undone_id is not None:
-        s.execute(update(Vote).where(Vote.id == undone_id).values(replaced_by=vote.id)
-                  .execution_options(synchronize_session=False))
-    audit(s, annotator, "vote_submit", vote_id=vote.id, item_id=item_id, choice=vote.choice,
-          swapped=a.swapped, replaces=undone_id)
-    return vote
+    values = dict(item_id=item_id, annotator=annotator, swapped=row.swapped, active=True,
+                  started_at=started_at, submitted_at=_now(), replaced_by=None, **fields)
+    values["id"] = conn.execute(_INSERT_VOTE, values).inserted_primary_key[0]
+    conn.execute(_DONE, {"assignment_id": row.assignment_id})
+    if row.undone_id is not None:
+        conn.execute(_REPLACED, {"undone_id": row.undone_id, "vote_id": values["id"]})
+    audit(s, annotator, "vote_submit", vote_id=values["id"], item_id=item_id,
+          choice=fields["choice"], swapped=row.swapped, replaces=row.undone_id)
+    return Vote(**values)
 
 
 def submit_vote(store: Store, annotator: str, item_id: str, choice_shown: str,
@@ -163,12 +172,17 @@ def submit_and_next(store: Store, annotator: str, item_id: str, choice_shown: st
     check_queue(overlap, gold_rate)
     answer = _check_answer(aspects_left, aspects_right, harm_flags, rationale)
 
-    def write(s: Session) -> tuple[Vote, Assignment | None]:
+    def write(s: Session) -> tuple[Vote, Assignment | None, ItemView | None]:
         vote = _write_vote(s, annotator, item_id, choice_shown, answer, started_at, roles)
-        return vote, assign_next(s, annotator, overlap, gold_rate, seed)
+        a = assign_next(s, annotator, overlap, gold_rate, seed)
+        # SQLite: read the view after the commit, so the one writer's turn stays short.
+        # PostgreSQL has no such turn: reading in the transaction saves a connection's
+        # BEGIN and ROLLBACK round trips.
+        inside = a is not None and not store.is_sqlite
+        return vote, a, read_view(s.connection(), a, overlap, gold_rate) if inside else None
 
-    vote, a = store.transact(write, retry_integrity=3)
-    return vote, view_assignment(store, a, overlap, gold_rate)
+    vote, a, view = store.transact(write, retry_integrity=3)
+    return vote, view or view_assignment(store, a, overlap, gold_rate)
 
 
 def undo_last(store: Store, annotator: str, window_s: float = 120.0,

@@ -4,7 +4,8 @@ item that is not the caller's.
 
 One server per module on 127.0.0.1 and a free port; clients are gradio_client (what a script
 would use) and raw httpx requests shaped like the browser's (/gradio_api/queue/join with every
-input, hidden session state included, so the crafted values reach the server).
+input, hidden session state included, so the crafted values reach the server; votes as the
+page's Submit posts them to the vote route).
 
 The server's tests run twice: on a SQLite store and on a PostgreSQL one (a fresh schema;
 tests/databases.py skips those without a server, and fails them under CI).
@@ -30,6 +31,7 @@ import collect.app
 from collect.app import DEFAULT_HOST, LoginThrottle, build_app, launch, make_auth, serve
 from collect.app_http import CLIENT_ADDRESS, Throttled
 from collect.app_common import AppConfig, Sessions
+from collect.app_vote import ItemHandles
 from collect.assign import add_items
 from collect.store import Assignment, Review, Vote, open_store
 from collect.users import add_user, deactivate
@@ -129,6 +131,23 @@ def raw_call(server, http: httpx.Client, api_name: str, data: list, session_hash
     raise AssertionError("the event never completed")
 
 
+def vote(server, who, handle, choice="left", ratings=RATINGS, **answer) -> tuple[int, str]:
+    """One vote as the page's Submit posts it (collect/app_vote.py), from a gradio_client
+    Client's or an httpx client's session; the HTTP status and the status line as a person
+    reads it (the whole answer is in `who.last_vote`)."""
+    cookies = who.cookies if isinstance(who, Client) else None
+    http = who if isinstance(who, httpx.Client) else http_client(server)
+    r = http.post("/annotate/vote", cookies=cookies,
+                  json={"handle": handle, "choice": choice, "ratings": ratings, **answer})
+    who.last_vote = r.json()
+    return r.status_code, html.unescape(who.last_vote["status"])
+
+
+def page(c: Client) -> list:
+    """The annotator's page load (handle, progress, prompt, left, right, status, guidelines)."""
+    return c.predict(api_name="/annotate_page")
+
+
 def shown(msg) -> str:
     """The text of a raw call's outputs as a person reads it (Markdown references decoded)."""
     return html.unescape(json.dumps(msg["output"], ensure_ascii=False))
@@ -206,10 +225,12 @@ def test_unauthenticated_client_can_call_nothing(server):
     http = httpx.Client(base_url=server["url"], timeout=20)
     assert http.get("/config").status_code == 401
     assert http.get("/gradio_api/info").status_code == 401
-    assert http.post("/gradio_api/call/submit", json={"data": ["left", [], ""] + RATINGS}
-                     ).status_code == 401
-    for api_name in ("submit", "annotate_page", "review_decide", "admin_export"):
+    assert http.post("/gradio_api/call/annotate_page", json={"data": []}).status_code == 401
+    for api_name in ("undo", "annotate_page", "review_decide", "admin_export"):
         assert raw_call(server, http, api_name, [None] * 20) == 401
+    handle = page(client(server, "ann1"))[0]
+    code, status = vote(server, http, handle)  # the vote route checks the session itself
+    assert code == 401 and "Not logged in" in status
     with pytest.raises(Exception):
         Client(server["url"], verbose=False, analytics_enabled=False)
     assert count(server["store"], Vote) == 0
@@ -304,10 +325,11 @@ def test_log_in_page_tells_nothing_about_the_api(server):
     for path in ("/", "/?all_endpoints=true", "/?page="):
         page = http.get(path).text
         assert "window.gradio_api_info = null;" in page
-        assert "/submit" not in page and "review_decide" not in page and "Radio" not in page
+        assert "/annotate_page" not in page and "review_decide" not in page \
+            and "Radio" not in page
     assert http.get("/openapi.json").status_code == 404  # FastAPI's route list, also off
     page = http_login(server, "ann1").get("/").text  # after log-in the page is Gradio's own
-    assert '"/submit"' in page and "window.gradio_api_info = null;" not in page
+    assert '"/annotate_page"' in page and "window.gradio_api_info = null;" not in page
 
 
 def test_run_history_and_uploads_are_off(server):
@@ -327,90 +349,89 @@ def test_run_history_and_uploads_are_off(server):
 def test_annotator_reads_and_votes_only_on_own_items(server):
     store = server["store"]
     c1, c2 = client(server, "ann1"), client(server, "ann2")
-    page1 = c1.predict(api_name="/annotate_page")
-    page2 = c2.predict(api_name="/annotate_page")
+    page1, page2 = page(c1), page(c2)
     (mine1,), (mine2,) = assigned_to(store, "ann1"), assigned_to(store, "ann2")
     assert mine1 != mine2
-    assert page1[1] == f"question {mine1[1:]}" and page2[1] == f"question {mine2[1:]}"
-    # the browser is never told an item id: the page's data has none
+    assert page1[2] == f"question {mine1[1:]}" and page2[2] == f"question {mine2[1:]}"
+    # the browser is never told an item id: the page's data has none, and the item's handle
+    # is opaque and fresh at every showing
     assert mine1 not in json.dumps(page1) and mine2 not in json.dumps(page2)
-    # ... nor asked for one: submit's parameters are the answer only (choice, harm flags,
-    # rationale, 2 x 7 ratings); the item comes from the session
-    params = c1.view_api(return_format="dict", print_info=False)["named_endpoints"]["/submit"]
-    assert [p["component"] for p in params["parameters"]] == \
-        ["Radio", "Checkboxgroup", "Textbox"] + ["Radio"] * 14
+    handle1, handle2 = page1[0], page2[0]
+    assert len(handle1) >= 20 and handle1 != page(c1)[0]
 
+    # ann2 with ann1's handle, or one made up: nothing is loaded for ann2 under it
+    for handle in (handle1, "i0", None, ["x"]):
+        code, status = vote(server, c2, handle)
+        assert code == 409 and "Nothing to submit: no item is loaded" in status, handle
+        assert mine1 not in status
+    assert count(store, Vote) == 0
+    # ... and reading through ann1's Gradio session id gives ann2 only ann2's own item
     http2 = http_login(server, "ann2")
-    # a crafted state value naming ann1's item: the server uses its own session state.
-    # (A refusal is the status line, the last output; the others stay as they were.)
-    msg = raw_call(server, http2, "submit", [("ann1", mine1), None, "left", [], ""] + RATINGS)
-    assert "Nothing to submit: no item is loaded" in shown(msg)
-    # ann1's own session id: the state there is ann1's, so it does not count for ann2
-    msg = raw_call(server, http2, "submit", [None, None, "left", [], ""] + RATINGS,
-                   session_hash=c1.session_hash)
-    assert "Nothing to submit: no item is loaded" in shown(msg) and mine1 not in shown(msg)
-    assert count(store, Vote, Vote.annotator == "ann2") == 0
-    assert count(store, Vote, Vote.item_id == mine1) == 0
-    # ... and reading through ann1's session id gives ann2 only ann2's own item (raw
-    # outputs keep a slot for each of the two state values: the prompt is the fourth)
     msg = raw_call(server, http2, "annotate_page", [], session_hash=c1.session_hash)
-    assert msg["output"]["data"][3] == f"question {mine2[1:]}"
+    assert msg["output"]["data"][2] == f"question {mine2[1:]}"
     assert assigned_to(store, "ann2") == {mine2}
 
-    # That last call replaced the state of ann1's page, so ann1's next submit is refused
-    # ("reload the page") rather than misdirected; a reload brings ann1's item back.
-    # (Gradio keys session state by the page's random session id, which only ann1's browser
-    # knows; the worst a thief of it can do is this refusal.)
-    assert "no item is loaded" in html.unescape(
-        c1.predict("left", [], "", *RATINGS, api_name="/submit")[-1])
+    code, status = vote(server, c1, handle1, choice=None)  # a choice is needed
+    assert code == 409 and "Choose first" in status
     assert count(store, Vote) == 0
-    assert c1.predict(api_name="/annotate_page")[1] == f"question {mine1[1:]}"
-    refusal = c1.predict(None, [], "", *RATINGS, api_name="/submit")  # a choice is needed
-    assert "Choose first" in html.unescape(refusal[-1])
-    assert count(store, Vote) == 0
-    c1.predict("left", [], "", *RATINGS, api_name="/submit")
+    code, status = vote(server, c1, handle1)
+    assert code == 200 and status.startswith("Saved") and c1.last_vote["saved"]
     assert count(store, Vote, Vote.annotator == "ann1", Vote.item_id == mine1) == 1
+    assert c1.last_vote["prompt"].startswith("question") and mine1 not in str(c1.last_vote)
+    code, status = vote(server, c1, handle1, choice="right")  # a second vote on it
+    assert code == 409 and "already voted on this item" in status
     assert count(store, Vote, Vote.annotator == "ann2") == 0
 
 
 def test_forged_answers_are_refused_in_the_status_line(server):
-    """Submit skips Gradio's per-component checks (speed): values no page can send, posted
-    by hand, are refused by the handler with their reason, and nothing is stored."""
+    """Values no page can send, posted by hand, are refused with their reason, and nothing
+    is stored; so are requests that are not the page's JSON, or that come from another
+    site."""
     store = server["store"]
     add_user(store, "forger", "annotator", PASSWORD)
-    http = http_login(server, "forger")
-    session = uuid.uuid4().hex[:11]
-    assert raw_call(server, http, "annotate_page", [], session_hash=session)["success"]
+    c = client(server, "forger")
+    handle = page(c)[0]
     forged = {
-        "choice": (["left"], [], ""), "rating": ("left", [], "", "5"),
-        "rating range": ("left", [], "", 9), "flag": ("left", ["arson"], ""),
-        "flags": ("left", "violence", ""), "rationale": ("left", [], {"a": 1})}
+        "choice": dict(choice=["left"]), "rating": dict(ratings=["5"] + RATINGS[1:]),
+        "rating range": dict(ratings=[9] + RATINGS[1:]), "ratings": dict(ratings=RATINGS[:7]),
+        "flag": dict(flags=["arson"]), "flags": dict(flags="violence"),
+        "rationale": dict(rationale={"a": 1})}
     reasons = {"choice": "choice", "rating": "must be a whole number 1-5",
-               "rating range": "must be a whole number 1-5", "flag": "harm flag(s) ['arson']",
+               "rating range": "must be a whole number 1-5",
+               "ratings": "ratings: must be a list of 14", "flag": "harm flag(s) ['arson']",
                "flags": "harm flags: must be a list", "rationale": "rationale: must be text"}
-    for what, (choice, flags, rationale, *first) in forged.items():
-        ratings = (first + RATINGS)[:14]
-        msg = raw_call(server, http, "submit", [None, None, choice, flags, rationale] + ratings,
-                       session_hash=session)
-        assert msg["success"], (what, msg)
-        assert reasons[what] in shown(msg), (what, shown(msg))
+    for what, answer in forged.items():
+        code, status = vote(server, c, handle, **answer)
+        assert code == 409 and reasons[what] in status, (what, status)
+    http = http_client(server)
+    http.cookies.update(c.cookies)
+    for request, code in [
+            (dict(content=b"choice=left", headers={"content-type": "text/plain"}), 415),
+            (dict(content=b"{not json", headers={"content-type": "application/json"}), 400),
+            (dict(json=["left"]), 400),
+            (dict(json={"handle": handle, "choice": "left", "rationale": "x" * 70_000}), 413),
+            (dict(json={"handle": handle, "choice": "left", "ratings": RATINGS},
+                  headers={"origin": "https://elsewhere.example"}), 403)]:
+        r = http.post("/annotate/vote", **request)
+        assert r.status_code == code and "Refused" in r.json()["status"], (request, r.text)
     assert count(store, Vote, Vote.annotator == "forger") == 0
-    msg = raw_call(server, http, "submit", [None, None, "left", [], ""] + RATINGS,
-                   session_hash=session)
-    assert "Saved" in shown(msg) and count(store, Vote, Vote.annotator == "forger") == 1
+    code, status = vote(server, c, handle, flags=["fraud"], rationale="  fine  ")
+    assert code == 200 and "Saved" in status
+    with store.read() as s:
+        stored = s.scalar(select(Vote).where(Vote.annotator == "forger"))
+    assert stored.harm_flags == ["fraud"] and stored.rationale == "fine"
 
 
 def test_vote_without_ratings_is_stored_as_missing(server):
     """Choice + Enter with every rating left unset: the vote goes in, its ratings as None."""
     store = server["store"]
     c = client(server, "ann2")
-    c.predict(api_name="/annotate_page")
+    handle = page(c)[0]
     (mine,) = assigned_to(store, "ann2") - voted_by(store, "ann2")
-    out = c.predict("right", [], "", *[None] * 14, api_name="/submit")
-    assert out[-1].startswith("Saved")
+    assert vote(server, c, handle, choice="right", ratings=[None] * 14)[1].startswith("Saved")
     with store.read() as s:
-        vote = s.scalar(select(Vote).where(Vote.annotator == "ann2", Vote.item_id == mine))
-    assert vote.aspects_a == vote.aspects_b == dict.fromkeys(ASPECTS, None)
+        stored = s.scalar(select(Vote).where(Vote.annotator == "ann2", Vote.item_id == mine))
+    assert stored.aspects_a == stored.aspects_b == dict.fromkeys(ASPECTS, None)
 
 
 def test_annotator_cannot_reach_reviewer_or_admin_handlers(server):
@@ -445,8 +466,8 @@ def test_roles_reach_their_own_handlers(server):
     r = client(server, "rev")
     with pytest.raises(AppError, match="Not allowed"):
         r.predict(api_name="/admin_refresh")
-    refusal = r.predict("left", [], "", *RATINGS, api_name="/submit")  # reviewers do not annotate
-    assert "Not allowed" in refusal[-1] and "is a reviewer" in html.unescape(refusal[-1])
+    code, refusal = vote(server, r, page(client(server, "ann1"))[0])  # reviewers do not annotate
+    assert code == 403 and "Not allowed" in refusal and "is a reviewer" in refusal
     queue = r.predict(api_name="/review_queue")
     assert "waiting for review" in queue[0] or "empty" in queue[0]
     a = client(server, "adm")
@@ -459,9 +480,10 @@ def test_roles_reach_their_own_handlers(server):
 def test_deactivated_user_loses_access_in_an_open_session(server):
     store = server["store"]
     c = client(server, "ann3")
-    c.predict(api_name="/annotate_page")
+    handle = page(c)[0]
     deactivate(store, "ann3")
-    assert "not an active user" in c.predict("left", [], "", *RATINGS, api_name="/submit")[-1]
+    code, refusal = vote(server, c, handle)
+    assert code == 403 and "not an active user" in refusal
     with pytest.raises(ValueError):
         client(server, "ann3")
     assert count(store, Vote, Vote.annotator == "ann3") == 0
@@ -508,10 +530,10 @@ def test_admin_creates_disables_enables_and_resets_an_account_over_http(server):
     assert "Created" in done[0] and "carol" in done[0] and done[2] == ""
     assert ["carol", "annotator", True] in [row[:3] for row in done[1]["data"]]
     carol = client(server, "carol", "carol's long phrase")
-    assert "Item" in json.dumps(carol.predict(api_name="/annotate_page"))
+    carol_page = page(carol)
+    assert "Item" in json.dumps(carol_page)
     a.predict("carol", api_name="/admin_user_disable")
-    refusal = carol.predict("left", [], "", *RATINGS, api_name="/submit")[-1]
-    assert "not an active user" in html.unescape(refusal)
+    assert "not an active user" in vote(server, carol, carol_page[0])[1]
     with pytest.raises(ValueError):
         client(server, "carol", "carol's long phrase")
     assert "cannot disable their own" in html.unescape(
@@ -526,8 +548,7 @@ def test_admin_creates_disables_enables_and_resets_an_account_over_http(server):
     done = a.predict("carol", "reviewer", api_name="/admin_user_role")
     assert "is now reviewer" in html.unescape(done[0])
     assert ["carol", "reviewer", True] in [row[:3] for row in done[1]["data"]]
-    assert "Not allowed" in html.unescape(
-        carol.predict("left", [], "", *RATINGS, api_name="/submit")[-1])
+    assert "Not allowed" in vote(server, carol, carol_page[0])[1]
     assert "cannot take away their own admin role" in html.unescape(
         a.predict("adm", "annotator", api_name="/admin_user_role")[0])
     rows = [(e.actor, e.action, e.detail.get("name")) for e in store.audit_entries(limit=5)]
@@ -546,17 +567,19 @@ def test_session_expires_when_idle(server):
     expired" and writes or shows nothing; log-out ends it, and a new log-in works."""
     store, clock = server["store"], server["clock"]
     http = http_login(server, "ann1")
-    assert raw_call(server, http, "annotate_page", [])["success"]
+    msg = raw_call(server, http, "annotate_page", [])
+    handle = msg["output"]["data"][0]
     for _ in range(2):  # 2 x (IDLE_S - 1) after log-in, but never idle for IDLE_S
         clock.now += IDLE_S - 1
         assert raw_call(server, http, "annotate_page", [])["success"]
     clock.now += IDLE_S + 1
     n_votes = count(store, Vote)
     expired = "Session expired (idle for over 10 min): log out and log in again."
-    for api_name, data in [("submit", [None, None, "left", [], ""] + RATINGS),
-                           ("annotate_page", []), ("undo", [])]:
+    for api_name, data in [("annotate_page", []), ("undo", [])]:
         msg = raw_call(server, http, api_name, data)
         assert expired in shown(msg) and "question" not in shown(msg)
+    code, status = vote(server, http, handle)
+    assert code == 401 and expired in status
     assert count(store, Vote) == n_votes
     http.get("/logout")
     assert raw_call(server, http, "annotate_page", []) == 401
@@ -642,3 +665,14 @@ def test_markdown_helper_and_queue_rows_as_plain_functions():
     assert severity_text(gold) == "GOLD item; harmfulness 5, 4; flags: violence x2"
     (row,) = queue_rows([gold])
     assert row[0] == 1 and row[-1] == "g1 (a)" and len(row[2]) <= 160 and row[2].endswith("…")
+
+
+def test_item_handles_are_bound_to_their_user_and_bounded():
+    handles = ItemHandles(capacity=3)
+    first = handles.issue("ann1", "i1")
+    assert handles.lookup("ann1", first)[0] == "i1"
+    assert handles.lookup("ann2", first) is None  # another user's handle names nothing
+    assert handles.lookup("ann1", "i1") is None and handles.lookup("ann1", ["x"]) is None
+    later = [handles.issue("ann1", f"i{k}") for k in range(2, 5)]
+    assert handles.lookup("ann1", first) is None  # the oldest went first
+    assert [handles.lookup("ann1", h)[0] for h in later] == ["i2", "i3", "i4"]

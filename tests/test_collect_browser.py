@@ -132,8 +132,12 @@ def test_annotator_votes_with_keyboard_sees_progress_and_undoes(browser, server)
 
     no_focus(page)
     page.keyboard.press("t")
+    posts = []  # a vote is one request, to the vote route, and no Gradio event
+    page.on("request", lambda r: posts.append(r.url.split("/", 3)[3])
+            if r.method == "POST" else None)
     page.keyboard.press("Enter")
     wait_text(page, "#progress", "Item 2 of 4")
+    assert posts == ["annotate/vote"]
     history = votes(store, "alice")
     assert [v.active for v in history] == [False, True]
     assert history[1].choice == "tie" and history[0].replaced_by == history[1].id

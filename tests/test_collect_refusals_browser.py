@@ -2,9 +2,9 @@
 action says why in the page, and the item stays on screen (no "Error" over it).
 
 Annotator: no choice made, already voted (a second tab), an item that is not theirs (a
-forged session id), session expired; log-in: throttled; reviewer: a decision without a harm
-category, and an item id full of Markdown shown as text. Also: nothing of a vote stays in
-the browser's storage after log-out. Screenshots (1280x800) go to test-artifacts/.
+forged item handle), the server out of reach, session expired; log-in: throttled; reviewer:
+a decision without a harm category, and an item id full of Markdown shown as text. Also:
+nothing of a vote stays in the browser's storage after log-out. Screenshots (1280x800) go to test-artifacts/.
 """
 import json
 import time
@@ -135,30 +135,37 @@ def test_annotator_reads_every_refusal_and_keeps_the_item(browser, server):
     assert page.locator("#choice input:checked").get_attribute("value") == "right"
     other.close()
 
-    # a forged session id (bob's page's): the state there is not alice's item
+    # a forged handle (bob's item's, from bob's page): it is not alice's item
     bob = login(browser, server, "bob")
-    hashes = []
-    bob.on("request", lambda r: hashes.append(json.loads(r.post_data)["session_hash"])
-           if r.method == "POST" and "session_hash" in (r.post_data or "") else None)
-    bob.locator("#progress").filter(has_text="Item").wait_for()
+    handles = []
+
+    def page_load(response):  # the annotate page's data: handle, progress, prompt, ...
+        if "/gradio_api/run/" in response.url:
+            data = response.json()["data"]
+            if "When do you open" in str(data[2:3]):
+                handles.append(data[0])
+
+    bob.on("response", page_load)
     bob.reload()
     bob.locator("#progress").filter(has_text="Item").wait_for()
-    assert hashes
+    assert handles and handles[-1]
 
     def forge(route):
-        body = route.request.post_data or ""
-        if route.request.method == "POST" and "session_hash" in body:
-            body = json.loads(body)
-            body["session_hash"] = hashes[-1]
-            return route.continue_(post_data=json.dumps(body))
-        return route.continue_()
+        body = json.loads(route.request.post_data)
+        return route.continue_(post_data=json.dumps(body | {"handle": handles[-1]}))
 
-    page.route("**/gradio_api/**", forge)
+    page.route("**/annotate/vote", forge)
     page.locator("#submit-vote").click()
     text = status_says(page, "#annotate-status", "no item is loaded")
     assert "Nothing to submit: no item is loaded (reload the page)." in text
     item_still_shown(page, prompt)
-    page.unroute("**/gradio_api/**")
+    page.unroute("**/annotate/vote")
+    page.route("**/annotate/vote", lambda route: route.abort())  # the network is down
+    page.locator("#submit-vote").click()
+    text = status_says(page, "#annotate-status", "could not be reached")
+    assert "Not saved: the server could not be reached. Your answer is still here" in text
+    item_still_shown(page, prompt)
+    page.unroute("**/annotate/vote")
     bob.close()
     n_votes = len(_votes(store))
 

@@ -12,7 +12,6 @@ one read (the item, and the six counts in one statement).
 Each test runs on SQLite and on PostgreSQL (tests/databases.py). psycopg opens a transaction
 itself, so PostgreSQL's counts carry no BEGIN; the bounds are per database.
 """
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -65,14 +64,14 @@ def test_statements_per_submit(store, statements):
 
     view = AnnotateView(store, AppConfig(overlap=3, gold_rate=0.0))
     request = SimpleNamespace(username="u2")
-    shown = view.load(request)[0]
+    handle = view.load(request)[0]
     counts = []
     for _ in range(5):
         statements.clear()
-        out = view.submit(request, shown, time.time(), "left", [], "", *([4] * 14))
-        assert out[-1].startswith("Saved")
+        code, out = view.vote("u2", {"handle": handle, "choice": "left", "ratings": [4] * 14})
+        assert code == 200 and out["status"].startswith("Saved")
         counts.append(len(statements))
-        shown = out[0]
+        handle = out["handle"]
     assert max(counts) <= APP_SUBMIT_MAX[dialect], counts
     if dialect == "sqlite":
         assert sum(s.startswith("BEGIN IMMEDIATE") for s in statements) == 1  # one write
