@@ -88,10 +88,15 @@ class Refusal(Exception):
 
 
 def _same_origin(request: Request) -> bool:
+    """The page that sent the request is this server's. Behind a reverse proxy that rewrites
+    Host, the proxy's X-Forwarded-Host names the public host (a cross-site page cannot set
+    that header: a script would need a CORS preflight, which is not granted)."""
     origin = request.headers.get("origin")
     if origin is None:  # same-origin GETs and non-browser clients may omit it
         return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    hosts = {request.headers.get("host", "")} | \
+        {h.strip() for h in request.headers.get("x-forwarded-host", "").split(",") if h.strip()}
+    return urlsplit(origin).netloc in hosts
 
 
 def _session_name(request: Request) -> str:

@@ -131,13 +131,14 @@ def raw_call(server, http: httpx.Client, api_name: str, data: list, session_hash
     raise AssertionError("the event never completed")
 
 
-def vote(server, who, handle, choice="left", ratings=RATINGS, **answer) -> tuple[int, str]:
+def vote(server, who, handle, choice="left", ratings=RATINGS, headers=None, **answer
+         ) -> tuple[int, str]:
     """One vote as the page's Submit posts it (collect/app_vote.py), from a gradio_client
     Client's or an httpx client's session; the HTTP status and the status line as a person
     reads it (the whole answer is in `who.last_vote`)."""
     cookies = who.cookies if isinstance(who, Client) else None
     http = who if isinstance(who, httpx.Client) else http_client(server)
-    r = http.post("/annotate/vote", cookies=cookies,
+    r = http.post("/annotate/vote", cookies=cookies, headers=headers,
                   json={"handle": handle, "choice": choice, "ratings": ratings, **answer})
     who.last_vote = r.json()
     return r.status_code, html.unescape(who.last_vote["status"])
@@ -415,7 +416,10 @@ def test_forged_answers_are_refused_in_the_status_line(server):
         r = http.post("/annotate/vote", **request)
         assert r.status_code == code and "Refused" in r.json()["status"], (request, r.text)
     assert count(store, Vote, Vote.annotator == "forger") == 0
-    code, status = vote(server, c, handle, flags=["fraud"], rationale="  fine  ")
+    # the app's own page behind a reverse proxy that rewrites Host: the proxy names the host
+    code, status = vote(server, c, handle, flags=["fraud"], rationale="  fine  ",
+                        headers={"origin": "https://annotate.example",
+                                 "x-forwarded-host": "annotate.example"})
     assert code == 200 and "Saved" in status
     with store.read() as s:
         stored = s.scalar(select(Vote).where(Vote.annotator == "forger"))
