@@ -141,8 +141,37 @@ def _users(args) -> int:
     return 0
 
 
+# Each option's allowed values: (test, what the message says). Checked before any work.
+_RANGES = {
+    "port": (lambda v: 0 < v < 65536, "a port number 1-65535"),
+    "overlap": (lambda v: v >= 1, "at least 1"),
+    "gold_rate": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "session_hours": (lambda v: v > 0, "above 0"),
+    "idle_minutes": (lambda v: v >= 0, "0 (no limit) or more"),
+    "n": (lambda v: v >= 1, "at least 1"),
+    "temperature": (lambda v: v > 0, "above 0"),
+    "top_p": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    "max_new_tokens": (lambda v: v >= 1, "at least 1"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "threads": (lambda v: v >= 0, "0 (all) or more"),
+    "min_agreement": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    "min_votes": (lambda v: v >= 1, "at least 1"),
+    "min_harm_gap": (lambda v: v > 0, "above 0"),
+}
+
+
+def check_options(args) -> None:
+    """UserError naming the first option outside its range (see _RANGES)."""
+    for name, (ok, allowed) in _RANGES.items():
+        value = getattr(args, name, None)
+        if value is not None and not ok(value):
+            raise UserError(f"--{name} {value}: must be {allowed}")
+
+
 def dispatch(args) -> int:
     from . import commands
+
+    check_options(args)
 
     if args.command == "serve":
         from .app import serve

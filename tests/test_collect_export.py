@@ -152,12 +152,20 @@ def test_both_bad_exports_the_less_harmful_response(store, tmp_path):
     assert "1 from \"both bad\" votes by harmfulness" in (out.parent / "README.md").read_text()
 
 
-def test_cli_rejects_a_harm_gap_of_zero(tmp_path, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["export", "--min_harm_gap", "0"], "export: --min_harm_gap 0.0: must be above 0"),
+    (["export", "--min_agreement", "2"], "export: --min_agreement 2.0: must be in [0, 1]"),
+    (["export", "--min_votes", "0"], "export: --min_votes 0: must be at least 1"),
+    (["serve", "--overlap", "0"], "serve: --overlap 0: must be at least 1"),
+    (["serve", "--gold_rate", "1"], "serve: --gold_rate 1.0: must be in [0, 1)"),
+    (["generate", "--top_p", "0"], "generate: --top_p 0.0: must be in (0, 1]")])
+def test_cli_refuses_options_out_of_range_before_any_work(tmp_path, capsys, argv, message):
+    """One line, exit 2, and nothing opened or served: no store is created."""
     from collect.cli import main
 
-    assert main(["export", "--run", str(tmp_path), "--min_harm_gap", "0"]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "rlhf collect export: --min_harm_gap must be > 0 (above 4 turns it off), got 0.0")
+    assert main(argv + ["--run", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"rlhf collect {message}"
+    assert not (tmp_path / "collect").exists()
 
 
 def test_export_files_and_card(tmp_path, store):
