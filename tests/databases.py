@@ -91,3 +91,13 @@ def db_url(request, tmp_path) -> Iterator[str]:
     else:
         with fresh_pg_url() as url:
             yield url
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def module_db_url(request, tmp_path_factory) -> Iterator[str]:
+    """db_url for a module's one server: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path_factory.mktemp("db") / "annotations.db")
+    else:
+        with fresh_pg_url() as url:
+            yield url

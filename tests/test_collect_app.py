@@ -36,7 +36,7 @@ from collect.assign import add_items
 from collect.store import Assignment, Review, Vote, open_store
 from collect.users import add_user, deactivate
 from core.records import ASPECTS
-from databases import DATABASES, fresh_pg_url
+from databases import module_db_url as store_location  # noqa: F401 - one server per database
 
 PASSWORD = "correct horse battery"
 USERS = {"ann1": "annotator", "ann2": "annotator", "ann3": "annotator", "rev": "reviewer",
@@ -54,16 +54,6 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def store_location(request, tmp_path_factory):
-    """The module server's store: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield str(tmp_path_factory.mktemp("app-db") / "annotations.db")
-    else:
-        with fresh_pg_url() as url:
-            yield url
 
 
 @pytest.fixture(scope="module")

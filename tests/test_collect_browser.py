@@ -14,6 +14,7 @@ from sqlalchemy import select
 from browser import TIMEOUT, artifacts_dir, free_port
 from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
 from browser import sync_api
+from databases import module_db_url  # noqa: F401 - SQLite and PostgreSQL
 
 sync_api()  # skips this module without chromium or playwright
 
@@ -35,9 +36,9 @@ XSS_ID = 'a-xss <b>id</b><img src=x onerror="window.__xss=4">'
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, module_db_url):  # one server on SQLite, one on PostgreSQL
     tmp = tmp_path_factory.mktemp("browser")
-    store = open_store(tmp / "annotations.db")
+    store = open_store(module_db_url)
     for name, role in [("alice", "annotator"), ("xavier", "annotator"), ("rita", "reviewer"),
                        ("adam", "admin")]:
         add_user(store, name, role, PASSWORD)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from browser import TIMEOUT, artifacts_dir, free_port
 from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
 from browser import sync_api
+from databases import module_db_url  # noqa: F401 - SQLite and PostgreSQL
 
 sync_api()  # skips this module without chromium or playwright
 
@@ -41,9 +42,9 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, module_db_url):  # one server on SQLite, one on PostgreSQL
     tmp = tmp_path_factory.mktemp("refusals")
-    store = open_store(tmp / "annotations.db")
+    store = open_store(module_db_url)
     for name, role in [("alice", "annotator"), ("bob", "annotator"), ("carol", "annotator"),
                        ("tom", "annotator"), ("rita", "reviewer")]:
         add_user(store, name, role, PASSWORD)
