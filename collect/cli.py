@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = all")
+    p.add_argument("--candidates", type=int, default=2,
+                   help="samples per prompt; the two most different become the pair (default 2)")
 
     p = sub.add_parser("import", help="add comparison items from JSONL/JSON/CSV/Parquet")
     _run(p)
@@ -154,6 +156,7 @@ _RANGES = {
     "max_new_tokens": (lambda v: v >= 1, "at least 1"),
     "batch_size": (lambda v: v >= 1, "at least 1"),
     "threads": (lambda v: v >= 0, "0 (all) or more"),
+    "candidates": (lambda v: v >= 2, "at least 2"),
     "min_agreement": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     "min_votes": (lambda v: v >= 1, "at least 1"),
     "min_harm_gap": (lambda v: v > 0, "above 0"),
@@ -186,7 +189,8 @@ def dispatch(args) -> int:
         generate_pairs(args.run, policy=args.policy, vs=args.vs, n=args.n,
                        temperature=args.temperature, top_p=args.top_p,
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                       seed=args.seed, device=args.device, threads=args.threads, db=args.db)
+                       seed=args.seed, device=args.device, threads=args.threads, db=args.db,
+                       candidates=args.candidates)
     elif args.command == "import":
         commands.import_items(args.run, args.file, db=args.db)
     elif args.command == "export":

@@ -1,7 +1,9 @@
 """`rlhf collect generate`: two responses per held-out prompt, stored as comparison items.
 
 Either one policy sampled twice (two seeds: the pairs a reward model learns from) or two
-policies once each (`vs`: a blind A/B test; the app never shows which is which). All
+policies once each (`vs`: a blind A/B test; the app never shows which is which). With
+`candidates` k > 2, one policy is sampled k times per prompt and the two most different
+samples become the pair (`most_different_pair`). All
 policies are adapters on one copy of the base weights (core.policies.attach_adapters), sampled
 in batches with the KV cache (core.generation.generate).
 
@@ -50,6 +52,27 @@ def item_id(policy: str, other: str, prompt_id: str) -> str:
     return f"pair-{digest[:24]}"
 
 
+def most_different_pair(responses: list[str]) -> tuple[int, int]:
+    """Indices (i < j) of the two non-empty responses whose word sets overlap least (Jaccard
+    similarity; the first such pair on ties; (0, 1) when fewer than two are non-empty).
+
+    Two samples of one policy are often two wordings of the same answer, and a vote between
+    them teaches a reward model little; two different answers (a refusal and an off-topic
+    reply to a harmful request, a right and a wrong fact) teach it what matters. Llama 2
+    (Touvron et al., 2023, sec. 3.2.1) sampled the two responses from different model variants
+    and temperatures for the same reason: diversity of the compared responses."""
+    words = [set(r.lower().split()) for r in responses]
+    best, pair = 2.0, (0, 1)
+    for i in range(len(words)):
+        for j in range(i + 1, len(words)):
+            if not words[i] or not words[j]:
+                continue
+            similarity = len(words[i] & words[j]) / len(words[i] | words[j])
+            if similarity < best:
+                best, pair = similarity, (i, j)
+    return pair
+
+
 def _adapter_name(policy: str) -> str:
     # PEFT adapter names become module attribute names: no dots or slashes (a path policy).
     return re.sub(r"\W", "_", policy)
@@ -84,15 +107,19 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
                    temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 96,
                    batch_size: int = 32, seed: int = 0, device: str = "auto",
                    threads: int = 0, tokenizer_fixes: dict | None = None,
-                   db: str | None = None) -> int:
+                   db: str | None = None, candidates: int = 2) -> int:
     """Sample and store up to n pairs; returns how many items this call stored.
     device and threads as in core.device (threads 0 = every core); db: the store's URL
-    (default <run>/collect/annotations.db)."""
+    (default <run>/collect/annotations.db); candidates: samples per prompt to pick the pair
+    from (one policy only)."""
     run = Path(run)
     other = vs or policy
     if other == policy and temperature <= 0:
         raise UserError("sampling one policy twice needs temperature > 0: greedy decoding "
                         "would give two identical responses for every prompt")
+    if candidates < 2 or (candidates > 2 and other != policy):
+        raise UserError(f"--candidates {candidates}: must be 2, or more when one policy is "
+                        "sampled (an A/B test compares one sample of each policy)")
     prompts = pref_prompts(run / "data" / "prompts.jsonl", n)
     store = store_for(run, db)
     try:
@@ -103,7 +130,7 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
         if todo:
             tok, model = load_policies(run, [policy, other], device, threads, tokenizer_fixes)
             gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-            meta = dict(gen, policy=policy, vs=vs, seed=seed)
+            meta = dict(gen, policy=policy, vs=vs, seed=seed, candidates=candidates)
             # Batches over all n prompts, not just the missing ones: a prompt's samples then
             # depend only on its place in the list, so a re-run reproduces them (the
             # identical pairs it skipped stay identical) and stores nothing twice.
@@ -114,7 +141,7 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
                     if not missing:
                         continue
                     _pairs_for_batch(store, model, tok, policy, other, batch, stored,
-                                     seed + start, gen, meta, counts)
+                                     seed + start, gen, meta, counts, candidates)
                     bar.update(len(missing))
     finally:
         store.close()
@@ -125,11 +152,19 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
 
 
 def _pairs_for_batch(store, model, tok, policy: str, other: str, batch: list[dict],
-                     stored: set[str], seed: int, gen: dict, meta: dict, counts: dict) -> None:
+                     stored: set[str], seed: int, gen: dict, meta: dict, counts: dict,
+                     candidates: int = 2) -> None:
     prompts = [p["prompt"] for p in batch]  # message lists: system prompt and earlier turns too
-    # Two seeds for one policy (two different samples); two policies may share the seed.
+    # Different seeds for one policy (different samples); two policies may share the seed.
     first = _sample(model, tok, policy, prompts, seed, gen)
-    second = _sample(model, tok, other, prompts, seed + (1_000_003 if other == policy else 0), gen)
+    if other != policy:
+        second = _sample(model, tok, other, prompts, seed, gen)
+    else:
+        samples = [first] + [_sample(model, tok, policy, prompts, seed + k * 1_000_003, gen)
+                             for k in range(1, candidates)]
+        picks = [most_different_pair(list(row)) for row in zip(*samples)]
+        first, second = ([samples[pick[side]][n] for n, pick in enumerate(picks)]
+                         for side in (0, 1))
     items = []
     for p, a, b in zip(batch, first, second):
         if item_id(policy, other, p["id"]) in stored:

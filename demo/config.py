@@ -51,6 +51,7 @@ class SimulatedRoundConfig(RuntimeConfig):
     n_pairs: int = F(800, "preference prompts to sample a pair for (the SFT policy sampled twice)")
     temperature: float = F(1.0, "sampling temperature of the pairs")
     top_p: float = F(1.0, "nucleus sampling threshold of the pairs")
+    candidates: int = F(2, "samples per prompt; the two most different become the pair")
     max_new_tokens: int = F(64, "response length limit")
     batch_size: int = F(128, "prompts per generation batch (on CPU, 128 generated 1.4x faster than 32)")
     annotators: int = F(5, "simulated annotators")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from collect.cli import main
 from collect.commands import store_for
-from collect.generate import generate_pairs, item_id
+from collect.generate import generate_pairs, item_id, most_different_pair
 from collect.store import Item
 from core.config import UserError
 
@@ -80,9 +80,42 @@ def test_ab_mode_stores_both_sources(run):
     assert generate_pairs(run, policy="sft", vs="base", n=6, **GEN) == 0
 
 
+def test_most_different_pair_picks_the_least_overlapping_non_empty_samples():
+    same = "Our ceramic mug is $14."
+    refusal = "I can't help with using a card that isn't yours."
+    assert most_different_pair([same, same + " Thanks!", refusal]) == (0, 2)
+    # word-set Jaccard: {a b c} vs {a b d} 0.5, {a b c} vs {x y} 0, {a b d} vs {x y} 0 (tie: first)
+    assert most_different_pair(["a b c", "a b d", "x y"]) == (0, 2)
+    assert most_different_pair(["", "a b", " ", "c d"]) == (1, 3)  # empty ones never chosen
+    assert most_different_pair(["a", ""]) == (0, 1) and most_different_pair(["x", "y"]) == (0, 1)
+
+
+def test_candidates_pick_the_stored_pair_from_more_samples(run, monkeypatch):
+    """With candidates=4 each prompt's 4 samples (seeds seed, seed + 1000003, ...) are drawn
+    and the most different two stored; candidates=2 stores the first two as they are."""
+    import collect.generate as generate
+
+    texts = ["Our mug is $14.", "Our mug is $14, thanks.", "I can't help with that.",
+             "Our mug is $14!"]
+
+    def fake_sample(model, tok, policy, prompts, seed, gen):  # one batch from seed 0: the k-th
+        return [texts[seed // 1_000_003]] * len(prompts)      # sample's seed is k * 1000003
+
+    monkeypatch.setattr(generate, "_sample", fake_sample)
+    generate_pairs(run, policy="sft", n=2, **GEN)
+    assert {(i.response_a, i.response_b) for i in items(run)} == {(texts[0], texts[1])}
+    (run / "collect" / "annotations.db").unlink()
+    generate_pairs(run, policy="sft", n=2, candidates=4, **GEN)
+    stored = items(run)
+    assert len(stored) == 2 and all(i.meta["candidates"] == 4 for i in stored)
+    assert {(i.response_a, i.response_b) for i in stored} == {(texts[0], texts[2])}
+
+
 def test_refuses_what_cannot_work(run):
     with pytest.raises(UserError, match="temperature > 0"):
         generate_pairs(run, policy="sft", n=2, temperature=0.0)
+    with pytest.raises(UserError, match="--candidates 3: must be 2"):
+        generate_pairs(run, policy="sft", vs="base", n=2, candidates=3, **GEN)
     with pytest.raises(FileNotFoundError, match="adapter"):
         generate_pairs(run, policy="dpo", n=2, **GEN)
     (run / "data" / "prompts.jsonl").write_text(json.dumps(
