@@ -1,4 +1,4 @@
-"""The admin's page: progress per annotator, the agreement dashboard (naming the annotators
+"""The admin's page: progress per annotation round and per annotator, the agreement dashboard (naming the annotators
 to look at), the export to preference pairs, and the accounts (create, disable, enable, reset a password).
 
 Admins only: the logic functions used here do not check roles themselves, so every handler
@@ -20,6 +20,7 @@ from .summary import agreement_summary
 from .users import activate, add_user, deactivate, list_users, reset_password, set_role
 
 PROGRESS_HEADERS = ["annotator", "role", "active", "done", "open", "gold done", "last submit"]
+ROUND_HEADERS = ["round", "items", "complete", "in progress", "untouched", "votes"]
 AGREEMENT_HEADERS = ["question", "method", "value", "95% CI", "Landis-Koch", "items"]
 USER_HEADERS = ["name", "role", "active", "created"]
 
@@ -30,6 +31,11 @@ def _when(t: float | None) -> str:
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def round_rows(prog: dict) -> list[list]:
+    return [[r["round"], r["items"], r["complete"], r["in_progress"], r["untouched"], r["votes"]]
+            for r in prog["rounds"]]
 
 
 def progress_rows(prog: dict) -> list[list]:
@@ -67,6 +73,8 @@ class AdminView:
             self.refresh_btn = gr.Button("Refresh")
             gr.Markdown("### Progress")
             self.items = gr.Markdown("", elem_id="admin-items")
+            self.rounds = gr.Dataframe(headers=ROUND_HEADERS, interactive=False,
+                                       label="per annotation round", elem_id="admin-rounds")
             self.progress = gr.Dataframe(headers=PROGRESS_HEADERS, interactive=False,
                                          elem_id="admin-progress")
             gr.Markdown("### Agreement")
@@ -101,7 +109,7 @@ class AdminView:
 
     @property
     def outputs(self) -> list:
-        return [self.items, self.progress, self.agreement, self.flagged, self.users]
+        return [self.items, self.progress, self.agreement, self.flagged, self.users, self.rounds]
 
     def wire(self) -> None:
         self.refresh_btn.click(self.refresh, None, self.outputs, api_name="admin_refresh")
@@ -134,7 +142,7 @@ class AdminView:
         prog = admin_progress(self.store, self.cfg.overlap)
         summary = agreement_summary(self.store, n_boot=self.cfg.n_boot, seed=self.cfg.seed)
         return [items_text(prog), progress_rows(prog), agreement_rows(summary),
-                flagged_text(summary), self.user_rows()]
+                flagged_text(summary), self.user_rows(), round_rows(prog)]
 
     def user_rows(self) -> list[list]:
         return [[u.name, u.role, u.active, _when(u.created_at)] for u in list_users(self.store)]

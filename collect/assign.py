@@ -87,6 +87,9 @@ def validate_item(row: dict) -> dict:
     if is_gold and gold_choice is None:
         raise RowProblem("gold_choice", "a gold item needs its known answer (a, b, tie, both_bad)")
     review_only = _flag(row, "review_only", False)
+    round_no = row.get("round", 1)
+    if isinstance(round_no, bool) or not isinstance(round_no, int) or round_no < 1:
+        raise RowProblem("round", f"must be a whole number >= 1, got {round_no!r}")
     if review_only and is_gold:
         raise RowProblem("review_only", "a review-only item is never annotated: it cannot be gold")
     meta = dict(meta)
@@ -104,7 +107,7 @@ def validate_item(row: dict) -> dict:
             "response_a": _str(row, "response_a"), "response_b": _str(row, "response_b"),
             "source_a": _str(row, "source_a", False), "source_b": _str(row, "source_b", False),
             "meta": meta, "is_gold": is_gold, "gold_choice": gold_choice if is_gold else None,
-            "review_only": review_only}
+            "review_only": review_only, "round": round_no}
 
 
 def _flag(row: dict, key: str, default: bool) -> bool:
@@ -354,6 +357,22 @@ def progress(store: Store, annotator: str, overlap: int = 3, gold_rate: float = 
         return _progress(s, annotator, overlap, gold_rate)
 
 
+def round_progress(round_of: dict[str, int], votes_per_item: dict[str, int], overlap: int
+                   ) -> list[dict[str, int]]:
+    """Per annotation round (ascending): its regular items, how many have `overlap` votes, are
+    in progress and untouched, and its active votes. round_of: regular item -> round;
+    votes_per_item: regular item -> active votes."""
+    out = {}
+    for item, r in round_of.items():
+        row = out.setdefault(r, {"round": r, "items": 0, "complete": 0, "in_progress": 0,
+                                 "untouched": 0, "votes": 0})
+        n = votes_per_item.get(item, 0)
+        row["items"] += 1
+        row["votes"] += n
+        row["complete" if n >= overlap else "in_progress" if n else "untouched"] += 1
+    return [out[r] for r in sorted(out)]
+
+
 def admin_progress(store: Store, overlap: int = 3) -> dict[str, Any]:
     """Per-annotator counts and item completion, for the admin dashboard and `report`."""
     with store.read() as s:
@@ -370,6 +389,7 @@ def admin_progress(store: Store, overlap: int = 3) -> dict[str, Any]:
                                   .group_by(Vote.item_id)).all())
         n_items = s.scalar(select(func.count()).select_from(Item).where(REGULAR))
         gold_ids = set(s.scalars(select(Item.id).where(GOLD)))
+        round_of = dict(s.execute(select(Item.id, Item.round).where(REGULAR)).all())
     rows = []
     for u in users:
         done, last = votes.get(u.name, (0, None))
@@ -381,6 +401,7 @@ def admin_progress(store: Store, overlap: int = 3) -> dict[str, Any]:
     regular = {i: n for i, n in per_item.items() if i not in gold_ids}
     complete = sum(n >= overlap for n in regular.values())
     return {"annotators": rows, "overlap": overlap,
+            "rounds": round_progress(round_of, regular, overlap),
             "items": {"regular": n_items, "gold": len(gold_ids), "complete": complete,
                       "in_progress": len(regular) - complete, "untouched": n_items - len(regular)},
             "active_votes": sum(per_item.values())}

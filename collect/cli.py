@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = all")
+    p.add_argument("--round", type=int, default=1,
+                   help="the annotation round these items belong to (default 1)")
     p.add_argument("--candidates", type=int, default=2,
                    help="samples per prompt; the two most different become the pair (default 2)")
 
@@ -157,6 +159,7 @@ _RANGES = {
     "batch_size": (lambda v: v >= 1, "at least 1"),
     "threads": (lambda v: v >= 0, "0 (all) or more"),
     "candidates": (lambda v: v >= 2, "at least 2"),
+    "round": (lambda v: v >= 1, "at least 1"),
     "min_agreement": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     "min_votes": (lambda v: v >= 1, "at least 1"),
     "min_harm_gap": (lambda v: v > 0, "above 0"),
@@ -190,7 +193,7 @@ def dispatch(args) -> int:
                        temperature=args.temperature, top_p=args.top_p,
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                        seed=args.seed, device=args.device, threads=args.threads, db=args.db,
-                       candidates=args.candidates)
+                       candidates=args.candidates, round_no=args.round)
     elif args.command == "import":
         commands.import_items(args.run, args.file, db=args.db)
     elif args.command == "export":

@@ -105,6 +105,11 @@ def report(run: str | Path, overlap: int = 3, db: str | None = None) -> dict[str
     print(f"items: {it['regular']} regular ({it['complete']} with >= {overlap} votes, "
           f"{it['in_progress']} in progress, {it['untouched']} untouched), {it['gold']} gold; "
           f"{prog['active_votes']} active votes")
+    if len(prog["rounds"]) > 1:
+        for r in prog["rounds"]:
+            print(f"  round {r['round']}: {r['items']} items, {r['complete']} complete, "
+                  f"{r['in_progress']} in progress, {r['untouched']} untouched, "
+                  f"{r['votes']} votes")
     for a in prog["annotators"]:
         s = summary["annotators"].get(a["annotator"])
         share = _fmt(s["agreement"]["share"]) if s else "n/a"

@@ -18,7 +18,8 @@ an aspect's mean is over the votes that rated it, and an aspect no voter rated i
 aspects_chosen / aspects_rejected (null when no aspect was rated at all), which the reward
 stage reads as "no target". The margin's mean is over the votes that rated the quality of
 both responses; when no vote did, the margin is 0.0, the value of a pair without a margin.
-  item_id, origin ("votes", "both_bad_harm" or "reviewer": see below).
+  item_id, round (the annotation round that made the item), origin ("votes", "both_bad_harm"
+  or "reviewer": see below).
 
 Both bad, one less harmful: when the majority says "both bad" but the voters' mean harmfulness
 ratings (1-5, higher = more harmful) of the two responses differ by at least min_harm_gap
@@ -131,7 +132,7 @@ def _pair(item: Item, votes: list[Vote], decisions: dict, min_agreement: float,
            "margin": _margin(ratings[c], ratings[r], margin_scale),
            "agreement": round(agreement, 6), "n_votes": len(votes),
            "aspects_chosen": _means(ratings[c]), "aspects_rejected": _means(ratings[r]),
-           "item_id": item.id, "origin": origin, **extra}
+           "item_id": item.id, "round": item.round, "origin": origin, **extra}
     review = decisions.get((item.id, c))
     if review is None or review.decision not in UNSAFE:
         return row, origin

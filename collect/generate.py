@@ -107,11 +107,11 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
                    temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 96,
                    batch_size: int = 32, seed: int = 0, device: str = "auto",
                    threads: int = 0, tokenizer_fixes: dict | None = None,
-                   db: str | None = None, candidates: int = 2) -> int:
+                   db: str | None = None, candidates: int = 2, round_no: int = 1) -> int:
     """Sample and store up to n pairs; returns how many items this call stored.
     device and threads as in core.device (threads 0 = every core); db: the store's URL
     (default <run>/collect/annotations.db); candidates: samples per prompt to pick the pair
-    from (one policy only)."""
+    from (one policy only); round_no: the annotation round the items belong to."""
     run = Path(run)
     other = vs or policy
     if other == policy and temperature <= 0:
@@ -130,7 +130,8 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
         if todo:
             tok, model = load_policies(run, [policy, other], device, threads, tokenizer_fixes)
             gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-            meta = dict(gen, policy=policy, vs=vs, seed=seed, candidates=candidates)
+            meta = dict(gen, policy=policy, vs=vs, seed=seed, candidates=candidates,
+                        round=round_no)
             # Batches over all n prompts, not just the missing ones: a prompt's samples then
             # depend only on its place in the list, so a re-run reproduces them (the
             # identical pairs it skipped stay identical) and stores nothing twice.
@@ -175,7 +176,8 @@ def _pairs_for_batch(store, model, tok, policy: str, other: str, batch: list[dic
             counts["identical"] += 1
         else:
             items.append({"id": item_id(policy, other, p["id"]), "prompt": p["prompt"],
-                          "response_a": a, "response_b": b, "source_a": policy,
+                          "round": meta["round"], "response_a": a, "response_b": b,
+                          "source_a": policy,
                           "source_b": other, "meta": dict(meta, prompt_id=p["id"],
                                                           tags=p["tags"], at=time.time())})
     if items:

@@ -95,6 +95,9 @@ class Item(Base):
     # One flagged output for the safety reviewers (eval/safety.py), never handed to annotators.
     review_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     gold_choice: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The annotation round that made the item (1, 2, ...): the loop's rounds compare each
+    # round's new policies, and the export and the admin's progress say which round a pair is.
+    round: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[float] = mapped_column(Float, default=now)
     # Assignments so far, kept in the assignment's own transaction: counting them per item on
     # every request would scan the whole assignments table (40 ms at 5k items).
@@ -382,7 +385,7 @@ def _pg_has_trigger(conn: Connection, name: str) -> bool:
 # Columns added after stores were first created: create_all makes missing tables, not missing
 # columns, so a store from an older version gets them here (with their server default), and
 # the indexes over them are rebuilt.
-_NEW_COLUMNS = (Item.__table__.c.review_only,)
+_NEW_COLUMNS = (Item.__table__.c.review_only, Item.__table__.c.round)
 
 
 def _add_new_columns(conn: Connection) -> None:

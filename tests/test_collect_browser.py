@@ -180,6 +180,11 @@ def test_admin_sees_progress_and_exports(browser, server):
     assert page.get_by_role("tab", name="Annotate").count() == 0
     page.get_by_role("tab", name="Safety review").wait_for()  # admins review too
     page.locator("#admin-progress").filter(has_text="alice").wait_for()
+    # one annotation round so far: its 4 items, each complete, in progress or untouched
+    table = page.locator("#admin-rounds").inner_text()
+    assert "in progress" in table and "untouched" in table
+    round_no, items, *states, votes = map(int, table.split("votes")[-1].split())
+    assert (round_no, items, sum(states)) == (1, 4, 4) and votes >= 1
     page.locator("#admin-export").click()
     wait_text(page, "#admin-export-status", "exported")
     assert Path(server["cfg"].export_path).exists()

@@ -158,7 +158,8 @@ def test_both_bad_exports_the_less_harmful_response(store, tmp_path):
     (["export", "--min_votes", "0"], "export: --min_votes 0: must be at least 1"),
     (["serve", "--overlap", "0"], "serve: --overlap 0: must be at least 1"),
     (["serve", "--gold_rate", "1"], "serve: --gold_rate 1.0: must be in [0, 1)"),
-    (["generate", "--top_p", "0"], "generate: --top_p 0.0: must be in (0, 1]")])
+    (["generate", "--top_p", "0"], "generate: --top_p 0.0: must be in (0, 1]"),
+    (["generate", "--round", "0"], "generate: --round 0: must be at least 1")])
 def test_cli_refuses_options_out_of_range_before_any_work(tmp_path, capsys, argv, message):
     """One line, exit 2, and nothing opened or served: no store is created."""
     from collect.cli import main
@@ -175,7 +176,7 @@ def test_export_files_and_card(tmp_path, store):
     assert [r["item_id"] for r in rows] == ["i0", "i1"]
     assert len(read_preferences(out)) == 2  # the reward stage's reader accepts it
     assert set(rows[0]) == {"prompt", "chosen", "rejected", "margin", "agreement", "n_votes",
-                            "aspects_chosen", "aspects_rejected", "item_id", "origin"}
+                            "aspects_chosen", "aspects_rejected", "item_id", "round", "origin"}
     card = (tmp_path / "collect" / "README.md").read_text()
     assert card.startswith("---\n") and "data_files: preferences.jsonl" in card
     assert "pairs exported: 2" in card and "| tie | 1 |" in card and "| split | 1 |" in card

@@ -70,10 +70,11 @@ def test_one_policy_sampled_twice_is_stored_with_sources_and_rerun_is_idempotent
 
 
 def test_ab_mode_stores_both_sources(run):
-    n = generate_pairs(run, policy="sft", vs="base", n=6, **GEN)
+    n = generate_pairs(run, policy="sft", vs="base", n=6, round_no=2, **GEN)
     stored = items(run)
     assert n == len(stored) >= 1
     for it in stored:
+        assert it.round == it.meta["round"] == 2  # a later round's comparison
         assert it.id == item_id("sft", "base", it.meta["prompt_id"])
         assert "sft" not in it.id and "base" not in it.id
         assert (it.source_a, it.source_b) == ("sft", "base")
