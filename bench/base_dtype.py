@@ -49,7 +49,8 @@ def main():
             m = pretrain(docs, tok, out, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                          num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
                          intermediate_size=cfg.intermediate_size, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                         max_steps=args.steps, lr=cfg.learning_rate, warmup_steps=max(1, round(cfg.warmup_steps * scale)),
+                         max_steps=args.steps, lr=cfg.learning_rate,
+                         warmup_steps=max(1, round(cfg.warmup_steps * scale)),
                          weight_decay=cfg.weight_decay, short_steps=round(cfg.short_seq_share * args.steps),
                          seed=cfg.seed, progress=False, dtype=getattr(torch, name))
             model = load_causal_lm(out, resolve_device("cpu", "float32", apply=False), load_tokenizer(out)).eval()

@@ -48,8 +48,9 @@ def main():
             tok = load_tokenizer(run / "sft")
             model = load_policy(run / "base", resolve_device("cpu", "float32", apply=False), tok, adapter=run / "sft")
             states = fact_states(held, generate(model, tok, held, max_new_tokens=96, batch_size=128))
+            accuracy = states["correct"] / max(1, sum(states.values()))
             result[name] = {"train_seconds": m["train_seconds"], "val_loss": round(m["val_loss"], 4),
-                            "device": m["device"], "fact_accuracy": round(states["correct"] / max(1, sum(states.values())), 3)}
+                            "device": m["device"], "fact_accuracy": round(accuracy, 3)}
             print(name, result[name], flush=True)
     print(json.dumps(result))
 
