@@ -96,10 +96,10 @@ def load_policies(run: Path, policies: list[str], device: str = "auto", threads:
 
 def _sample(model, tok, policy: str, prompts: list, seed: int, gen: dict) -> list[str]:
     from core.generation import generate
-    from core.policies import use_policy
+    from core.policies import merged_policy
 
     name = policy if policy == "base" else _adapter_name(policy)
-    with use_policy(model, name) as m:
+    with merged_policy(model, name) as m:
         return generate(m, tok, prompts, seed=seed, batch_size=len(prompts), **gen)
 
 

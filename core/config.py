@@ -47,7 +47,8 @@ class RuntimeConfig:
     run: str = F("runs/demo", "run directory: every stage reads and writes below it")
     seed: int = F(0, "random seed for data order, initialisation and sampling")
     device: str = F("auto", "auto | cpu | cuda | cuda:N")
-    dtype: str = F("auto", "auto (CPU: float32, CUDA: bfloat16, else float16) | float32 | bfloat16 | float16")
+    dtype: str = F("auto", "auto (CUDA: bfloat16, else float16; CPU: bfloat16 autocast where a probe finds it "
+                           "faster, else float32; core/device.py) | float32 | bfloat16 | float16")
     gradient_checkpointing: bool | None = F(None, "None = device default (off on CPU, where it only costs time)")
     threads: int = F(0, "CPU threads for torch; 0 = all cores")
     eos_token: str = F("", "tokenizer fix: the token that ends an assistant turn, when the tokenizer's EOS is "

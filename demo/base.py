@@ -24,6 +24,7 @@ def read_corpus(path: Path) -> list[str]:
 
 
 def main(cfg: BaseConfig) -> dict:
+    from core.device import resolve_device
     from demo.pretrain import pretrain
     from demo.tokenizer import train_tokenizer
 
@@ -33,7 +34,9 @@ def main(cfg: BaseConfig) -> dict:
     corpus = Path(cfg.corpus) if cfg.corpus else run / "data" / "corpus.txt"
     out = Path(cfg.out) if cfg.out else run / "base"
     docs = read_corpus(corpus)
-    print(f"[base] {len(docs)} documents from {corpus} → {out}")
+    # the loop runs on the CPU: the policy says whether bf16 autocast is faster there (core/device.py)
+    dtype = resolve_device("cpu", cfg.dtype, threads=cfg.threads, apply=False).dtype
+    print(f"[base] {len(docs)} documents from {corpus} → {out} ({str(dtype).replace('torch.', '')})")
     tok = train_tokenizer(docs, vocab_size=cfg.vocab_size)
     preflight(tok)
     metrics = pretrain(
@@ -42,7 +45,7 @@ def main(cfg: BaseConfig) -> dict:
         batch_size=cfg.batch_size, max_steps=cfg.max_steps, lr=cfg.learning_rate,
         warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         short_steps=round(cfg.short_seq_share * cfg.max_steps), seed=cfg.seed, threads=cfg.threads,
-        log_path=out.parent / f".{out.name}.log.jsonl")
+        log_path=out.parent / f".{out.name}.log.jsonl", dtype=dtype)
     # the model directory is renamed into place atomically; move the log in beside it
     log_tmp = out.parent / f".{out.name}.log.jsonl"
     if log_tmp.exists():

@@ -101,6 +101,8 @@ def _own_config(cls, name: str, cfg: DemoConfig):
     """The config of a stage only the demo has (data, base, the simulated round)."""
     runtime = {} if cls is DataConfig else {"device": cfg.device, "dtype": cfg.dtype, "threads": cfg.threads,
                                              "gradient_checkpointing": cfg.gradient_checkpointing}
+    if runtime.get("dtype") == "auto":  # the stage's own default (the base's: float32, demo/config.py)
+        del runtime["dtype"]
     return load_config(cls, getattr(cfg, f"{name}_config", "") or None, {"run": cfg.run, "seed": cfg.seed, **runtime},
                        (QUICK if cfg.quick else FULL).get(name))
 

@@ -179,12 +179,15 @@ def _batches(n_blocks: int, batch_size: int, generator: torch.Generator):
 
 def train_loop(model, blocks: torch.Tensor, *, batch_size: int, max_steps: int, lr: float,
                warmup_steps: int, weight_decay: float, seed: int, short_steps: int = 0, log_path=None,
-               log_every: int = 10, progress: bool = True) -> tuple[list[float], int, float]:
+               log_every: int = 10, progress: bool = True,
+               dtype: torch.dtype = torch.float32) -> tuple[list[float], int, float]:
     """AdamW + warmup/cosine + clip 1.0 over random batches of `blocks` (N, T).
 
     The first `short_steps` steps see the same tokens cut into half-length blocks, twice as many
     per step (sequence-length warm-up): attention costs O(T) per token, so these steps are a
     little cheaper, and the model learned more from the same steps (see the defaults above).
+    `dtype` other than float32: the forward under CPU autocast in that dtype (bf16 where the
+    device policy measured it faster); the weights, gradients and optimizer state stay fp32.
     Returns the per-step losses, tokens seen and wall seconds."""
     optimizer = make_optimizer(model, lr, weight_decay)
     if blocks.shape[1] % 2:  # an odd block length (a one-block corpus) cannot be halved
@@ -202,7 +205,8 @@ def train_loop(model, blocks: torch.Tensor, *, batch_size: int, max_steps: int, 
         for group in optimizer.param_groups:
             group["lr"] = step_lr
         x = half[next(short_batches)] if step < short_steps else blocks[next(batches)]  # (B, T)
-        loss = model(input_ids=x, labels=x).loss  # HF shifts labels inside the model
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            loss = model(input_ids=x, labels=x).loss  # HF shifts labels inside the model
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
@@ -226,11 +230,12 @@ def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
              batch_size: int = 8, max_steps: int = DEFAULT_MAX_STEPS, lr: float = DEFAULT_LR,
              warmup_steps: int = DEFAULT_WARMUP, weight_decay: float = 0.1, val_frac: float = 0.02,
              short_steps: int = 0, seed: int = 0, threads: int = 0, log_path: str | os.PathLike | None = None,
-             log_every: int = 10, progress: bool = True) -> dict:
+             log_every: int = 10, progress: bool = True, dtype: torch.dtype = torch.float32) -> dict:
     """Pretrain a small Llama on `texts`, save it with `tokenizer` to `out_dir`, return metrics.
 
     Losses are mean next-token cross-entropy in nats; `val_loss` is on whole held-out documents
-    (`val_frac` of them, at least one), None when there are too few documents to hold one out.
+    (`val_frac` of them, at least one), None when there are too few documents to hold one out,
+    always computed in fp32. `dtype`: the training forward's autocast dtype (see `train_loop`).
     """
     # Intra-op threads = cores (0); fewer when other jobs share the CPU, since oversubscribed
     # OpenMP threads spin-wait and a step can get several times slower.
@@ -249,7 +254,7 @@ def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
     losses, tokens_seen, seconds = train_loop(
         model, train_blocks, batch_size=batch_size, max_steps=max_steps, lr=lr,
         warmup_steps=warmup_steps, weight_decay=weight_decay, seed=seed, short_steps=short_steps,
-        log_path=log_path, log_every=log_every, progress=progress)
+        log_path=log_path, log_every=log_every, progress=progress, dtype=dtype)
     val_loss = evaluate(model, val_blocks, batch_size) if val_blocks is not None else None
 
     tail = losses[-max(1, min(10, len(losses) // 10)):]  # mean of the last steps: less noisy
@@ -273,7 +278,8 @@ def pretrain(texts: list[str], tokenizer, out_dir: str | os.PathLike, *,
                    "num_kv_heads": num_kv_heads, "intermediate_size": intermediate_size,
                    "vocab_size": len(tokenizer), "seq_len": seq_len, "batch_size": batch_size,
                    "max_steps": max_steps, "short_steps": short_steps, "lr": lr, "warmup_steps": warmup_steps,
-                   "weight_decay": weight_decay, "seed": seed, "threads": torch.get_num_threads()},
+                   "weight_decay": weight_decay, "seed": seed, "threads": torch.get_num_threads(),
+                   "dtype": str(dtype).replace("torch.", "")},
     }
     if log_path is not None:
         append_jsonl(log_path, {"step": max_steps, "val_loss": val_loss})

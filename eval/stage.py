@@ -30,7 +30,7 @@ from core.generation import generate
 from core.io import read_jsonl, write_jsonl
 from core.judge import Judge
 from core.models import load_causal_lm, load_tokenizer
-from core.policies import attach_adapters, base_dir, discover, use_policy
+from core.policies import attach_adapters, base_dir, discover, merged_policy, use_policy
 from core.records import prompt_text, read_prompts
 from core.runcard import data_info, write_run_card
 from core.training import check_launch
@@ -87,7 +87,7 @@ def _scorer(cfg: EvalConfig):
 
 def _sample_set(model, tok, name, prompts, gen, temperature, scorer, judge, seed) -> dict:
     """Responses of one policy and every judge's verdict on them, per row (gold: when `judge`)."""
-    with use_policy(model, name) as m:
+    with merged_policy(model, name) as m:
         out = generate(m, tok, prompts, temperature=temperature, seed=seed, return_ids=True, **gen)
     texts, ids = [t for t, _ in out], [i for _, i in out]
     rows = {"response": texts, "ids": ids,
@@ -283,7 +283,7 @@ def send_to_collect(cfg: EvalConfig) -> int:
     temperature = cfg.serving_temperature
     responses = {}
     for name in (cfg.a, cfg.b):
-        with use_policy(model, name) as m:
+        with merged_policy(model, name) as m:
             responses[name] = generate(m, tok, prompts, temperature=temperature, seed=cfg.seed, **gen)
     n = send_ab(run, cfg.a, cfg.b, prompts, responses[cfg.a], responses[cfg.b], seed=cfg.seed,
                 db=cfg.db or None)

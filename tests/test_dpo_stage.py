@@ -29,8 +29,8 @@ def prefs(tmp_path):
 def _cfg(run, prefs, out, **kw):
     base = dict(run=str(run), data=str(prefs), out=str(out), max_steps=4, eval_steps=2, logging_steps=1,
                 batch_size=4, learning_rate=5e-3, warmup_ratio=0.0, val_fraction=0.15, save_total_limit=5, beta=0.3,
-                early_stopping_patience=0, max_kl=0.0, threads=1)
-    base.update(kw)
+                early_stopping_patience=0, max_kl=0.0, threads=1, dtype="float32")
+    base.update(kw)  # float32: the reference log-probs are checked against the SFT policy's to 1e-4
     return load_config(DPOConfig, None, base)
 
 
