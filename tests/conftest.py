@@ -68,6 +68,8 @@ def tiny_run(tiny_base, tmp_path_factory):
     data = run / "data" / "sft.jsonl"
     data.parent.mkdir()
     data.write_text("".join(json.dumps(r) + "\n" for r in tiny_chat_rows()))
+    # float32: the shared fixture is the same adapter on every machine (--dtype auto would pick bf16
+    # autocast on CPUs whose probe finds it faster, core/device.py)
     main(load_config(SFTConfig, None, dict(run=str(run), max_steps=2, eval_steps=2, batch_size=4, lora_r=4,
-                                           early_stopping_patience=0, learning_rate=5e-2)))
+                                           early_stopping_patience=0, learning_rate=5e-2, dtype="float32")))
     return run

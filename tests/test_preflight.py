@@ -1,4 +1,5 @@
 import copy
+import os
 
 import pytest
 import torch
@@ -62,8 +63,15 @@ def test_double_bos_fails(tok):
 
 
 def test_device_policy_cpu_defaults():
+    """auto on the CPU: float32, or bf16 autocast where this CPU's probe finds it clearly faster
+    (core/device.py; tests/test_cpu_dtype.py checks the choice for given probe results)."""
+    from core.device import CPU_BF16_MAX_RATIO, cpu_bf16_ratio, cpu_flags
+
+    ratio = cpu_bf16_ratio(cpu_flags(), os.cpu_count() or 1)
+    faster = ratio is not None and ratio <= CPU_BF16_MAX_RATIO
     p = resolve_device("cpu", apply=False)
-    assert p.dtype == torch.float32 and not p.gradient_checkpointing and not p.bf16
+    assert p.dtype == (torch.bfloat16 if faster else torch.float32)
+    assert not p.gradient_checkpointing and p.bf16 == faster
     assert p.threads >= 1
     p = resolve_device("cpu", "bfloat16", gradient_checkpointing=True, threads=3, apply=False)
     assert p.bf16 and p.gradient_checkpointing and p.threads == 3
