@@ -109,8 +109,11 @@ def test_stage_trains_the_policy_only_and_writes_the_run_dir(tiny_run, prompts_f
     for key in ("score", "kl", "rlhf_reward", "entropy", "response_length", "eos_rate", "policy_loss",
                 "clipfrac", "ratio", "grad_norm", "advantage_abs_mean", "kl_coef"):
         assert key in rows[-1], key
-    # one pass in one minibatch: every update is on-policy, plain REINFORCE
-    assert all(r["ratio"] == pytest.approx(1.0, abs=1e-5) and r["clipfrac"] == 0 for r in rows)
+    # one pass in one minibatch: every update is on-policy, plain REINFORCE. The rollout's and the
+    # update's log-probs come from forwards over different batches (sizes, padding), which in
+    # float32 put the ratio up to ~1e-3 from 1 for a peaked policy; a stale policy, one update of
+    # lr 1e-2 behind, would be further off and clipped
+    assert all(r["ratio"] == pytest.approx(1.0, abs=5e-3) and r["clipfrac"] == 0 for r in rows)
     assert metrics["steps"] == 3 and not metrics["watchdog"]["tripped"] and metrics["prompts"] == len(PROMPTS)
     assert "explained_variance_end" not in metrics and metrics["memory_bytes"]["value"] == 0
     assert "rlhf-loop rloo" in (out / "README.md").read_text()
