@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from .app_http import session_token
 from .store import ROLES, CollectError, Store, User
 from .users import require_user
 
@@ -190,9 +191,7 @@ def _check_session(http) -> None:
     sessions, cookie_id = http.app.tokens, http.app.cookie_id
     if not isinstance(sessions, Sessions):  # a Blocks launched without collect.app.launch
         raise fail("This server has no session expiry: start it with `rlhf collect serve`.")
-    cookies = http.cookies
-    sessions.check(cookies.get(f"access-token-{cookie_id}")
-                   or cookies.get(f"access-token-unsecure-{cookie_id}"))
+    sessions.check(session_token(http.cookies, cookie_id))
 
 
 def session_name(request: gr.Request | None) -> str:

@@ -144,16 +144,20 @@ LOGIN_SCRIPT = b"""<script>
 """
 
 
+def session_token(cookies, cookie_id: str) -> str | None:
+    """The log-in session token in a request's cookies: Gradio sets it twice, as a secure
+    cookie and as one for plain-HTTP use."""
+    return cookies.get(f"access-token-{cookie_id}") or \
+        cookies.get(f"access-token-unsecure-{cookie_id}")
+
+
 def _logged_in(scope) -> bool:
     """The same test as Gradio's get_current_user: a cookie naming a known session."""
     app = scope.get("app")
     tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
     if tokens is None or cookie_id is None:
         return False
-    cookies = Request(scope).cookies
-    token = cookies.get(f"access-token-{cookie_id}") or \
-        cookies.get(f"access-token-unsecure-{cookie_id}")
-    return token in tokens
+    return session_token(Request(scope).cookies, cookie_id) in tokens
 
 
 def login_page(html: bytes) -> bytes:

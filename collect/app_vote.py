@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .app_common import Sessions, refused
+from .app_http import session_token
 
 VOTE_PATH = "/annotate/vote"
 MAX_BODY = 64 * 1024  # a full answer with the longest rationale is under 20 kB
@@ -102,8 +103,7 @@ def _same_origin(request: Request) -> bool:
 def _session_name(request: Request) -> str:
     """The user behind the request's session cookie (see app_common.Sessions)."""
     sessions, cookie_id = request.app.tokens, request.app.cookie_id
-    token = request.cookies.get(f"access-token-{cookie_id}") or \
-        request.cookies.get(f"access-token-unsecure-{cookie_id}")
+    token = session_token(request.cookies, cookie_id)
     if token is None or token not in sessions:
         raise Refusal(401, "Not logged in: reload the page and log in.")
     if not isinstance(sessions, Sessions):
