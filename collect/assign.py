@@ -192,12 +192,13 @@ _OPEN = (select(*Assignment.__table__.columns)
          .where(Assignment.annotator == _ANNOTATOR, Assignment.done == false())
          .order_by(Assignment.assigned_at, Assignment.id).limit(1))
 _INSERT_ASSIGNMENT = Assignment.__table__.insert()
-# The regular item closest to overlap that this annotator never had.
+# The regular item of the newest round closest to overlap that this annotator never had (a new
+# round's items first: the loop waits for their votes, not for what is left of older rounds).
 # On PostgreSQL it takes the item's row lock, skipping items another writer holds: annotators
 # claiming at once take the next-fullest items instead of queueing on one row (SQLite has no
 # row locks, and its writers take turns anyway; SQLAlchemy leaves the clause out there).
 _FIRST_REGULAR = (select(Item.id).where(REGULAR, Item.n_assigned < _OVERLAP, ~_mine(_ANNOTATOR))
-                  .order_by(Item.n_assigned.desc(), Item.created_at, Item.id).limit(1)
+                  .order_by(Item.round.desc(), Item.n_assigned.desc(), Item.created_at, Item.id).limit(1)
                   .with_for_update(skip_locked=True, of=Item))
 # Count one more assignment on the item unless it is at cap. A conditional UPDATE is an atomic
 # compare-and-increment on any database, so two annotators cannot both take an item's last

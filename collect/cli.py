@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min_harm_gap", type=float, default=1.0,
                    help="'both bad' items: export the less harmful response as chosen when the mean "
                         "harmfulness ratings differ by at least this (above 4: never)")
+    p.add_argument("--round", type=int, default=None,
+                   help="only this annotation round's items (default: every round)")
 
     p = sub.add_parser("report", help="progress and agreement")
     _run(p)
@@ -198,7 +200,7 @@ def dispatch(args) -> int:
         commands.import_items(args.run, args.file, db=args.db)
     elif args.command == "export":
         commands.export(args.run, min_agreement=args.min_agreement, min_votes=args.min_votes,
-                        db=args.db, min_harm_gap=args.min_harm_gap)
+                        db=args.db, min_harm_gap=args.min_harm_gap, round_no=args.round or 0)
     elif args.command == "report":
         commands.report(args.run, overlap=args.overlap, db=args.db)
     elif args.command == "users":

@@ -69,14 +69,17 @@ def import_items(run: str | Path, file: str | Path, db: str | None = None) -> in
 
 
 def export(run: str | Path, min_agreement: float = 0.0, min_votes: int = 1,
-           db: str | None = None, min_harm_gap: float = export_mod.MIN_HARM_GAP) -> dict[str, Any]:
+           db: str | None = None, min_harm_gap: float = export_mod.MIN_HARM_GAP, round_no: int = 0,
+           out: str | Path | None = None) -> dict[str, Any]:
+    """Write the preference pairs (default <run>/collect/preferences.jsonl); round_no: only that
+    annotation round's items (0 = every round)."""
     if not min_harm_gap > 0:
         raise UserError(f"--min_harm_gap must be > 0 (above 4 turns it off), got {min_harm_gap}")
     store = store_for(run, db)
     try:
-        stats = export_mod.export_preferences(store, preferences_path(run),
+        stats = export_mod.export_preferences(store, out or preferences_path(run),
                                               min_agreement=min_agreement, min_votes=min_votes,
-                                              min_harm_gap=min_harm_gap)
+                                              min_harm_gap=min_harm_gap, round_no=round_no)
     finally:
         store.close()
     dropped = ", ".join(f"{k} {n}" for k, n in stats["excluded"].items() if n) or "none"

@@ -146,11 +146,15 @@ def _pair(item: Item, votes: list[Vote], decisions: dict, min_agreement: float,
 
 def build_pairs(store: Store, min_agreement: float = 0.0, min_votes: int = 1,
                 margin_scale: float = 0.25,
-                min_harm_gap: float = MIN_HARM_GAP) -> tuple[list[dict], dict[str, Any]]:
-    """The preference rows and the counts (items, pairs, exclusions by reason)."""
+                min_harm_gap: float = MIN_HARM_GAP, round_no: int = 0) -> tuple[list[dict], dict[str, Any]]:
+    """The preference rows and the counts (items, pairs, exclusions by reason); round_no: only
+    that annotation round's items (0 = every round)."""
     decisions = latest_decisions(store)
     with store.read() as s:
-        items = list(s.scalars(select(Item).order_by(Item.created_at, Item.id)))
+        query = select(Item).order_by(Item.created_at, Item.id)
+        if round_no:
+            query = query.where(Item.round == round_no)
+        items = list(s.scalars(query))
         votes: dict[str, list[Vote]] = {}
         for v in s.scalars(select(Vote).where(Vote.active).order_by(Vote.id)):
             votes.setdefault(v.item_id, []).append(v)
@@ -170,20 +174,21 @@ def build_pairs(store: Store, min_agreement: float = 0.0, min_votes: int = 1,
              "from_both_bad": origins["both_bad_harm"], "from_reviewer": origins["reviewer"],
              "excluded": {k: excluded[k] for k in REASONS},
              "min_agreement": min_agreement, "min_votes": min_votes, "margin_scale": margin_scale,
-             "min_harm_gap": min_harm_gap}
+             "min_harm_gap": min_harm_gap, "round": round_no or None}
     return rows, stats
 
 
 def export_preferences(store: Store, out_path: str | Path, min_agreement: float = 0.0,
                        min_votes: int = 1, margin_scale: float = 0.25, n_boot: int = 500,
-                       card: bool = True, min_harm_gap: float = MIN_HARM_GAP) -> dict[str, Any]:
+                       card: bool = True, min_harm_gap: float = MIN_HARM_GAP,
+                       round_no: int = 0) -> dict[str, Any]:
     """Write preferences.jsonl (atomically) and, next to it, the dataset card README.md."""
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement must be in [0, 1], got {min_agreement}")
     out_path = Path(out_path)
     if min_harm_gap <= 0:
         raise ValueError(f"min_harm_gap must be > 0, got {min_harm_gap}")
-    rows, stats = build_pairs(store, min_agreement, min_votes, margin_scale, min_harm_gap)
+    rows, stats = build_pairs(store, min_agreement, min_votes, margin_scale, min_harm_gap, round_no)
     write_jsonl(out_path, rows)
     stats["path"] = str(out_path)
     if card:

@@ -46,9 +46,12 @@ def pref_prompts(path: str | Path, n: int) -> list[dict]:
     return rows[:n]
 
 
-def item_id(policy: str, other: str, prompt_id: str) -> str:
-    """Opaque and deterministic: no policy name in anything an annotator's page could carry."""
-    digest = hashlib.sha256(json.dumps(["pair", policy, other, prompt_id]).encode()).hexdigest()
+def item_id(policy: str, other: str, prompt_id: str, round_no: int = 1) -> str:
+    """Opaque and deterministic: no policy name in anything an annotator's page could carry.
+    A later round's items differ from round 1's even for the same policy names (round 1's ids
+    are what they were before rounds existed)."""
+    key = ["pair", policy, other, prompt_id] + ([round_no] if round_no != 1 else [])
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
     return f"pair-{digest[:24]}"
 
 
@@ -125,7 +128,7 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
     try:
         with store.read() as s:
             stored = set(s.scalars(select(Item.id)))
-        todo = [p for p in prompts if item_id(policy, other, p["id"]) not in stored]
+        todo = [p for p in prompts if item_id(policy, other, p["id"], round_no) not in stored]
         counts = {"stored": 0, "existing": len(prompts) - len(todo), "identical": 0, "empty": 0}
         if todo:
             tok, model = load_policies(run, [policy, other], device, threads, tokenizer_fixes)
@@ -138,7 +141,7 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
             with tqdm(total=len(todo), unit="prompt", desc=f"{policy} vs {other}") as bar:
                 for start in range(0, len(prompts), batch_size):
                     batch = prompts[start:start + batch_size]
-                    missing = [p for p in batch if item_id(policy, other, p["id"]) not in stored]
+                    missing = [p for p in batch if item_id(policy, other, p["id"], round_no) not in stored]
                     if not missing:
                         continue
                     _pairs_for_batch(store, model, tok, policy, other, batch, stored,
@@ -156,10 +159,11 @@ def _pairs_for_batch(store, model, tok, policy: str, other: str, batch: list[dic
                      stored: set[str], seed: int, gen: dict, meta: dict, counts: dict,
                      candidates: int = 2) -> None:
     prompts = [p["prompt"] for p in batch]  # message lists: system prompt and earlier turns too
-    # Different seeds for one policy (different samples); two policies may share the seed.
+    # Different seeds for every sample: two close policies (a later round's policy and the one it
+    # continued) sampled with one seed would often give the same text twice.
     first = _sample(model, tok, policy, prompts, seed, gen)
     if other != policy:
-        second = _sample(model, tok, other, prompts, seed, gen)
+        second = _sample(model, tok, other, prompts, seed + 1_000_003, gen)
     else:
         samples = [first] + [_sample(model, tok, policy, prompts, seed + k * 1_000_003, gen)
                              for k in range(1, candidates)]
@@ -168,14 +172,15 @@ def _pairs_for_batch(store, model, tok, policy: str, other: str, batch: list[dic
                          for side in (0, 1))
     items = []
     for p, a, b in zip(batch, first, second):
-        if item_id(policy, other, p["id"]) in stored:
+        key = item_id(policy, other, p["id"], meta["round"])
+        if key in stored:
             continue
         if not a.strip() or not b.strip():
             counts["empty"] += 1
         elif a.strip() == b.strip():
             counts["identical"] += 1
         else:
-            items.append({"id": item_id(policy, other, p["id"]), "prompt": p["prompt"],
+            items.append({"id": key, "prompt": p["prompt"],
                           "round": meta["round"], "response_a": a, "response_b": b,
                           "source_a": policy,
                           "source_b": other, "meta": dict(meta, prompt_id=p["id"],

@@ -81,9 +81,10 @@ class User(Base):
 
 class Item(Base):
     __tablename__ = "items"
-    # The work queue: regular items by how many annotators already have them, fullest first.
-    __table_args__ = (Index("items_queue", "is_gold", "review_only", text("n_assigned DESC"),
-                            "created_at", "id"),)
+    # The work queue: the newest annotation round first (the loop waits for its votes), then
+    # regular items by how many annotators already have them, fullest first.
+    __table_args__ = (Index("items_queue_rounds", "is_gold", "review_only", text("round DESC"),
+                            text("n_assigned DESC"), "created_at", "id"),)
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     prompt: Mapped[str] = mapped_column(Text)
     response_a: Mapped[str] = mapped_column(Text)
@@ -362,6 +363,7 @@ def _create_schema(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
         Base.metadata.create_all(conn)
         _add_new_columns(conn)
+        _current_indexes(conn)
         _append_only(conn)
 
 
@@ -383,8 +385,8 @@ def _pg_has_trigger(conn: Connection, name: str) -> bool:
 
 
 # Columns added after stores were first created: create_all makes missing tables, not missing
-# columns, so a store from an older version gets them here (with their server default), and
-# the indexes over them are rebuilt.
+# columns, so a store from an older version gets them here (with their server default);
+# _current_indexes then builds the indexes over them.
 _NEW_COLUMNS = (Item.__table__.c.review_only, Item.__table__.c.round)
 
 
@@ -394,9 +396,20 @@ def _add_new_columns(conn: Connection) -> None:
             continue
         ddl = CreateColumn(col).compile(dialect=conn.dialect)
         conn.exec_driver_sql(f"ALTER TABLE {col.table.name} ADD COLUMN {ddl}")
-        for index in (i for i in col.table.indexes if col.name in i.columns):
-            index.drop(conn, checkfirst=True)
-            index.create(conn)
+
+
+# Indexes a newer version replaced: dropped when a store from before is opened.
+_OLD_INDEXES = ("items_queue",)
+
+
+def _current_indexes(conn: Connection) -> None:
+    """The indexes of this version, on a store made by an older one (create_all makes the
+    indexes of the tables it creates, not new indexes of tables that exist)."""
+    for name in _OLD_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -196,6 +196,9 @@ def validate_preference(row: dict) -> dict:
     n_votes = row.get("n_votes")  # None: a pair without vote counts (not from an annotation round)
     if n_votes is not None and (isinstance(n_votes, bool) or not isinstance(n_votes, int) or n_votes < 1):
         raise RowProblem("n_votes", f"must be a positive integer, got {n_votes!r}")
+    round_no = row.get("round")  # the annotation round that made the pair (core/rounds.py); None: not said
+    if round_no is not None and (isinstance(round_no, bool) or not isinstance(round_no, int) or round_no < 1):
+        raise RowProblem("round", f"must be a whole number >= 1, got {round_no!r}")
     return {
         "prompt": prompt, "chosen": chosen, "rejected": rejected,
         "margin": _unit_float(row, "margin", 0.0, -4.0, 4.0),
@@ -204,6 +207,7 @@ def validate_preference(row: dict) -> dict:
         "aspects_chosen": _aspects(row, "aspects_chosen"),
         "aspects_rejected": _aspects(row, "aspects_rejected"),
         "item_id": None if row.get("item_id") is None else str(row["item_id"]),
+        "round": round_no,
     }
 
 

@@ -70,7 +70,12 @@ class SimulatedRoundConfig(RuntimeConfig):
 class DemoConfig(RuntimeConfig):
     fresh: bool = F(False, "redo every stage even when its inputs have not changed")
     quick: bool = F(False, "a reduced-size loop (CI and tests): small data, short training")
-    until: str = F("", f"stop after this stage ({', '.join(STAGES)}; '' = all)")
+    until: str = F("", f"stop after this stage ({', '.join(STAGES)}, or NAME@K for round K's; '' = all)")
+    rounds: int = F(1, "rounds of the loop: round 2 collects simulated votes on the round-1 best policy's "
+                       "answers, retrains the reward model on both rounds and continues the RL policies "
+                       "(<run>/rounds/2/, loop/rounds.py)")
+    round_policy: str = F("auto", "the policy whose samples a later round's items carry (auto: by the reward "
+                                  "model's win rate over SFT; or dpo, ppo, rloo)")
     base_config: str = F("", "YAML for the base stage ('' = built-in defaults)")
     sft_config: str = F("", "YAML for the sft stage ('' = built-in defaults)")
     collect_config: str = F("", "YAML for the simulated annotation round ('' = built-in defaults)")

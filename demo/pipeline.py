@@ -23,11 +23,21 @@ from demo.judge import DOMAIN, reward_gold
 from demo.sizes import FULL, QUICK
 
 GUIDELINES = Path(__file__).with_name("guidelines.md")  # what the shop asks of its annotators
-from loop.config import STAGE_NAMES, LoopConfig
-from loop.run import Hooks, eval_results, plan as loop_plan, run_stages, stage_configs
+from loop.config import STAGE_NAMES, LoopConfig, stage_names
+from loop.rounds import RoundCollectConfig, store_url
+from loop.run import Hooks, eval_results, last_round, plan as loop_plan, run_stages, stage_configs
 from loop.runner import Stage, move_aside
+from core.rounds import locate, round_dir
 
-ORDER = STAGES
+ORDER = STAGES  # one round's stages
+
+# a later round's items are sampled with the round's own settings (the simulated round's, below)
+ROUND_ITEM_KEYS = ("n_pairs", "temperature", "top_p", "max_new_tokens", "batch_size")
+
+
+def order(rounds: int) -> tuple[str, ...]:
+    """`rlhf demo`'s stages for `rounds` rounds: data, base, then the loop's."""
+    return STAGES[:2] + stage_names(rounds)
 
 
 def data_main(cfg: DataConfig) -> dict:
@@ -66,6 +76,20 @@ def collect_main(cfg: SimulatedRoundConfig) -> dict:
     return metrics
 
 
+def simulated_votes(sim: SimulatedRoundConfig):
+    """A later round's votes (loop/rounds.py collect_round's `votes`): the same simulated
+    annotators vote on the round's new items in the run's store."""
+    def votes(cfg: RoundCollectConfig) -> dict:
+        from demo.simulate import simulate_run
+
+        root, k = locate(cfg.run)
+        out = simulate_run(root, n_annotators=sim.annotators, careless=sim.careless, seed=sim.seed * 1000 + k,
+                           overlap=sim.overlap, gold_rate=sim.gold_rate, db=store_url(root, cfg.db),
+                           both_bad_below=sim.both_bad_below)
+        return {"n_votes": out["n_votes"], "min_agreement": sim.min_agreement}
+    return votes
+
+
 def _read_mapping(path: str) -> dict:
     import yaml
 
@@ -83,15 +107,18 @@ def _read_mapping(path: str) -> dict:
     return data
 
 
-def loop_config(cfg: DemoConfig) -> LoopConfig:
+def loop_config(cfg: DemoConfig, sim: SimulatedRoundConfig) -> LoopConfig:
     """The loop on the demo's data and base, with the demo's sizes (a stage YAML given to the demo
-    overrides them). The reward model is the embedded MiniLM-L6 encoder ('' in RewardConfig)."""
+    overrides them). The reward model is the embedded MiniLM-L6 encoder ('' in RewardConfig). A
+    later round samples its items as the simulated round `sim` does."""
     run, sizes = Path(cfg.run), QUICK if cfg.quick else FULL
     stages = {name: {**sizes.get(name, {}), **_read_mapping(getattr(cfg, f"{name}_config"))}
               if getattr(cfg, f"{name}_config", "") else dict(sizes.get(name, {}))
               for name in STAGE_NAMES if name != "collect"}
     stages["reward"].setdefault("model", "")
+    stages["collect"] = {k: getattr(sim, k) for k in ROUND_ITEM_KEYS} | {"min_pairs": 1}
     return LoopConfig(run=cfg.run, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads,
+                      rounds=cfg.rounds, round_policy=cfg.round_policy,
                       gradient_checkpointing=cfg.gradient_checkpointing, model=str(run / "base"),
                       sft=str(run / "data" / "sft.jsonl"), prompts=str(run / "data" / "prompts.jsonl"),
                       redteam=str(run / "data" / "redteam.jsonl"), stages=stages)
@@ -113,12 +140,13 @@ def plan(cfg: DemoConfig) -> list[Stage]:
 
     run = Path(cfg.run)
     data = run / "data"
-    lcfg = loop_config(cfg)
+    sim = _own_config(SimulatedRoundConfig, "collect", cfg)
+    lcfg = loop_config(cfg, sim)
     configs = stage_configs(lcfg)  # every stage's options checked before any work
-    collect = Stage("collect", run / "collect", collect_main, _own_config(SimulatedRoundConfig, "collect", cfg),
+    collect = Stage("collect", run / "collect", collect_main, sim,
                     {"sft": run / "sft" / "adapter_model.safetensors", "prompts": data / "prompts.jsonl"},
                     on_fresh=lambda out, status: move_aside(out))  # votes on other pairs: keep them aside
-    hooks = Hooks(collect=collect, reward_gold=reward_gold(), eval_judge=oracle)
+    hooks = Hooks(collect=collect, round_votes=simulated_votes(sim), reward_gold=reward_gold(), eval_judge=oracle)
     return [Stage("data", data, data_main, _own_config(DataConfig, "data", cfg)),
             Stage("base", run / "base", base_main, _own_config(BaseConfig, "base", cfg),
                   {"corpus": data / "corpus.txt"}),
@@ -126,16 +154,20 @@ def plan(cfg: DemoConfig) -> list[Stage]:
 
 
 def main(cfg: DemoConfig) -> dict:
-    if cfg.until and cfg.until not in ORDER:
-        raise UserError(f"--until {cfg.until!r}: not a stage (one of {', '.join(ORDER)})")
+    if cfg.rounds < 1:
+        raise UserError(f"--rounds {cfg.rounds}: must be at least 1")
+    if cfg.until and cfg.until not in order(cfg.rounds):
+        raise UserError(f"--until {cfg.until!r}: not a stage (one of {', '.join(STAGES)}"
+                        + (f", or NAME@K for K in 2..{cfg.rounds}" if cfg.rounds > 1 else "") + ")")
     run = Path(cfg.run)
     stages = plan(cfg)
     if cfg.fresh and run.exists():
         shutil.rmtree(run)
     timings = run_stages(stages, cfg.until, run / "demo_timings.json", prefix="demo")
     result = {"timings": timings}
-    if "eval" in timings:
-        result["eval"] = eval_results(run)
-        print(f"[demo] report: {run / 'eval' / 'report.html'}")
+    last = last_round(timings)
+    if last:
+        result["eval"] = eval_results(round_dir(run, last))
+        print(f"[demo] report: {round_dir(run, last) / 'eval' / 'report.html'}")
     print(f"[demo] run directory: {run} (each stage's README.md, metrics.json and log.jsonl)")
     return result

@@ -105,6 +105,29 @@ def rm_vs_gold_plot(samples: list[dict]) -> str | None:
     return data_uri(fig)
 
 
+def proxy_vs_gold_plot(points: list[dict]) -> str | None:
+    """Per RL policy, its mean gain over SFT by its round's reward model (x, the proxy it was
+    trained on) against its gain by gold (y), one point per round joined in round order: a line
+    that runs right but not up is a policy over-optimizing its reward model (Gao et al. 2022)."""
+    pts = [p for p in points if _num(p.get("proxy_gain")) is not None and _num(p.get("gold_gain")) is not None]
+    if not pts:
+        return None
+    fig = Figure(figsize=(5.0, 3.6))
+    ax = fig.add_subplot()
+    for policy in dict.fromkeys(str(p.get("policy")) for p in pts):
+        mine = sorted((p for p in pts if str(p.get("policy")) == policy), key=lambda p: p.get("round", 0))
+        xs, ys = [_num(p["proxy_gain"]) for p in mine], [_num(p["gold_gain"]) for p in mine]
+        ax.plot(xs, ys, "-o", color=policy_color(policy), label=policy)
+        for p, x, y in zip(mine, xs, ys):
+            ax.annotate(f"r{p.get('round')}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.axhline(0, color="grey", ls="--", lw=1)
+    ax.axvline(0, color="grey", ls="--", lw=1)
+    ax.set_xlabel("gain over SFT by the round's reward model (proxy)")
+    ax.set_ylabel("gain over SFT by gold")
+    ax.legend(fontsize=8)
+    return data_uri(fig)
+
+
 def _pearson(x: list[float], y: list[float]) -> str:
     n = len(x)
     if n < 3:

@@ -202,6 +202,46 @@ def gain_sources(m: dict) -> str:
             "A gain from style or length rather than content is one people would not value.</p>" + table)
 
 
+def rounds(m: dict) -> str:
+    """A later round of the loop against the round before (eval/rounds.py); nothing for round 1."""
+    r = m.get("rounds")
+    if not isinstance(r, dict):
+        return ""
+    k, j = r.get("round"), r.get("previous")
+    out = f"<h2>Round {_e(k)} against round {_e(j)}</h2>"
+    rows = [w for w in r.get("win_rates") or [] if isinstance(w, dict)]
+    if rows:
+        out += ('<p class="muted">Each RL algorithm\'s round-' f"{_e(k)} policy against its round-{_e(j)} policy "
+                f"on the held-out prompts; the reward-model judge is round {_e(k)}'s, re-scoring both rounds' "
+                "answers.</p>" + _table(
+                    ["policy", "judge", "decoding", "win rate", "95% CI", "style-controlled", "95% CI", "n"],
+                    [[w.get("policy"), w.get("judge"), w.get("decoding"), w.get("win_rate"),
+                      f"[{_fmt(w.get('ci_low'))}, {_fmt(w.get('ci_high'))}]", _style(w).get("win_rate"),
+                      f"[{_fmt(_style(w).get('ci_low'))}, {_fmt(_style(w).get('ci_high'))}]", w.get("n")]
+                     for w in rows]))
+    elif r.get("missing"):
+        out += _not_run(f"Round {j}'s eval samples ({r['missing']})")
+    acc = r.get("reward_on_new_items") or {}
+    table = [[f"round {j} (before retraining)", "held out", *_acc(acc.get("heldout", {}).get("before"))],
+             [f"round {k} (after)", "held out", *_acc(acc.get("heldout", {}).get("after"))],
+             [f"round {j} (before retraining)", f"every round-{k} pair", *_acc(acc.get("all", {}).get("before"))]]
+    out += (f"<h3>Reward models on round {_e(k)}'s new pairs</h3>"
+            + _table(["reward model", "pairs", "n", "accuracy (labels)", "accuracy vs gold", "gold-decided pairs"],
+                     table))
+    img = plots.proxy_vs_gold_plot(r.get("proxy_vs_gold") or [])
+    if img:
+        out += ("<h3>Proxy vs gold, round after round</h3><p class=\"muted\">Each policy's mean gain over "
+                "SFT by its round's reward model (the proxy it trained on) against its gain by gold. A line "
+                "that runs right but not up is over-optimizing its reward model.</p>"
+                + _img(img, "gain over SFT by the reward model and by gold, per round"))
+    return out
+
+
+def _acc(a) -> list:
+    a = a if isinstance(a, dict) else {}
+    return [a.get("n"), a.get("accuracy"), a.get("accuracy_gold"), a.get("gold_pairs")]
+
+
 def over_optimization(samples: list[dict]) -> str:
     img = plots.rm_vs_gold_plot(samples)
     body = (_img(img, "reward-model score vs gold score") + '<p class="muted">Held-out responses. A policy '
@@ -337,7 +377,7 @@ def write_report(run: str | Path, db: str | None = None) -> Path:
     m = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
     samples = _rows(run / "eval" / "samples.jsonl")
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [_section(headline, m), _section(win_rates, m), _section(policy_metrics, m),
+    parts = [_section(headline, m), _section(win_rates, m), _section(rounds, m), _section(policy_metrics, m),
              _section(gain_sources, m), _section(over_optimization, samples), _section(safety, m),
              _section(agreement, run, db), _section(training_curves, run), _section(side_by_side, samples),
              _section(side_by_side, samples, "redteam", 3)]

@@ -11,7 +11,7 @@ audit (gold judge and rule-based detector; flagged outputs go to the collect/ re
 Win rates (ties count half) with bootstrap intervals over prompts compare each RL policy with
 SFT and the ones before it (`comparisons`), and SFT with the base; each with its style-controlled
 rate beside it (eval/style_control.py: the judge's preference for length, openers, closings and
-lists fitted out).
+lists fitted out). In a later round of the loop, eval/rounds.py compares it with the round before.
 
 Writes <run>/eval/metrics.json, samples.jsonl and report.html.
 """
@@ -34,7 +34,7 @@ from core.policies import attach_adapters, base_dir, discover, merged_policy, us
 from core.records import prompt_text, read_prompts
 from core.runcard import data_info, write_run_card
 from core.training import check_launch
-from eval import gold, likelihood, redteam, safety
+from eval import gold, likelihood, redteam, rounds, safety
 from eval.metrics import outcomes, win_rate_with_ci
 from eval.style_control import style_controlled_win_rate
 from eval.table import format_table
@@ -195,7 +195,12 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
                "policies": policies, "win_rates": _win_rates(results, cfg.n_bootstrap, cfg.seed) + human,
                "safety": safety_summary} | (gold.decomposition_metrics(results) if use_gold else {})
     out = run / "eval"
-    write_jsonl(out / "samples.jsonl", _sample_rows(prompts, red, results, red_rows, red_sampled, k))
+    rows = _sample_rows(prompts, red, results, red_rows, red_sampled, k)
+    write_jsonl(out / "samples.jsonl", rows)
+    compared = rounds.compare(run, rows, prompts, policies, scorer, judge, cfg.n_bootstrap, cfg.seed,
+                              policy_from_config(cfg).device)
+    if compared:  # a later round of the loop (core/rounds.py): against the round before
+        metrics["rounds"] = compared
     write_card(cfg, out, base, names, scorer, metrics)
     return metrics
 

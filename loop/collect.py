@@ -42,28 +42,29 @@ class CollectConfig:
     db: str = ""  # the store's URL; '' = <run>/collect/annotations.db
 
 
-def count_pairs(run: Path, min_votes: int, db: str = "") -> tuple[int, dict]:
-    """Pairs an export would write now, and the store's counts."""
+def count_pairs(run: Path, min_votes: int, db: str = "", round_no: int = 0) -> tuple[int, dict]:
+    """Pairs an export would write now, and the store's counts (round_no: that round's items only)."""
     from collect.commands import store_for
     from collect.export import build_pairs
 
     store = store_for(run, db or None)
     try:
-        rows, stats = build_pairs(store, min_votes=min_votes)
+        rows, stats = build_pairs(store, min_votes=min_votes, round_no=round_no)
     finally:
         store.close()
     return len(rows), stats
 
 
 def waiting_message(run: Path, n_pairs: int, stats: dict, min_pairs: int, argv: list[str] | None,
-                    db: str = "") -> str:
+                    db: str = "", round_no: int = 1) -> str:
     """argv: the `rlhf` command line after `rlhf` (None: name it in words). db: the store's URL,
-    shown with its password masked."""
+    shown with its password masked. round_no: the annotation round waiting for votes."""
     again = "rlhf " + shlex.join(mask_argv(argv)) if argv else "the same `rlhf loop` command"
     run_q = shlex.quote(str(run)) + (f" --db {shlex.quote(mask_url(db))}" if db else "")
+    which = f"round {round_no}'s " if round_no > 1 else ""
     return "\n".join([
-        f"[loop] collect: waiting for votes. The annotators' votes give {n_pairs} preference pair(s) so far "
-        f"(from {stats.get('n_items', 0)} items); the loop needs {min_pairs} to go on.",
+        f"[loop] collect: waiting for votes. The annotators' votes on {which}items give {n_pairs} preference "
+        f"pair(s) so far (from {stats.get('n_items', 0)} items); the loop needs {min_pairs} to go on.",
         "  Add accounts (each asks for a password):",
         f"    rlhf collect users add --run {run_q} NAME --role annotator",
         "  Open the annotation app on this run:",

@@ -10,6 +10,13 @@ from core.config import F, RuntimeConfig
 
 # the RL algorithms (core/registry.py) run after the reward model, in their registry order
 STAGE_NAMES = ("sft", "collect", "reward", *registry.names(), "eval")
+# what each later round runs again (loop/rounds.py); round k's stage NAME is called NAME@k
+ROUND_STAGES = STAGE_NAMES[1:]
+
+
+def stage_names(rounds: int) -> tuple[str, ...]:
+    """Every stage of a loop of `rounds` rounds, in order."""
+    return STAGE_NAMES + tuple(f"{s}@{k}" for k in range(2, rounds + 1) for s in ROUND_STAGES)
 
 
 @dataclass
@@ -24,7 +31,14 @@ class LoopConfig(RuntimeConfig):
     redteam: str = F("", "optional prompt-only rows the policies should refuse, for eval's safety audit")
     quick: bool = F(False, "a smoke run: every stage a few steps on a few rows")
     fresh: bool = F(False, "redo every stage, even those whose inputs have not changed")
-    until: str = F("", f"stop after this stage ({', '.join(STAGE_NAMES)}; '' = all)")
+    until: str = F("", f"stop after this stage ({', '.join(STAGE_NAMES)}, or NAME@K for round K's; '' = all)")
+    rounds: int = F(1, "rounds of collection and training: round k+1 collects items from round k's best policy "
+                       "(against the best of the round before and SFT), retrains the reward model on every "
+                       "round's pairs and continues DPO, PPO and RLOO from round k's adapters; round k lives "
+                       "in <run>/rounds/<k>/ (docs/run-directory.md)")
+    round_policy: str = F("auto", "the policy whose samples a later round's items carry: auto = the previous "
+                                  "round's RL policy with the highest win rate over SFT by people's A/B votes, "
+                                  f"else by the reward model; or one of {', '.join(registry.names())}")
     eval_fraction: float = F(0.1, "share of the prompts held out for evaluation (never trained on)")
     max_eval_prompts: int = F(200, "at most this many held-out eval prompts")
     n_pairs: int = F(500, "comparison items sampled from the SFT policy for the annotators")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,11 +20,13 @@ from core.config import (ConfigError, EvalConfig, RewardConfig, SFTConfig, UserE
                          to_dict)
 from core.io import write_json
 
-from .collect import AwaitingVotes, CollectConfig, collect_from_people
-from .config import STAGE_NAMES, LoopConfig
-from .prompts import write_tagged_prompts
-from .runner import Stage, move_aside, run_stage
+from core.rounds import make_round_dir, round_dir
 
+from .collect import AwaitingVotes, CollectConfig, collect_from_people
+from .config import STAGE_NAMES, LoopConfig, stage_names
+from .prompts import write_tagged_prompts
+from .rounds import ALL_PAIRS, NEW_PAIRS, RoundCollectConfig, collect_round, people_votes, round_configs
+from .runner import Stage, move_aside, run_stage
 
 
 def stage_classes() -> dict[str, type]:
@@ -53,8 +55,13 @@ def check(cfg: LoopConfig) -> None:
         value = getattr(cfg, key)
         if value and not Path(value).exists():
             raise UserError(f"--{key} {value}: file not found")
-    if cfg.until and cfg.until not in STAGE_NAMES:
-        raise ConfigError(f"--until {cfg.until!r}: not a stage (one of {', '.join(STAGE_NAMES)})")
+    if cfg.rounds < 1:
+        raise ConfigError(f"--rounds {cfg.rounds}: must be at least 1")
+    if cfg.round_policy not in ("auto", *registry.names()):
+        raise ConfigError(f"--round_policy {cfg.round_policy!r}: must be auto or one of {', '.join(registry.names())}")
+    if cfg.until and cfg.until not in stage_names(cfg.rounds):
+        raise ConfigError(f"--until {cfg.until!r}: not a stage (one of {', '.join(STAGE_NAMES)}"
+                          + (f", or NAME@K for K in 2..{cfg.rounds}" if cfg.rounds > 1 else "") + ")")
     unknown = sorted(set(cfg.stages) - set(STAGE_NAMES))
     if unknown:
         raise ConfigError(f"stages: unknown stage {unknown[0]!r} (one of {', '.join(STAGE_NAMES)})")
@@ -102,6 +109,9 @@ def stage_configs(cfg: LoopConfig) -> dict:
 class Hooks:
     """What a caller on top of the loop plugs in; the demo uses all three."""
     collect: Stage | None = None  # replaces the people-annotation step (the demo's simulated round)
+    # a later round's votes (loop/rounds.py collect_round): None = people in the app; the demo
+    # passes its simulated annotators
+    round_votes: Callable[[RoundCollectConfig], dict | None] | None = None
     reward_gold: Callable | None = None  # reward.train.main's gold metrics (needs a gold judge)
     eval_judge: Any = None  # eval.stage.main's judge (core/judge.py)
 
@@ -144,7 +154,39 @@ def plan(cfg: LoopConfig, configs: dict, hooks: Hooks | None = None,
               {"sft": sft_w, **{a.name: run / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS},
                "reward": run / "reward" / "metrics.json", "prompts": data}),
     ]
+    for k in range(2, cfg.rounds + 1):
+        stages += round_plan(cfg, configs, k, hooks, argv)
     return stages
+
+
+def round_plan(cfg: LoopConfig, configs: dict, k: int, hooks: Hooks, argv: list[str] | None) -> list[Stage]:
+    """Round k's stages (loop/rounds.py): collect@k, reward@k, the algorithms @k, eval@k."""
+    root = Path(cfg.run)
+    run, prev = round_dir(root, k), round_dir(root, k - 1)
+    rc = round_configs(configs, root, k, configs["collect"], cfg.round_policy, cfg.preferences)
+    votes = hooks.round_votes or functools.partial(people_votes, argv=argv)
+    sft_w, data = root / "sft" / "adapter_model.safetensors", root / "data" / "prompts.jsonl"
+    before = {a.name: prev / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS}
+    stages = [Stage(f"collect@{k}", run / "collect", functools.partial(collect_round, votes=votes), rc["collect"],
+                    {"sft": sft_w, "prompts": data, "eval": prev / "eval" / "metrics.json", **before}),
+              Stage(f"reward@{k}", run / "reward", functools.partial(_reward_main, gold=hooks.reward_gold),
+                    rc["reward"], {"preferences": run / "collect" / ALL_PAIRS})]
+    for a in registry.ALGORITHMS:
+        inputs = {"start": before[a.name], **({"preferences": run / "collect" / NEW_PAIRS}
+                                              if "preferences" in a.inputs else
+                                              {"reward": run / "reward" / "metrics.json", "prompts": data})}
+        stages.append(Stage(f"{a.name}@{k}", run / a.name, functools.partial(_algorithm_main, a), rc[a.name], inputs))
+    stages.append(Stage(f"eval@{k}", run / "eval", functools.partial(_eval_main, judge=hooks.eval_judge), rc["eval"],
+                        {"sft": sft_w, **{a.name: run / a.name / "adapter_model.safetensors"
+                                          for a in registry.ALGORITHMS},
+                         "reward": run / "reward" / "metrics.json", "prompts": data,
+                         "before": prev / "eval" / "metrics.json"}))
+    return [replace(st, fn=functools.partial(_in_round, st.fn, root, k)) for st in stages]
+
+
+def _in_round(fn: Callable, root: Path, k: int, c):
+    make_round_dir(root, k)  # the round's links to the run's base, data and sft (core/rounds.py)
+    return fn(c)
 
 
 def _move_stale_round(out: Path, status: str) -> None:
@@ -184,6 +226,13 @@ def run_stages(stages: list[Stage], until: str, timings_file: Path, prefix: str 
     return timings
 
 
+def last_round(timings: dict) -> int:
+    """The last round whose eval ran (or was up to date) in `timings`; 0 when none did."""
+    done = [1 if name == "eval" else int(name.split("@")[1]) for name in timings
+            if name == "eval" or name.startswith("eval@")]
+    return max(done, default=0)
+
+
 def eval_results(run: Path) -> dict | None:
     """The eval stage's metrics.json (its table was printed when it ran, or when it last ran)."""
     path = run / "eval" / "metrics.json"
@@ -207,8 +256,9 @@ def main(cfg: LoopConfig, argv: list[str] | None = None) -> dict:
         print(str(waiting))
         return {"status": "awaiting_votes"}
     result = {"status": "done", "timings": timings}
-    if "eval" in timings:
-        result["eval"] = eval_results(run)
-        print(f"[loop] report: {run / 'eval' / 'report.html'}")
+    last = last_round(timings)
+    if last:
+        result["eval"] = eval_results(round_dir(run, last))
+        print(f"[loop] report: {round_dir(run, last) / 'eval' / 'report.html'}")
     print(f"[loop] run directory: {run} (each stage's README.md, metrics.json and log.jsonl)")
     return result

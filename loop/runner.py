@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from core.rounds import locate
 from core.runcard import fingerprint, mark_stage, stage_status
 
 
@@ -37,12 +38,13 @@ def resumable(cfg: Any) -> bool:
 
 def portable(cfg: Any) -> Any:
     """cfg without the run directory's own path: `run` emptied, and paths inside the run written
-    relative to it, so a run that was moved or copied is still up to date (its inputs count by
-    content)."""
+    relative to it (to the run's top for a later round, core/rounds.py), so a run that was moved
+    or copied is still up to date (its inputs count by content)."""
     run = getattr(cfg, "run", "")
     if not run:
         return cfg
-    root, changes = Path(run).resolve(), {"run": ""}
+    # a later round's directory counts from the run's top: its inputs from earlier rounds too
+    root, changes = locate(Path(run).resolve())[0], {"run": ""}
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if f.name != "run" and isinstance(value, str) and value:

@@ -75,10 +75,11 @@ def test_ab_mode_stores_both_sources(run):
     assert n == len(stored) >= 1
     for it in stored:
         assert it.round == it.meta["round"] == 2  # a later round's comparison
-        assert it.id == item_id("sft", "base", it.meta["prompt_id"])
+        # round 2's items are not round 1's, though they compare the same policies on one prompt
+        assert it.id == item_id("sft", "base", it.meta["prompt_id"], 2) != item_id("sft", "base", it.meta["prompt_id"])
         assert "sft" not in it.id and "base" not in it.id
         assert (it.source_a, it.source_b) == ("sft", "base")
-    assert generate_pairs(run, policy="sft", vs="base", n=6, **GEN) == 0
+    assert generate_pairs(run, policy="sft", vs="base", n=6, round_no=2, **GEN) == 0
 
 
 def test_most_different_pair_picks_the_least_overlapping_non_empty_samples():

@@ -96,13 +96,13 @@ def test_unreachable_server_is_a_user_error_with_the_password_masked():
 
 def test_store_from_before_review_only_gets_the_column(tmp_path):
     """A store created before items.review_only and items.round existed: opening it adds the
-    columns (false and round 1 for the items already there) and rebuilds the work-queue index
-    over review_only."""
+    columns (false and round 1 for the items already there) and replaces the work-queue index
+    by this version's, over review_only and round."""
     path = tmp_path / "old.db"
     st = open_store(path)
     add_items(st, make_items(2))
     with st.engine.begin() as c:  # back to the old schema
-        c.exec_driver_sql("DROP INDEX items_queue")
+        c.exec_driver_sql("DROP INDEX items_queue_rounds")
         c.exec_driver_sql("ALTER TABLE items DROP COLUMN review_only")
         c.exec_driver_sql("ALTER TABLE items DROP COLUMN round")
         c.exec_driver_sql("CREATE INDEX items_queue ON items (is_gold, n_assigned DESC, "
@@ -111,8 +111,9 @@ def test_store_from_before_review_only_gets_the_column(tmp_path):
     st = open_store(path)
     with st.engine.connect() as c:
         cols = [r[1] for r in c.exec_driver_sql("PRAGMA table_info(items)")]
-        index = [r[2] for r in c.exec_driver_sql("PRAGMA index_info(items_queue)")]
-    assert "review_only" in cols and index[:2] == ["is_gold", "review_only"]
+        index = [r[2] for r in c.exec_driver_sql("PRAGMA index_info(items_queue_rounds)")]
+        old = c.exec_driver_sql("SELECT name FROM sqlite_master WHERE name = 'items_queue'").all()
+    assert "review_only" in cols and index[:4] == ["is_gold", "review_only", "round", "n_assigned"] and not old
     assert "round" in cols and [r["round"] for r in admin_progress(st)["rounds"]] == [1]
     add_items(st, [dict(make_items(1, prefix="r")[0], review_only=True)])
     quick_users(st, ["ann"])
@@ -129,14 +130,15 @@ def test_items_carry_their_round_into_progress_and_export(store, tmp_path):
 
     add_items(store, make_items(2) + [dict(it, round=2) for it in make_items(3, prefix="r")])
     quick_users(store, ["a1", "a2"])
-    for name, n in (("a1", 5), ("a2", 3)):  # a2 gets i0, i1, r0: fullest first, then by id
+    # the newest round first, then fullest first, then by id: a1 gets r0-r2, i0, i1; a2 r0-r2
+    for name, n in (("a1", 5), ("a2", 3)):
         for _ in range(n):
             v = next_item(store, name, overlap=2, gold_rate=0.0)
             submit_vote(store, name, v.item_id, "left", GOOD, BAD)
     rounds = admin_progress(store, overlap=2)["rounds"]
     assert rounds == [
-        {"round": 1, "items": 2, "complete": 2, "in_progress": 0, "untouched": 0, "votes": 4},
-        {"round": 2, "items": 3, "complete": 1, "in_progress": 2, "untouched": 0, "votes": 4}]
+        {"round": 1, "items": 2, "complete": 0, "in_progress": 2, "untouched": 0, "votes": 2},
+        {"round": 2, "items": 3, "complete": 3, "in_progress": 0, "untouched": 0, "votes": 6}]
     export_preferences(store, tmp_path / "preferences.jsonl", n_boot=10, card=False)
     rows = [json.loads(line) for line in (tmp_path / "preferences.jsonl").read_text().splitlines()]
     rounds = {r["item_id"]: r["round"] for r in rows}  # (a 1:1 split on an item exports none)

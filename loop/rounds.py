@@ -1,0 +1,162 @@
+"""Rounds: round k+1 of the loop collects comparison items from round k's policies and trains on
+what every round has collected (core/rounds.py says where each round lives).
+
+Round k >= 2, after round k-1's eval:
+    collect  items in the run's one annotation store, tagged round k: samples of round k-1's best
+             policy (`best_policy`) against the best policy of the round before (round 2: SFT) and
+             against SFT; then votes (people in the app, or the demo's simulated annotators);
+             this round's pairs go to <round>/collect/preferences.jsonl and every round's to
+             <round>/collect/preferences_all.jsonl
+    reward   retrained from the backbone on every round's pairs (preferences_all.jsonl)
+    dpo      continues round k-1's DPO adapter on this round's new pairs, with that adapter as
+             the reference: iterative DPO (Xu et al. 2023, "Some things are more cringe than
+             others"; Yuan et al. 2024, "Self-rewarding language models")
+    ppo/rloo continue round k-1's adapters against the new reward model, with round k-1's policy
+             as the KL reference, so each round is a KL-bounded step from the last (Touvron et al.
+             2023 trained Llama 2-Chat this way over five rounds of fresh preferences)
+    eval     SFT and this round's policies; eval/rounds.py adds the comparison with round k-1
+
+Why the previous round's policy as the reference: an adaptive KL penalty towards SFT would spend
+round k's budget on the drift round k-1 already made, and DPO's implicit reward is defined against
+the policy that produced the starting point.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from core import registry
+from core.config import UserError
+from core.io import read_jsonl, write_json, write_jsonl
+from core.rounds import locate, round_dir
+
+from .collect import AwaitingVotes, CollectConfig, count_pairs, waiting_message
+
+NEW_PAIRS = "preferences.jsonl"  # this round's pairs (DPO's data)
+ALL_PAIRS = "preferences_all.jsonl"  # every round's pairs so far (the reward model's data)
+
+
+@dataclass
+class RoundCollectConfig(CollectConfig):
+    """Round k >= 2's annotation step; `run` is the round's directory (core/rounds.py)."""
+    round: int = 2
+    policy: str = "auto"  # whose samples the items carry: auto (best_policy) or an RL algorithm
+    first_preferences: str = ""  # round 1's pairs: the loop's --preferences or <run>/collect/preferences.jsonl
+
+
+def store_url(root: Path, db: str) -> str:
+    """The run's one annotation store: db, else round 1's SQLite file."""
+    return db or str(root / "collect" / "annotations.db")
+
+
+def best_policy(prev: Path, choice: str = "auto") -> str:
+    """Round `prev`'s policy whose samples the next round's items carry. auto: the RL policy with
+    the highest win rate over SFT by people's blind A/B votes where there are any, else by the
+    reward model (sampled decoding first, as the policy would be served). Never the gold oracle:
+    it is a measurement, not a part of the loop."""
+    if choice != "auto":
+        return choice
+    path = prev / "eval" / "metrics.json"
+    if not path.exists():
+        raise UserError(f"{path}: missing; the next round picks its policy from this round's eval")
+    rates = [w for w in json.loads(path.read_text())["win_rates"]
+             if w["b"] == "sft" and w["a"] in registry.names() and w.get("win_rate") is not None]
+    for judge in ("human", "reward"):
+        for decoding in ("sampled", "greedy"):
+            found = [w for w in rates if w["judge"] == judge and w.get("decoding", "sampled") == decoding]
+            if found:
+                return max(found, key=lambda w: w["win_rate"])["a"]
+    found = [a for a in registry.names() if (prev / a / "adapter_config.json").exists()]
+    if not found:
+        raise UserError(f"{prev}: no RL policy to sample the next round's items from")
+    return found[0]
+
+
+def rivals(root: Path, k: int) -> list[str]:
+    """What round k's items compare the best policy with: the best policy of round k-2 (as an
+    adapter directory; round 2 has none before SFT) and SFT."""
+    if k <= 2:
+        return ["sft"]
+    before = json.loads((round_dir(root, k - 1) / "collect" / "metrics.json").read_text())["policy"]
+    return [str(round_dir(root, k - 2) / before), "sft"]
+
+
+def sample_items(cfg: RoundCollectConfig) -> dict:
+    """Store round k's comparison items (a re-run stores only the missing ones)."""
+    from collect.generate import generate_pairs
+
+    root, k = locate(cfg.run)
+    prev = round_dir(root, k - 1)
+    best = best_policy(prev, cfg.policy)
+    against = rivals(root, k)
+    per_rival = max(1, cfg.n_pairs // len(against))
+    for other in against:
+        generate_pairs(prev, policy=best, vs=other, n=per_rival, temperature=cfg.temperature, top_p=cfg.top_p,
+                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed + k,
+                       device=cfg.device, threads=cfg.threads,
+                       tokenizer_fixes={"eos_token": cfg.eos_token, "chat_template": cfg.chat_template},
+                       db=store_url(root, cfg.db), round_no=k)
+    return {"round": k, "policy": best, "from_round": k - 1, "vs": against}
+
+
+def previous_pairs(cfg: RoundCollectConfig) -> Path:
+    root, k = locate(cfg.run)
+    if k == 2:
+        return Path(cfg.first_preferences) if cfg.first_preferences else root / "collect" / "preferences.jsonl"
+    return round_dir(root, k - 1) / "collect" / ALL_PAIRS
+
+
+def write_pairs(cfg: RoundCollectConfig, min_agreement: float = 0.0) -> dict:
+    """This round's pairs, and every round's (the previous file's rows, marked round 1 where they
+    carry no round, then this round's)."""
+    from collect.commands import export
+
+    root, k = locate(cfg.run)
+    out = Path(cfg.run) / "collect"
+    stats = export(root, min_agreement=min_agreement, min_votes=cfg.min_votes, db=store_url(root, cfg.db),
+                   round_no=k, out=out / NEW_PAIRS)
+    before = [{"round": 1, **row} for row in read_jsonl(previous_pairs(cfg))]
+    write_jsonl(out / ALL_PAIRS, before + read_jsonl(out / NEW_PAIRS))
+    return {"n_items": stats["n_items"], "n_pairs": stats["n_pairs"], "n_pairs_all": len(before) + stats["n_pairs"],
+            "excluded": stats["excluded"], "flagged_annotators": stats["flagged_annotators"]}
+
+
+def people_votes(cfg: RoundCollectConfig, argv: list[str] | None = None) -> None:
+    """The annotators' votes on this round's items: stop (AwaitingVotes) until they give enough pairs."""
+    root, k = locate(cfg.run)
+    n_pairs, stats = count_pairs(root, cfg.min_votes, cfg.db, round_no=k)
+    if n_pairs < cfg.min_pairs:
+        raise AwaitingVotes(waiting_message(root, n_pairs, stats, cfg.min_pairs, argv, cfg.db, round_no=k))
+
+
+def collect_round(cfg: RoundCollectConfig, votes: Callable[[RoundCollectConfig], dict | None]) -> dict:
+    """Round k's annotation step: items, votes (`votes(cfg)`: people_votes, or simulated ones),
+    the pairs files and <round>/collect/metrics.json."""
+    info = sample_items(cfg)
+    extra = votes(cfg) or {}
+    metrics = {**info, **write_pairs(cfg, min_agreement=extra.pop("min_agreement", 0.0)), **extra}
+    write_json(Path(cfg.run) / "collect" / "metrics.json", metrics)
+    print(f"[loop] round {info['round']}: {metrics['n_pairs']} new pairs ({info['policy']} of round "
+          f"{info['from_round']} vs {', '.join(Path(v).name for v in info['vs'])}), "
+          f"{metrics['n_pairs_all']} over every round")
+    return metrics
+
+
+def round_configs(configs: dict, root: Path, k: int, collect: CollectConfig, policy: str,
+                  first_preferences: str) -> dict:
+    """Round k's stage configs: round 1's (`configs`, loop.run.stage_configs) on round k's
+    directory, with the inputs the module docstring lists."""
+    run, prev = round_dir(root, k), round_dir(root, k - 1)
+    out = {"collect": RoundCollectConfig(**{**vars(collect), "run": str(run)}, round=k, policy=policy,
+                                         first_preferences=first_preferences),
+           "reward": replace(configs["reward"], run=str(run), data=str(run / "collect" / ALL_PAIRS))}
+    for a in registry.ALGORITHMS:
+        changes = {"run": str(run), "sft": str(prev / a.name)}
+        if "preferences" in a.inputs:
+            changes["data"] = str(run / "collect" / NEW_PAIRS)
+        out[a.name] = replace(configs[a.name], **changes)
+    store = store_url(root, collect.db)
+    out["eval"] = replace(configs["eval"], run=str(run), policies=",".join(("sft", *registry.names())), db=store)
+    return out

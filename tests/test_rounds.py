@@ -1,0 +1,187 @@
+"""Rounds of the loop, piece by piece: where a round lives, which policy the next round's items
+come from, the per-round export, the every-round pairs file, and eval's round-against-round
+numbers on hand-made samples."""
+import json
+
+import pytest
+
+from collect.assign import add_items, next_item
+from collect.store import open_store
+from collect.users import add_user
+from collect.votes import submit_vote
+from core.io import read_jsonl, write_json, write_jsonl
+from core.records import RowProblem, validate_preference
+from core.rounds import locate, make_round_dir, round_dir, rounds_up_to
+
+
+def test_round_directories_link_the_shared_parts(tmp_path):
+    root = tmp_path / "run"
+    for part in ("base", "data", "sft"):
+        (root / part).mkdir(parents=True)
+        (root / part / "marker").write_text(part)
+    assert round_dir(root, 1) == root and make_round_dir(root, 1) == root
+    r3 = make_round_dir(root, 3)
+    assert r3 == root / "rounds" / "3"
+    for part in ("base", "data", "sft"):  # relative links: the run can move
+        assert (r3 / part).is_symlink() and not (r3 / part).readlink().is_absolute()
+        assert (r3 / part / "marker").read_text() == part
+    assert make_round_dir(root, 3) == r3  # again: nothing changes
+    assert locate(r3) == (root, 3) and locate(root) == (root, 1)
+    assert rounds_up_to(r3) == [(1, root), (2, root / "rounds" / "2"), (3, r3)]
+    assert rounds_up_to(root) == [(1, root)]
+    with pytest.raises(ValueError):
+        round_dir(root, 0)
+
+
+def _eval_metrics(path, rates):
+    write_json(path / "eval" / "metrics.json",
+               {"win_rates": [{"a": a, "b": "sft", "judge": j, "decoding": d, "win_rate": w} for a, j, d, w in rates]})
+
+
+def test_best_policy_prefers_people_then_the_reward_model_never_gold(tmp_path):
+    from loop.rounds import best_policy
+
+    _eval_metrics(tmp_path, [("dpo", "gold", "sampled", 0.9), ("ppo", "reward", "sampled", 0.7),
+                             ("rloo", "reward", "sampled", 0.6), ("rloo", "reward", "greedy", 0.95),
+                             ("dpo", "reward", "sampled", 0.5)])
+    assert best_policy(tmp_path) == "ppo"  # reward-judged, sampled; gold's 0.9 is not looked at
+    _eval_metrics(tmp_path, [("ppo", "reward", "sampled", 0.7), ("dpo", "human", "sampled", 0.55),
+                             ("rloo", "human", "sampled", 0.52)])
+    assert best_policy(tmp_path) == "dpo"
+    assert best_policy(tmp_path, "rloo") == "rloo"
+    from core.config import UserError
+
+    with pytest.raises(UserError, match="eval"):
+        best_policy(tmp_path / "nowhere")
+
+
+def test_rivals_are_sft_then_the_best_of_two_rounds_back(tmp_path):
+    from loop.rounds import rivals
+
+    assert rivals(tmp_path, 2) == ["sft"]
+    write_json(round_dir(tmp_path, 2) / "collect" / "metrics.json", {"policy": "ppo"})
+    assert rivals(tmp_path, 3) == [str(tmp_path / "ppo"), "sft"]
+
+
+def _store_with_two_rounds(path):
+    store = open_store(str(path))
+    add_user(store, "ann", "annotator", "a long enough password")
+    items = [{"id": f"r{r}-{i}", "prompt": f"question {i}", "response_a": f"A{r}{i}", "response_b": f"B{r}{i}",
+              "round": r} for r in (1, 2) for i in range(3)]
+    add_items(store, items)
+    while (view := next_item(store, "ann", overlap=1, gold_rate=0.0)) is not None:
+        submit_vote(store, "ann", view.item_id, "left", {}, {})
+    return store
+
+
+def test_export_takes_one_round_and_the_pairs_file_keeps_every_round(tmp_path):
+    from collect.export import build_pairs
+    from loop.rounds import ALL_PAIRS, NEW_PAIRS, RoundCollectConfig, write_pairs
+
+    root = tmp_path / "run"
+    store = _store_with_two_rounds(root / "collect" / "annotations.db")
+    try:
+        rows, stats = build_pairs(store, round_no=2)
+        assert sorted(r["item_id"] for r in rows) == ["r2-0", "r2-1", "r2-2"] and stats["n_items"] == 3
+        assert len(build_pairs(store)[0]) == 6
+    finally:
+        store.close()
+    first = write_jsonl(tmp_path / "mine.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}])
+    cfg = RoundCollectConfig(run=str(make_round_dir(root, 2)), n_pairs=3, min_pairs=1, first_preferences=str(first))
+    stats = write_pairs(cfg)
+    assert (stats["n_pairs"], stats["n_pairs_all"]) == (3, 4)
+    new = read_jsonl(root / "rounds" / "2" / "collect" / NEW_PAIRS)
+    every = read_jsonl(root / "rounds" / "2" / "collect" / ALL_PAIRS)
+    assert [r["round"] for r in new] == [2, 2, 2]
+    assert [r["round"] for r in every] == [1, 2, 2, 2] and every[0]["chosen"] == "c"
+    # the field survives validation, so the reward model's split files keep it
+    assert validate_preference(every[1])["round"] == 2 and validate_preference(every[0] | {"round": None})["round"] is None
+    for bad in (0, "2", True, 1.5):
+        with pytest.raises(RowProblem, match="round"):
+            validate_preference(every[1] | {"round": bad})
+
+
+def _samples(policy, overall, responses, decoding="greedy"):
+    return [{"policy": policy, "decoding": decoding, "set": "heldout", "prompt": f"q{i}", "response": r,
+             "overall": o} for i, (o, r) in enumerate(zip(overall, responses))]
+
+
+class LengthScorer:
+    """A reward model that likes length."""
+
+    def score(self, prompts, responses):
+        return [float(len(r)) for r in responses]
+
+
+def test_round_win_rates_from_both_rounds_samples(tmp_path):
+    from eval.rounds import round_win_rates
+
+    now = _samples("ppo", [4, 4, 2, 3], ["aaaa", "b", "cc", "d"])
+    before = _samples("ppo", [3, 3, 3, 3], ["a", "bb", "c", "ddd"])
+    rates = {(w["judge"], w["decoding"]): w for w in
+             round_win_rates(now, before, {}, LengthScorer(), n_boot=200, seed=0)}
+    assert set(rates) == {("gold", "greedy"), ("reward", "greedy")}
+    gold = rates[("gold", "greedy")]  # wins, wins, loses, ties
+    assert (gold["wins"], gold["losses"], gold["ties"], gold["win_rate"]) == (2, 1, 1, pytest.approx(0.625))
+    reward = rates[("reward", "greedy")]  # the scorer re-scores both rounds: longer wins 2 of 4
+    assert (reward["wins"], reward["losses"], reward["win_rate"]) == (2, 2, 0.5)
+    assert 0 <= gold["style_controlled"]["win_rate"] <= 1 and gold["policy"] == "ppo"
+    # no gold without gold scores on both sides; prompts only one round has are left out
+    now[0]["overall"] = None
+    rates = round_win_rates(now + _samples("dpo", [1], ["x"]), before, {}, None, n_boot=50, seed=0)
+    assert rates == []
+
+
+class Judge:
+    def recognises(self, prompt):
+        return True
+
+    def score(self, prompt, response):
+        return {"overall": 5.0 if "good" in response else 1.0}
+
+
+def test_reward_accuracy_before_and_after_on_the_new_rounds_pairs(tmp_path):
+    from eval.rounds import _accuracy, proxy_vs_gold
+
+    rows = [{"prompt": "q", "chosen": "good long answer", "rejected": "bad"},
+            {"prompt": "q", "chosen": "good", "rejected": "a much longer bad answer"}]
+    assert _accuracy(LengthScorer(), rows, Judge()) == {"n": 2, "accuracy": 0.5, "accuracy_gold": 0.5,
+                                                        "gold_pairs": 2}
+    assert _accuracy(LengthScorer(), [], None) == {"n": 0}
+
+    def policies(sft, ppo):
+        return {name: {"sampled": {"rm_score": rm, "gold_overall": g}} for name, (rm, g) in
+                (("sft", sft), ("ppo", ppo))}
+
+    write_json(tmp_path / "eval" / "metrics.json", {"policies": policies((0.0, 3.0), (1.0, 3.5))})
+    points = proxy_vs_gold([(1, tmp_path), (2, tmp_path / "r2")], current=policies((0.5, 3.0), (2.5, 3.2)))
+    assert points == [{"round": 1, "policy": "ppo", "proxy_gain": 1.0, "gold_gain": 0.5},
+                      {"round": 2, "policy": "ppo", "proxy_gain": 2.0, "gold_gain": 0.2}]
+
+
+def test_annotators_get_the_newest_rounds_items_first(tmp_path):
+    store = open_store(str(tmp_path / "a.db"))
+    try:
+        add_user(store, "ann", "annotator", "a long enough password")
+        add_items(store, [{"id": f"old{i}", "prompt": "q", "response_a": "a", "response_b": "b"} for i in range(3)])
+        add_items(store, [{"id": f"new{i}", "prompt": "q", "response_a": "a", "response_b": "b", "round": 2}
+                          for i in range(2)])
+        order = []
+        while (view := next_item(store, "ann", overlap=1, gold_rate=0.0)) is not None:
+            order.append(view.item_id)
+            submit_vote(store, "ann", view.item_id, "left", {}, {})
+        assert order == ["new0", "new1", "old0", "old1", "old2"]
+    finally:
+        store.close()
+
+
+def test_a_later_rounds_fingerprint_leaves_the_run_directory_out(tmp_path):
+    from core.config import DPOConfig
+    from loop.runner import portable
+
+    def round_two(top):
+        return DPOConfig(run=str(top / "rounds" / "2"), sft=str(top / "dpo"),
+                         data=str(top / "rounds" / "2" / "collect" / "preferences.jsonl"))
+
+    a, b = portable(round_two(tmp_path / "a")), portable(round_two(tmp_path / "b"))
+    assert a == b and (a.sft, a.data) == ("<run>/dpo", "<run>/rounds/2/collect/preferences.jsonl")
