@@ -1,7 +1,8 @@
 """The text table `rlhf eval` prints and the eval card quotes: per policy and decoding the gold,
 RM, EOS, length, KL and perplexity columns; the win rates, raw and style-controlled, with their
-intervals and the judge's style coefficients; the red-team audit's rates with their intervals
-and the differences from SFT (eval/redteam.py)."""
+intervals and the judge's style coefficients; in a later round, the comparison with the round
+before (eval/rounds.py); the red-team audit's rates with their intervals and the differences
+from SFT (eval/redteam.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def format_table(metrics: dict) -> str:
                         f"{_fmt(r.get('rm_score'), '7.3f')} {_fmt(r['eos_rate'], '5.2f')} {_fmt(r['mean_length'], '6.1f')} "
                         f"{_fmt(p.get('kl_to_sft'), '7.2f')} {_fmt(p.get('ppl_sft_val'), '8.3f')} "
                         f"{_fmt(p.get('harmful_rate'), '8.3f')} {_fmt(p.get('harmful_rate_sampled'), '6.3f')}")
-    rows += _win_rate_rows(metrics["win_rates"])
+    rows += _win_rate_rows(metrics["win_rates"]) + _round_rows(metrics.get("rounds"))
     reason = (metrics.get("judges") or {}).get("no_gold_because")
     if reason:
         rows.append(f"gold, fact and harmful columns n/a: {reason}")
@@ -57,4 +58,27 @@ def _win_rate_rows(win_rates: list[dict]) -> list[str]:
         rows.append(f"{w['a'] + ' vs ' + w['b'] + ' (' + w['judge'] + ', ' + w['decoding'] + ')':34s} "
                     f"{_interval(w)} {_interval(style):>21s} "
                     + " ".join(_fmt(coef.get(f), "+10.2f") for f in FEATURES) + f" {w['n']!s:>4s}")
+    return rows
+
+
+def _round_rows(rounds: dict | None) -> list[str]:
+    """A later round against the one before (eval/rounds.py): each algorithm's win rates over its
+    previous-round self, and the two reward models' accuracy on this round's new pairs."""
+    if not rounds or not rounds.get("win_rates"):
+        return []
+    k, j = rounds["round"], rounds["previous"]
+    rows = [f"{f'round {k} vs round {j}':34s} {'raw [95% CI]':>21s} {'style-controlled':>21s}"]
+    for w in rounds["win_rates"]:
+        rows.append(f"{w['policy'] + ' (' + w['judge'] + ', ' + w['decoding'] + ')':34s} {_interval(w)} "
+                    f"{_interval(w.get('style_controlled') or {}):>21s}")
+    held = (rounds.get("reward_on_new_items") or {}).get("heldout") or {}
+
+    def acc(a: dict | None) -> str:
+        a = a or {}
+        gold = f", vs gold {a['accuracy_gold']:.3f}" if a.get("accuracy_gold") is not None else ""
+        return f"{_fmt(a.get('accuracy'), '.3f')}{gold}"
+
+    if held:
+        rows.append(f"reward models on round {k}'s {held['after'].get('n', 0)} held-out new pairs: round {j}'s "
+                    f"{acc(held.get('before'))}; round {k}'s {acc(held.get('after'))}")
     return rows

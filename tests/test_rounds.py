@@ -185,3 +185,18 @@ def test_a_later_rounds_fingerprint_leaves_the_run_directory_out(tmp_path):
 
     a, b = portable(round_two(tmp_path / "a")), portable(round_two(tmp_path / "b"))
     assert a == b and (a.sft, a.data) == ("<run>/dpo", "<run>/rounds/2/collect/preferences.jsonl")
+
+
+def test_the_printed_table_shows_the_round_comparison():
+    from eval.table import _round_rows
+
+    w = {"policy": "ppo", "judge": "gold", "decoding": "sampled", "win_rate": 0.61, "ci_low": 0.52, "ci_high": 0.7,
+         "style_controlled": {"win_rate": 0.58, "ci_low": 0.5, "ci_high": 0.66}}
+    acc = {"heldout": {"before": {"n": 40, "accuracy": 0.6, "accuracy_gold": 0.65},
+                       "after": {"n": 40, "accuracy": 0.75}}}
+    rows = _round_rows({"round": 2, "previous": 1, "win_rates": [w], "reward_on_new_items": acc})
+    assert rows[0].startswith("round 2 vs round 1")
+    assert rows[1].split() == ["ppo", "(gold,", "sampled)", "0.610", "[0.520,", "0.700]", "0.580", "[0.500,", "0.660]"]
+    assert rows[2] == ("reward models on round 2's 40 held-out new pairs: round 1's 0.600, vs gold 0.650; "
+                       "round 2's 0.750")
+    assert _round_rows(None) == [] and _round_rows({"round": 2, "previous": 1}) == []
