@@ -87,8 +87,10 @@ def reward_on_new_items(k: int, now: Path, before: Path, scorer, judge, device) 
     val, train = now / "reward" / "val.jsonl", now / "reward" / "train.jsonl"
     if scorer is None or not val.exists() or not (before / "reward").exists():
         return None
-    heldout = [r for r in read_jsonl(val) if r.get("round") == k]
-    every = heldout + [r for r in read_jsonl(train) if r.get("round") == k] if train.exists() else heldout
+    marker = now / "collect" / "store_round.json"  # the round number the store gave round k's items
+    number = json.loads(marker.read_text())["round"] if marker.exists() else k
+    heldout = [r for r in read_jsonl(val) if r.get("round") == number]
+    every = heldout + [r for r in read_jsonl(train) if r.get("round") == number] if train.exists() else heldout
     previous = load_scorer(before / "reward", device=device)
     return {"heldout": {"before": _accuracy(previous, heldout, judge), "after": _accuracy(scorer, heldout, judge)},
             "all": {"before": _accuracy(previous, every, judge)}}

@@ -51,6 +51,41 @@ def store_url(root: Path, db: str) -> str:
     return db or str(root / "collect" / "annotations.db")
 
 
+STORE_ROUND = "store_round.json"  # in <round>/collect: the store's round number of this attempt
+
+
+def store_round(cfg: RoundCollectConfig) -> int:
+    """The round number round k's items carry in the store: k, unless the store already holds
+    items of round k or later that this attempt did not make (an earlier attempt at round k
+    whose inputs have changed since, or items imported by hand): then the next free number, so
+    the old items keep their votes and are never exported as this round's. Kept in
+    <round>/collect/store_round.json while the attempt lasts (forget_store_round)."""
+    from sqlalchemy import func, select
+
+    from collect.commands import store_for
+    from collect.store import Item
+
+    path = Path(cfg.run) / "collect" / STORE_ROUND
+    if path.exists():
+        return json.loads(path.read_text())["round"]
+    root, k = locate(cfg.run)
+    store = store_for(root, store_url(root, cfg.db))
+    try:
+        with store.read() as s:
+            highest = s.scalar(select(func.max(Item.round))) or 0
+    finally:
+        store.close()
+    number = k if highest < k else highest + 1
+    write_json(path, {"round": number, "loop_round": k})
+    return number
+
+
+def forget_store_round(out: Path, status: str) -> None:
+    """Stage.on_fresh of collect@k: a new attempt (other inputs) takes a new store round."""
+    if status == "stale":
+        (out / STORE_ROUND).unlink(missing_ok=True)
+
+
 def best_policy(prev: Path, choice: str = "auto") -> str:
     """Round `prev`'s policy whose samples the next round's items carry. auto: the RL policy with
     the highest win rate over SFT by people's blind A/B votes where there are any, else by the
@@ -97,8 +132,8 @@ def sample_items(cfg: RoundCollectConfig) -> dict:
                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed + k,
                        device=cfg.device, threads=cfg.threads,
                        tokenizer_fixes={"eos_token": cfg.eos_token, "chat_template": cfg.chat_template},
-                       db=store_url(root, cfg.db), round_no=k)
-    return {"round": k, "policy": best, "from_round": k - 1, "vs": against}
+                       db=store_url(root, cfg.db), round_no=store_round(cfg))
+    return {"round": k, "store_round": store_round(cfg), "policy": best, "from_round": k - 1, "vs": against}
 
 
 def previous_pairs(cfg: RoundCollectConfig) -> Path:
@@ -116,7 +151,7 @@ def write_pairs(cfg: RoundCollectConfig, min_agreement: float = 0.0) -> dict:
     root, k = locate(cfg.run)
     out = Path(cfg.run) / "collect"
     stats = export(root, min_agreement=min_agreement, min_votes=cfg.min_votes, db=store_url(root, cfg.db),
-                   round_no=k, out=out / NEW_PAIRS)
+                   round_no=store_round(cfg), out=out / NEW_PAIRS)
     before = [{"round": 1, **row} for row in read_jsonl(previous_pairs(cfg))]
     write_jsonl(out / ALL_PAIRS, before + read_jsonl(out / NEW_PAIRS))
     return {"n_items": stats["n_items"], "n_pairs": stats["n_pairs"], "n_pairs_all": len(before) + stats["n_pairs"],
@@ -126,9 +161,10 @@ def write_pairs(cfg: RoundCollectConfig, min_agreement: float = 0.0) -> dict:
 def people_votes(cfg: RoundCollectConfig, argv: list[str] | None = None) -> None:
     """The annotators' votes on this round's items: stop (AwaitingVotes) until they give enough pairs."""
     root, k = locate(cfg.run)
-    n_pairs, stats = count_pairs(root, cfg.min_votes, cfg.db, round_no=k)
+    number = store_round(cfg)
+    n_pairs, stats = count_pairs(root, cfg.min_votes, cfg.db, round_no=number)
     if n_pairs < cfg.min_pairs:
-        raise AwaitingVotes(waiting_message(root, n_pairs, stats, cfg.min_pairs, argv, cfg.db, round_no=k))
+        raise AwaitingVotes(waiting_message(root, n_pairs, stats, cfg.min_pairs, argv, cfg.db, round_no=number))
 
 
 def collect_round(cfg: RoundCollectConfig, votes: Callable[[RoundCollectConfig], dict | None]) -> dict:

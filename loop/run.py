@@ -25,7 +25,8 @@ from core.rounds import make_round_dir, round_dir
 from .collect import AwaitingVotes, CollectConfig, collect_from_people
 from .config import STAGE_NAMES, LoopConfig, stage_names
 from .prompts import write_tagged_prompts
-from .rounds import ALL_PAIRS, NEW_PAIRS, RoundCollectConfig, collect_round, people_votes, round_configs
+from .rounds import (ALL_PAIRS, NEW_PAIRS, RoundCollectConfig, collect_round, forget_store_round, people_votes,
+                     round_configs)
 from .runner import Stage, move_aside, run_stage
 
 
@@ -168,7 +169,8 @@ def round_plan(cfg: LoopConfig, configs: dict, k: int, hooks: Hooks, argv: list[
     sft_w, data = root / "sft" / "adapter_model.safetensors", root / "data" / "prompts.jsonl"
     before = {a.name: prev / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS}
     stages = [Stage(f"collect@{k}", run / "collect", functools.partial(collect_round, votes=votes), rc["collect"],
-                    {"sft": sft_w, "prompts": data, "eval": prev / "eval" / "metrics.json", **before}),
+                    {"sft": sft_w, "prompts": data, "eval": prev / "eval" / "metrics.json", **before},
+                    on_fresh=forget_store_round),
               Stage(f"reward@{k}", run / "reward", functools.partial(_reward_main, gold=hooks.reward_gold),
                     rc["reward"], {"preferences": run / "collect" / ALL_PAIRS})]
     for a in registry.ALGORITHMS:

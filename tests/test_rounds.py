@@ -88,6 +88,7 @@ def test_export_takes_one_round_and_the_pairs_file_keeps_every_round(tmp_path):
         store.close()
     first = write_jsonl(tmp_path / "mine.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}])
     cfg = RoundCollectConfig(run=str(make_round_dir(root, 2)), n_pairs=3, min_pairs=1, first_preferences=str(first))
+    write_json(root / "rounds" / "2" / "collect" / "store_round.json", {"round": 2})  # as sample_items left it
     stats = write_pairs(cfg)
     assert (stats["n_pairs"], stats["n_pairs_all"]) == (3, 4)
     new = read_jsonl(root / "rounds" / "2" / "collect" / NEW_PAIRS)
@@ -200,3 +201,23 @@ def test_the_printed_table_shows_the_round_comparison():
     assert rows[2] == ("reward models on round 2's 40 held-out new pairs: round 1's 0.600, vs gold 0.650; "
                        "round 2's 0.750")
     assert _round_rows(None) == [] and _round_rows({"round": 2, "previous": 1}) == []
+
+
+def test_a_new_attempt_at_a_round_takes_a_new_store_round(tmp_path):
+    """Round 2's items from an attempt whose inputs have changed since keep their votes, under
+    their own round number, and are never exported as the new attempt's."""
+    from loop.rounds import RoundCollectConfig, forget_store_round, store_round
+
+    root = tmp_path / "run"
+    _store_with_two_rounds(root / "collect" / "annotations.db").close()  # rounds 1 and 2 exist
+    out = make_round_dir(root, 2) / "collect"
+    out.mkdir()
+    cfg = RoundCollectConfig(run=str(root / "rounds" / "2"), n_pairs=3, min_pairs=1)
+    assert store_round(cfg) == 3 and store_round(cfg) == 3  # kept while the attempt lasts
+    forget_store_round(out, "interrupted")
+    assert store_round(cfg) == 3
+    forget_store_round(out, "stale")
+    assert not (out / "store_round.json").exists()
+    fresh = tmp_path / "fresh"
+    open_store(str(fresh / "collect" / "annotations.db")).close()
+    assert store_round(RoundCollectConfig(run=str(make_round_dir(fresh, 2)), n_pairs=3, min_pairs=1)) == 2
