@@ -211,6 +211,8 @@ class SampledRLFields(LoraFields, RuntimeConfig):
     # inputs and output
     model: str = F("", "base model directory ('' = the run's base)")
     sft: str = F("", "SFT adapter the policy starts from and the reference stays at ('' = <run>/sft)")
+    init: str = F("", "adapter the policy starts from instead ('' = the SFT adapter), e.g. the previous round's "
+                      "policy; the reference stays the SFT adapter, so the KL budget counts from SFT")
     reward: str = F("", "reward model directory ('' = <run>/reward)")
     prompts: str = F("", "training prompts ('' = <run>/data/prompts.jsonl without rows tagged 'eval')")
     out: str = F("", "output directory ('' = <run>/<stage>: <run>/ppo, <run>/rloo)")

@@ -59,6 +59,7 @@ def resolve_paths(cfg: SampledRLFields, stage: str) -> dict[str, Path]:
     run = Path(cfg.run)
     return {"base": Path(cfg.model) if cfg.model else base_dir(run),
             "sft": Path(cfg.sft) if cfg.sft else run / "sft",
+            "init": Path(cfg.init) if cfg.init else Path(cfg.sft) if cfg.sft else run / "sft",
             "reward": Path(cfg.reward) if cfg.reward else run / "reward",
             "prompts": Path(cfg.prompts) if cfg.prompts else run / "data" / "prompts.jsonl",
             "out": Path(cfg.out) if cfg.out else run / stage}
@@ -240,8 +241,11 @@ def run(algo: Algo, cfg: SampledRLFields, reward_fn=None) -> dict:
     out = paths["out"]
     if not (paths["sft"] / "adapter_config.json").exists():
         raise UserError(f"{paths['sft']}: no SFT adapter to start from; train it with `rlhf sft --run {cfg.run}`")
+    if not (paths["init"] / "adapter_config.json").exists():
+        raise UserError(f"--init {paths['init']}: no LoRA adapter here (adapter_config.json missing)")
     out.mkdir(parents=True, exist_ok=True)
-    say(f"{paths['sft']} on {paths['base']} → {out}  ({device_policy.describe()}, "
+    start = f"{paths['init']} (reference {paths['sft']})" if cfg.init else str(paths["sft"])
+    say(f"{start} on {paths['base']} → {out}  ({device_policy.describe()}, "
         f"{accelerator.num_processes} process(es))")
 
     tok = load_tokenizer(paths["base"], **tokenizer_fixes(cfg))
@@ -256,7 +260,7 @@ def run(algo: Algo, cfg: SampledRLFields, reward_fn=None) -> dict:
             say(f"reward model scores normalized: (s - {norm['mean']:.4f}) / {norm['std']:.4f}")
 
     model = build_actor_critic(paths["base"], paths["sft"], tok, device_policy, lora_config(cfg), cfg.seed,
-                               cfg.load_in_4bit, value=algo.value)
+                               cfg.load_in_4bit, value=algo.value, init_path=paths["init"])
     memory, (n_trainable, n_total) = memory_report(model), count_parameters(model)
     say(f"one base + {'3 adapters + value head' if algo.value else '2 adapters'}: {n_trainable:,} trainable of "
         f"{n_total:,} parameters; {memory['ratio_vs_policy_alone']:.3f}x the policy alone's bytes")
@@ -292,7 +296,8 @@ def save_outputs(algo: Algo, cfg, paths: dict, out: Path, model, tok, metrics: d
     write_run_card(
         out, stage=algo.name, cfg=cfg, metrics=metrics, base_model=str(paths["base"]),
         data={"prompts": data_info(paths["prompts"], n_prompts),
-              "sft adapter": data_info(paths["sft"], kind="model")},
+              "sft adapter": data_info(paths["sft"], kind="model"),
+              **({"start adapter": data_info(paths["init"], kind="model")} if cfg.init else {})},
         summary=(f"{algo.describe(cfg)} (KL estimator {cfg.kl_estimator}, β {cfg.kl_coef} "
                  f"{'adaptive' if cfg.adaptive_kl else 'fixed'}). "
                  f"Reward-model score {_num(metrics.get('score_start'))} → {_num(metrics.get('score_end'))} (means "

@@ -128,16 +128,18 @@ class ActorCritic(nn.Module):
 
 
 def build_actor_critic(base_path: str | Path, sft_path: str | Path, tok, device_policy, value_lora,
-                       seed: int = 0, load_in_4bit: bool = False, value: bool = True) -> ActorCritic:
+                       seed: int = 0, load_in_4bit: bool = False, value: bool = True,
+                       init_path: str | Path | None = None) -> ActorCritic:
     """Base (one copy) + the SFT adapter twice (policy, ref) + a fresh value adapter and head
-    (value=False: none, for algorithms without a critic). Gradient checkpointing as the device
-    policy says (see `checkpointing`)."""
+    (value=False: none, for algorithms without a critic). init_path: the policy starts from this
+    adapter instead (a previous round's policy; it must have the SFT adapter's shape), the
+    reference stays SFT. Gradient checkpointing as the device policy says (see `checkpointing`)."""
     from peft import PeftModel
 
     from core.models import load_causal_lm, pin_base_path
 
     base = load_causal_lm(base_path, device_policy, tok, load_in_4bit=load_in_4bit)
-    peft = PeftModel.from_pretrained(base, str(sft_path), adapter_name=POLICY, is_trainable=True)
+    peft = PeftModel.from_pretrained(base, str(init_path or sft_path), adapter_name=POLICY, is_trainable=True)
     peft.load_adapter(str(sft_path), adapter_name=REF, is_trainable=False)
     head = None
     if value:

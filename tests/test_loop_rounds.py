@@ -105,10 +105,11 @@ def test_two_rounds_with_votes_in_the_app(own, tmp_path):  # noqa: F811
     trained = sum(len((r2 / "reward" / f).read_text().splitlines()) for f in ("train.jsonl", "val.jsonl"))
     assert trained == 10
     assert json.loads((r2 / "collect" / "metrics.json").read_text())["policy"] == best
-    # each algorithm continued from its round-1 adapter, which is also its reference
+    # each algorithm continued from its round-1 adapter: DPO's reference too, PPO's and RLOO's stays SFT
     for alg in ("dpo", "ppo", "rloo"):
         config = (r2 / alg / "config.yaml").read_text()
-        assert f"sft: {run / alg}\n" in config, config
+        start = f"sft: {run / alg}\n" if alg == "dpo" else f"init: {run / alg}\n"
+        assert start in config and (alg == "dpo" or "sft: ''" in config), config
         before, after = load_file(run / alg / "adapter_model.safetensors"), load_file(
             r2 / alg / "adapter_model.safetensors")
         assert before.keys() == after.keys() and any(not before[k].equal(after[k]) for k in before)

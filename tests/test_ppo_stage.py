@@ -183,6 +183,35 @@ def test_stage_writes_run_dir_and_policy_adapter_loads(tiny_run, prompts_file, t
     assert policy.active_adapter == "default"
 
 
+def test_init_starts_the_policy_from_another_adapter_and_the_reference_stays_sft(tiny_run, tmp_path):
+    """A later round's PPO and RLOO: the policy from the previous round's adapter (`init`), the
+    reference the SFT adapter."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from core.models import load_tokenizer, lora_config
+    from rl.ppo_model import build_actor_critic
+
+    moved = tmp_path / "previous"
+    shutil.copytree(tiny_run / "sft", moved)
+    sft = load_file(str(tiny_run / "sft" / "adapter_model.safetensors"))
+    save_file({k: v + 0.01 for k, v in sft.items()}, str(moved / "adapter_model.safetensors"))
+    tok = load_tokenizer(tiny_run / "base")
+    ac = build_actor_critic(tiny_run / "base", tiny_run / "sft", tok, _device(), lora_config(_cfg(tiny_run, tmp_path, "x")),
+                            init_path=moved)
+    params = dict(ac.named_parameters())
+    checked = 0
+    for key, value in sft.items():  # "...q_proj.lora_A.weight" -> "...q_proj.lora_A.<adapter>.weight"
+        stem, _, leaf = key.rpartition(".")
+        policy = next(v for n, v in params.items() if n.endswith(f"{stem}.policy.{leaf}"))
+        ref = next(v for n, v in params.items() if n.endswith(f"{stem}.ref.{leaf}"))
+        torch.testing.assert_close(policy.detach(), value + 0.01)
+        torch.testing.assert_close(ref.detach(), value)
+        checked += 1
+    assert checked == len(sft) > 0
+
+
 def test_missing_inputs_are_user_errors(tiny_run, prompts_file, tmp_path):
     from rl.ppo import main
 
@@ -190,6 +219,8 @@ def test_missing_inputs_are_user_errors(tiny_run, prompts_file, tmp_path):
         main(_cfg(tiny_run, tmp_path / "ppo", prompts_file, reward=str(tmp_path / "no_rm")))
     with pytest.raises(UserError, match="rlhf sft"):
         main(_cfg(tiny_run, tmp_path / "ppo", prompts_file, sft=str(tmp_path / "no_sft")), reward_fn=word_reward("a"))
+    with pytest.raises(UserError, match="--init .*no LoRA adapter"):
+        main(_cfg(tiny_run, tmp_path / "ppo", prompts_file, init=str(tmp_path / "none")), reward_fn=word_reward("a"))
     with pytest.raises(UserError, match="kl_estimator"):
         main(_cfg(tiny_run, tmp_path / "ppo", prompts_file, kl_estimator="k9"), reward_fn=word_reward("a"))
 
