@@ -231,7 +231,8 @@ def rounds(m: dict) -> str:
     img = plots.proxy_vs_gold_plot(r.get("proxy_vs_gold") or [])
     if img:
         out += ("<h3>Proxy vs gold, round after round</h3><p class=\"muted\">Each policy's mean gain over "
-                "SFT by its round's reward model (the proxy it trained on) against its gain by gold. A line "
+                "SFT by its round's reward model (the proxy it trained on) against its gain by gold, on sampled "
+                "answers. A line "
                 "that runs right but not up is over-optimizing its reward model.</p>"
                 + _img(img, "gain over SFT by the reward model and by gold, per round"))
     return out
