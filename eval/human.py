@@ -29,6 +29,7 @@ from collect.commands import has_store, store_for
 from collect.store import Item, Vote
 from core.config import UserError
 from core.prompts import prompt_value
+from core.rounds import locate
 from eval.metrics import outcomes, win_rate_with_ci
 from eval.style_control import style_controlled_win_rate
 
@@ -40,10 +41,11 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
-def ab_item_id(a: str, b: str, prompt: str | list[dict]) -> str:
-    """Opaque and deterministic: the same comparison on the same prompt is the same item (a
-    plain prompt is hashed as its text, as it always was)."""
-    return "ab-" + _digest("ab", a, b, prompt_value(prompt))[:24]
+def ab_item_id(a: str, b: str, prompt: str | list[dict], round_no: int = 1) -> str:
+    """Opaque and deterministic: the same comparison on the same prompt in the same round of the
+    loop is the same item (a plain prompt is hashed as its text, and round 1's ids are what they
+    were before rounds existed). A later round's `ppo` is another policy than round 1's."""
+    return "ab-" + _digest("ab", a, b, prompt_value(prompt), *([round_no] if round_no != 1 else []))[:24]
 
 
 def _b_on_side_a(seed: int, item_id: str) -> bool:
@@ -52,7 +54,7 @@ def _b_on_side_a(seed: int, item_id: str) -> bool:
 
 
 def ab_items(a: str, b: str, prompts: list, responses_a: list[str],
-             responses_b: list[str], seed: int = 0) -> list[dict]:
+             responses_b: list[str], seed: int = 0, round_no: int = 1) -> list[dict]:
     """Comparison item rows (collect.assign.validate_item format), one per distinct prompt; a
     prompt is a string or the conversation's messages."""
     if a == b:
@@ -62,14 +64,14 @@ def ab_items(a: str, b: str, prompts: list, responses_a: list[str],
                         f"and {len(responses_b)} of {b!r}")
     items: dict[str, dict] = {}
     for prompt, ra, rb in zip(prompts, responses_a, responses_b):
-        item_id = ab_item_id(a, b, prompt)
+        item_id = ab_item_id(a, b, prompt, round_no)
         sides = [(a, ra if ra.strip() else EMPTY), (b, rb if rb.strip() else EMPTY)]
         if _b_on_side_a(seed, item_id):
             sides.reverse()
         (src_a, text_a), (src_b, text_b) = sides
         items.setdefault(item_id, {"id": item_id, "prompt": prompt, "response_a": text_a,
                                    "response_b": text_b, "source_a": src_a, "source_b": src_b,
-                                   "meta": {AB_KEY: {"a": a, "b": b}, "seed": seed}})
+                                   "meta": {AB_KEY: {"a": a, "b": b, "round": round_no}, "seed": seed}})
     return list(items.values())
 
 
@@ -81,7 +83,7 @@ def send_ab(run: str | Path, a: str, b: str, prompts: list, responses_a: list[st
     Idempotent: an item already stored (same a, b and prompt) is kept as it is. A blank
     response is shown as EMPTY (the store needs text; the annotator should see it failed).
     """
-    items = ab_items(a, b, prompts, responses_a, responses_b, seed)
+    items = ab_items(a, b, prompts, responses_a, responses_b, seed, round_no=locate(run)[1])
     store = store_for(run, db)
     try:
         with store.read() as s:
@@ -92,13 +94,16 @@ def send_ab(run: str | Path, a: str, b: str, prompts: list, responses_a: list[st
         store.close()
 
 
-def _vote_counts(store) -> tuple[dict[tuple[str, str], dict[str, list[float]]], dict[str, tuple[str, str]]]:
-    """{(a, b): {item_id: [votes for a, votes for b]}} over the A/B items' active votes,
-    comparisons in the order their first item was stored; and {item_id: (a's response, b's
-    response)} (a blank response as "", not as the EMPTY shown to annotators)."""
+def _vote_counts(store, round_no: int = 1
+                 ) -> tuple[dict[tuple[str, str], dict[str, list[float]]], dict[str, tuple[str, str]]]:
+    """{(a, b): {item_id: [votes for a, votes for b]}} over the A/B items' active votes (those
+    sent from round `round_no` of the loop, core/rounds.py), comparisons in the order their first
+    item was stored; and {item_id: (a's response, b's response)} (a blank response as "", not as
+    the EMPTY shown to annotators)."""
     with store.read() as s:
         items = {i.id: i for i in s.scalars(select(Item).order_by(Item.created_at, Item.id))
-                 if isinstance(i.meta, dict) and AB_KEY in i.meta}
+                 if isinstance(i.meta, dict) and AB_KEY in i.meta
+                 and i.meta[AB_KEY].get("round", 1) == round_no}
         votes = list(s.scalars(select(Vote).where(Vote.active).order_by(Vote.id)))
     counts: dict[tuple[str, str], dict[str, list[float]]] = {
         (i.meta[AB_KEY]["a"], i.meta[AB_KEY]["b"]): {} for i in items.values()}
@@ -134,7 +139,7 @@ def human_win_rates(run: str | Path, n_boot: int = 1000, seed: int = 0,
         return []
     store = store_for(run, db)
     try:
-        counts, texts = _vote_counts(store)
+        counts, texts = _vote_counts(store, locate(run)[1])
     finally:
         store.close()
     out = []

@@ -75,7 +75,7 @@ def test_send_ab_stores_blind_randomized_items_once(tmp_path):
         k = PROMPTS.index(it.prompt)
         assert {(it.source_a, it.response_a), (it.source_b, it.response_b)} == \
             {("sft", FIRST[k]), ("ppo", SECOND[k])}
-        assert it.meta["ab_test"] == {"a": "sft", "b": "ppo"}
+        assert it.meta["ab_test"] == {"a": "sft", "b": "ppo", "round": 1}
     assert {it.source_a for it in items} == {"sft", "ppo"}  # the side is a per-item coin
     store.close()
 
@@ -171,3 +171,27 @@ def test_annotate_page_in_the_app_is_blind(tmp_path):
     finally:
         app.close()
         store.close()
+
+
+def test_a_later_rounds_ab_items_and_win_rates_are_its_own(tmp_path):
+    """`rlhf eval --to-collect` on round 2's directory (core/rounds.py) stores new items in the
+    run's one store, though the policies have the same names as round 1's, and each round's human
+    win rates count only its own items."""
+    from core.rounds import make_round_dir
+
+    root = tmp_path / "run"
+    db = str(root / "collect" / "annotations.db")
+    second = make_round_dir(root, 2)
+    assert send_ab(root, "sft", "ppo", PROMPTS, FIRST, SECOND, db=db) == 5
+    assert send_ab(second, "sft", "ppo", PROMPTS, FIRST, SECOND, db=db) == 5
+    assert send_ab(second, "sft", "ppo", PROMPTS, FIRST, SECOND, db=db) == 0
+    store = store_for(root, db)
+    _users(store, ANNOTATORS)
+    assert [_vote_all(store, a, k) for k, a in enumerate(ANNOTATORS)] == [10, 10, 10]
+    with store.read() as s:
+        rounds = sorted(i.meta["ab_test"]["round"] for i in s.scalars(select(Item)))
+    store.close()
+    assert rounds == [1] * 5 + [2] * 5
+    for run in (root, second):
+        (entry,) = human_win_rates(run, n_boot=50, db=db)
+        assert (entry["n"], entry["win_rate"]) == (5, 0.6)
