@@ -55,3 +55,16 @@ def rounds_up_to(run: str | Path) -> list[tuple[int, Path]]:
     """[(1, top), (2, top/rounds/2), ..., (k, run)]: the rounds up to and including `run`'s."""
     root, k = locate(run)
     return [(j, round_dir(root, j)) for j in range(1, k + 1)]
+
+
+# <round>/collect/store_round.json: the round number an attempt at round k gave its items in the
+# store (loop/rounds.py store_round); eval reads it to find the round's own pairs.
+STORE_ROUND = "store_round.json"
+
+
+def store_round_of(run: str | Path) -> int:
+    """The store's round number of round `run`'s items (the round itself when none was recorded)."""
+    import json
+
+    marker = Path(run) / "collect" / STORE_ROUND
+    return json.loads(marker.read_text())["round"] if marker.exists() else locate(run)[1]

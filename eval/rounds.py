@@ -23,7 +23,7 @@ import numpy as np
 from core import registry
 from core.io import read_jsonl
 from core.prompts import prompt_text
-from core.rounds import rounds_up_to
+from core.rounds import rounds_up_to, store_round_of
 from eval.metrics import outcomes, win_rate_with_ci
 from eval.style_control import style_controlled_win_rate
 
@@ -87,8 +87,7 @@ def reward_on_new_items(k: int, now: Path, before: Path, scorer, judge, device) 
     val, train = now / "reward" / "val.jsonl", now / "reward" / "train.jsonl"
     if scorer is None or not val.exists() or not (before / "reward").exists():
         return None
-    marker = now / "collect" / "store_round.json"  # the round number the store gave round k's items
-    number = json.loads(marker.read_text())["round"] if marker.exists() else k
+    number = store_round_of(now)  # the round number the store gave round k's items
     heldout = [r for r in read_jsonl(val) if r.get("round") == number]
     every = heldout + [r for r in read_jsonl(train) if r.get("round") == number] if train.exists() else heldout
     previous = load_scorer(before / "reward", device=device)

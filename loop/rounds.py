@@ -32,7 +32,7 @@ from typing import Callable
 from core import registry
 from core.config import UserError
 from core.io import read_jsonl, write_json, write_jsonl
-from core.rounds import locate, round_dir
+from core.rounds import STORE_ROUND, locate, round_dir
 
 from .collect import AwaitingVotes, CollectConfig, count_pairs, waiting_message
 
@@ -51,9 +51,6 @@ class RoundCollectConfig(CollectConfig):
 def store_url(root: Path, db: str) -> str:
     """The run's one annotation store: db, else round 1's SQLite file."""
     return db or str(root / "collect" / "annotations.db")
-
-
-STORE_ROUND = "store_round.json"  # in <round>/collect: the store's round number of this attempt
 
 
 def store_round(cfg: RoundCollectConfig) -> int:
@@ -128,14 +125,14 @@ def sample_items(cfg: RoundCollectConfig) -> dict:
     prev = round_dir(root, k - 1)
     best = best_policy(prev, cfg.policy)
     against = rivals(root, k)
-    per_rival = max(1, cfg.n_pairs // len(against))
+    per_rival, number = max(1, cfg.n_pairs // len(against)), store_round(cfg)
     for other in against:
         generate_pairs(prev, policy=best, vs=other, n=per_rival, temperature=cfg.temperature, top_p=cfg.top_p,
                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed + k,
                        device=cfg.device, threads=cfg.threads,
                        tokenizer_fixes={"eos_token": cfg.eos_token, "chat_template": cfg.chat_template},
-                       db=store_url(root, cfg.db), round_no=store_round(cfg))
-    return {"round": k, "store_round": store_round(cfg), "policy": best, "from_round": k - 1, "vs": against}
+                       db=store_url(root, cfg.db), round_no=number)
+    return {"round": k, "store_round": number, "policy": best, "from_round": k - 1, "vs": against}
 
 
 def previous_pairs(cfg: RoundCollectConfig) -> Path:
