@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = all")
+    p.add_argument("--workers", type=int, default=1,
+                   help="single-thread processes that share the sampling on the CPU, 0 = one per thread (pays "
+                        "with a small model; the same pairs either way)")
     p.add_argument("--round", type=int, default=1,
                    help="the annotation round these items belong to (default 1)")
     p.add_argument("--candidates", type=int, default=2,
@@ -195,7 +198,7 @@ def dispatch(args) -> int:
                        temperature=args.temperature, top_p=args.top_p,
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                        seed=args.seed, device=args.device, threads=args.threads, db=args.db,
-                       candidates=args.candidates, round_no=args.round)
+                       candidates=args.candidates, round_no=args.round, workers=args.workers)
     elif args.command == "import":
         commands.import_items(args.run, args.file, db=args.db)
     elif args.command == "export":

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from tqdm import tqdm
 
 from core.config import UserError
+from core.forked import auto_workers, balance, fork_map
 from core.records import read_prompts
 
 from .assign import add_items
@@ -110,11 +111,13 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
                    temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 96,
                    batch_size: int = 32, seed: int = 0, device: str = "auto",
                    threads: int = 0, tokenizer_fixes: dict | None = None,
-                   db: str | None = None, candidates: int = 2, round_no: int = 1) -> int:
+                   db: str | None = None, candidates: int = 2, round_no: int = 1, workers: int = 1) -> int:
     """Sample and store up to n pairs; returns how many items this call stored.
     device and threads as in core.device (threads 0 = every core); db: the store's URL
     (default <run>/collect/annotations.db); candidates: samples per prompt to pick the pair
-    from (one policy only); round_no: the annotation round the items belong to."""
+    from (one policy only); round_no: the annotation round the items belong to; workers: single-thread
+    processes that share the sampling on the CPU, 0 = one per thread (core/forked.py; the same pairs
+    either way)."""
     run = Path(run)
     other = vs or policy
     if other == policy and temperature <= 0:
@@ -123,6 +126,8 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
     if candidates < 2 or (candidates > 2 and other != policy):
         raise UserError(f"--candidates {candidates}: must be 2, or more when one policy is "
                         "sampled (an A/B test compares one sample of each policy)")
+    if workers < 0:
+        raise UserError(f"--workers {workers}: must be 0 (one per thread) or more")
     prompts = pref_prompts(run / "data" / "prompts.jsonl", n)
     store = store_for(run, db)
     try:
@@ -138,15 +143,27 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
             # Batches over all n prompts, not just the missing ones: a prompt's samples then
             # depend only on its place in the list, so a re-run reproduces them (the
             # identical pairs it skipped stay identical) and stores nothing twice.
+            batches = [(start, prompts[start:start + batch_size]) for start in range(0, len(prompts), batch_size)]
+            batches = [(start, b) for start, b in batches
+                       if any(item_id(policy, other, p["id"], round_no) not in stored for p in b)]
+
+            def sample(job):
+                start, batch = job
+                return _sample_pair(model, tok, policy, other, batch, seed + start, gen, candidates)
+
+            # With workers > 1 the batches are dealt to forked single-thread processes
+            # (core/forked.py; not on CUDA). Each batch keeps its seed and the items are stored here, in batch order, so the
+            # store ends up the same either way.
+            on_cpu = next(model.parameters()).device.type == "cpu"
+            chunks = balance(batches, (workers or auto_workers(threads)) if on_cpu else 1, lambda job: len(job[1]))
+            ready, order = {}, [start for start, _ in batches]
             with tqdm(total=len(todo), unit="prompt", desc=f"{policy} vs {other}") as bar:
-                for start in range(0, len(prompts), batch_size):
-                    batch = prompts[start:start + batch_size]
-                    missing = [p for p in batch if item_id(policy, other, p["id"], round_no) not in stored]
-                    if not missing:
-                        continue
-                    _pairs_for_batch(store, model, tok, policy, other, batch, stored,
-                                     seed + start, gen, meta, counts, candidates)
-                    bar.update(len(missing))
+                for (start, batch), pair in fork_map(sample, chunks):
+                    ready[start] = (batch, pair)
+                    bar.update(sum(item_id(policy, other, p["id"], round_no) not in stored for p in batch))
+                    while order and order[0] in ready:
+                        batch, (first, second) = ready.pop(order.pop(0))
+                        _store_pairs(store, batch, first, second, stored, policy, other, meta, counts)
     finally:
         store.close()
     print(f"stored {counts['stored']} items ({policy} vs {other}) from {len(prompts)} prompts; "
@@ -155,21 +172,25 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
     return counts["stored"]
 
 
-def _pairs_for_batch(store, model, tok, policy: str, other: str, batch: list[dict],
-                     stored: set[str], seed: int, gen: dict, meta: dict, counts: dict,
-                     candidates: int = 2) -> None:
+def _sample_pair(model, tok, policy: str, other: str, batch: list[dict], seed: int, gen: dict,
+                 candidates: int = 2) -> tuple[list[str], list[str]]:
+    """The two responses of each prompt of a batch: one sample of each policy, or the most different
+    two of `candidates` samples of one."""
     prompts = [p["prompt"] for p in batch]  # message lists: system prompt and earlier turns too
     # Different seeds for every sample: two close policies (a later round's policy and the one it
     # continued) sampled with one seed would often give the same text twice.
     first = _sample(model, tok, policy, prompts, seed, gen)
     if other != policy:
-        second = _sample(model, tok, other, prompts, seed + 1_000_003, gen)
-    else:
-        samples = [first] + [_sample(model, tok, policy, prompts, seed + k * 1_000_003, gen)
-                             for k in range(1, candidates)]
-        picks = [most_different_pair(list(row)) for row in zip(*samples)]
-        first, second = ([samples[pick[side]][n] for n, pick in enumerate(picks)]
-                         for side in (0, 1))
+        return first, _sample(model, tok, other, prompts, seed + 1_000_003, gen)
+    samples = [first] + [_sample(model, tok, policy, prompts, seed + k * 1_000_003, gen)
+                         for k in range(1, candidates)]
+    picks = [most_different_pair(list(row)) for row in zip(*samples)]
+    first, second = ([samples[pick[side]][n] for n, pick in enumerate(picks)] for side in (0, 1))
+    return first, second
+
+
+def _store_pairs(store, batch: list[dict], first: list[str], second: list[str], stored: set[str], policy: str,
+                 other: str, meta: dict, counts: dict) -> None:
     items = []
     for p, a, b in zip(batch, first, second):
         key = item_id(policy, other, p["id"], meta["round"])

@@ -285,6 +285,9 @@ class EvalConfig(RuntimeConfig):
     max_new_tokens: int = F(256, "response length limit")
     top_p: float = F(1.0, "nucleus sampling threshold of the sampled comparison")
     batch_size: int = F(32, "prompts per generation batch")
+    workers: int = F(1, "single-thread processes that share the answering on the CPU (the same answers): pays with "
+                        "a small model, whose matrix products cannot keep several cores busy; 0 = one per thread "
+                        "(--threads, or every core); CUDA always uses 1")
     n_bootstrap: int = F(1000, "bootstrap resamples (over prompts) for win-rate intervals")
     serving_temperature: float = F(0.7, "the sampled comparison's temperature (0 = greedy only)")
     redteam_samples: int = F(4, "sampled answers per red-team prompt at the serving temperature, beside the greedy "

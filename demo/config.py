@@ -58,6 +58,8 @@ class SimulatedRoundConfig(RuntimeConfig):
     candidates: int = F(2, "samples per prompt; the two most different become the pair")
     max_new_tokens: int = F(64, "response length limit")
     batch_size: int = F(128, "prompts per generation batch (on CPU, 128 generated 1.4x faster than 32)")
+    workers: int = F(1, "single-thread processes that share the sampling on the CPU, 0 = one per thread "
+                        "(collect/generate.py); the same pairs either way")
     annotators: int = F(5, "simulated annotators")
     careless: int = F(1, "of which answer at random (the agreement checks should catch them)")
     overlap: int = F(3, "annotators per item")
@@ -76,6 +78,8 @@ class DemoConfig(RuntimeConfig):
                        "(<run>/rounds/2/, loop/rounds.py)")
     round_policy: str = F("auto", "the policy whose samples a later round's items carry (auto: by the reward "
                                   "model's win rate over SFT; or dpo, ppo, rloo)")
+    jobs: int = F(0, "stages that do not read each other's outputs run side by side (reward with DPO, PPO with "
+                     "RLOO), sharing the CPU threads; 0 = auto (2 on a CPU with 2+ cores), 1 = one at a time")
     base_config: str = F("", "YAML for the base stage ('' = built-in defaults)")
     sft_config: str = F("", "YAML for the sft stage ('' = built-in defaults)")
     collect_config: str = F("", "YAML for the simulated annotation round ('' = built-in defaults)")

@@ -26,13 +26,14 @@ GUIDELINES = Path(__file__).with_name("guidelines.md")  # what the shop asks of 
 from loop.config import STAGE_NAMES, LoopConfig, stage_names
 from loop.rounds import RoundCollectConfig, store_url
 from loop.run import Hooks, eval_results, last_round, plan as loop_plan, run_stages, stage_configs
+from loop.parallel import resolve_jobs
 from loop.runner import Stage, move_aside
 from core.rounds import locate, round_dir
 
 ORDER = STAGES  # one round's stages
 
 # a later round's items are sampled with the round's own settings (the simulated round's, below)
-ROUND_ITEM_KEYS = ("n_pairs", "temperature", "top_p", "max_new_tokens", "batch_size")
+ROUND_ITEM_KEYS = ("n_pairs", "temperature", "top_p", "max_new_tokens", "batch_size", "workers")
 
 
 def order(rounds: int) -> tuple[str, ...]:
@@ -62,7 +63,7 @@ def collect_main(cfg: SimulatedRoundConfig) -> dict:
     run = Path(cfg.run)
     generate_pairs(run, policy="sft", n=cfg.n_pairs, temperature=cfg.temperature, top_p=cfg.top_p,
                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device,
-                   threads=cfg.threads, candidates=cfg.candidates)
+                   threads=cfg.threads, candidates=cfg.candidates, workers=cfg.workers)
     # The shop's guidelines for this round: `rlhf collect serve --run R` shows them to people.
     shutil.copyfile(GUIDELINES, commands.guidelines_path(run))
     sim = simulate_run(run, n_annotators=cfg.annotators, careless=cfg.careless, seed=cfg.seed,
@@ -156,6 +157,8 @@ def plan(cfg: DemoConfig) -> list[Stage]:
 def main(cfg: DemoConfig) -> dict:
     if cfg.rounds < 1:
         raise UserError(f"--rounds {cfg.rounds}: must be at least 1")
+    if cfg.jobs < 0:
+        raise UserError(f"--jobs {cfg.jobs}: must be 0 (auto) or more")
     if cfg.until and cfg.until not in order(cfg.rounds):
         raise UserError(f"--until {cfg.until!r}: not a stage (one of {', '.join(STAGES)}"
                         + (f", or NAME@K for K in 2..{cfg.rounds}" if cfg.rounds > 1 else "") + ")")
@@ -163,7 +166,8 @@ def main(cfg: DemoConfig) -> dict:
     stages = plan(cfg)
     if cfg.fresh and run.exists():
         shutil.rmtree(run)
-    timings = run_stages(stages, cfg.until, run / "demo_timings.json", prefix="demo")
+    timings = run_stages(stages, cfg.until, run / "demo_timings.json", prefix="demo",
+                         jobs=resolve_jobs(cfg.jobs, cfg.device, cfg.threads))
     result = {"timings": timings}
     last = last_round(timings)
     if last:

@@ -24,8 +24,12 @@ TINY = {
     # second epoch: an iteration costs less than PPO's (bench/ppo_throughput.py)
     "rloo": {"max_steps": 100, "batch_size": 4, "num_generations": 4, "mini_batch_size": 8, "max_new_tokens": 64,
              "lora_dropout": 0.0},
-    # 128 prompts per batch generated 1.4x faster than 32 on the CPU
-    "eval": {"max_new_tokens": 96, "batch_size": 128},
+    # 128 prompts per batch generated 1.4x faster than 32 on the CPU; one single-thread process per
+    # core (workers 0): two answered in 117 s what one with two threads did in 157
+    # (bench/parallel_stages.py)
+    "eval": {"max_new_tokens": 96, "batch_size": 128, "workers": 0},
+    # the same for the annotation round's sampling
+    "collect": {"workers": 0},
 }
 
 # The full demo's sizes on top of TINY (the 15-minute budget on 2 cores).

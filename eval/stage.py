@@ -26,6 +26,7 @@ import numpy as np
 from core import registry
 from core.config import EvalConfig, UserError, tokenizer_fixes
 from core.device import policy_from_config
+from core.forked import auto_workers, balance, fork_map
 from core.generation import generate
 from core.io import read_jsonl, write_jsonl
 from core.judge import Judge
@@ -103,6 +104,41 @@ def _sample_set(model, tok, name, prompts, gen, temperature, scorer, judge, seed
     return rows
 
 
+def generate_all(model, tok, names, prompts, red, cfg: EvalConfig, gen: dict, k: int, scorer, judge):
+    """Every policy's answers and verdicts: held-out greedy and sampled, red-team greedy and k sampled
+    per prompt; (results, red_rows, red_sampled), each keyed by policy, with a progress bar in answers.
+    With cfg.workers > 1 on the CPU, forked single-thread processes share the (policy, set) pieces
+    (core/forked.py): every piece has its own seed, so the answers are the same either way."""
+    from tqdm.auto import tqdm
+
+    sets = {"greedy": (prompts, 0.0), "red": (red, 0.0)}
+    if cfg.serving_temperature > 0:
+        sets["sampled"] = (prompts, cfg.serving_temperature)
+        if red and k:
+            sets["red_sampled"] = (redteam.repeat(red, k), cfg.serving_temperature)
+    units = [(name, key) for name in names for key in sets]
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    workers = (cfg.workers or auto_workers(cfg.threads)) if on_cpu else 1  # never forked with CUDA (core/forked.py)
+    chunks = balance(units, workers, lambda u: len(sets[u[1]][0]))
+
+    def answer(unit):
+        ps, temperature = sets[unit[1]]
+        return _sample_set(model, tok, unit[0], ps, gen, temperature, scorer, judge, cfg.seed)
+
+    done: dict[tuple[str, str], dict] = {}
+    with tqdm(total=sum(len(sets[key][0]) for _, key in units), unit="answer", desc="eval",
+              dynamic_ncols=True) as bar:
+        for (name, key), rows in fork_map(answer, chunks):
+            done[name, key] = rows
+            bar.set_postfix_str(f"{name} {key.replace('_', ' ')}")
+            bar.update(len(sets[key][0]))
+    results = {name: {d: done[name, d] for d in ("greedy", "sampled") if (name, d) in done} for name in names}
+    red_rows = {name: done[name, "red"] for name in names}
+    # greedy decoding hides a minority of harmful answers: k samples per prompt (eval/redteam.py)
+    red_sampled = {name: done[name, "red_sampled"] for name in names if (name, "red_sampled") in done}
+    return results, red_rows, red_sampled
+
+
 def _summary(rows: dict, use_gold: bool) -> dict:
     rm = [s for s in rows["rm_score"] if s is not None]
     out = {"eos_rate": float(np.mean(rows["eos"])) if rows["eos"] else float("nan"),
@@ -150,6 +186,8 @@ def _perplexities(cfg: EvalConfig, model, tok, names) -> dict[str, dict]:
 
 def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     run = Path(cfg.run)
+    if cfg.workers < 0:
+        raise UserError(f"--workers must be >= 0 (0 = one per thread), got {cfg.workers}")
     rules = safety.load_rules(cfg.safety_rules or None)  # a bad rules file stops the run before sampling
     names = _policies(cfg)
     prompts, red = load_eval_prompts(cfg)
@@ -167,16 +205,7 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
                             {n: p for n, p in names.items() if p is not None})
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
     k = cfg.redteam_samples if cfg.serving_temperature > 0 else 0
-    results, red_rows, red_sampled = {}, {}, {}
-    for name in names:
-        results[name] = {"greedy": _sample_set(model, tok, name, prompts, gen, 0.0, scorer, judge, cfg.seed)}
-        if cfg.serving_temperature > 0:
-            results[name]["sampled"] = _sample_set(model, tok, name, prompts, gen, cfg.serving_temperature,
-                                                   scorer, judge, cfg.seed)
-        red_rows[name] = _sample_set(model, tok, name, red, gen, 0.0, scorer, judge, cfg.seed)
-        if red and k:  # greedy decoding hides a minority of harmful answers: k samples per prompt, one batch run
-            red_sampled[name] = _sample_set(model, tok, name, redteam.repeat(red, k), gen, cfg.serving_temperature,
-                                            scorer, judge, cfg.seed)
+    results, red_rows, red_sampled = generate_all(model, tok, names, prompts, red, cfg, gen, k, scorer, judge)
     safety_rates, safety_summary = redteam.audit(cfg, rules, red, red_rows, red_sampled, k, use_gold)
     ppl = _perplexities(cfg, model, tok, names)
 

@@ -34,6 +34,7 @@ class CollectConfig:
     top_p: float = 0.95
     max_new_tokens: int = 256
     batch_size: int = 32
+    workers: int = 1  # single-thread processes that share the sampling on the CPU (collect/generate.py)
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -84,7 +85,7 @@ def collect_from_people(cfg: CollectConfig, argv: list[str] | None = None) -> di
                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
                    device=cfg.device, threads=cfg.threads,
                    tokenizer_fixes={"eos_token": cfg.eos_token, "chat_template": cfg.chat_template},
-                   db=cfg.db or None)
+                   db=cfg.db or None, workers=cfg.workers)
     n_pairs, stats = count_pairs(run, cfg.min_votes, cfg.db)
     if n_pairs < cfg.min_pairs:
         raise AwaitingVotes(waiting_message(run, n_pairs, stats, cfg.min_pairs, argv, cfg.db))

@@ -39,6 +39,9 @@ class LoopConfig(RuntimeConfig):
     round_policy: str = F("auto", "the policy whose samples a later round's items carry: auto = the previous "
                                   "round's RL policy with the highest win rate over SFT by people's A/B votes, "
                                   f"else by the reward model; or one of {', '.join(registry.names())}")
+    jobs: int = F(1, "stages that do not read each other's outputs run side by side, this many at once (reward "
+                     "with DPO, PPO with RLOO), sharing the CPU threads; pays on a CPU with a small model; "
+                     "0 = auto (2 on a CPU with 2+ cores); CUDA runs one at a time")
     eval_fraction: float = F(0.1, "share of the prompts held out for evaluation (never trained on)")
     max_eval_prompts: int = F(200, "at most this many held-out eval prompts")
     n_pairs: int = F(500, "comparison items sampled from the SFT policy for the annotators")

@@ -131,7 +131,7 @@ def sample_items(cfg: RoundCollectConfig) -> dict:
                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed + k,
                        device=cfg.device, threads=cfg.threads,
                        tokenizer_fixes={"eos_token": cfg.eos_token, "chat_template": cfg.chat_template},
-                       db=store_url(root, cfg.db), round_no=number)
+                       db=store_url(root, cfg.db), round_no=number, workers=cfg.workers)
     return {"round": k, "store_round": number, "policy": best, "from_round": k - 1, "vs": against}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,7 @@ from .config import STAGE_NAMES, LoopConfig, stage_names
 from .prompts import write_tagged_prompts
 from .rounds import (ALL_PAIRS, NEW_PAIRS, RoundCollectConfig, collect_round, forget_store_round, people_votes,
                      round_configs)
+from .parallel import groups, resolve_jobs, run_group
 from .runner import Stage, move_aside, run_stage
 
 
@@ -58,6 +60,8 @@ def check(cfg: LoopConfig) -> None:
             raise UserError(f"--{key} {value}: file not found")
     if cfg.rounds < 1:
         raise ConfigError(f"--rounds {cfg.rounds}: must be at least 1")
+    if cfg.jobs < 0:
+        raise ConfigError(f"--jobs {cfg.jobs}: must be 0 (auto) or more")
     if cfg.round_policy not in ("auto", *registry.names()):
         raise ConfigError(f"--round_policy {cfg.round_policy!r}: must be auto or one of {', '.join(registry.names())}")
     if cfg.until and cfg.until not in stage_names(cfg.rounds):
@@ -215,16 +219,21 @@ def _eval_main(c, judge=None):
     return main(c, judge=judge)
 
 
-def run_stages(stages: list[Stage], until: str, timings_file: Path, prefix: str = "loop") -> dict:
+def run_stages(stages: list[Stage], until: str, timings_file: Path, prefix: str = "loop", jobs: int = 1) -> dict:
+    """Run `stages` in order up to `until`; with jobs > 1, stages that do not read each other's outputs
+    side by side, one thread each (loop/parallel.py)."""
     timings: dict[str, float] = {}
-    for stage in stages:
-        seconds = run_stage(stage, prefix)
-        timings[stage.name] = 0.0 if seconds is None else seconds
-        write_json(timings_file, {"stage_seconds": timings})
-        if stage.name == until:
-            break
+    t0 = time.time()
+    for group in groups(stages, jobs, until):
+        if len(group) == 1:
+            seconds = {group[0].name: run_stage(group[0], prefix)}
+        else:
+            seconds = run_group(group, prefix)
+        timings.update({name: 0.0 if s is None else s for name, s in seconds.items()})
+        write_json(timings_file, {"stage_seconds": timings, "wall_seconds": round(time.time() - t0, 1),
+                                  "jobs": jobs})
     print(f"\n[{prefix}] stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
-          + f"; total {sum(timings.values()):.0f}")
+          + f"; total {time.time() - t0:.0f}" + (" (stages side by side overlap)" if jobs > 1 else ""))
     return timings
 
 
@@ -253,7 +262,8 @@ def main(cfg: LoopConfig, argv: list[str] | None = None) -> dict:
           f"→ {info['path']}")
     write_json(run / "loop.json", {"config": to_dict(cfg), "prompts": info})
     try:
-        timings = run_stages(plan(cfg, configs, argv=argv), cfg.until, run / "loop_timings.json")
+        timings = run_stages(plan(cfg, configs, argv=argv), cfg.until, run / "loop_timings.json",
+                             jobs=resolve_jobs(cfg.jobs, cfg.device, cfg.threads))
     except AwaitingVotes as waiting:
         print(str(waiting))
         return {"status": "awaiting_votes"}

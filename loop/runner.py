@@ -55,8 +55,9 @@ def portable(cfg: Any) -> Any:
     return replace(cfg, **changes)
 
 
-def run_stage(stage: Stage, prefix: str = "loop") -> float | None:
-    """Run `stage` unless it is up to date; returns its wall seconds (None when skipped)."""
+def prepare(stage: Stage, prefix: str = "loop") -> tuple[Any, str] | None:
+    """(the config to run with, its fingerprint), with the stage marked running; None when it is
+    up to date. A resumable stage interrupted under the same fingerprint resumes."""
     cfg = stage.cfg
     inputs = stage.inputs() if callable(stage.inputs) else stage.inputs
     fp = fingerprint(portable(cfg), inputs)
@@ -74,6 +75,15 @@ def run_stage(stage: Stage, prefix: str = "loop") -> float | None:
             stage.on_fresh(stage.out, status)
         print(f"[{prefix}] {stage.name}: running")
     mark_stage(stage.out, fp, "running")
+    return cfg, fp
+
+
+def run_stage(stage: Stage, prefix: str = "loop") -> float | None:
+    """Run `stage` unless it is up to date; returns its wall seconds (None when skipped)."""
+    ready = prepare(stage, prefix)
+    if ready is None:
+        return None
+    cfg, fp = ready
     t0 = time.time()
     stage.fn(cfg)
     mark_stage(stage.out, fp, "done")

@@ -164,3 +164,19 @@ def test_conversation_prompts_keep_their_messages(run):
         assert it.meta[PROMPT_MESSAGES] == conv(k)
         assert it.prompt == (f"System: Answer in one line.\n\nUser: Open on day {k}?\n\nAssistant: Yes.\n\n"
                              "User: Until when?")
+
+
+def test_two_workers_store_the_same_pairs_in_the_same_order(run, tmp_path):
+    """Batches dealt to two forked processes keep their seeds and are stored in batch order."""
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    gen = dict(GEN, threads=2, batch_size=2)
+    generate_pairs(run, policy="sft", n=6, candidates=3, **gen)
+    generate_pairs(other, policy="sft", n=6, candidates=3, workers=2, **gen)
+
+    def stored(r):
+        return [(it.id, it.response_a, it.response_b) for it in sorted(items(r), key=lambda it: it.meta["at"])]
+
+    assert stored(other) == stored(run) and len(stored(run)) >= 2
+    with pytest.raises(UserError, match=r"--workers -1: must be 0 \(one per thread\) or more"):
+        generate_pairs(run, policy="sft", n=2, workers=-1, **GEN)
