@@ -24,6 +24,7 @@ import traceback
 from dataclasses import fields, replace
 from pathlib import Path
 
+from core.config import UserError
 from core.runcard import mark_stage
 
 from .runner import Stage, prepare
@@ -91,7 +92,8 @@ def _child(stage: Stage, cfg, log: Path, conn) -> None:
     try:
         stage.fn(cfg)
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
-        traceback.print_exc()
+        if not isinstance(e, (UserError, KeyboardInterrupt)):  # a user's mistake is one line, said by the parent
+            traceback.print_exc()
         error = e
     sys.stdout.flush()
     sys.stderr.flush()
@@ -100,6 +102,17 @@ def _child(stage: Stage, cfg, log: Path, conn) -> None:
     except Exception:  # noqa: BLE001 - an exception that does not pickle goes back as its text
         conn.send(RuntimeError(f"{stage.name}: {type(error).__name__}: {error}"))
     conn.close()
+
+
+def _outcome(recv, proc, crashed: str) -> BaseException | None:
+    """The child's exception (None when it finished), or a RuntimeError when it died without a word."""
+    try:
+        if recv.poll(0.1):
+            return recv.recv()
+    except EOFError:
+        pass
+    proc.join()
+    return RuntimeError(crashed.format(proc.exitcode))
 
 
 def last_bar(log: Path) -> str:
@@ -158,13 +171,9 @@ def run_group(group: list[Stage], prefix: str) -> dict[str, float | None]:
     try:
         while running:
             for name, (st, proc, recv) in list(running.items()):
-                if not recv.poll(0.5):
-                    if proc.is_alive():
-                        continue
-                    error = RuntimeError(f"{name}: the stage's process ended with code {proc.exitcode} "
-                                         f"(see {log_path(st)})")
-                else:
-                    error = recv.recv()
+                if not recv.poll(0.5) and proc.is_alive():
+                    continue
+                error = _outcome(recv, proc, f"{name}: the stage's process ended with code {{}} (see {log_path(st)})")
                 proc.join()
                 del running[name]
                 seconds[name] = round(time.time() - t0, 1)

@@ -111,6 +111,19 @@ def test_a_failing_stage_is_raised_after_the_other_finishes(tmp_path, capsys):
     assert run_stage(slow, "test") is None  # the stage that worked is kept as done
     out = capsys.readouterr().out
     assert "[b] checking" in out and "a: done in" in out
+    assert "Traceback" not in out  # a user's mistake: the one line the command prints, no traceback
+
+
+def _dies(cfg):
+    os._exit(3)  # killed without a word (as the out-of-memory killer would)
+
+
+def test_a_stage_whose_process_dies_is_reported_with_its_exit_code(tmp_path):
+    (tmp_path / "data.txt").write_text("rows")
+    (tmp_path / "b.here").write_text("so that a does not wait")
+    dead = _stage(tmp_path, "b", _dies)
+    with pytest.raises(RuntimeError, match=r"b: the stage's process ended with code 3 \(see .*b\.console\.log\)"):
+        run_group([_stage(tmp_path, "a", _meet), dead], "test")
 
 
 def test_a_group_with_one_stage_to_run_runs_it_here(tmp_path):
