@@ -3,7 +3,7 @@ thread each, loop/parallel.py), and eval's answering in one process against --ev
 single-thread ones (core/forked.py), on a copy of a finished demo run: wall seconds of each way and their
 ratio, in one process, the same day, the same stage configs.
 
-    python bench/parallel_stages.py --run runs/demo [--groups reward,dpo ppo,rloo] [--eval_workers 2]
+    python bench/parallel_stages.py --run runs/demo [--groups reward,dpo,ppo,rloo] [--eval_workers 2]
                                     [--repeats 1]
 
 Each repeat runs every group both ways, alternating which way goes first, each time from the
@@ -56,7 +56,8 @@ def bench_eval(stage, args) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default="runs/demo", help="a finished demo run (copied; never changed)")
-    ap.add_argument("--groups", nargs="*", default=["reward,dpo", "ppo,rloo"], help="stages to run side by side")
+    ap.add_argument("--groups", nargs="*", default=["reward,dpo,ppo,rloo"],
+                    help="stages to run one at a time, then scheduled two at a time (loop/parallel.py)")
     ap.add_argument("--eval_workers", type=int, default=2, help="eval's processes against 1 (0 = skip eval)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="the serial way's threads (0 = all cores); side by side, "
@@ -65,7 +66,7 @@ def main():
     from core.config import load_config
     from demo.config import DemoConfig
     from demo.pipeline import plan
-    from loop.parallel import run_group
+    from loop.parallel import run_scheduled
     from loop.runner import run_stage
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +87,7 @@ def main():
                     (s.out / "inputs.json").unlink()  # not up to date: the stage runs again
 
             ways = {"serial": lambda: [run_stage(s, "bench") for s in group],
-                    "side_by_side": lambda: run_group(group, "bench")}
+                    "side_by_side": lambda: run_scheduled(group, "bench", jobs=2)}
             seconds: dict[str, list[float]] = {w: [] for w in ways}
             for r in range(args.repeats):
                 for way in (list(ways) if r % 2 == 0 else list(ways)[::-1]):

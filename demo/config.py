@@ -78,8 +78,9 @@ class DemoConfig(RuntimeConfig):
                        "(<run>/rounds/2/, loop/rounds.py)")
     round_policy: str = F("auto", "the policy whose samples a later round's items carry (auto: by the reward "
                                   "model's win rate over SFT; or dpo, ppo, rloo)")
-    jobs: int = F(0, "stages that do not read each other's outputs run side by side (reward with DPO, PPO with "
-                     "RLOO), sharing the CPU threads; 0 = auto (2 on a CPU with 2+ cores), 1 = one at a time")
+    jobs: int = F(0, "stages that do not read each other's outputs run side by side (DPO beside the reward "
+                     "model, then PPO and RLOO), one thread each; 0 = auto (2 when the run has 2+ threads), "
+                     "1 = one at a time")
     base_config: str = F("", "YAML for the base stage ('' = built-in defaults)")
     sft_config: str = F("", "YAML for the sft stage ('' = built-in defaults)")
     collect_config: str = F("", "YAML for the simulated annotation round ('' = built-in defaults)")

@@ -39,9 +39,9 @@ class LoopConfig(RuntimeConfig):
     round_policy: str = F("auto", "the policy whose samples a later round's items carry: auto = the previous "
                                   "round's RL policy with the highest win rate over SFT by people's A/B votes, "
                                   f"else by the reward model; or one of {', '.join(registry.names())}")
-    jobs: int = F(1, "stages that do not read each other's outputs run side by side, this many at once (reward "
-                     "with DPO, PPO with RLOO), sharing the CPU threads; pays on a CPU with a small model; "
-                     "0 = auto (2 on a CPU with 2+ cores); CUDA runs one at a time")
+    jobs: int = F(1, "stages that do not read each other's outputs run side by side, this many at once (DPO "
+                     "beside the reward model, then PPO and RLOO), one thread each; pays on a CPU with a small "
+                     "model; 0 = auto (2 when the run has 2+ threads); CUDA runs one at a time")
     eval_fraction: float = F(0.1, "share of the prompts held out for evaluation (never trained on)")
     max_eval_prompts: int = F(200, "at most this many held-out eval prompts")
     n_pairs: int = F(500, "comparison items sampled from the SFT policy for the annotators")
@@ -53,3 +53,5 @@ class LoopConfig(RuntimeConfig):
                               "the policy's own weights)")
     stages: dict = F({}, "per-stage options: {sft: {...}, collect: {...}, reward: {...}, dpo: {...}, ppo: {...}, "
                          "rloo: {...}, eval: {...}} with each stage's own keys (`rlhf STAGE --help`)")
+    round_stages: dict = F({}, "options for rounds 2 and later only, over `stages`: {reward: {length_covariate: "
+                               "false}, ppo: {max_steps: 20}} (each stage's own keys)")

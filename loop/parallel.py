@@ -1,12 +1,15 @@
 """Stages side by side: a loop's stages that do not read each other's outputs run at once.
 
-After the reward model, DPO does not need it, and PPO and RLOO need the reward model but not each
-other, so a round runs as sft → collect → (reward ‖ dpo) → (ppo ‖ rloo) → eval. A stage joins the
-group of the stages before it when none of its input files lies in their output directories
-(`groups`). Each stage of a group runs in a forked process with one torch thread (core/forked.py
-says why one) and its output in `<out>.console.log` beside its directory; the parent prints what
-the stages' progress bars say every `PROGRESS_EVERY` seconds, and their other lines when they end.
-A group with one stage left to run (the others up to date) runs it here, as usual.
+DPO does not need the reward model, and PPO and RLOO need it but not DPO or each other. So with
+`jobs` 2, DPO starts beside the reward model, PPO starts as soon as the reward model is done (beside
+DPO), and RLOO as soon as a place is free (`run_scheduled`). Stages start in their order, each when
+fewer than `jobs` are running and none of its input files lies in a running stage's output
+directory (`independent`).
+
+A stage that must run alone (the next stage reads its output) runs here with all its threads, as
+usual. The others run in forked processes with one torch thread each (core/forked.py says why one)
+and their output in `<out>.console.log` beside their directories; the parent prints what their
+progress bars say every `PROGRESS_EVERY` seconds, and their other lines when they end.
 
 This pays on the CPU with a small model, whose matrix products are too small to keep two cores busy
 (bench/parallel_stages.py measures it). With a large model, or on a GPU, one stage at a time is
@@ -21,15 +24,15 @@ import re
 import sys
 import time
 import traceback
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from core.config import UserError
 from core.runcard import mark_stage
 
-from .runner import Stage, prepare
+from .runner import Stage, prepare, up_to_date
 
-PROGRESS_EVERY = 30.0  # seconds between the parent's lines on a group's progress
+PROGRESS_EVERY = 30.0  # seconds between the parent's lines on the running stages' progress
 # a tqdm bar's text ("... 12/30 [00:10<00:20, ...]"): shown as progress, not repeated at the end
 _BAR = re.compile(r"\d+/\d+ \[[\d:]+<")
 
@@ -45,23 +48,9 @@ def independent(stage: Stage, group: list[Stage]) -> bool:
     return not any(_inside(Path(p).resolve(), out) for p in inputs.values() for out in outs)
 
 
-def groups(stages: list[Stage], jobs: int, until: str = "") -> list[list[Stage]]:
-    """`stages` in order, cut into groups of at most `jobs` consecutive stages that do not read one
-    another's outputs; nothing after the stage named `until`."""
-    out: list[list[Stage]] = []
-    for stage in stages:
-        if out and len(out[-1]) < jobs and independent(stage, out[-1]):
-            out[-1].append(stage)
-        else:
-            out.append([stage])
-        if stage.name == until:
-            break
-    return out
-
-
 def resolve_jobs(jobs: int, device: str, threads: int = 0) -> int:
-    """How many stages may run at once: 1 on CUDA (see above); jobs 0 = auto = 2 (the pairs above)
-    when the run may use 2 or more threads (`threads`, 0 = every core), else 1."""
+    """How many stages may run at once: 1 on CUDA (see above); jobs 0 = auto = 2 when the run may use
+    2 or more threads (`threads`, 0 = every core), else 1."""
     import torch
 
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
@@ -138,60 +127,90 @@ def plain_lines(log: Path) -> list[str]:
     return [line for line in lines if line.strip() and not _BAR.search(line)]
 
 
-def run_group(group: list[Stage], prefix: str) -> dict[str, float | None]:
-    """Run a group's stages that are not up to date, side by side; their wall seconds (None = skipped).
-    When one fails, the others finish first (their work is kept), then its exception is raised."""
-    ready = {st.name: prepare(st, prefix) for st in group}
-    todo = [st for st in group if ready[st.name] is not None]
-    seconds: dict[str, float | None] = {st.name: None for st in group}
-    if len(todo) == 1:  # nothing to run beside it: here, with all its threads
-        st = todo[0]
-        t0 = time.time()
-        st.fn(ready[st.name][0])
-        mark_stage(st.out, ready[st.name][1], "done")
-        return seconds | {st.name: round(time.time() - t0, 1)}
-    if not todo:
-        return seconds
+@dataclass
+class _Running:
+    stage: Stage
+    proc: mp.Process
+    recv: object  # the pipe's receiving end
+    fp: str
+    t0: float
+
+
+def _start(stage: Stage, cfg, fp: str) -> _Running:
     ctx = mp.get_context("fork")
-    running, errors = {}, []
+    recv, send = ctx.Pipe(duplex=False)
     sys.stdout.flush()
     sys.stderr.flush()
-    t0 = time.time()
-    for st in todo:
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(st, _one_thread(ready[st.name][0]), log_path(st), send),
-                           name=f"rlhf-{st.name}")
-        proc.start()
-        send.close()
-        running[st.name] = (st, proc, recv)
-    names = " ‖ ".join(st.name for st in todo)
-    print(f"[{prefix}] {names}: side by side, one thread each; output in "
-          + ", ".join(str(log_path(st)) for st in todo), flush=True)
+    proc = ctx.Process(target=_child, args=(stage, _one_thread(cfg), log_path(stage), send), name=f"rlhf-{stage.name}")
+    proc.start()
+    send.close()
+    return _Running(stage, proc, recv, fp, time.time())
+
+
+def _alone(stage: Stage, pending: list[Stage]) -> bool:
+    """Nothing could run beside `stage`: the stages after it, up to the first that reads its output
+    (stages start in order), are all up to date."""
+    for nxt in pending:
+        if not independent(nxt, [stage]):
+            return True
+        if not up_to_date(nxt):
+            return False
+    return True
+
+
+def run_scheduled(stages: list[Stage], prefix: str, jobs: int, on_change=lambda seconds: None) -> dict:
+    """Run `stages` (see above); their wall seconds (None = up to date, skipped), passed to
+    `on_change` after each. When a stage fails, no new one starts; those running finish (their work
+    is kept), then its exception is raised."""
+    seconds: dict[str, float | None] = {}
+    pending, running, errors = list(stages), {}, []
     last_report = time.time()
     try:
-        while running:
-            for name, (st, proc, recv) in list(running.items()):
-                if not recv.poll(0.5) and proc.is_alive():
+        while pending or running:
+            while (pending and not errors and len(running) < jobs
+                   and independent(pending[0], [r.stage for r in running.values()])):
+                st = pending.pop(0)
+                ready = prepare(st, prefix)
+                if ready is None:
+                    seconds[st.name] = None
+                elif not running and _alone(st, pending):
+                    t0 = time.time()  # nothing can run beside it: here, with all its threads
+                    st.fn(ready[0])
+                    mark_stage(st.out, ready[1], "done")
+                    seconds[st.name] = round(time.time() - t0, 1)
+                else:
+                    running[st.name] = _start(st, *ready)
+                    beside = [n for n in running if n != st.name]
+                    print(f"[{prefix}] {st.name}: in its own process, one thread"
+                          + (f", beside {', '.join(beside)}" if beside else "") + f"; output in {log_path(st)}",
+                          flush=True)
+                on_change(seconds)
+            if not running:
+                break
+            for name, r in list(running.items()):
+                if not r.recv.poll(0.5) and r.proc.is_alive():
                     continue
-                error = _outcome(recv, proc, f"{name}: the stage's process ended with code {{}} (see {log_path(st)})")
-                proc.join()
+                error = _outcome(r.recv, r.proc, f"{name}: the stage's process ended with code {{}} "
+                                                 f"(see {log_path(r.stage)})")
+                r.proc.join()
                 del running[name]
-                seconds[name] = round(time.time() - t0, 1)
-                for line in plain_lines(log_path(st)):
+                seconds[name] = round(time.time() - r.t0, 1)
+                for line in plain_lines(log_path(r.stage)):
                     print(f"  {line}")
                 if error is None:
-                    mark_stage(st.out, ready[name][1], "done")
+                    mark_stage(r.stage.out, r.fp, "done")
                     print(f"[{prefix}] {name}: done in {seconds[name]} s", flush=True)
                 else:
                     errors.append(error)
+                on_change(seconds)
             if running and time.time() - last_report >= PROGRESS_EVERY:
                 last_report = time.time()
-                print(f"[{prefix}] " + " · ".join(f"{n}: {last_bar(log_path(st)) or 'starting'}"
-                                                  for n, (st, _, _) in running.items()), flush=True)
+                print(f"[{prefix}] " + " · ".join(f"{n}: {last_bar(log_path(r.stage)) or 'starting'}"
+                                                  for n, r in running.items()), flush=True)
     except BaseException:
-        for _, proc, _ in running.values():
-            proc.terminate()
-            proc.join()
+        for r in running.values():
+            r.proc.terminate()
+            r.proc.join()
         raise
     if errors:
         raise errors[0]

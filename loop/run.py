@@ -28,7 +28,7 @@ from .config import STAGE_NAMES, LoopConfig, stage_names
 from .prompts import write_tagged_prompts
 from .rounds import (ALL_PAIRS, NEW_PAIRS, RoundCollectConfig, collect_round, forget_store_round, people_votes,
                      round_configs)
-from .parallel import groups, resolve_jobs, run_group
+from .parallel import resolve_jobs, run_scheduled
 from .runner import Stage, move_aside, run_stage
 
 
@@ -70,6 +70,9 @@ def check(cfg: LoopConfig) -> None:
     unknown = sorted(set(cfg.stages) - set(STAGE_NAMES))
     if unknown:
         raise ConfigError(f"stages: unknown stage {unknown[0]!r} (one of {', '.join(STAGE_NAMES)})")
+    unknown = sorted(set(cfg.round_stages) - set(STAGE_NAMES[1:]))
+    if unknown:
+        raise ConfigError(f"round_stages: unknown stage {unknown[0]!r} (one of {', '.join(STAGE_NAMES[1:])})")
     if not 0 < cfg.eval_fraction < 1:
         raise ConfigError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
     if cfg.min_pairs < 1 or cfg.n_pairs < 1:
@@ -169,6 +172,8 @@ def round_plan(cfg: LoopConfig, configs: dict, k: int, hooks: Hooks, argv: list[
     root = Path(cfg.run)
     run, prev = round_dir(root, k), round_dir(root, k - 1)
     rc = round_configs(configs, root, k, configs["collect"], cfg.round_policy, cfg.preferences)
+    for name, updates in cfg.round_stages.items():  # checked here, before any stage runs
+        rc[name] = apply_updates(rc[name], updates or {}, f"round_stages.{name}")
     votes = hooks.round_votes or functools.partial(people_votes, argv=argv)
     sft_w, data = root / "sft" / "adapter_model.safetensors", root / "data" / "prompts.jsonl"
     before = {a.name: prev / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS}
@@ -222,16 +227,22 @@ def _eval_main(c, judge=None):
 def run_stages(stages: list[Stage], until: str, timings_file: Path, prefix: str = "loop", jobs: int = 1) -> dict:
     """Run `stages` in order up to `until`; with jobs > 1, stages that do not read each other's outputs
     side by side, one thread each (loop/parallel.py)."""
-    timings: dict[str, float] = {}
+    names = [s.name for s in stages]
+    stages = stages[: names.index(until) + 1] if until in names else stages
     t0 = time.time()
-    for group in groups(stages, jobs, until):
-        if len(group) == 1:
-            seconds = {group[0].name: run_stage(group[0], prefix)}
-        else:
-            seconds = run_group(group, prefix)
-        timings.update({name: 0.0 if s is None else s for name, s in seconds.items()})
-        write_json(timings_file, {"stage_seconds": timings, "wall_seconds": round(time.time() - t0, 1),
-                                  "jobs": jobs})
+
+    def record(seconds: dict) -> None:
+        write_json(timings_file, {"stage_seconds": {n: 0.0 if s is None else s for n, s in seconds.items()},
+                                  "wall_seconds": round(time.time() - t0, 1), "jobs": jobs})
+
+    if jobs > 1:
+        seconds = run_scheduled(stages, prefix, jobs, record)
+    else:
+        seconds = {}
+        for stage in stages:
+            seconds[stage.name] = run_stage(stage, prefix)
+            record(seconds)
+    timings = {st.name: 0.0 if seconds[st.name] is None else seconds[st.name] for st in stages if st.name in seconds}
     print(f"\n[{prefix}] stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
           + f"; total {time.time() - t0:.0f}" + (" (stages side by side overlap)" if jobs > 1 else ""))
     return timings

@@ -55,6 +55,12 @@ def portable(cfg: Any) -> Any:
     return replace(cfg, **changes)
 
 
+def up_to_date(stage: Stage) -> bool:
+    """Whether `stage` finished with its current settings and inputs (nothing is marked or printed)."""
+    inputs = stage.inputs() if callable(stage.inputs) else stage.inputs
+    return stage_status(stage.out, fingerprint(portable(stage.cfg), inputs)) == "done"
+
+
 def prepare(stage: Stage, prefix: str = "loop") -> tuple[Any, str] | None:
     """(the config to run with, its fingerprint), with the stage marked running; None when it is
     up to date. A resumable stage interrupted under the same fingerprint resumes."""

@@ -1,6 +1,7 @@
-"""Stages side by side (loop/parallel.py): which stages of the real plans are grouped, and a group's
-stages running at once in their own processes, with their share of the threads, their output, their
-fingerprints marked done, and a failure raised in the parent after the others finished."""
+"""Stages side by side (loop/parallel.py): which stages of the real plan may run beside which, and
+the scheduler running independent stages at once in their own processes, one thread each, with
+their output, their fingerprints marked done, a stage started as soon as what it reads is done, and
+a failure raised in the parent after the others finished."""
 import os
 import time
 from dataclasses import dataclass
@@ -18,28 +19,25 @@ def _restore_torch_threads():
     torch.set_num_threads(n)
 
 from core.config import UserError
-from loop.parallel import groups, log_path, resolve_jobs, run_group
+from loop.parallel import independent, log_path, resolve_jobs, run_scheduled
 from loop.runner import Stage, run_stage
 
 
-def _names(gs):
-    return [[s.name for s in g] for g in gs]
-
-
-def test_demo_plan_groups_reward_with_dpo_and_ppo_with_rloo(tmp_path):
+def test_demo_plan_dpo_beside_reward_and_ppo_rloo_beside_dpo(tmp_path):
     from core.config import load_config
     from demo.config import DemoConfig
     from demo.pipeline import plan
 
     cfg = load_config(DemoConfig, None, {"run": str(tmp_path / "run"), "quick": True, "rounds": 2})
-    stages = plan(cfg)
-    round1 = [["data"], ["base"], ["sft"], ["collect"], ["reward", "dpo"], ["ppo", "rloo"], ["eval"]]
-    round2 = [["collect@2"], ["reward@2", "dpo@2"], ["ppo@2", "rloo@2"], ["eval@2"]]
-    assert _names(groups(stages, 2)) == round1 + round2
-    assert _names(groups(stages, 3)) == round1 + round2  # PPO reads the reward model: never beside it
-    assert _names(groups(stages, 1)) == [[s.name] for s in stages]
-    assert _names(groups(stages, 2, until="dpo")) == round1[:5]
-    assert _names(groups(stages, 2, until="reward")) == round1[:4] + [["reward"]]
+    st = {s.name: s for s in plan(cfg)}
+    for k in ("", "@2"):
+        assert independent(st["dpo" + k], [st["reward" + k]])
+        assert independent(st["ppo" + k], [st["dpo" + k]]) and independent(st["rloo" + k], [st["dpo" + k], st["ppo" + k]])
+        assert not independent(st["ppo" + k], [st["reward" + k]]) and not independent(st["rloo" + k], [st["reward" + k]])
+        assert not any(independent(st["eval" + k], [st[n + k]]) for n in ("reward", "dpo", "ppo", "rloo"))
+        assert not independent(st["reward" + k], [st["collect" + k]])
+    assert not independent(st["sft"], [st["base"]]) and not independent(st["collect"], [st["sft"]])
+    assert not independent(st["collect@2"], [st["eval"]])  # round 2 samples round 1's best policy
 
 
 def test_jobs():
@@ -74,30 +72,48 @@ def _fail(cfg):
     raise UserError(f"{cfg.tag}.yaml:3: learning_rate must be positive")
 
 
-def _stage(tmp, tag, fn):
-    return Stage(tag, tmp / tag, fn, FakeConfig(run=str(tmp), tag=tag), {"data": tmp / "data.txt"})
+def _stage(tmp, tag, fn, reads=()):
+    return Stage(tag, tmp / tag, fn, FakeConfig(run=str(tmp), tag=tag),
+                 {"data": tmp / "data.txt", **{r: tmp / r / "metrics.json" for r in reads}})
 
 
-def test_a_group_runs_side_by_side_and_is_then_up_to_date(tmp_path, capsys):
+def _wait_for_c(cfg):
+    """b: finish only once c has started, which the scheduler does when a (what c reads) is done."""
+    _meet(cfg)
+    deadline = time.time() + 120
+    while not (Path(cfg.run) / "c.here").exists():
+        if time.time() > deadline:
+            raise RuntimeError("c never started beside me")
+        time.sleep(0.05)
+
+
+def _c(cfg):
+    assert (Path(cfg.run) / "a" / "metrics.json").exists()  # what it reads is there
+    (Path(cfg.run) / "c.here").write_text(f"{os.getpid()} {cfg.threads}")
+    (Path(cfg.run) / "c").mkdir(exist_ok=True)
+    (Path(cfg.run) / "c" / "metrics.json").write_text("{}")
+
+
+def test_independent_stages_run_side_by_side_and_are_then_up_to_date(tmp_path, capsys):
     (tmp_path / "data.txt").write_text("rows")
     group = [_stage(tmp_path, "a", _meet), _stage(tmp_path, "b", _meet)]
     import torch
 
     torch.set_num_threads(2)
     torch.ones(512, 512) @ torch.ones(512, 512)  # the parent has used its OpenMP threads: children must not hang
-    seconds = run_group(group, "test")
+    seconds = run_scheduled(group, "test", jobs=2)
     assert all(s is not None and s >= 0 for s in seconds.values())
     pids, threads = zip(*((tmp_path / f"{t}.here").read_text().split() for t in "ab"))
     assert len(set(pids)) == 2 and str(os.getpid()) not in pids  # two processes, neither the parent
     assert threads == ("1", "1")  # one thread each (core/forked.py)
     out = capsys.readouterr().out
-    assert "a ‖ b: side by side, one thread each" in out
+    assert "b: in its own process, one thread, beside a; output in" in out
     assert "[a] met the other stage" in out and "[b] met the other stage" in out  # their output, relayed
     assert "a: done in" in out and "b: done in" in out
     assert "met the other stage" in log_path(group[0]).read_text()
     # both marked done under their fingerprints: a serial re-run skips them
     assert run_stage(group[0], "test") is None and run_stage(group[1], "test") is None
-    assert run_group(group, "test") == {"a": None, "b": None}
+    assert run_scheduled(group, "test", jobs=2) == {"a": None, "b": None}
 
 
 def test_a_failing_stage_is_raised_after_the_other_finishes(tmp_path, capsys):
@@ -106,7 +122,7 @@ def test_a_failing_stage_is_raised_after_the_other_finishes(tmp_path, capsys):
     bad = _stage(tmp_path, "b", _fail)
     (tmp_path / "b.here").write_text("so that a does not wait")
     with pytest.raises(UserError, match=r"b\.yaml:3: learning_rate must be positive"):
-        run_group([slow, bad], "test")
+        run_scheduled([slow, bad], "test", jobs=2)
     assert (tmp_path / "a" / "metrics.json").exists()
     assert run_stage(slow, "test") is None  # the stage that worked is kept as done
     out = capsys.readouterr().out
@@ -123,15 +139,43 @@ def test_a_stage_whose_process_dies_is_reported_with_its_exit_code(tmp_path):
     (tmp_path / "b.here").write_text("so that a does not wait")
     dead = _stage(tmp_path, "b", _dies)
     with pytest.raises(RuntimeError, match=r"b: the stage's process ended with code 3 \(see .*b\.console\.log\)"):
-        run_group([_stage(tmp_path, "a", _meet), dead], "test")
+        run_scheduled([_stage(tmp_path, "a", _meet), dead], "test", jobs=2)
 
 
-def test_a_group_with_one_stage_to_run_runs_it_here(tmp_path):
+def test_a_stage_starts_as_soon_as_what_it_reads_is_done(tmp_path, capsys):
+    """a and b start together; c reads a's output, so it waits for a, then runs beside b (b only
+    finishes once c has started); d reads c's output, and nothing follows it: it runs here."""
     (tmp_path / "data.txt").write_text("rows")
-    group = [_stage(tmp_path, "a", _meet), _stage(tmp_path, "b", _meet)]
-    run_group(group, "test")
-    (tmp_path / "b" / "inputs.json").unlink()  # b must run again, a is up to date
-    seconds = run_group(group, "test")
-    assert seconds["a"] is None and seconds["b"] is not None
-    pid, threads = (tmp_path / "b.here").read_text().split()
-    assert pid == str(os.getpid()) and threads == "0"  # here, with its own thread setting
+    stages = [_stage(tmp_path, "a", _meet), _stage(tmp_path, "b", _wait_for_c), _stage(tmp_path, "c", _c, reads=["a"]),
+              _stage(tmp_path, "d", _c_then_here, reads=["c"])]
+    seconds = run_scheduled(stages, "test", jobs=2)
+    assert set(seconds) == {"a", "b", "c", "d"} and all(v is not None for v in seconds.values())
+    assert (tmp_path / "c.here").read_text().split()[1] == "1"  # c ran in a process of its own
+    assert (tmp_path / "d.here").read_text().split() == [str(os.getpid()), "0"]  # d here, its threads as set
+    out = capsys.readouterr().out
+    assert "c: in its own process, one thread, beside b" in out
+
+
+def _c_then_here(cfg):
+    (Path(cfg.run) / "d.here").write_text(f"{os.getpid()} {cfg.threads}")
+    (Path(cfg.run) / "d").mkdir(exist_ok=True)
+    (Path(cfg.run) / "d" / "metrics.json").write_text("{}")
+
+
+def test_a_stage_that_the_next_one_reads_runs_here(tmp_path):
+    (tmp_path / "data.txt").write_text("rows")
+    (tmp_path / "b.here").write_text("so that a does not wait")
+    stages = [_stage(tmp_path, "a", _meet), _stage(tmp_path, "d", _c_then_here, reads=["a"])]
+    assert set(run_scheduled(stages, "test", jobs=2)) == {"a", "d"}
+    assert (tmp_path / "a.here").read_text().split() == [str(os.getpid()), "0"]  # here: d reads a
+
+
+def test_a_stage_whose_neighbours_are_up_to_date_runs_here(tmp_path):
+    """b is independent of a, but up to date: a runs alone, so here, with its threads as set."""
+    (tmp_path / "data.txt").write_text("rows")
+    (tmp_path / "a.here").write_text("so that b does not wait")
+    a, b = _stage(tmp_path, "a", _meet), _stage(tmp_path, "b", _meet)
+    run_stage(b, "test")
+    (tmp_path / "a.here").unlink()
+    assert run_scheduled([a, b], "test", jobs=2)["b"] is None
+    assert (tmp_path / "a.here").read_text().split() == [str(os.getpid()), "0"]

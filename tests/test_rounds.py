@@ -221,3 +221,32 @@ def test_a_new_attempt_at_a_round_takes_a_new_store_round(tmp_path):
     fresh = tmp_path / "fresh"
     open_store(str(fresh / "collect" / "annotations.db")).close()
     assert store_round(RoundCollectConfig(run=str(make_round_dir(fresh, 2)), n_pairs=3, min_pairs=1)) == 2
+
+
+def test_later_rounds_take_their_own_options(tmp_path):
+    """round_stages changes rounds 2 and later only: the demo's reward model drops the length
+    covariate from round 2 on (demo/sizes.py ROUNDS), round 1's keeps it."""
+    from core.config import ConfigError, load_config
+    from demo.config import DemoConfig
+    from demo.pipeline import plan
+    from loop.config import LoopConfig
+    from loop.run import check, round_plan, stage_configs, Hooks
+
+    st = {s.name: s for s in plan(load_config(DemoConfig, None, {"run": str(tmp_path / "d"), "quick": True,
+                                                                  "rounds": 3}))}
+    assert st["reward"].cfg.length_covariate is True
+    assert st["reward@2"].cfg.length_covariate is False and st["reward@3"].cfg.length_covariate is False
+    assert st["ppo@2"].cfg.max_steps == st["ppo"].cfg.max_steps  # the rest as in round 1
+
+    cfg = LoopConfig(run=str(tmp_path / "r"), rounds=2, round_stages={"reward": {"bogus": 1}})
+    with pytest.raises(ConfigError, match=r"round_stages\.reward: unknown key 'bogus' for RewardConfig"):
+        round_plan(cfg, stage_configs(cfg), 2, Hooks(), None)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    for f in ("sft.jsonl", "p.jsonl"):
+        (tmp_path / f).write_text("")
+    bad = LoopConfig(run=str(tmp_path / "r"), model=str(model), sft=str(tmp_path / "sft.jsonl"),
+                     prompts=str(tmp_path / "p.jsonl"), round_stages={"sft": {"max_steps": 1}})
+    with pytest.raises(ConfigError, match=r"round_stages: unknown stage 'sft' \(one of collect, reward"):
+        check(bad)
