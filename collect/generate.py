@@ -152,8 +152,8 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
                 return _sample_pair(model, tok, policy, other, batch, seed + start, gen, candidates)
 
             # With workers > 1 the batches are dealt to forked single-thread processes
-            # (core/forked.py; not on CUDA). Each batch keeps its seed and the items are stored here, in batch order, so the
-            # store ends up the same either way.
+            # (core/forked.py; not on CUDA). Each batch keeps its seed and the items are stored
+            # here, in batch order, so the store ends up the same either way.
             on_cpu = next(model.parameters()).device.type == "cpu"
             chunks = balance(batches, (workers or auto_workers(threads)) if on_cpu else 1, lambda job: len(job[1]))
             ready, order = {}, [start for start, _ in batches]
