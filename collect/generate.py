@@ -24,7 +24,7 @@ from sqlalchemy import select
 from tqdm import tqdm
 
 from core.config import UserError
-from core.forked import auto_workers, balance, fork_map
+from core.forked import balance, fork_map, resolve_workers
 from core.records import read_prompts
 
 from .assign import add_items
@@ -154,8 +154,7 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
             # With workers > 1 the batches are dealt to forked single-thread processes
             # (core/forked.py; not on CUDA). Each batch keeps its seed and the items are stored
             # here, in batch order, so the store ends up the same either way.
-            on_cpu = next(model.parameters()).device.type == "cpu"
-            chunks = balance(batches, (workers or auto_workers(threads)) if on_cpu else 1, lambda job: len(job[1]))
+            chunks = balance(batches, resolve_workers(workers, threads, model), lambda job: len(job[1]))
             ready, order = {}, [start for start, _ in batches]
             with tqdm(total=len(todo), unit="prompt", desc=f"{policy} vs {other}") as bar:
                 for (start, batch), pair in fork_map(sample, chunks):

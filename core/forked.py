@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import traceback
 from multiprocessing.connection import wait
 from typing import Callable, Iterator, TypeVar
 
@@ -22,9 +21,21 @@ X = TypeVar("X")
 Y = TypeVar("Y")
 
 
-def auto_workers(threads: int) -> int:
-    """workers = 0: one single-thread process per thread the stage may use (0 = every core)."""
-    return max(1, threads or os.cpu_count() or 1)
+def resolve_workers(workers: int, threads: int, model) -> int:
+    """How many processes share work on `model`: `workers`, 0 = one per thread the stage may use
+    (`threads`, 0 = every core); 1 when the model is not on the CPU (see above)."""
+    if next(model.parameters()).device.type != "cpu":
+        return 1
+    return workers or max(1, threads or os.cpu_count() or 1)
+
+
+def send_outcome(conn, error: BaseException | None, label: str = "") -> None:
+    """A forked child's last word to its parent: None when it finished, else its exception (or the
+    exception's text, when it does not pickle)."""
+    try:
+        conn.send(("error", None, error) if error is not None else ("end", None, None))
+    except Exception:  # noqa: BLE001 - an exception that does not pickle goes back as its text
+        conn.send(("error", None, RuntimeError(f"{label}{type(error).__name__}: {error}")))
 
 
 def balance(items: list[X], n: int, size: Callable[[X], float]) -> list[list[X]]:
@@ -42,14 +53,13 @@ def _worker(fn, chunk, conn) -> None:
     import torch
 
     torch.set_num_threads(1)  # see above: OpenMP threads cannot start in a forked child
+    error = None
     try:
         for x in chunk:
             conn.send(("done", x, fn(x)))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
-        try:
-            conn.send(("error", None, e))
-        except Exception:  # noqa: BLE001 - an exception that does not pickle goes back as its text
-            conn.send(("error", None, RuntimeError(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")))
+        error = e
+    send_outcome(conn, error)
     conn.close()
 
 
@@ -86,7 +96,8 @@ def fork_map(fn: Callable[[X], Y], chunks: list[list[X]]) -> Iterator[tuple[X, Y
                     continue
                 if kind == "error":
                     raise value
-                yield x, value
+                if kind == "done":
+                    yield x, value
     finally:
         for proc in procs:
             if proc.is_alive():

@@ -71,7 +71,7 @@ QUICK_ONLY = {
 
 # Rounds 2 and later (LoopConfig.round_stages). The reward model without the length covariate:
 # fitted beside the reward (0.45 per log-token) and dropped when scoring, it left short refusals
-# ("I can't help with that.") 0.55 above where the preferences put them, and round 2's PPO and RLOO
+# ("I can't help with that.") about 0.5 above where the preferences put them, and round 2's PPO and RLOO
 # learned to refuse benign questions. Retrained without it, round 2 against round 1 by gold (greedy):
 # PPO 0.655 -> 0.725 (seed 0) and 0.105 -> 0.435 (seed 1), RLOO 0.43 -> 0.515 and 0.11 -> 0.32; its
 # gold accuracy on round 2's new held-out pairs 0.77 -> 0.81 and 0.87 -> 0.83.

@@ -51,6 +51,20 @@ def summarize(rows: dict[str, list]) -> dict[str, float | dict]:
     }
 
 
+def rm_by_outcome(rows: dict[str, list]) -> dict[str, dict]:
+    """The reward model's and gold's mean score of a policy's answers by what they are: a refusal,
+    a correct answer, a wrong one (a fact to check and got wrong), or neither (no fact to check).
+    Shows a reward model that ranks refusing a plain question near answering it right, which RL
+    then exploits (the loop's later rounds: README "Two rounds")."""
+    groups: dict[str, list[int]] = {}
+    for i, (refusal, fact) in enumerate(zip(rows["refusal"], rows["fact_correct"])):
+        kind = "refusal" if refusal else "no_fact" if fact is None else "correct" if fact else "wrong"
+        groups.setdefault(kind, []).append(i)
+    return {kind: {"n": len(ix), "rm": round(float(np.mean([rows["rm_score"][i] for i in ix])), 4),
+                   "gold": round(float(np.mean([rows["overall"][i] for i in ix])), 4)}
+            for kind, ix in sorted(groups.items())}
+
+
 def gain_decomposition(results: dict[str, dict[str, dict]], baseline: str = "sft") -> list[dict]:
     """Where each policy's gold gain over `baseline` comes from. results: policy -> decoding ->
     `verdicts` rows on the same prompts in the same order. Per policy and decoding: n, gain (the

@@ -26,7 +26,7 @@ import numpy as np
 from core import registry
 from core.config import EvalConfig, UserError, tokenizer_fixes
 from core.device import policy_from_config
-from core.forked import auto_workers, balance, fork_map
+from core.forked import balance, fork_map, resolve_workers
 from core.generation import generate
 from core.io import read_jsonl, write_jsonl
 from core.judge import Judge
@@ -117,9 +117,7 @@ def generate_all(model, tok, names, prompts, red, cfg: EvalConfig, gen: dict, k:
         if red and k:
             sets["red_sampled"] = (redteam.repeat(red, k), cfg.serving_temperature)
     units = [(name, key) for name in names for key in sets]
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    workers = (cfg.workers or auto_workers(cfg.threads)) if on_cpu else 1  # never forked with CUDA (core/forked.py)
-    chunks = balance(units, workers, lambda u: len(sets[u[1]][0]))
+    chunks = balance(units, resolve_workers(cfg.workers, cfg.threads, model), lambda u: len(sets[u[1]][0]))
 
     def answer(unit):
         ps, temperature = sets[unit[1]]
@@ -146,6 +144,8 @@ def _summary(rows: dict, use_gold: bool) -> dict:
            "rm_score": float(np.mean(rm)) if rm else None}
     if use_gold:
         out.update(gold.summarize(rows))
+        if rm:
+            out["rm_by_outcome"] = gold.rm_by_outcome(rows)
     return out
 
 

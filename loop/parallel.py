@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from core.config import UserError
+from core.forked import send_outcome
 from core.runcard import mark_stage
 
 from .runner import Stage, prepare, up_to_date
@@ -86,10 +87,7 @@ def _child(stage: Stage, cfg, log: Path, conn) -> None:
         error = e
     sys.stdout.flush()
     sys.stderr.flush()
-    try:
-        conn.send(error)
-    except Exception:  # noqa: BLE001 - an exception that does not pickle goes back as its text
-        conn.send(RuntimeError(f"{stage.name}: {type(error).__name__}: {error}"))
+    send_outcome(conn, error, f"{stage.name}: ")
     conn.close()
 
 
@@ -97,7 +95,7 @@ def _outcome(recv, proc, crashed: str) -> BaseException | None:
     """The child's exception (None when it finished), or a RuntimeError when it died without a word."""
     try:
         if recv.poll(0.1):
-            return recv.recv()
+            return recv.recv()[2]  # core.forked.send_outcome's (kind, _, exception or None)
     except EOFError:
         pass
     proc.join()

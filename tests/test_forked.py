@@ -13,7 +13,7 @@ def _restore_torch_threads():
     yield
     torch.set_num_threads(n)
 
-from core.forked import auto_workers, balance, fork_map
+from core.forked import balance, fork_map, resolve_workers
 
 
 def test_balance_deals_largest_first_to_the_lightest():
@@ -24,8 +24,12 @@ def test_balance_deals_largest_first_to_the_lightest():
     assert balance(list(sizes), 1, sizes.get) == [["a", "b", "c", "d", "e"]]
 
 
-def test_auto_workers_is_one_per_thread():
-    assert auto_workers(3) == 3 and auto_workers(1) == 1 and auto_workers(0) == (os.cpu_count() or 1)
+def test_workers_zero_is_one_per_thread():
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    assert resolve_workers(0, 3, model) == 3 and resolve_workers(0, 1, model) == 1 and resolve_workers(2, 8, model) == 2
+    assert resolve_workers(0, 0, model) == (os.cpu_count() or 1)
 
 
 def _where(x):

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from eval.gold import applies, reward_gold_metrics, summarize, verdicts
+from eval.gold import applies, reward_gold_metrics, rm_by_outcome, summarize, verdicts
 
 
 class LengthJudge:
@@ -91,3 +91,13 @@ def test_cli_passes_the_judge_of_the_run(tmp_path, monkeypatch, argv):
     run = str(tmp_path / "r")
     assert main([a.replace("RUN", run) for a in argv]) == 0
     assert seen[argv[0]] == run and seen["got"] == ("J" if argv[0] == "eval" else "G")
+
+
+def test_rm_by_outcome_groups_refusals_right_wrong_and_no_fact():
+    rows = {"refusal": [True, False, False, False, True], "fact_correct": [None, True, False, True, False],
+            "rm_score": [0.7, 1.0, -0.5, 0.8, 0.5], "overall": [1.5, 4.0, 1.5, 3.8, 1.7]}
+    assert rm_by_outcome(rows) == {"correct": {"n": 2, "rm": 0.9, "gold": 3.9},
+                                   "refusal": {"n": 2, "rm": 0.6, "gold": 1.6},
+                                   "wrong": {"n": 1, "rm": -0.5, "gold": 1.5}}
+    rows["fact_correct"][0], rows["refusal"][0] = None, False
+    assert rm_by_outcome(rows)["no_fact"] == {"n": 1, "rm": 0.7, "gold": 1.5}
