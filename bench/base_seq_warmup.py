@@ -1,7 +1,7 @@
 """Pretraining step time of the tiny base model: full-length blocks vs the half-length blocks of
 sequence-length warm-up (demo/pretrain.train_loop's `short_steps`), same tokens per step.
 
-Both shapes train the BaseConfig-sized model (6 layers, width 256, 8 heads / 4 KV heads) in one
+Both shapes train the BaseConfig-sized model (demo/config.py) in one
 process, alternating --repeats times; the best run of each counts. Reported: seconds per step of
 each shape, their ratio, and what the default schedule (440 steps, the first 90% short) saves
 over 440 full-length steps.

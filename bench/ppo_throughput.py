@@ -18,10 +18,10 @@
             --trl adds the same RLOO work in TRL's RLOOTrainer (seconds per step, peak RSS).
 
 Timings take the best of --repeats (the CPU is shared); our loop and its baseline alternate.
-Without --model, a demo-size Llama (256 wide, 6 layers, 4096-token BPE) with random weights and a
-fresh LoRA r=16 "SFT" adapter is built in a temporary folder: random weights never emit EOS, so
-every response runs to max_new_tokens (the worst case for generation). The score is a synthetic
-word count unless --reward names a reward model directory.
+Without --model, a demo-size Llama (demo/config.py BaseConfig's shape, 4096-token BPE) with random
+weights and a fresh LoRA r=16 "SFT" adapter is built in a temporary folder: random weights never
+emit EOS, so every response runs to max_new_tokens (the worst case for generation). The score is
+a synthetic word count unless --reward names a reward model directory.
 
     python bench/ppo_throughput.py [--model runs/demo/base --adapter runs/demo/sft] [--reward runs/demo/reward] [--trl]
 """
@@ -66,6 +66,7 @@ def build_random_model(out: Path) -> tuple[Path, Path]:
     from core.config import SFTConfig
     from core.device import resolve_device
     from core.models import load_causal_lm, load_tokenizer, lora_config
+    from demo.config import BaseConfig
     from demo.pretrain import build_model, save_model_dir
     from demo.tokenizer import train_tokenizer
 
@@ -73,8 +74,9 @@ def build_random_model(out: Path) -> tuple[Path, Path]:
         if (ROOT / "runs/demo/data/prompts.jsonl").exists() else [f"When do you open on day {i}?" for i in range(500)]
     tok = train_tokenizer(texts * 4, vocab_size=4096)
     torch.manual_seed(0)
-    model = build_model(tok, hidden_size=256, num_layers=6, num_heads=8, num_kv_heads=4, intermediate_size=704,
-                        max_positions=512)
+    c = BaseConfig()
+    model = build_model(tok, hidden_size=c.hidden_size, num_layers=c.num_layers, num_heads=c.num_heads,
+                        num_kv_heads=c.num_kv_heads, intermediate_size=c.intermediate_size, max_positions=512)
     save_model_dir(model, tok, out / "base", metrics={}, progress=False)
     tok = load_tokenizer(out / "base")
     sft = get_peft_model(load_causal_lm(out / "base", resolve_device("cpu", apply=False), tok),

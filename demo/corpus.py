@@ -112,7 +112,7 @@ def faq_pages(rng: random.Random, per_template: int = 10) -> list[str]:
 
     A real base model has read paraphrases of nearly every question during pretraining; SFT
     then teaches the chat format and manners, not the language. These pages are that
-    knowledge for the tiny model: without them no 5M-parameter model can know that "I live
+    knowledge for the tiny model: without them no 4M-parameter model can know that "I live
     abroad" asks about international shipping. SFT rows and chat transcripts still use only
     the SFT wordings, so the held-out prompts are new to the SFT stage.
 

@@ -18,6 +18,17 @@ def test_tiny_yaml_is_the_demo_full_config(stage):
     assert load_config(cls, ROOT / "configs" / stage / "tiny.yaml") == load_config(cls, None, None, FULL[stage])
 
 
+def test_base_tiny_yaml_is_the_demo_base():
+    """configs/base/tiny.yaml repeats the demo base's shape and schedule (demo/config.py BaseConfig)."""
+    import yaml
+
+    from demo.config import BaseConfig
+
+    values = yaml.safe_load((ROOT / "configs" / "base" / "tiny.yaml").read_text())
+    assert values["num_layers"] == 4
+    assert {k: getattr(BaseConfig(), k) for k in values} == values
+
+
 def test_demo_values_differ_from_the_real_model_defaults():
     sft, dpo = load_config(SFTConfig, None, None, FULL["sft"]), load_config(DPOConfig, None, None, FULL["dpo"])
     assert (SFTConfig().learning_rate, sft.learning_rate) == (2e-4, 2e-3)
