@@ -25,7 +25,8 @@ The human-feedback loop, one command per stage (each reads and writes runs/<name
   collect    the annotation app and its data: serve, generate, import, simulate, export, users, report
   reward     train the reward model (`reward score` scores a file of prompt/response rows)
 """
-USAGE_TAIL = """  eval       compare the run's policies: win rates, safety audit, perplexity, report.html
+USAGE_TAIL = """  sweep      hyperparameter trials of one stage on its held-out metric (Optuna; `sweep --help`)
+  eval       compare the run's policies: win rates, safety audit, perplexity, report.html
              (`eval --to-collect --a sft --b ppo`: blind A/B items for annotators)
   chat       chat with a policy in the terminal (streamed tokens)
   export     merge a LoRA adapter into a standalone Hugging Face model (--merge OUT)
@@ -135,6 +136,25 @@ def _cmd_eval(args):
                      "eval/report.html (a demo run also gets the demo's gold oracle as judge).")
 
 
+def _cmd_sweep(args):
+    from sweep.config import SweepConfig
+    from sweep.objective import stages
+
+    doc = ("Hyperparameter trials of one stage, each judged on the stage's own held-out metric "
+           "(docs/sweep.md).\nExample: rlhf sweep dpo --run runs/demo --space configs/sweep/dpo.yaml "
+           "--trials 8 --parallel 2")
+    if not args or args[0].startswith("-"):
+        if args and args[0] in ("-h", "--help"):
+            return run_stage(f"sweep {{{','.join(stages())}}}", SweepConfig, lambda cfg: None, args, doc)
+        raise UserError(f"give the stage to sweep first: rlhf sweep {{{','.join(stages())}}} --space FILE ...")
+    from sweep.study import main
+
+    stage = args[0]
+    if stage not in stages():
+        raise UserError(f"cannot sweep '{stage}': the stages with a held-out metric are {', '.join(stages())}")
+    return run_stage(f"sweep {stage}", SweepConfig, lambda cfg: main(cfg, stage), args[1:], doc)
+
+
 def _cmd_chat(args):
     from core.config import ChatConfig
     from core.chat import main
@@ -191,7 +211,7 @@ def commands() -> dict[str, Callable[[list[str]], int]]:
     return {"loop": _cmd_loop, "demo": _cmd_demo, "data": _cmd_data, "base": _cmd_base, "sft": _cmd_sft,
             "collect": _cmd_collect, "reward": _cmd_reward,
             **{a.name: partial(_cmd_algorithm, a) for a in registry.ALGORITHMS},
-            "eval": _cmd_eval, "chat": _cmd_chat, "export": _cmd_export}
+            "eval": _cmd_eval, "sweep": _cmd_sweep, "chat": _cmd_chat, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import math
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from core import registry
 
@@ -157,4 +158,49 @@ def curves_plot(stage: str, rows: list[dict]) -> str | None:
         ax.set_xlabel("step")
         if len(lines) > 1:
             ax.legend(fontsize=7)
+    return data_uri(fig)
+
+
+def sweep_plot(summary: dict) -> str | None:
+    """A sweep's trials (sweep/results.py's trials.json): the metric against each searched option,
+    one panel per option. Finished trials are dots, pruned ones grey crosses at their last
+    held-out value, the baseline (the starting config's values) a black ring, the best a star."""
+    trials = [t for t in summary.get("trials", []) if _num(t.get("value")) is not None]
+    names = list(summary.get("space", {}))
+    if not trials or not names:
+        return None
+    best = (summary.get("best") or {}).get("number")
+    base = (summary.get("baseline") or {}).get("number")
+    fig = Figure(figsize=(min(3.2 * len(names), 12.8), 2.6), layout="constrained")
+    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
+        spec = summary["space"][name]
+        if spec.get("kind") == "choice":  # its values in the order the space lists them
+            order = [str(c) for c in spec.get("choices", [])]
+            ax.set_xticks(range(len(order)), order)
+            ax.set_xlim(-0.5, len(order) - 0.5)
+            x_of = lambda v, order=order: order.index(str(v)) if str(v) in order else None  # noqa: E731
+        else:
+            x_of = _num
+            if str(spec.get("kind", "")).startswith("log"):
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # the decade labels only
+            low, high = _num(spec.get("low")), _num(spec.get("high"))
+            if low is not None and high is not None:  # the whole range, to show what was left unexplored
+                pad = (high / low) ** 0.04 if str(spec.get("kind", "")).startswith("log") else None
+                ax.set_xlim(*((low / pad, high * pad) if pad else (low - 0.04 * (high - low), high + 0.04 * (high - low))))
+        for t in trials:
+            x = x_of(t["params"].get(name))
+            if x is None:
+                continue
+            y = float(t["value"])
+            if t["state"] == "pruned":
+                ax.scatter([x], [y], marker="x", color="grey", s=30)
+            else:
+                ax.scatter([x], [y], color="tab:blue", s=18)
+            if t["number"] == base:
+                ax.scatter([x], [y], facecolors="none", edgecolors="black", s=110, lw=1.2)
+            if t["number"] == best:
+                ax.scatter([x], [y], marker="*", color="tab:red", s=140, zorder=3)
+        ax.set_xlabel(name)
+    fig.axes[0].set_ylabel(f"{summary.get('metric')} ({str(summary.get('direction', ''))[:3]})")
     return data_uri(fig)

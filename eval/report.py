@@ -340,6 +340,35 @@ def training_curves(run: Path) -> str:
     return "<h2>Training curves</h2>" + ("".join(imgs) or _not_run("Training"))
 
 
+def _param(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else "" if v is None else str(v)
+
+
+def sweeps(run: Path) -> str:
+    """Each `rlhf sweep` of the run (<run>/sweeps/<stage>/<name>/trials.json): what it searched,
+    its best trial against the baseline, the pruned trials and the seconds they took, and the
+    metric against each option. Nothing when the run has no sweep."""
+    out = []
+    for path in sorted(run.glob("sweeps/*/*/trials.json")):
+        s = json.loads(path.read_text(encoding="utf-8"))
+        best, base = s.get("best") or {}, s.get("baseline") or {}
+        states = ", ".join(f"{n} {k}" for k, n in (s.get("states") or {}).items())
+        line = (f"{_e(s.get('metric'))} ({_e(s.get('direction'))}) over "
+                f"{_e('; '.join(str(v.get('text')) for v in (s.get('space') or {}).values()))}. Trials: {_e(states)}, "
+                f"{_e(_fmt(s.get('seconds'), 0))} s in all, of which pruned trials {_e(_fmt(s.get('pruned_seconds'), 0))} s.")
+        if best:
+            line += f" Best: trial {_e(best.get('number'))}, {_e(_fmt(best.get('value'), 4))}"
+            line += (f"; the starting config's values (trial {_e(base.get('number'))}): {_e(_fmt(base.get('value'), 4))}."
+                     if base else ".")
+        rows = [[t.get("number"), t.get("state"), _fmt(t.get("value"), 4), _fmt(t.get("seconds"), 0),
+                 *[_param(t.get("params", {}).get(k)) for k in s.get("space", {})]] for t in s.get("trials", [])]
+        table = _table(["trial", "state", str(s.get("metric")), "seconds", *s.get("space", {})], rows)
+        title = f"{path.parent.parent.name}: {path.parent.name}"
+        out.append(f"<h3>{_e(title)}</h3><p>{line}</p>" + _img(plots.sweep_plot(s), f"sweep {title}") + table)
+    return ("<h2>Hyperparameter sweeps</h2><p class=\"muted\">Each trial judged on the stage's own held-out metric; "
+            "a pruned trial's value is its last held-out one (grey cross).</p>" + "".join(out)) if out else ""
+
+
 def side_by_side(samples: list[dict], data_set: str = "heldout", n: int = N_SAMPLES) -> str:
     rows = [s for s in samples if s.get("set", "heldout") == data_set and s.get("decoding", "greedy") == "greedy"]
     policies = list(dict.fromkeys(str(s.get("policy")) for s in rows))
@@ -380,7 +409,8 @@ def write_report(run: str | Path, db: str | None = None) -> Path:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [_section(headline, m), _section(win_rates, m), _section(rounds, m), _section(policy_metrics, m),
              _section(gain_sources, m), _section(over_optimization, samples), _section(safety, m),
-             _section(agreement, run, db), _section(training_curves, run), _section(side_by_side, samples),
+             _section(agreement, run, db), _section(training_curves, run), _section(sweeps, run),
+             _section(side_by_side, samples),
              _section(side_by_side, samples, "redteam", 3)]
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

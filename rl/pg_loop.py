@@ -36,7 +36,7 @@ from core.models import count_parameters, load_tokenizer, lora_config, preflight
 from core.policies import base_dir
 from core.runcard import data_info, write_run_card
 from core.training import check_launch, weights_sha256
-from rl import watchdog
+from rl import heldout, watchdog
 from rl.pg_inputs import load_reward_fn, load_train_prompts, prompt_batch, step_seed, total_iterations
 from rl.ppo_math import AdaptiveKLController, FixedKLController
 from rl.ppo_model import build_actor_critic, memory_report, save_policy_and_value
@@ -73,6 +73,8 @@ def check_config(cfg: SampledRLFields) -> None:
         raise ConfigError(f"missing_eos_mode must be subtract or replace, got {cfg.missing_eos_mode!r}")
     if cfg.temperature <= 0:
         raise ConfigError("temperature must be > 0: rollouts sample, and log-probs use logits / temperature")
+    if cfg.val_prompts < 0 or cfg.eval_steps < 1:
+        raise ConfigError(f"val_prompts must be >= 0 and eval_steps >= 1, got {cfg.val_prompts} and {cfg.eval_steps}")
     if cfg.max_steps < 0 and cfg.num_epochs <= 0:
         raise ConfigError(f"num_epochs must be > 0 when max_steps is -1, got {cfg.num_epochs}")
     if cfg.save_steps < 1 or cfg.save_total_limit < 1:
@@ -171,8 +173,9 @@ def start_or_resume(cfg, out: Path, stage: str, accelerator, model, optimizer, k
 # ---------------------------------------------------------------- loop
 
 def train(algo: Algo, cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, reward_fn, out: Path,
-          start: int, history: list[dict]) -> dict:
-    """Iterations start..max_steps; returns the watchdog's verdict ({"tripped": False} or why)."""
+          start: int, history: list[dict], val: list | None = None) -> dict:
+    """Iterations start..max_steps; returns the watchdog's verdict ({"tripped": False} or why).
+    With held-out prompts `val`, the held-out objective (rl/heldout.py) every cfg.eval_steps."""
     from tqdm.auto import tqdm
 
     ac = accelerator.unwrap_model(model)
@@ -203,6 +206,10 @@ def train(algo: Algo, cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, 
             append_jsonl(out / "log.jsonl", row)
         bar.set_postfix(score=f"{roll['score']:.3f}", kl=f"{roll['kl']:.3f}", len=f"{roll['response_length']:.1f}",
                         eos=f"{roll['eos_rate']:.2f}", beta=f"{kl_ctl.value:.3f}")
+        if val and (step + 1) % cfg.eval_steps == 0:
+            held = heldout.evaluate(ac, tok, val, reward_fn, cfg)
+            if accelerator.is_main_process:
+                append_jsonl(out / "log.jsonl", {"step": step + 1, **held})
     return {"tripped": False}
 
 
@@ -250,7 +257,7 @@ def run(algo: Algo, cfg: SampledRLFields, reward_fn=None) -> dict:
 
     tok = load_tokenizer(paths["base"], **tokenizer_fixes(cfg))
     preflight(tok)
-    prompts = load_train_prompts(paths["prompts"])
+    prompts, val = heldout.split_prompts(load_train_prompts(paths["prompts"]), cfg.val_prompts, cfg.seed)
     steps = total_iterations(cfg.max_steps, cfg.num_epochs, len(prompts), cfg.batch_size, accelerator.num_processes)
     cfg = dataclasses.replace(cfg, max_steps=steps)
     norm = None
@@ -271,8 +278,11 @@ def run(algo: Algo, cfg: SampledRLFields, reward_fn=None) -> dict:
                                      kl_ctl)
 
     t0 = time.time()
-    verdict = train(algo, cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, reward_fn, out, start, history)
+    verdict = train(algo, cfg, accelerator, model, optimizer, kl_ctl, tok, prompts, reward_fn, out, start, history,
+                    val)
+    held = heldout.evaluate(accelerator.unwrap_model(model), tok, val, reward_fn, cfg) if val else {}
     metrics = {"steps": len(history), "policy_step": verdict.get("rolled_back_to", len(history)),
+               **{f"val_{k.removeprefix('eval_')}": v for k, v in held.items()}, "val_prompts": len(val),
                **summarize(history, cfg.watch_window), "kl_coef_final": kl_ctl.value, "watchdog": verdict,
                "train_seconds": round(time.time() - t0, 1), "prompts": len(prompts),
                "processes": accelerator.num_processes, "trainable_params": n_trainable,

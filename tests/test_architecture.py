@@ -1,4 +1,4 @@
-"""The dependency rule (docs/architecture.md): core ← stage packages ← demo/, loop/ and the CLI.
+"""The dependency rule (docs/architecture.md): core ← stage packages ← demo/, loop/, sweep/ and the CLI.
 
 Every import statement of every module is read from its source (ast), function-local imports
 included, so a lazy `from demo import oracle` inside a function counts as much as one at the top.
@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("sft", "collect", "reward", "rl", "eval")
-ON_TOP = ("demo", "loop", "cli")
+ON_TOP = ("demo", "loop", "sweep", "cli")
 # The few imports between stages the design allows: RL optimizes the reward model's score; eval
 # scores with it (and its calibration metric), reads human votes from the annotation store and
 # queues flagged outputs into it.
@@ -65,3 +65,11 @@ def test_every_package_is_covered():
     """A new top-level package must be placed in the rule (here and in docs/architecture.md)."""
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
     assert packages == {"core", *STAGES, *ON_TOP}
+
+
+@pytest.mark.parametrize("path", modules("sweep"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_sweep_knows_no_demo_and_no_stage_code(path):
+    """A sweep runs each trial as the stage's own command, so it works alike on every run; it reads
+    the stages' config classes from core only."""
+    bad = sorted(set(imported_packages(path)) & {"demo", "loop", "cli", *STAGES})
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

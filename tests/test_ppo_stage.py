@@ -439,3 +439,37 @@ def test_iterations_default_to_one_pass_over_the_prompts():
     assert total_iterations(-1, 2.0, n_prompts=1000, batch_size=64, world=4) == 8   # ceil(2000 / 256)
     assert total_iterations(-1, 1.0, n_prompts=3, batch_size=64, world=1) == 1
     assert total_iterations(30, 1.0, n_prompts=1000, batch_size=64, world=1) == 30
+
+
+def test_held_out_objective_is_measured_on_prompts_kept_out_of_training(tiny_run, prompts_file, tmp_path):
+    """val_prompts: a seeded draw of the training prompts never trained on, measured every
+    eval_steps and at the end as score − β·KL with the fixed objective_kl_coef (rl/heldout.py)."""
+    from rl.heldout import split_prompts
+    from rl.ppo import main
+
+    train, held = split_prompts(list(range(8)), 3, seed=0)
+    assert len(held) == 3 and sorted(train + held) == list(range(8)) and train == sorted(train)
+    assert split_prompts(list(range(8)), 3, seed=0) == (train, held)  # the same draw every time
+    seen = []
+
+    def reward(prompts, responses):
+        seen.extend(p[-1]["content"] for p in prompts)
+        return [float(r.count("day")) for r in responses]
+
+    out = tmp_path / "ppo"
+    metrics = main(_cfg(tiny_run, out, prompts_file, max_steps=4, val_prompts=3, eval_steps=2,
+                        objective_kl_coef=0.5), reward_fn=reward)
+    assert metrics["prompts"] == 5 and metrics["val_prompts"] == 3  # 8 training prompts, 3 held out
+    held_text = {PROMPTS[i] for i in split_prompts(list(range(8)), 3, seed=0)[1]}
+    rows = _log(out)
+    evals = [r for r in rows if "eval_objective" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    for r in evals:
+        assert r["eval_objective"] == pytest.approx(r["eval_score"] - 0.5 * r["eval_kl"])
+    assert metrics["val_objective"] == pytest.approx(metrics["val_score"] - 0.5 * metrics["val_kl"])
+    # the reward saw: steps 1-2 (4 prompts each), an evaluation (the 3 held out), steps 3-4, one
+    # more, and the final one; no training step drew a held-out prompt
+    assert len(seen) == 4 + 4 + 3 + 4 + 4 + 3 + 3
+    training, evaluations = seen[:8] + seen[11:19], [seen[8:11], seen[19:22], seen[22:]]
+    assert not held_text & set(training)
+    assert all(sorted(e) == sorted(held_text) for e in evaluations)

@@ -128,3 +128,42 @@ def test_printed_table_has_the_red_team_audit():
             in lines)
     assert ("reward model's harmfulness head: AUC 0.812 for harmful help (40) vs refusals (300) among the audited "
             "answers") in lines
+
+
+def test_sweep_section_shows_what_was_searched_the_best_against_the_baseline_and_the_pruned(tmp_path, capsys):
+    """A sweep's trials.json as `rlhf sweep` writes it (sweep/results.py, from an Optuna study)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from core.config import DPOConfig
+    from sweep.objective import METRICS
+    from sweep.results import write_results
+    from sweep.space import Param
+
+    run = make_run(tmp_path, full=False)
+    where = run / "sweeps" / "dpo" / "lr"
+    where.mkdir(parents=True)
+    dist = {"learning_rate": FloatDistribution(1e-5, 1e-3, log=True), "lr_scheduler": CategoricalDistribution(
+        ["cosine", XSS])}
+    study = optuna.create_study(direction="minimize")
+    for params, state, value, curve, seconds in [
+            ({"learning_rate": 1e-4, "lr_scheduler": "cosine"}, TrialState.COMPLETE, 0.70, {10: 0.69, 20: 0.70}, 20.0),
+            ({"learning_rate": 3e-4, "lr_scheduler": XSS}, TrialState.COMPLETE, 0.60, {10: 0.65, 20: 0.60}, 21.0),
+            ({"learning_rate": 1e-5, "lr_scheduler": "cosine"}, TrialState.PRUNED, None, {10: 0.693}, 9.0)]:
+        study.add_trial(create_trial(params=params, distributions=dist, state=state, value=value,
+                                     intermediate_values=curve, user_attrs={"seconds": seconds}))
+    space = [Param("learning_rate", "log_uniform", 1e-5, 1e-3), Param("lr_scheduler", "choice", choices=("cosine", XSS))]
+    base = DPOConfig(learning_rate=1e-4)
+    summary = write_results(study, where, "dpo", base, space, METRICS["dpo"]["val_loss"], {})
+    printed = capsys.readouterr().out  # the table at the end of a sweep
+    assert re.search(r"^ +2 pruned +0\.6930 \(last\) +9 +1e-05 +cosine$", printed, re.M), printed
+    assert re.search(r"^ +1 complete +0\.6000 +21 +0\.0003 +.+ \*$", printed, re.M), printed
+    assert summary["baseline"]["number"] == 0 and summary["best"]["number"] == 1
+    page = write_report(run).read_text(encoding="utf-8")
+    assert "<h2>Hyperparameter sweeps</h2>" in page
+    assert ("Trials: 2 complete, 1 pruned, 50 s in all, of which pruned trials 9 s. Best: trial 1, 0.6000; the "
+            "starting config's values (trial 0): 0.7000.") in page
+    assert "<td>2</td><td>pruned</td><td>0.6930</td><td>9</td><td>1e-05</td><td>cosine</td>" in page
+    assert html.escape(XSS) in page and "<script>alert" not in page
+    assert len(images(page)) == 2  # the SFT curves and the sweep's panels

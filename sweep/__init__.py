@@ -1,0 +1,1 @@
+"""`rlhf sweep`: hyperparameter trials of a stage on its held-out metric (study.py)."""
