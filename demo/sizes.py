@@ -78,7 +78,15 @@ QUICK_ONLY = {
 # learned to refuse benign questions. Retrained without it, round 2 against round 1 by gold (greedy):
 # PPO 0.655 -> 0.725 (seed 0) and 0.105 -> 0.435 (seed 1), RLOO 0.43 -> 0.515 and 0.11 -> 0.32; its
 # gold accuracy on round 2's new held-out pairs 0.77 -> 0.81 and 0.87 -> 0.83.
-ROUNDS = {"reward": {"length_covariate": False}}
+#
+# DPO in round 2 on every round's pairs (ROUND_DPO_PAIRS) at twice the learning rate and half the β:
+# on its ~390 new pairs at round 1's settings it barely moved (KL 0.02 nats per token from round
+# 1's adapter; 47 of 100 greedy answers unchanged). Round 2 against round 1 by gold, greedy (the
+# same round-1 models, seeds 0 / 1): new pairs as round 1 0.555 / 0.595; all pairs 0.555 / 0.56;
+# all pairs, lr 2e-4 0.575 / 0.605; all pairs, lr 2e-4, β 0.05 0.59 [0.515, 0.665] / 0.585
+# [0.505, 0.66]; new pairs, lr 2e-4 0.53 / 0.595; new pairs, 160 steps 0.53 / 0.585.
+ROUNDS = {"reward": {"length_covariate": False}, "dpo": {"learning_rate": 2e-4, "beta": 0.05}}
+ROUND_DPO_PAIRS = "all"
 
 
 def _merge(*layers: dict) -> dict:

@@ -10,7 +10,9 @@ Round k >= 2, after round k-1's eval:
     reward   retrained from the backbone on every round's pairs (preferences_all.jsonl)
     dpo      continues round k-1's DPO adapter on this round's new pairs, with that adapter as
              the reference: iterative DPO (Xu et al. 2023, "Some things are more cringe than
-             others"; Yuan et al. 2024, "Self-rewarding language models")
+             others"; Yuan et al. 2024, "Self-rewarding language models"); or, with
+             round_dpo_pairs "all", on every round's pairs so far (the demo's choice: on its
+             400-odd new pairs a round, DPO barely moved, see demo/sizes.py)
     ppo/rloo continue round k-1's adapters against the new reward model (the `init` option),
              with SFT still the KL reference (Touvron et al. 2023 trained Llama 2-Chat over five
              rounds of fresh preferences)
@@ -180,7 +182,7 @@ def collect_round(cfg: RoundCollectConfig, votes: Callable[[RoundCollectConfig],
 
 
 def round_configs(configs: dict, root: Path, k: int, collect: CollectConfig, policy: str,
-                  first_preferences: str) -> dict:
+                  first_preferences: str, dpo_pairs: str = "new") -> dict:
     """Round k's stage configs: round 1's (`configs`, loop.run.stage_configs) on round k's
     directory, with the inputs the module docstring lists."""
     run, prev = round_dir(root, k), round_dir(root, k - 1)
@@ -189,7 +191,8 @@ def round_configs(configs: dict, root: Path, k: int, collect: CollectConfig, pol
            "reward": replace(configs["reward"], run=str(run), data=str(run / "collect" / ALL_PAIRS))}
     for a in registry.ALGORITHMS:
         if "preferences" in a.inputs:  # DPO: the previous round's adapter is start and reference
-            changes = {"sft": str(prev / a.name), "data": str(run / "collect" / NEW_PAIRS)}
+            changes = {"sft": str(prev / a.name), "data": str(run / "collect" / (ALL_PAIRS if dpo_pairs == "all"
+                                                                                 else NEW_PAIRS))}
         else:  # PPO, RLOO: start from it, the reference stays SFT
             changes = {"init": str(prev / a.name)}
         out[a.name] = replace(configs[a.name], run=str(run), **changes)

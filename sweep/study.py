@@ -221,31 +221,35 @@ class Worker:
         if self.bar is not None:
             self.bar.update(1)
 
-    def _loop(self) -> None:
+    def _loop(self, done: threading.Event) -> None:
         try:
             while (trial := self._next()) is not None:
                 self._one(trial)
         except BaseException as e:  # noqa: BLE001 - the first error stops the others, then is raised
             self.errors.append(e)
             self.halt.set()
+        finally:
+            done.set()
 
     def run(self) -> None:
         self.bar = tqdm(total=self.cfg.trials, initial=min(self.cfg.trials, counted(self.study)), unit="trial",
                         desc=f"sweep {self.stage}", dynamic_ncols=True)
-        workers = [threading.Thread(target=self._loop, name=f"sweep-{i}", daemon=True) for i in range(self.cfg.parallel)]
+        # Waiting on events, not Thread.join: a join that Ctrl-C interrupts can leave its thread
+        # looking finished while it runs on (CPython 3.11), and its trial would stay "running".
+        done = [threading.Event() for _ in range(self.cfg.parallel)]
         try:
-            for w in workers:
-                w.start()
+            for d in done:
+                threading.Thread(target=self._loop, args=(d,), name="sweep-worker", daemon=True).start()
                 time.sleep(0.5)  # the first ask writes the study's first rows alone
-            for w in workers:
-                while w.is_alive():
-                    w.join(timeout=0.5)
+            while not all(d.is_set() for d in done):
+                time.sleep(0.2)
         except KeyboardInterrupt:
             self.halt.set()  # no new trial; the running ones are stopped and marked failed (a re-run redoes them)
             for proc in list(self.procs.values()):
                 stop(proc)
-            for w in workers:
-                w.join(timeout=30)
+            deadline = time.time() + 30
+            while not all(d.is_set() for d in done) and time.time() < deadline:
+                time.sleep(0.2)
             raise
         finally:
             self.bar.close()
@@ -278,9 +282,15 @@ def main(cfg: SweepConfig, stage: str) -> dict:
               f"held-out objective (rl/heldout.py)")
     try:
         Worker(cfg, stage, study, heartbeat, base, params, metric, where).run()
-    finally:
-        summary = write_results(study, where, stage, base, params, metric, to_dict(cfg))
-    return summary
+    except KeyboardInterrupt:
+        write_results(study, where, stage, base, params, metric, to_dict(cfg))
+        print(f"\n[sweep] interrupted: the finished trials are kept in the study; the same command continues it "
+              f"(the interrupted trials run again)", flush=True)
+        raise SystemExit(130) from None
+    except BaseException:
+        write_results(study, where, stage, base, params, metric, to_dict(cfg))
+        raise
+    return write_results(study, where, stage, base, params, metric, to_dict(cfg))
 
 
 def best_config(base, params: list[Param], best: dict):

@@ -2,6 +2,8 @@
 come from, the per-round export, the every-round pairs file, and eval's round-against-round
 numbers on hand-made samples."""
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -237,6 +239,19 @@ def test_later_rounds_take_their_own_options(tmp_path):
     assert st["reward"].cfg.length_covariate is True
     assert st["reward@2"].cfg.length_covariate is False and st["reward@3"].cfg.length_covariate is False
     assert st["ppo@2"].cfg.max_steps == st["ppo"].cfg.max_steps  # the rest as in round 1
+    # the demo's round-2 DPO: every round's pairs, from round 1's adapter, lr 2e-4 and β 0.05
+    d1, d2, d3 = st["dpo"], st["dpo@2"], st["dpo@3"]
+    from demo.sizes import QUICK
+
+    assert (d2.cfg.learning_rate, d2.cfg.beta) == (2e-4, 0.05)
+    assert (d1.cfg.learning_rate, d1.cfg.beta) == (QUICK["dpo"]["learning_rate"], QUICK["dpo"]["beta"])
+    assert Path(d2.cfg.data) == tmp_path / "d" / "rounds" / "2" / "collect" / "preferences_all.jsonl"
+    assert Path(d2.cfg.sft) == tmp_path / "d" / "dpo" and Path(d3.cfg.sft) == tmp_path / "d" / "rounds" / "2" / "dpo"
+    assert d2.inputs["preferences"] == tmp_path / "d" / "rounds" / "2" / "collect" / "preferences_all.jsonl"
+    # the loop's default: round k's own pairs only
+    cfg = LoopConfig(run=str(tmp_path / "n"), rounds=2)
+    new = {s.name: s for s in round_plan(cfg, stage_configs(cfg), 2, Hooks(), None)}["dpo@2"]
+    assert Path(new.cfg.data).name == "preferences.jsonl" and new.inputs["preferences"].name == "preferences.jsonl"
 
     cfg = LoopConfig(run=str(tmp_path / "r"), rounds=2, round_stages={"reward": {"bogus": 1}})
     with pytest.raises(ConfigError, match=r"round_stages\.reward: unknown key 'bogus' for RewardConfig"):
@@ -250,3 +265,5 @@ def test_later_rounds_take_their_own_options(tmp_path):
                      prompts=str(tmp_path / "p.jsonl"), round_stages={"sft": {"max_steps": 1}})
     with pytest.raises(ConfigError, match=r"round_stages: unknown stage 'sft' \(one of collect, reward"):
         check(bad)
+    with pytest.raises(ConfigError, match=r"--round_dpo_pairs 'every': must be new or all"):
+        check(replace(bad, round_stages={}, round_dpo_pairs="every"))

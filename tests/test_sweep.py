@@ -5,8 +5,9 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,38 @@ def test_two_workers_share_one_study_without_running_a_trial_twice(sweep_run, tm
     values = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(values)) == len(values)  # no two trials with the same values, one baseline
     assert sum(dict(v) == {"learning_rate": 5e-2, "lora_r": 4} for v in values) == 1
+
+
+def test_ctrl_c_stops_the_trial_keeps_the_study_and_the_same_command_continues(sweep_run, tmp_path):
+    import signal
+
+    import optuna
+
+    run, space = sweep_run
+    long = tmp_path / "long.yaml"
+    start = load_config(SFTConfig, run / "sft" / "config.yaml", {"max_steps": 2000, "eval_steps": 2})
+    long.write_text(yaml.safe_dump(vars(start)), encoding="utf-8")
+    args = ["sft", "--run", run, "--space", space, "--trials", 2, "--threads", 1, "--name", "cut"]
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "sweep", *map(str, args), "--stage_config", long], cwd=ROOT,
+                            env={**os.environ, "TQDM_DISABLE": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    log = run / "sweeps" / "sft" / "cut" / "trial-000" / "log.jsonl"
+    deadline = time.time() + 120
+    while not evaluations(log, "eval_loss") and time.time() < deadline:
+        time.sleep(0.5)
+    assert evaluations(log, "eval_loss"), "the first trial never reached its first evaluation"
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, out
+    assert "[sweep] interrupted: the finished trials are kept in the study; the same command continues it" in out
+    size = log.stat().st_size
+    time.sleep(3)
+    assert log.stat().st_size == size  # the trial's process is gone, not training on in the background
+    study = optuna.load_study(study_name="sft/cut", storage=f"sqlite:///{run / 'sweeps' / 'sft' / 'cut' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+
+    again = sweep_cli(*args)  # the same command, the run's own 6-step config: two trials to finish
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "continuing the study, which holds 1 trial(s)" in again.stdout
+    study = optuna.load_study(study_name="sft/cut", storage=f"sqlite:///{run / 'sweeps' / 'sft' / 'cut' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
