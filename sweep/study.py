@@ -31,7 +31,7 @@ from core.config import ConfigError, UserError, apply_updates, load_config, mask
 from .config import SweepConfig
 from .objective import VAL_PROMPTS, Metric, metric_for
 from .space import Param, load_space, suggest
-from .trial import TrialFailed, run_trial, stop, trial_config
+from .trial import TrialFailed, halve_steps, run_trial, stop, trial_config
 
 HEARTBEAT = 60  # seconds between a running trial's heartbeats in the storage; a trial silent for
 GRACE = 240  # this long belongs to a dead worker
@@ -81,12 +81,11 @@ def check(cfg: SweepConfig) -> None:
 def make_pruner(name: str, base, trials: int):
     import optuna
 
-    steps = base.max_steps if getattr(base, "max_steps", -1) > 0 else None
-    first = max(1, getattr(base, "eval_steps", 1))
+    first = max(1, getattr(base, "eval_steps", 1))  # the step of a trial's first held-out value
     if name == "none":
         return optuna.pruners.NopPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=steps or "auto", reduction_factor=3)
+    if name == "hyperband":  # the largest budget: the first finished trial's last step
+        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource="auto", reduction_factor=3)
     # the median of at least two finished trials, from the second held-out value on
     return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(2, trials // 4)), n_warmup_steps=first + 1)
 
@@ -125,17 +124,16 @@ def open_study(cfg: SweepConfig, stage: str, metric: Metric, base, params: list[
     seed = cfg.seed + (os.getpid() if cfg.storage else 0)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
     name = f"{stage}/{where.name}"
-    pruner = make_pruner(cfg.pruner, base, cfg.trials)
+    pruner = make_pruner(cfg.pruner, halve_steps(base) if cfg.quick else base, cfg.trials)
     space = {p.name: p.describe() for p in params}
     try:  # one worker creates the study (the database's unique name decides which): it enqueues the baseline
         study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=name,
                                     direction=metric.direction)
-        study.set_user_attr("metric", metric.name)
-        study.set_user_attr("space", space)
+        study.set_user_attr("sweep", {"metric": metric.name, "space": space})  # one write: workers read it whole
         note = enqueue_baseline(study, base, params) if cfg.baseline else "no baseline trial (--baseline false)"
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, sampler=sampler, pruner=pruner, study_name=name)
-        made = study.user_attrs
+        made = study.user_attrs.get("sweep")  # None for a moment after another worker made the study
         if made and (made.get("metric") != metric.name or made.get("space") != space):
             raise UserError(f"{mask_url(url)}: study '{name}' was made with metric {made.get('metric')} over "
                             f"{', '.join(made.get('space', {}).values())}; give another --name for another "
@@ -247,7 +245,7 @@ class Worker:
             self.halt.set()  # no new trial; the running ones are stopped and marked failed (a re-run redoes them)
             for proc in list(self.procs.values()):
                 stop(proc)
-            deadline = time.time() + 30
+            deadline = time.time() + 20  # each worker marks its trial failed once the process is gone
             while not all(d.is_set() for d in done) and time.time() < deadline:
                 time.sleep(0.2)
             raise

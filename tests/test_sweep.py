@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import ConfigError, DPOConfig, RewardConfig, SFTConfig, load_config
+from core.config import ConfigError, DPOConfig, RewardConfig, SFTConfig, UserError, load_config
 from sweep.config import SweepConfig
 from sweep.objective import metric_for
 from sweep.space import load_space
@@ -183,6 +183,11 @@ def test_sweep_runs_trials_keeps_the_baseline_and_writes_the_best_config(sweep_r
     again = json.loads((where / "trials.json").read_text())["trials"]
     assert [t["number"] for t in again] == [0, 1, 2, 3] and again[:3] == trials
     assert (where / "trial-000" / "metrics.json").stat().st_mtime == stamp
+    # another space under the same name would mix trials that do not compare: refused
+    other = write(run.parent / "other.yaml", "learning_rate: {log_uniform: [1e-3, 1e-1]}\n")
+    with pytest.raises(UserError, match=r"study 'sft/lr' was made with metric val_loss over learning_rate: "
+                                        r"log_uniform 0.001..0.1, lora_r: one of 2, 4; give another --name"):
+        main(SweepConfig(run=str(run), space=str(other), name="lr", trials=5, threads=1), "sft")
 
 
 class _PruneAtOnce:
@@ -262,16 +267,22 @@ def test_ctrl_c_stops_the_trial_keeps_the_study_and_the_same_command_continues(s
     start = load_config(SFTConfig, run / "sft" / "config.yaml", {"max_steps": 2000, "eval_steps": 2})
     long.write_text(yaml.safe_dump(vars(start)), encoding="utf-8")
     args = ["sft", "--run", run, "--space", space, "--trials", 2, "--threads", 1, "--name", "cut"]
+    # SIGINT as a terminal gives it, even when this test runs in a background job (which ignores it)
     proc = subprocess.Popen([sys.executable, "-m", "cli", "sweep", *map(str, args), "--stage_config", long], cwd=ROOT,
-                            env={**os.environ, "TQDM_DISABLE": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            env={**os.environ, "TQDM_DISABLE": "1", "PYTHONFAULTHANDLER": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = run / "sweeps" / "sft" / "cut" / "trial-000" / "log.jsonl"
     deadline = time.time() + 120
     while not evaluations(log, "eval_loss") and time.time() < deadline:
         time.sleep(0.5)
     assert evaluations(log, "eval_loss"), "the first trial never reached its first evaluation"
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=60)[0]
+    try:
+        out = proc.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:  # every thread's stack (faulthandler) to say where it hangs
+        proc.send_signal(signal.SIGABRT)
+        pytest.fail("the sweep did not end after Ctrl-C:\n" + proc.communicate(timeout=30)[0][-6000:])
     assert proc.returncode == 130, out
     assert "[sweep] interrupted: the finished trials are kept in the study; the same command continues it" in out
     size = log.stat().st_size
@@ -285,3 +296,33 @@ def test_ctrl_c_stops_the_trial_keeps_the_study_and_the_same_command_continues(s
     assert "continuing the study, which holds 1 trial(s)" in again.stdout
     study = optuna.load_study(study_name="sft/cut", storage=f"sqlite:///{run / 'sweeps' / 'sft' / 'cut' / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+
+
+def test_the_pruner_waits_for_the_second_held_out_value_of_the_trials_as_they_run():
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from sweep.study import make_pruner
+
+    def stops_at(pruner, every: int) -> int | None:
+        """The step at which a trial far behind two finished ones is stopped (None: never)."""
+        study = optuna.create_study(pruner=pruner)
+        for _ in range(2):
+            study.add_trial(create_trial(params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=0.4,
+                                         state=TrialState.COMPLETE,
+                                         intermediate_values={every * k: 0.5 for k in range(1, 5)}))
+        trial = study.ask()
+        for k in range(1, 5):
+            trial.report(0.9, every * k)
+            if trial.should_prune():
+                return every * k
+        return None
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = load_config(DPOConfig, None, {"max_steps": 80, "eval_steps": 10})
+    assert stops_at(make_pruner("median", base, trials=8), every=10) == 20  # not at its first value
+    # --quick: evaluations every 5 steps, and the pruner counts in those
+    assert stops_at(make_pruner("median", halve_steps(base), trials=8), every=5) == 10
+    assert stops_at(make_pruner("none", base, trials=8), every=10) is None
+    assert isinstance(make_pruner("hyperband", base, 8), optuna.pruners.HyperbandPruner)
