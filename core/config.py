@@ -253,8 +253,8 @@ class SampledRLFields(LoraFields, RuntimeConfig):
     save_total_limit: int = F(2, "checkpoints kept on disk")
     resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
     # a held-out objective (rl/heldout.py): what `rlhf sweep ppo` and `rlhf sweep rloo` search on
-    val_prompts: int = F(0, "training prompts held out (a seeded draw) to measure the held-out objective "
-                            "score - β·KL on every eval_steps iterations and at the end (0 = none)")
+    val_prompts: int = F(0, "training prompts held out (core/split.py's hash ranks them) to measure the held-out "
+                            "objective score - β·KL every eval_steps iterations and at the end (0 = none)")
     eval_steps: int = F(10, "iterations between held-out evaluations (with val_prompts)")
     objective_kl_coef: float = F(0.1, "β of the held-out objective: fixed, unlike the adaptive kl_coef, so that "
                                       "runs with other KL settings compare")

@@ -4,7 +4,7 @@ never trains on.
     objective = mean over held-out prompts of  score(x, y) − β · KL(π(·|x) ‖ π_ref(·|x)),   y ~ π(·|x)
 
 the quantity both algorithms maximise (Ziegler et al. 2019; Stiennon et al. 2020), measured on
-`val_prompts` prompts drawn out of the training set, with the rollout's own sampling, scoring
+`val_prompts` prompts held out of the training set by the project's hold-out hash, with the rollout's own sampling, scoring
 (the reward model, normalised as in training, with the missing-EOS penalty) and KL estimate summed
 over the response. β is `objective_kl_coef`, fixed: the training β adapts (kl_target), and a
 sweep over KL settings needs one yardstick. The samples use one fixed seed at every evaluation,
@@ -16,25 +16,28 @@ and its winner should be checked by the eval stage (gold or people) before it is
 """
 from __future__ import annotations
 
-import random
-
 import torch
 
+from core.config import UserError
+from core.prompts import prompt_key
+from core.split import held_out_score
 from rl.rollout import per_sample, policy_experience
 
 EVAL_SEED = 2_147_483_647  # the sampling seed of every held-out evaluation (not a training step's)
 
 
 def split_prompts(prompts: list, n: int, seed: int) -> tuple[list, list]:
-    """(training, held-out): n prompts drawn by `seed`, the rest kept in their order."""
+    """(training, held-out): the n distinct prompts that the project's hold-out hash ranks first
+    (core/split.py: it depends on the prompt and the seed only, not on the file's order), every
+    row of them held out; the rest kept in their order."""
     if n <= 0:
         return prompts, []
-    if n >= len(prompts):
-        from core.config import UserError
-
-        raise UserError(f"val_prompts {n}: the run has only {len(prompts)} training prompts; hold out fewer")
-    held = set(random.Random(seed).sample(range(len(prompts)), n))
-    return [p for i, p in enumerate(prompts) if i not in held], [p for i, p in enumerate(prompts) if i in held]
+    keys = [prompt_key(p) for p in prompts]
+    distinct = sorted(set(keys), key=lambda k: held_out_score(k, seed))
+    if n >= len(distinct):
+        raise UserError(f"val_prompts {n}: the run has only {len(distinct)} distinct training prompts; hold out fewer")
+    held = set(distinct[:n])
+    return [p for p, k in zip(prompts, keys) if k not in held], [p for p, k in zip(prompts, keys) if k in held]
 
 
 @torch.no_grad()

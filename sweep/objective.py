@@ -31,9 +31,6 @@ class Metric:
     direction: str  # minimize | maximize
     depends_on: frozenset = frozenset()  # options whose value changes what the metric measures
 
-    def better(self, a: float, b: float) -> bool:
-        return a < b if self.direction == "minimize" else a > b
-
 
 _DPO_LOSS_SHAPE = frozenset({"beta", "loss_type", "label_smoothing", "max_eps", "smoothing_prior"})
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from core.config import to_dict
+from core.config import apply_updates, to_dict
 from core.io import atomic_write_text, write_json
 
 from .objective import Metric
@@ -50,10 +50,13 @@ def format_table(rows: list[dict], params: list[Param], metric: Metric, best: di
     return "\n".join(lines)
 
 
+def best_config(base, params: list[Param], best: dict):
+    """The starting config with the best trial's values (written as best.yaml)."""
+    return apply_updates(base, {k: v for k, v in best.items() if k in {p.name for p in params}}, "best trial")
+
+
 def write_results(study, where: Path, stage: str, base, params: list[Param], metric: Metric, sweep: dict) -> dict:
     """trials.json and best.yaml in the sweep's directory; prints the table."""
-    from .study import best_config
-
     rows = trial_rows(study)
     best = best_row(rows, metric)
     baseline = rows[0] if rows and all(rows[0]["params"].get(p.name) == getattr(base, p.name) for p in params) \

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from core.config import ConfigError, UserError, apply_updates, load_config, mask_url, to_dict
+from core.config import ConfigError, UserError, load_config, mask_url, to_dict
 
 from .config import SweepConfig
 from .objective import VAL_PROMPTS, Metric, metric_for
@@ -58,6 +58,11 @@ def starting_config(cfg: SweepConfig, stage: str):
     if getattr(base, "val_prompts", None) == 0:  # PPO, RLOO: the held-out objective needs its prompts
         base = replace(base, val_prompts=VAL_PROMPTS)
     return base
+
+
+def trial_threads(cfg: SweepConfig) -> int:
+    """Each trial's share of the sweep's threads (--threads, 0 = every core) among --parallel."""
+    return max(1, (cfg.threads or os.cpu_count() or 1) // cfg.parallel)
 
 
 def sweep_dir(cfg: SweepConfig, stage: str) -> Path:
@@ -157,7 +162,7 @@ def counted(study) -> int:
 
 def enqueue_baseline(study, base, params: list[Param]) -> str:
     values = {p.name: getattr(base, p.name) for p in params}
-    outside = [f"{k}={v}" for k, v in values.items() if not next(p for p in params if p.name == k).contains(v)]
+    outside = [f"{p.name}={values[p.name]}" for p in params if not p.contains(values[p.name])]
     if outside:
         return f"no baseline trial: the starting config's {', '.join(outside)} lies outside the space"
     study.enqueue_trial(values)
@@ -171,7 +176,7 @@ class Worker:
                  where: Path):
         self.cfg, self.stage, self.study, self.heartbeat, self.base = cfg, stage, study, heartbeat, base
         self.params, self.metric, self.where = params, metric, where
-        self.threads = max(1, (cfg.threads or os.cpu_count() or 1) // cfg.parallel)
+        self.threads = trial_threads(cfg)
         self.lock, self.halt = threading.Lock(), threading.Event()
         self.errors: list[BaseException] = []
         self.procs: dict[int, object] = {}  # trial number -> its running process
@@ -269,7 +274,7 @@ def main(cfg: SweepConfig, stage: str) -> dict:
     where = sweep_dir(cfg, stage)
     where.mkdir(parents=True, exist_ok=True)
     study, heartbeat, note = open_study(cfg, stage, metric, base, params, where)
-    threads = max(1, (cfg.threads or os.cpu_count() or 1) // cfg.parallel)
+    threads = trial_threads(cfg)
     print(f"[sweep] {stage}: {cfg.trials} trials on {metric.name} ({metric.direction}), {cfg.parallel} at a time "
           f"with {threads} thread(s) each, pruner {cfg.pruner}{', half steps (--quick)' if cfg.quick else ''}; "
           f"{note}; output in {where}", flush=True)
@@ -278,19 +283,15 @@ def main(cfg: SweepConfig, stage: str) -> dict:
     if getattr(base, "val_prompts", 0):
         print(f"  val_prompts {base.val_prompts}: training prompts kept out of every trial's training, for the "
               f"held-out objective (rl/heldout.py)")
+    interrupted = False
     try:
         Worker(cfg, stage, study, heartbeat, base, params, metric, where).run()
     except KeyboardInterrupt:
-        write_results(study, where, stage, base, params, metric, to_dict(cfg))
-        print(f"\n[sweep] interrupted: the finished trials are kept in the study; the same command continues it "
-              f"(the interrupted trials run again)", flush=True)
-        raise SystemExit(130) from None
-    except BaseException:
-        write_results(study, where, stage, base, params, metric, to_dict(cfg))
-        raise
-    return write_results(study, where, stage, base, params, metric, to_dict(cfg))
-
-
-def best_config(base, params: list[Param], best: dict):
-    """The starting config with the best trial's values (written as best.yaml)."""
-    return apply_updates(base, {k: v for k, v in best.items() if k in {p.name for p in params}}, "best trial")
+        interrupted = True
+    finally:  # whatever happened, the table and trials.json say what the study holds
+        summary = write_results(study, where, stage, base, params, metric, to_dict(cfg))
+    if interrupted:
+        print("\n[sweep] interrupted: the finished trials are kept in the study; the same command continues it "
+              "(the interrupted trials run again)", flush=True)
+        raise SystemExit(130)
+    return summary

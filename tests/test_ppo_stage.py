@@ -447,9 +447,14 @@ def test_held_out_objective_is_measured_on_prompts_kept_out_of_training(tiny_run
     from rl.heldout import split_prompts
     from rl.ppo import main
 
-    train, held = split_prompts(list(range(8)), 3, seed=0)
-    assert len(held) == 3 and sorted(train + held) == list(range(8)) and train == sorted(train)
-    assert split_prompts(list(range(8)), 3, seed=0) == (train, held)  # the same draw every time
+    train, held = split_prompts(PROMPTS, 3, seed=0)
+    assert len(held) == 3 and sorted(train + held) == sorted(PROMPTS)
+    assert train == [p for p in PROMPTS if p not in held]  # the training prompts keep their order
+    # the project's hold-out hash: the same prompts whatever the file's order, and as messages
+    assert sorted(split_prompts(PROMPTS[::-1], 3, seed=0)[1]) == sorted(held)
+    assert [m[0]["content"] for m in split_prompts([[{"role": "user", "content": p}] for p in PROMPTS], 3, 0)[1]] \
+        == held
+    assert sorted(split_prompts(PROMPTS, 3, seed=1)[1]) != sorted(held)
     seen = []
 
     def reward(prompts, responses):
@@ -460,7 +465,7 @@ def test_held_out_objective_is_measured_on_prompts_kept_out_of_training(tiny_run
     metrics = main(_cfg(tiny_run, out, prompts_file, max_steps=4, val_prompts=3, eval_steps=2,
                         objective_kl_coef=0.5), reward_fn=reward)
     assert metrics["prompts"] == 5 and metrics["val_prompts"] == 3  # 8 training prompts, 3 held out
-    held_text = {PROMPTS[i] for i in split_prompts(list(range(8)), 3, seed=0)[1]}
+    held_text = set(held)
     rows = _log(out)
     evals = [r for r in rows if "eval_objective" in r]
     assert [r["step"] for r in evals] == [2, 4]
