@@ -109,6 +109,9 @@ class RewardConfig(LoraFields, RuntimeConfig):
                        "('' = the embedded MiniLM-L6 encoder)")
     data: str = F("", "preference file or dataset directory in TRL columns ('' = <run>/collect/preferences.jsonl)")
     out: str = F("", "output directory ('' = <run>/reward)")
+    init: str = F("", "a reward model directory to train further instead of a new score head on `model`, e.g. "
+                      "an earlier round's: its weights, heads and LoRA-or-not (it must have been trained from "
+                      "`model`; '' = start anew)")
     lora: bool | None = F(None, "train LoRA adapters + the score head (None = LoRA for decoders, full "
                                 "fine-tuning for encoders)")
     max_length: int = F(1024, "tokens per prompt + response, TRL's default; the prompt is truncated first")
@@ -124,6 +127,8 @@ class RewardConfig(LoraFields, RuntimeConfig):
                                      "scoring: the reward learns what the preferences say beyond length (demo: "
                                      "reward-length correlation 0.54 -> 0.35, gold's 0.41; gold accuracy 0.85 = 0.85 "
                                      "on decisive pairs, 0.77 -> 0.80 on all)")
+    recent_weight: float = F(1.0, "weight in the pairwise loss of the newest annotation round's pairs against "
+                                  "earlier rounds' (rows carry `round`; 1 = every pair alike)")
     aspect_heads: bool = F(True, "regress the seven 1-5 aspect ratings from the same backbone (when rows have them)")
     aspect_coef: float = F(0.1, "weight of the aspect MSE in the training loss")
     reward_type: str = F("pairwise", "the scorer's reward: pairwise | aspects (weighted sum) | gated (safety gating)")

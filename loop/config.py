@@ -42,6 +42,8 @@ class LoopConfig(RuntimeConfig):
     round_dpo_pairs: str = F("new", "what DPO trains on in rounds 2 and later: new = that round's pairs, with the "
                                     "previous round's DPO adapter as start and reference (iterative DPO) | all = "
                                     "every round's pairs so far, with the same start and reference")
+    round_reward: str = F("anew", "how rounds 2 and later train the reward model on every round's pairs: anew = "
+                                  "from the backbone | continue = from the previous round's reward model")
     jobs: int = F(1, "stages that do not read each other's outputs run side by side, this many at once (DPO "
                      "beside the reward model, then PPO and RLOO), one thread each; pays on a CPU with a small "
                      "model; 0 = auto (2 when the run has 2+ threads); CUDA runs one at a time")

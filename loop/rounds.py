@@ -7,7 +7,8 @@ Round k >= 2, after round k-1's eval:
              against SFT; then votes (people in the app, or the demo's simulated annotators);
              this round's pairs go to <round>/collect/preferences.jsonl and every round's to
              <round>/collect/preferences_all.jsonl
-    reward   retrained from the backbone on every round's pairs (preferences_all.jsonl)
+    reward   retrained from the backbone on every round's pairs (preferences_all.jsonl); or, with
+             round_reward "continue", trained further from round k-1's reward model on them
     dpo      continues round k-1's DPO adapter on this round's new pairs, with that adapter as
              the reference: iterative DPO (Xu et al. 2023, "Some things are more cringe than
              others"; Yuan et al. 2024, "Self-rewarding language models"); or, with
@@ -182,13 +183,14 @@ def collect_round(cfg: RoundCollectConfig, votes: Callable[[RoundCollectConfig],
 
 
 def round_configs(configs: dict, root: Path, k: int, collect: CollectConfig, policy: str,
-                  first_preferences: str, dpo_pairs: str = "new") -> dict:
+                  first_preferences: str, dpo_pairs: str = "new", reward_from: str = "anew") -> dict:
     """Round k's stage configs: round 1's (`configs`, loop.run.stage_configs) on round k's
     directory, with the inputs the module docstring lists."""
     run, prev = round_dir(root, k), round_dir(root, k - 1)
     out = {"collect": RoundCollectConfig(**{**vars(collect), "run": str(run)}, round=k, policy=policy,
                                          first_preferences=first_preferences),
-           "reward": replace(configs["reward"], run=str(run), data=str(run / "collect" / ALL_PAIRS))}
+           "reward": replace(configs["reward"], run=str(run), data=str(run / "collect" / ALL_PAIRS),
+                             init=str(prev / "reward") if reward_from == "continue" else "")}
     for a in registry.ALGORITHMS:
         if "preferences" in a.inputs:  # DPO: the previous round's adapter is start and reference
             changes = {"sft": str(prev / a.name), "data": str(run / "collect" / (ALL_PAIRS if dpo_pairs == "all"

@@ -75,6 +75,8 @@ def check(cfg: LoopConfig) -> None:
         raise ConfigError(f"round_stages: unknown stage {unknown[0]!r} (one of {', '.join(STAGE_NAMES[1:])})")
     if cfg.round_dpo_pairs not in ("new", "all"):
         raise ConfigError(f"--round_dpo_pairs {cfg.round_dpo_pairs!r}: must be new or all")
+    if cfg.round_reward not in ("anew", "continue"):
+        raise ConfigError(f"--round_reward {cfg.round_reward!r}: must be anew or continue")
     if not 0 < cfg.eval_fraction < 1:
         raise ConfigError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
     if cfg.min_pairs < 1 or cfg.n_pairs < 1:
@@ -173,7 +175,8 @@ def round_plan(cfg: LoopConfig, configs: dict, k: int, hooks: Hooks, argv: list[
     """Round k's stages (loop/rounds.py): collect@k, reward@k, the algorithms @k, eval@k."""
     root = Path(cfg.run)
     run, prev = round_dir(root, k), round_dir(root, k - 1)
-    rc = round_configs(configs, root, k, configs["collect"], cfg.round_policy, cfg.preferences, cfg.round_dpo_pairs)
+    rc = round_configs(configs, root, k, configs["collect"], cfg.round_policy, cfg.preferences, cfg.round_dpo_pairs,
+                       cfg.round_reward)
     for name, updates in cfg.round_stages.items():  # checked here, before any stage runs
         rc[name] = apply_updates(rc[name], updates or {}, f"round_stages.{name}")
     votes = hooks.round_votes or functools.partial(people_votes, argv=argv)
@@ -183,7 +186,8 @@ def round_plan(cfg: LoopConfig, configs: dict, k: int, hooks: Hooks, argv: list[
                     {"sft": sft_w, "prompts": data, "eval": prev / "eval" / "metrics.json", **before},
                     on_fresh=forget_store_round),
               Stage(f"reward@{k}", run / "reward", functools.partial(_reward_main, gold=hooks.reward_gold),
-                    rc["reward"], {"preferences": run / "collect" / ALL_PAIRS})]
+                    rc["reward"], {"preferences": run / "collect" / ALL_PAIRS,
+                                   **({"start": prev / "reward" / "metrics.json"} if rc["reward"].init else {})})]
     for a in registry.ALGORITHMS:
         pairs = ALL_PAIRS if cfg.round_dpo_pairs == "all" else NEW_PAIRS
         inputs = {"start": before[a.name], **({"preferences": run / "collect" / pairs}

@@ -299,8 +299,10 @@ def save_reward_model(out: str | Path, rm: RewardModel, tok, base_model: str | P
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def load_reward_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[RewardModel, object, dict]:
-    """(reward model in eval mode, its tokenizer, its reward_model.json) from a saved directory."""
+def load_reward_model(path: str | Path, device: torch.device | str = "cpu", trainable: bool = False
+                      ) -> tuple[RewardModel, object, dict]:
+    """(reward model in eval mode, its tokenizer, its reward_model.json) from a saved directory;
+    `trainable`: a LoRA model's adapter is loaded for training too (a full model always is)."""
     from core.models import load_tokenizer
 
     path, device = Path(path), torch.device(device)
@@ -316,7 +318,7 @@ def load_reward_model(path: str | Path, device: torch.device | str = "cpu") -> t
         base = Path(meta["base_model"])
         backbone = load_backbone(base, tok, device)
         with quiet_transformers():
-            model = PeftModel.from_pretrained(backbone, str(path))
+            model = PeftModel.from_pretrained(backbone, str(path), is_trainable=trainable)
     else:
         model = load_backbone(path, tok, device)
     head = None

@@ -44,6 +44,7 @@ from reward.harm import heldout_harm_metrics
 from reward.loss import expected_calibration_error, length_offset, margin_from_ratings, pairwise_loss
 from reward.model import (REWARD_TYPES, backbone_kind, build_reward_model, collate, default_backbone, encode,
                           head_name, lora_seq_cls_config, save_reward_model, score_encoded)
+from reward.rounds import check_init, continued_model, round_weights
 
 
 def resolve_paths(cfg: RewardConfig) -> tuple[Path, Path, Path]:
@@ -55,6 +56,8 @@ def resolve_paths(cfg: RewardConfig) -> tuple[Path, Path, Path]:
 
 
 def check_config(cfg: RewardConfig) -> None:
+    if cfg.recent_weight <= 0:
+        raise ConfigError(f"key 'recent_weight' must be > 0, got {cfg.recent_weight}")
     if cfg.margin not in ("off", "raw", "scaled"):
         raise ConfigError(f"key 'margin' must be off, raw or scaled, got {cfg.margin!r}")
     if cfg.reward_type not in REWARD_TYPES:
@@ -91,13 +94,14 @@ def _n_tokens(tok, text: str) -> int:
     return max(1, len(tok(text, add_special_tokens=False)["input_ids"]))
 
 
-def encode_rows(rows: list[dict], tok, kind: str, max_length: int) -> list[dict]:
+def encode_rows(rows: list[dict], tok, kind: str, max_length: int, weights: list[float] | None = None) -> list[dict]:
     return [{"chosen": encode(tok, kind, r["prompt"], r["chosen"], max_length),
              "rejected": encode(tok, kind, r["prompt"], r["rejected"], max_length),
              "margin": r["margin"], "agreement": r["agreement"],
              "log_len_diff": math.log(_n_tokens(tok, r["chosen"]) / _n_tokens(tok, r["rejected"])),
-             "aspects": _aspect_vector(r["aspects_chosen"]) + _aspect_vector(r["aspects_rejected"])}
-            for r in rows]
+             "aspects": _aspect_vector(r["aspects_chosen"]) + _aspect_vector(r["aspects_rejected"]),
+             "weight": 1.0 if weights is None else weights[i]}
+            for i, r in enumerate(rows)]
 
 
 def make_batch(items: list[dict], pad_id: int) -> dict:
@@ -109,6 +113,7 @@ def make_batch(items: list[dict], pad_id: int) -> dict:
             "margin": torch.tensor([it["margin"] for it in items], dtype=torch.float32),  # (B,)
             "agreement": torch.tensor([it["agreement"] for it in items], dtype=torch.float32),  # (B,)
             "log_len_diff": torch.tensor([it["log_len_diff"] for it in items], dtype=torch.float32),  # (B,)
+            "weight": torch.tensor([it.get("weight", 1.0) for it in items], dtype=torch.float32),  # (B,)
             "aspects": torch.cat([asp[:, :len(ASPECTS)], asp[:, len(ASPECTS):]])}  # (2B, 7), NaN = unrated
 
 
@@ -123,7 +128,7 @@ def batch_loss(rm, batch: dict, cfg: RewardConfig) -> tuple[torch.Tensor, dict[s
         margin = offset if margin is None else margin + offset
     target = batch["agreement"].to(rewards.device) if cfg.soft_labels else None
     pair, m = pairwise_loss(r_chosen, r_rejected, margin, target, cfg.center_coef)
-    loss = pair.mean()
+    loss = (pair * batch["weight"].to(pair.device)).mean()  # weights of mean 1 over the data (round_weights)
     logs = {"pair_loss": loss.item(), **{k: v.item() for k, v in m.items()}}
     if length_coef is not None:
         logs["length_coef"] = length_coef.item()
@@ -375,15 +380,19 @@ def _disable_dropout(model) -> None:
 
 
 def new_model(cfg: RewardConfig, model_path: Path, tok, policy: DevicePolicy, aspect_heads: bool):
+    """A new reward model on the backbone, or with cfg.init the one saved there (continued_model)."""
     from transformers import AutoConfig, set_seed
 
     set_seed(cfg.seed)  # the new score and aspect heads start the same every run
-    kind = backbone_kind(AutoConfig.from_pretrained(str(model_path)))
-    use_lora = cfg.lora if cfg.lora is not None else kind == "decoder"
-    rm = build_reward_model(model_path, tok, policy.device, lora_seq_cls_config(cfg) if use_lora else None,
-                            aspect_heads=aspect_heads, reward_type=cfg.reward_type,
-                            aspect_weights=cfg.aspect_weights, gate_threshold=cfg.gate_threshold,
-                            gate_scale=cfg.gate_scale)
+    if cfg.init:
+        rm = continued_model(cfg, policy, aspect_heads)
+    else:
+        kind = backbone_kind(AutoConfig.from_pretrained(str(model_path)))
+        use_lora = cfg.lora if cfg.lora is not None else kind == "decoder"
+        rm = build_reward_model(model_path, tok, policy.device, lora_seq_cls_config(cfg) if use_lora else None,
+                                aspect_heads=aspect_heads, reward_type=cfg.reward_type,
+                                aspect_weights=cfg.aspect_weights, gate_threshold=cfg.gate_threshold,
+                                gate_scale=cfg.gate_scale)
     if cfg.length_covariate:
         # Trained with the reward, never saved with it: scoring uses the reward alone.
         rm.length_coef = torch.nn.Parameter(torch.zeros((), device=policy.device))
@@ -439,6 +448,8 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
     set_seed(cfg.seed)
     policy = policy_from_config(cfg)
     model_path, data_path, out = resolve_paths(cfg)
+    if cfg.init:
+        check_init(cfg, model_path)
     print(f"[reward] {model_path} + {data_path} → {out}  ({policy.describe()})")
 
     tok = load_tokenizer(model_path, **tokenizer_fixes(cfg))
@@ -455,7 +466,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
     rm = new_model(cfg, model_path, tok, policy, aspect_heads)
     kind = rm.kind
     max_length = min(cfg.max_length, getattr(rm.hf_model.config, "max_position_embeddings", None) or cfg.max_length)
-    train_items = encode_rows(train_rows, tok, kind, max_length)
+    train_items = encode_rows(train_rows, tok, kind, max_length, round_weights(train_rows, cfg.recent_weight))
     val_items = encode_rows(val_rows, tok, kind, max_length)
     n_trainable, n_total = count_parameters(rm)
     max_steps = total_steps(cfg, len(train_items))

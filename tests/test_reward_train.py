@@ -226,3 +226,77 @@ def test_gold_agreement_leaves_near_ties_out_and_reports_them():
     assert m["heldout_accuracy_gold"] == 0.6667 and m["heldout_accuracy_gold_all"] == 0.5
     assert m["labels_agree_with_gold"] == 0.3333  # only pair 0's label (chosen) is gold's pick
     assert gold_agreement(torch.tensor([1.0]), [None]) == {"gold_pairs": 0, "gold_near_ties": 0}
+
+
+def test_round_weights_hand_values():
+    """recent_weight 3 on rounds [1, 1, 2, 2, None→1]: raw weights 1, 1, 3, 3, 1 (mean 1.8), scaled
+    to mean 1; one round, or weight 1, leaves every pair at 1."""
+    from reward.train import round_weights
+
+    rows = [{"round": 1}, {"round": 1}, {"round": 2}, {"round": 2}, {"round": None}]
+    w = round_weights(rows, 3.0)
+    assert w == pytest.approx([1 / 1.8, 1 / 1.8, 3 / 1.8, 3 / 1.8, 1 / 1.8])
+    assert sum(w) == pytest.approx(len(rows))
+    assert round_weights(rows, 1.0) == [1.0] * 5
+    assert round_weights([{"round": 2}, {"round": 2}], 3.0) == [1.0, 1.0]
+
+
+def test_pair_weights_scale_each_pairs_loss(tiny_base):
+    """batch_loss with weights (0.5, 1.5) is the weighted mean of the two pairs' losses alone."""
+    from core.device import policy_from_config
+    from core.models import load_tokenizer
+    from reward.train import batch_loss, encode_rows, make_batch, new_model
+
+    cfg = RewardConfig(model=str(tiny_base), lora_r=4, lora_alpha=8, threads=1, aspect_heads=False)
+    tok = load_tokenizer(tiny_base)
+    rm = new_model(cfg, Path(tiny_base), tok, policy_from_config(cfg), aspect_heads=False).eval()
+    rows = [{**r, "margin": 0.0, "agreement": 1.0} for r in easy_pairs(2)]
+    items = encode_rows(rows, tok, rm.kind, 96, weights=[0.5, 1.5])
+    with torch.no_grad():
+        both, _ = batch_loss(rm, make_batch(items, tok.pad_token_id), cfg)
+        alone = [batch_loss(rm, make_batch([{**it, "weight": 1.0}], tok.pad_token_id), cfg)[0] for it in items]
+    assert alone[0] != pytest.approx(alone[1].item())
+    assert both.item() == pytest.approx((0.5 * alone[0] + 1.5 * alone[1]).item() / 2, rel=1e-5)
+
+
+def _scores(path, rows):
+    from reward.score import load_scorer
+
+    scorer = load_scorer(path, device="cpu")
+    return torch.tensor(scorer.score([r["prompt"] for r in rows], [r["chosen"] for r in rows]))
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_init_continues_the_saved_reward_model(tiny_base, pairs_file, tmp_path, lora):
+    """`init`: at learning rate 0 the result scores exactly as the model it started from (not as a
+    new head would); trained on, it starts from that model's loss, not a new head's."""
+    from reward.train import main
+
+    rows = easy_pairs(6, seed=1)
+    first = tmp_path / "first"
+    main(_cfg(tiny_base, pairs_file, first, lora=lora))
+    frozen = tmp_path / "frozen"
+    main(_cfg(tiny_base, pairs_file, frozen, lora=lora, init=str(first), max_steps=2, learning_rate=0.0,
+              head_learning_rate=0.0))
+    assert torch.equal(_scores(frozen, rows), _scores(first, rows))
+    anew = tmp_path / "anew"
+    main(_cfg(tiny_base, pairs_file, anew, lora=lora, max_steps=2, learning_rate=0.0, head_learning_rate=0.0))
+    assert not torch.allclose(_scores(anew, rows), _scores(first, rows))
+    on = tmp_path / "on"
+    main(_cfg(tiny_base, pairs_file, on, lora=lora, init=str(first), max_steps=2))
+    assert not torch.equal(_scores(on, rows), _scores(first, rows))
+    assert _losses(on)[0][1] < _losses(first)[0][1]  # it starts where `first` ended, not from scratch
+
+
+def test_init_must_be_a_reward_model_of_the_same_backbone(tiny_base, pairs_file, tmp_path):
+    from core.config import ConfigError, MissingFileError
+    from reward.train import main
+
+    with pytest.raises(MissingFileError, match=r"key 'init': .*nowhere is not a reward model directory"):
+        main(_cfg(tiny_base, pairs_file, tmp_path / "rm", init=str(tmp_path / "nowhere")))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "reward_model.json").write_text(json.dumps({"base_model": str(tmp_path / "another_model")}))
+    with pytest.raises(ConfigError, match=r"key 'init': .*other was trained from .*another_model, not from"):
+        main(_cfg(tiny_base, pairs_file, tmp_path / "rm", init=str(other)))
+    assert not (tmp_path / "rm" / "log.jsonl").exists()

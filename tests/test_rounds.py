@@ -1,7 +1,6 @@
 """Rounds of the loop, piece by piece: where a round lives, which policy the next round's items
 come from, the per-round export, the every-round pairs file, and eval's round-against-round
 numbers on hand-made samples."""
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -252,6 +251,15 @@ def test_later_rounds_take_their_own_options(tmp_path):
     cfg = LoopConfig(run=str(tmp_path / "n"), rounds=2)
     new = {s.name: s for s in round_plan(cfg, stage_configs(cfg), 2, Hooks(), None)}["dpo@2"]
     assert Path(new.cfg.data).name == "preferences.jsonl" and new.inputs["preferences"].name == "preferences.jsonl"
+    # the reward model: from the backbone by default; with round_reward continue, from round k-1's
+    plan2 = {s.name: s for s in round_plan(cfg, stage_configs(cfg), 2, Hooks(), None)}
+    assert plan2["reward@2"].cfg.init == "" and "start" not in plan2["reward@2"].inputs
+    cont = replace(cfg, round_reward="continue", rounds=3)
+    r3 = {s.name: s for s in round_plan(cont, stage_configs(cont), 3, Hooks(), None)}["reward@3"]
+    assert Path(r3.cfg.init) == tmp_path / "n" / "rounds" / "2" / "reward"
+    assert r3.inputs["start"] == tmp_path / "n" / "rounds" / "2" / "reward" / "metrics.json"
+    r2 = {s.name: s for s in round_plan(cont, stage_configs(cont), 2, Hooks(), None)}["reward@2"]
+    assert Path(r2.cfg.init) == tmp_path / "n" / "reward"
 
     cfg = LoopConfig(run=str(tmp_path / "r"), rounds=2, round_stages={"reward": {"bogus": 1}})
     with pytest.raises(ConfigError, match=r"round_stages\.reward: unknown key 'bogus' for RewardConfig"):
@@ -267,3 +275,5 @@ def test_later_rounds_take_their_own_options(tmp_path):
         check(bad)
     with pytest.raises(ConfigError, match=r"--round_dpo_pairs 'every': must be new or all"):
         check(replace(bad, round_stages={}, round_dpo_pairs="every"))
+    with pytest.raises(ConfigError, match=r"--round_reward 'again': must be anew or continue"):
+        check(replace(bad, round_stages={}, round_reward="again"))
