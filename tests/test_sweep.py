@@ -85,8 +85,14 @@ def test_a_loss_that_depends_on_a_searched_option_is_refused():
     with pytest.raises(ConfigError, match="val_loss measures something else at each value of beta.*val_accuracy"):
         metric_for("dpo", "", ["learning_rate", "beta"])
     assert metric_for("dpo", "val_accuracy", ["beta"]).direction == "maximize"
-    # the reward model's held-out loss is the plain pairwise loss whatever trained it
+    # the reward model's held-out loss is the plain pairwise loss whatever margin or centering trained it,
+    # but hard labels minimise it by construction, and a length covariate learns outside the reward head
     assert metric_for("reward", "", ["margin", "center_coef"]).name == "heldout_loss"
+    for option in ("soft_labels", "length_covariate"):
+        with pytest.raises(ConfigError, match=f"heldout_loss measures something else at each value of {option}"
+                                              ".*heldout_accuracy"):
+            metric_for("reward", "", ["learning_rate", option])
+        assert metric_for("reward", "heldout_accuracy", [option]).direction == "maximize"
     with pytest.raises(ConfigError, match="reward reports heldout_loss, heldout_accuracy, not 'gold'"):
         metric_for("reward", "gold", [])
     # PPO and RLOO: the held-out objective, whose β and sampling are not searched with it
