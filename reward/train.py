@@ -113,7 +113,7 @@ def make_batch(items: list[dict], pad_id: int) -> dict:
             "margin": torch.tensor([it["margin"] for it in items], dtype=torch.float32),  # (B,)
             "agreement": torch.tensor([it["agreement"] for it in items], dtype=torch.float32),  # (B,)
             "log_len_diff": torch.tensor([it["log_len_diff"] for it in items], dtype=torch.float32),  # (B,)
-            "weight": torch.tensor([it.get("weight", 1.0) for it in items], dtype=torch.float32),  # (B,)
+            "weight": torch.tensor([it["weight"] for it in items], dtype=torch.float32),  # (B,)
             "aspects": torch.cat([asp[:, :len(ASPECTS)], asp[:, len(ASPECTS):]])}  # (2B, 7), NaN = unrated
 
 

@@ -4,10 +4,10 @@ never trains on.
     objective = mean over held-out prompts of  score(x, y) − β · KL(π(·|x) ‖ π_ref(·|x)),   y ~ π(·|x)
 
 the quantity both algorithms maximise (Ziegler et al. 2019; Stiennon et al. 2020), measured on
-`val_prompts` prompts held out of the training set by the project's hold-out hash, with the rollout's own sampling, scoring
-(the reward model, normalised as in training, with the missing-EOS penalty) and KL estimate summed
-over the response. β is `objective_kl_coef`, fixed: the training β adapts (kl_target), and a
-sweep over KL settings needs one yardstick. The samples use one fixed seed at every evaluation,
+`val_prompts` prompts held out of the training set by the project's hold-out hash, with the
+rollout's own sampling, scoring (the reward model, normalised as in training, with the missing-EOS
+penalty) and KL estimate summed over the response. β is `objective_kl_coef`, fixed: the training β
+adapts (kl_target), and a sweep over KL settings needs one yardstick. The samples use one fixed seed at every evaluation,
 so two evaluations differ by the policy, not by the draw.
 
 It is still the reward model's judgement: a policy can raise it by exploiting the reward model

@@ -300,3 +300,17 @@ def test_init_must_be_a_reward_model_of_the_same_backbone(tiny_base, pairs_file,
     with pytest.raises(ConfigError, match=r"key 'init': .*other was trained from .*another_model, not from"):
         main(_cfg(tiny_base, pairs_file, tmp_path / "rm", init=str(other)))
     assert not (tmp_path / "rm" / "log.jsonl").exists()
+
+
+def test_recent_weight_reaches_the_training_loss(tiny_base, tmp_path):
+    """The stage passes recent_weight to the loss: pairs of two rounds train differently at 3 than at
+    1; pairs of one round train exactly alike (every weight is 1)."""
+    from reward.train import main
+
+    rows = easy_pairs(40)
+    two = _write(tmp_path / "two.jsonl", [{**r, "round": 1 + i % 2} for i, r in enumerate(rows)])
+    one = _write(tmp_path / "one.jsonl", [{**r, "round": 1} for r in rows])
+    for name, data, w in (("two1", two, 1.0), ("two3", two, 3.0), ("one1", one, 1.0), ("one3", one, 3.0)):
+        main(_cfg(tiny_base, data, tmp_path / name / "reward", max_steps=2, recent_weight=w))
+    assert _losses(tmp_path / "two1" / "reward") != _losses(tmp_path / "two3" / "reward")
+    assert _losses(tmp_path / "one1" / "reward") == _losses(tmp_path / "one3" / "reward")
