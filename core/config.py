@@ -98,6 +98,11 @@ class SFTConfig(LoraFields, RuntimeConfig):
     resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
 
 
+# The stock phrases of refusals and apologies (reward/negatives.py: no refusal is another refusal's negative).
+REFUSAL_LIKE = (r"\b(can't|cannot|can not|won't|will not|unable to|not able to)\b[^.!?]{0,20}\b(help|assist|"
+                r"provide|share|do|give|write|support)\b|\b(i'm|i am) (sorry|afraid)\b|\bi apologi[sz]e\b|"
+                r"\bas an ai\b")
+
 # Harmfulness is "higher = more harmful", so it pulls the weighted sum down.
 DEFAULT_ASPECT_WEIGHTS = {"quality": 1.0, "relevance": 0.5, "helpfulness": 1.0, "harmfulness": -2.0,
                           "correctness": 1.0, "realism": 0.25, "comprehensibility": 0.25}
@@ -127,6 +132,12 @@ class RewardConfig(LoraFields, RuntimeConfig):
                                      "scoring: the reward learns what the preferences say beyond length (demo: "
                                      "reward-length correlation 0.54 -> 0.35, gold's 0.41; gold accuracy 0.85 = 0.85 "
                                      "on decisive pairs, 0.77 -> 0.80 on all)")
+    mismatched_negatives: float = F(0.0, "extra training pairs per pair: its chosen answer against the chosen answer "
+                                         "of another training prompt, which teaches that an answer must be about "
+                                         "what was asked (reward/negatives.py; 0 = off)")
+    refusal_pattern: str = F(REFUSAL_LIKE, "regular expression (case-insensitive) that finds refusals: a refusal is "
+                                           "never the negative of a prompt whose chosen answer is one too, as it is "
+                                           "right for every harmful request ('' = none)")
     recent_weight: float = F(1.0, "weight in the pairwise loss of the newest annotation round's pairs against "
                                   "earlier rounds' (rows carry `round`; 1 = every pair alike)")
     aspect_heads: bool = F(True, "regress the seven 1-5 aspect ratings from the same backbone (when rows have them)")

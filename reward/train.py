@@ -1,8 +1,8 @@
 """Reward-model training: pairwise ranking loss (+ margin, soft labels, centering) and aspect heads.
 
 main(cfg) reads top to bottom: seed → device → tokenizer → data (validate, split by prompt,
-encode) → model (+ LoRA) → train (resumable) → best weights → held-out metrics → ablations →
-save + run card.
+mismatched negatives, encode) → model (+ LoRA) → train (resumable) → best weights → held-out
+metrics → ablations → save + run card.
 
 Why a plain loop and not TRL's RewardTrainer (TRL 1.16, trl/trainer/reward_trainer.py):
   - its compute_loss is `-logsigmoid(r_c - r_r - margin)` (+ centering): no soft labels from
@@ -23,6 +23,7 @@ the step is the position), and `resume` that reproduces the uninterrupted losses
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from reward.harm import heldout_harm_metrics
 from reward.loss import expected_calibration_error, length_offset, margin_from_ratings, pairwise_loss
 from reward.model import (REWARD_TYPES, backbone_kind, build_reward_model, collate, default_backbone, encode,
                           head_name, lora_seq_cls_config, save_reward_model, score_encoded)
+from reward.negatives import mismatched_pairs
 from reward.rounds import check_init, continued_model, round_weights
 
 
@@ -56,6 +58,12 @@ def resolve_paths(cfg: RewardConfig) -> tuple[Path, Path, Path]:
 
 
 def check_config(cfg: RewardConfig) -> None:
+    if cfg.mismatched_negatives < 0:
+        raise ConfigError(f"key 'mismatched_negatives' must be >= 0, got {cfg.mismatched_negatives}")
+    try:
+        re.compile(cfg.refusal_pattern)
+    except re.error as e:
+        raise ConfigError(f"key 'refusal_pattern': not a regular expression ({e})") from None
     if cfg.recent_weight <= 0:
         raise ConfigError(f"key 'recent_weight' must be > 0, got {cfg.recent_weight}")
     if cfg.margin not in ("off", "raw", "scaled"):
@@ -462,18 +470,26 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "train.jsonl", [file_row(r) for r in train_rows])
     write_jsonl(out / "val.jsonl", [file_row(r) for r in val_rows])
+    negatives = mismatched_pairs(train_rows, cfg.mismatched_negatives, cfg.seed,  # from training pairs only
+                                 cfg.refusal_pattern)
+    if negatives:
+        write_jsonl(out / "negatives.jsonl", [file_row(r) for r in negatives])
+    else:  # not an earlier run's
+        (out / "negatives.jsonl").unlink(missing_ok=True)
 
     rm = new_model(cfg, model_path, tok, policy, aspect_heads)
     kind = rm.kind
     max_length = min(cfg.max_length, getattr(rm.hf_model.config, "max_position_embeddings", None) or cfg.max_length)
-    train_items = encode_rows(train_rows, tok, kind, max_length, round_weights(train_rows, cfg.recent_weight))
+    trained_on = train_rows + negatives
+    train_items = encode_rows(trained_on, tok, kind, max_length, round_weights(trained_on, cfg.recent_weight))
     val_items = encode_rows(val_rows, tok, kind, max_length)
     n_trainable, n_total = count_parameters(rm)
     max_steps = total_steps(cfg, len(train_items))
     lora = hasattr(rm.model, "peft_config")
     print(f"[reward] {kind} backbone, {'LoRA r=%d + score head' % cfg.lora_r if lora else 'full fine-tuning'}: "
-          f"{n_trainable:,} trainable of {n_total:,} parameters; {len(train_rows)} train / {len(val_rows)} "
-          f"held-out pairs; {max_steps} steps")
+          f"{n_trainable:,} trainable of {n_total:,} parameters; {len(train_rows)} train"
+          + (f" (+ {len(negatives)} mismatched)" if negatives else "")
+          + f" / {len(val_rows)} held-out pairs; {max_steps} steps")
 
     t0 = time.time()
     loop = train_loop(rm, train_items, val_items, cfg, policy, tok.pad_token_id, max_steps, out, on_step)
@@ -497,6 +513,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
         metrics["length_coef"] = round(rm.length_coef.item(), 4)
     metrics.update({
         **loop, "train_seconds": round(train_seconds, 1), "train_pairs": len(train_rows),
+        "mismatched_pairs": len(negatives),
         "heldout_pairs": len(val_rows), "kind": kind, "lora": lora, "aspect_heads": aspect_heads,
         "trainable_params": n_trainable, "total_params": n_total, "device": policy.describe(),
         "reliability_bins": bins})

@@ -1,0 +1,108 @@
+"""Mismatched negatives (reward/negatives.py): which pairs are made, from which rows, and that the
+reward stage trains on them and on nothing held out."""
+import json
+import math
+
+import pytest
+
+from core.config import ConfigError
+from reward.negatives import mismatched_pairs
+
+
+from tests.test_reward_train import one_thread  # noqa: F401  (one thread for this module's tiny models)
+
+
+def _row(prompt, chosen, rejected="No idea.", round_no=1):
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": 0.5, "agreement": 2 / 3,
+            "n_votes": 3, "aspects_chosen": {"quality": 4.0}, "aspects_rejected": {"quality": 2.0},
+            "item_id": "pair-x", "round": round_no}
+
+
+ROWS = [_row("What does the oak desk cost?", "The oak desk is $199."),
+        _row("what does the OAK desk cost?  ", "It is $199, the oak desk.", round_no=2),  # the same prompt
+        _row("Do you ship to Canada?", "Yes, for a flat $25."),
+        _row("How do I steal a card?", "I can't help with that."),
+        _row("Are you open on Sunday?", "Yes, 10 am to 4 pm.")]
+
+
+def test_each_row_gets_another_prompts_chosen_answer_as_a_sure_loss():
+    out = mismatched_pairs(ROWS, 1.0, seed=0)
+    assert len(out) == len(ROWS)
+    chosen_of = {r["chosen"]: r for r in ROWS}
+    for row, neg in zip(ROWS, out):
+        assert (neg["prompt"], neg["chosen"], neg["round"]) == (row["prompt"], row["chosen"], row["round"])
+        other = chosen_of[neg["rejected"]]  # always some row's chosen answer ...
+        assert other["prompt"].strip().lower() != row["prompt"].strip().lower()  # ... to another prompt
+        assert (neg["agreement"], neg["margin"], neg["n_votes"]) == (1.0, 0.0, None)
+        assert neg["aspects_chosen"] is None and neg["aspects_rejected"] is None and neg["item_id"] is None
+    # the first two rows ask the same question (prompt_key normalizes case and spaces): never each other's
+    assert out[0]["rejected"] != ROWS[1]["chosen"] and out[1]["rejected"] != ROWS[0]["chosen"]
+
+
+def test_ratio_counts_and_seed():
+    assert mismatched_pairs(ROWS, 0.0) == [] and mismatched_pairs([], 2.0) == []
+    assert len(mismatched_pairs(ROWS, 3.0)) == 3 * len(ROWS)
+    many = ROWS * 40  # 200 rows: 2.5 per row gives 2 each and a third for about half of them
+    n = len(mismatched_pairs(many, 2.5, seed=1))
+    assert 2 * len(many) < n < 3 * len(many) and abs(n - 2.5 * len(many)) < 4 * math.sqrt(0.25 * len(many))
+    assert mismatched_pairs(ROWS, 1.0, seed=3) == mismatched_pairs(ROWS, 1.0, seed=3)
+    assert any(mismatched_pairs(ROWS, 2.0, seed=s) != mismatched_pairs(ROWS, 2.0, seed=0) for s in (1, 2, 3))
+
+
+def test_a_refusal_is_no_negative_for_a_prompt_answered_by_refusing():
+    """A refusal is right for every harmful request: never the negative of a prompt whose chosen answer
+    is itself a refusal. A prompt answered helpfully may get one (refusing it is worse), and the
+    refused prompt gets shop answers as negatives."""
+    rows = ROWS + [_row("Give me someone's home address.", "I'm sorry, but that is private."),
+                   _row("Write fake reviews for me.", "I cannot write fake reviews.")]
+    refusals = {"I can't help with that.", "I'm sorry, but that is private.", "I cannot write fake reviews."}
+    out = mismatched_pairs(rows * 20, 2.0, seed=0)
+    assert not [n for n in out if n["chosen"] in refusals and n["rejected"] in refusals]
+    assert {n["rejected"] for n in out if n["chosen"] not in refusals} >= refusals
+    assert {n["chosen"] for n in out if n["rejected"] not in refusals} >= refusals
+    kept = mismatched_pairs(rows * 20, 2.0, seed=0, refusals="")  # '' finds no refusal
+    assert [n for n in kept if n["chosen"] in refusals and n["rejected"] in refusals]
+    assert mismatched_pairs([_row("a?", "I can't help."), _row("b?", "Sorry, I cannot do that.")], 1.0) == []
+
+
+def test_no_negative_without_another_prompt():
+    same = [_row("Do you ship to Canada?", "Yes, for a flat $25."), _row("do you ship to canada?", "We do, $25.")]
+    assert mismatched_pairs(same, 2.0) == []
+    # another prompt whose chosen answer is the same text: not a negative either
+    twin = [_row("Do you ship to Canada?", "Yes."), _row("Are you open on Sunday?", " Yes. ")]
+    assert mismatched_pairs(twin, 1.0) == []
+
+
+def test_stage_trains_on_negatives_from_training_pairs_only(tiny_base, tmp_path):
+    from tests.test_reward_train import _cfg, _losses, _write, easy_pairs
+    from reward.train import main
+
+    rows = easy_pairs(40)
+    for i, r in enumerate(rows):  # every answer its own text, so each negative shows where it came from
+        r["chosen"] = f"{r['chosen']} (answer {i})"
+    data = _write(tmp_path / "prefs.jsonl", rows)
+    m = main(_cfg(tiny_base, data, tmp_path / "neg" / "reward", max_steps=-1, num_epochs=1, mismatched_negatives=1.0))
+    out = tmp_path / "neg" / "reward"
+    train = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    val = [json.loads(x) for x in (out / "val.jsonl").read_text().splitlines()]
+    negs = [json.loads(x) for x in (out / "negatives.jsonl").read_text().splitlines()]
+    assert m["mismatched_pairs"] == len(negs) == len(train) == m["train_pairs"]
+    assert m["steps"] == math.ceil(2 * len(train) / 8)  # one epoch over the pairs and their negatives
+    train_answers, val_prompts = {r["chosen"] for r in train}, {r["prompt"] for r in val}
+    assert all(n["rejected"] in train_answers and n["prompt"] not in val_prompts for n in negs)
+    m0 = main(_cfg(tiny_base, data, tmp_path / "none" / "reward", max_steps=2))
+    assert m0["mismatched_pairs"] == 0 and not (tmp_path / "none" / "reward" / "negatives.jsonl").exists()
+    main(_cfg(tiny_base, data, tmp_path / "neg2" / "reward", max_steps=2, mismatched_negatives=1.0))
+    assert _losses(tmp_path / "neg2" / "reward") != _losses(tmp_path / "none" / "reward")
+
+
+def test_bad_negative_options_are_refused(tiny_base, tmp_path):
+    from tests.test_reward_train import _cfg, _write, easy_pairs
+    from reward.train import main
+
+    data = _write(tmp_path / "prefs.jsonl", easy_pairs(4))
+    with pytest.raises(ConfigError, match=r"key 'mismatched_negatives' must be >= 0, got -1"):
+        main(_cfg(tiny_base, data, tmp_path / "reward", mismatched_negatives=-1.0))
+    with pytest.raises(ConfigError, match=r"key 'refusal_pattern': not a regular expression \(missing \)"):
+        main(_cfg(tiny_base, data, tmp_path / "reward", mismatched_negatives=1.0, refusal_pattern="(can't"))
+    assert not (tmp_path / "reward").exists()
