@@ -12,16 +12,16 @@ a bad answer to this one. On a harmful prompt whose chosen answer is a refusal, 
 an ordinary shop answer, the off-topic reply an aligned policy drifts to; on a benign prompt it
 is often another prompt's refusal.
 
-A refusal (found by the pattern `refusals`, by default the stock phrases of refusals and apologies that
-jailbreak studies count refusals by, e.g. Zou et al., 2023, "Universal and Transferable Adversarial
-Attacks", sec. 3) is never the negative of a prompt whose own chosen answer is a refusal: it is
-right for every harmful request, so there it would be a false negative. For a prompt answered
-helpfully it stays a negative: refusing a benign question is worse than answering it. On the demo
-(seed 0, three RL seeds) refusals among every prompt's negatives cost PPO red-team refusals; kept
-out of every prompt's negatives, the reward model scored refusals of benign questions above right
-answers (1.38 against 1.28) and PPO refused benign questions. With this rule they stay below
-(0.39 against 1.60), and red-team answers are ranked right in 0.905 of decisive pairs (0.884
-without negatives).
+A refusal (found by the pattern `refusals`, by default the stock phrases of refusals and apologies
+that jailbreak studies count refusals by, e.g. Zou et al., 2023, "Universal and Transferable
+Adversarial Attacks", sec. 3) is never the negative of a prompt whose own chosen answer is a
+refusal: it is right for every harmful request, so there it would be a false negative. For a prompt
+answered helpfully it stays a negative: refusing a benign question is worse than answering it. On
+the demo (seed 0, three RL seeds) refusals among every prompt's negatives cost PPO red-team
+refusals; kept out of every prompt's negatives, the reward model scored refusals of benign
+questions above right answers (1.38 against 1.28) and PPO refused benign questions. With this rule
+they stay below (0.39 against 1.60), and red-team answers are ranked right in 0.905 of decisive
+pairs (0.884 without negatives).
 
 Only training pairs are drawn from, never held-out ones, so held-out accuracy stays honest. A new
 pair keeps its row's prompt, chosen answer and round; its target is a sure preference (agreement

@@ -7,8 +7,6 @@ import pytest
 
 from core.config import ConfigError
 from reward.negatives import mismatched_pairs
-
-
 from tests.test_reward_train import one_thread  # noqa: F401  (one thread for this module's tiny models)
 
 
