@@ -48,10 +48,10 @@ def mismatched_pairs(rows: list[dict], ratio: float, seed: int = 0, refusals: st
         return []
     rng = random.Random(f"mismatched-negatives-{seed}")
     keys = [prompt_key(r["prompt"]) for r in rows]
-    found = re.compile(refusals, re.IGNORECASE) if refusals else None
-    refusal = [bool(found and found.search(r["chosen"])) for r in rows]
     if len(set(keys)) < 2:
         return []
+    found = re.compile(refusals, re.IGNORECASE) if refusals else None
+    refusal = [bool(found and found.search(r["chosen"])) for r in rows]
     whole, part = int(ratio), ratio - int(ratio)
     out = []
     for i, (row, key) in enumerate(zip(rows, keys)):
