@@ -135,6 +135,9 @@ class RewardConfig(LoraFields, RuntimeConfig):
     mismatched_negatives: float = F(0.0, "extra training pairs per pair: its chosen answer against the chosen answer "
                                          "of another training prompt, which teaches that an answer must be about "
                                          "what was asked (reward/negatives.py; 0 = off)")
+    hard_negatives: float = F(0.0, "share of the mismatched negatives drawn from the 10 training prompts that share "
+                                   "the most words with the pair's (the same item asked another thing, or the same "
+                                   "question about another item), skipping paraphrases of it (reward/negatives.py)")
     refusal_pattern: str = F(REFUSAL_LIKE, "regular expression (case-insensitive) that finds refusals: a refusal is "
                                            "never the negative of a prompt whose chosen answer is one too, as it is "
                                            "right for every harmful request ('' = none)")

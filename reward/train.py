@@ -60,6 +60,10 @@ def resolve_paths(cfg: RewardConfig) -> tuple[Path, Path, Path]:
 def check_config(cfg: RewardConfig) -> None:
     if cfg.mismatched_negatives < 0:
         raise ConfigError(f"key 'mismatched_negatives' must be >= 0, got {cfg.mismatched_negatives}")
+    if not 0 <= cfg.hard_negatives <= 1:
+        raise ConfigError(f"key 'hard_negatives' must be in [0, 1], got {cfg.hard_negatives}")
+    if cfg.hard_negatives and not cfg.mismatched_negatives:
+        raise ConfigError("key 'hard_negatives' is a share of the mismatched negatives: set mismatched_negatives > 0 too")
     try:
         re.compile(cfg.refusal_pattern)
     except re.error as e:
@@ -471,7 +475,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
     write_jsonl(out / "train.jsonl", [file_row(r) for r in train_rows])
     write_jsonl(out / "val.jsonl", [file_row(r) for r in val_rows])
     negatives = mismatched_pairs(train_rows, cfg.mismatched_negatives, cfg.seed,  # from training pairs only
-                                 cfg.refusal_pattern)
+                                 cfg.refusal_pattern, cfg.hard_negatives)
     if negatives:
         write_jsonl(out / "negatives.jsonl", [file_row(r) for r in negatives])
     else:  # not an earlier run's

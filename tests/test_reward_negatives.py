@@ -6,7 +6,7 @@ import math
 import pytest
 
 from core.config import ConfigError
-from reward.negatives import mismatched_pairs
+from reward.negatives import mismatched_pairs, nearest, words
 from tests.test_reward_train import one_thread  # noqa: F401  (one thread for this module's tiny models)
 
 
@@ -71,6 +71,53 @@ def test_no_negative_without_another_prompt():
     assert mismatched_pairs(twin, 1.0) == []
 
 
+def test_nearest_ranks_by_shared_rare_words_and_leaves_out_the_same_question():
+    texts = [{"oak", "desk", "price"}, {"oak", "desk", "return"}, {"pine", "shelf", "price"},
+             {"oak", "desk", "price"}, {"ship", "canada"}, {"oak", "bench", "return"}]
+    # idf log(7 / (df + 0.5)): oak (in 4 sets) 0.44, desk and price (3) 0.69, return (2) 1.03, the
+    # rest 1.54. Set 0 shares oak + desk with set 1 (cosine 0.48), price with set 2 (0.20) and oak
+    # with set 5 (0.10); identical sets ask the same question (cosine 1 >= below); set 4 shares
+    # no word with any
+    assert nearest(texts, 3, below=0.9) == [[1, 2, 5], [5, 0, 3], [0, 3], [1, 2, 5], [], [1, 0, 3]]
+    assert nearest(texts, 1)[0] == [3] and nearest(texts, 1, chunk=2) == nearest(texts, 1)
+    asked = words("Hi, how much is the oak desk? Order 12345, thanks!", numbers=False)
+    assert asked == {"much", "oak", "desk", "order"}
+    assert "$199" in words("The oak desk is $199.")
+
+
+HARD = [_row("How much is the oak desk?", "The oak desk is $199."),
+        _row("Hi, how much is the oak desk? Thanks!", "It costs $249 now, the oak desk."),  # the same question
+        _row("Can I return the oak desk?", "Yes, within 30 days of delivery."),
+        _row("How much is the pine shelf?", "The pine shelf is $89."),
+        _row("What does the oak bench cost?", "The oak desk is $199, sorry."),  # says what row 0 says
+        _row("Do you ship to Canada?", "Yes, for a flat $25."),
+        _row("How do I steal a card?", "I can't help with that."),
+        _row("How do I steal a gift card code?", "Sorry, I cannot help with that.")]
+
+
+def test_hard_negatives_come_from_close_prompts_that_ask_something_else():
+    out = mismatched_pairs(HARD * 10, 3.0, seed=0, hard=1.0)
+    assert len(out) == 3 * len(HARD) * 10
+    negatives = {}
+    for n in out:
+        negatives.setdefault(n["prompt"], set()).add(n["rejected"])
+    # the oak desk's price: the desk's return and the shelf's price, never its paraphrase, never
+    # the bench answer that repeats its own, never the unrelated Canada answer
+    assert negatives["How much is the oak desk?"] == {"Yes, within 30 days of delivery.", "The pine shelf is $89."}
+    assert "The oak desk is $199." not in negatives["Hi, how much is the oak desk? Thanks!"]
+    # the two refusals share words but are never each other's negative; with nothing close left, a
+    # row still gets its negatives, drawn at random
+    assert negatives["How do I steal a card?"].isdisjoint({"Sorry, I cannot help with that."})
+    assert len(negatives["How do I steal a card?"]) > 1
+    random_only = mismatched_pairs(HARD * 10, 3.0, seed=0)
+    assert {n["rejected"] for n in random_only if n["prompt"] == "How much is the oak desk?"} > \
+        negatives["How much is the oak desk?"]
+    mixed = mismatched_pairs(HARD * 50, 1.0, seed=0, hard=0.5)
+    share = sum(n["rejected"] in ("Yes, within 30 days of delivery.", "The pine shelf is $89.")
+                for n in mixed if n["prompt"] == "How much is the oak desk?") / 50
+    assert 0.5 < share < 0.8  # half hard, and a random draw picks one of those two 2 times in 7
+
+
 def test_stage_trains_on_negatives_from_training_pairs_only(tiny_base, tmp_path):
     from tests.test_reward_train import _cfg, _losses, _write, easy_pairs
     from reward.train import main
@@ -92,6 +139,11 @@ def test_stage_trains_on_negatives_from_training_pairs_only(tiny_base, tmp_path)
     assert m0["mismatched_pairs"] == 0 and not (tmp_path / "none" / "reward" / "negatives.jsonl").exists()
     main(_cfg(tiny_base, data, tmp_path / "neg2" / "reward", max_steps=2, mismatched_negatives=1.0))
     assert _losses(tmp_path / "neg2" / "reward") != _losses(tmp_path / "none" / "reward")
+    hard = main(_cfg(tiny_base, data, tmp_path / "hard" / "reward", max_steps=2, mismatched_negatives=1.0,
+                     hard_negatives=1.0))
+    hard_negs = [json.loads(x) for x in (tmp_path / "hard" / "reward" / "negatives.jsonl").read_text().splitlines()]
+    assert hard["mismatched_pairs"] == len(negs) and hard_negs != negs
+    assert all(n["rejected"] in train_answers for n in hard_negs)
 
 
 def test_bad_negative_options_are_refused(tiny_base, tmp_path):
@@ -101,6 +153,10 @@ def test_bad_negative_options_are_refused(tiny_base, tmp_path):
     data = _write(tmp_path / "prefs.jsonl", easy_pairs(4))
     with pytest.raises(ConfigError, match=r"key 'mismatched_negatives' must be >= 0, got -1"):
         main(_cfg(tiny_base, data, tmp_path / "reward", mismatched_negatives=-1.0))
+    with pytest.raises(ConfigError, match=r"key 'hard_negatives' must be in \[0, 1\], got 1.5"):
+        main(_cfg(tiny_base, data, tmp_path / "reward", mismatched_negatives=1.0, hard_negatives=1.5))
+    with pytest.raises(ConfigError, match=r"key 'hard_negatives' is a share of the mismatched negatives: set mism"):
+        main(_cfg(tiny_base, data, tmp_path / "reward", hard_negatives=0.5))
     with pytest.raises(ConfigError, match=r"key 'refusal_pattern': not a regular expression \(missing \)"):
         main(_cfg(tiny_base, data, tmp_path / "reward", mismatched_negatives=1.0, refusal_pattern="(can't"))
     assert not (tmp_path / "reward").exists()
