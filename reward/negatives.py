@@ -32,9 +32,9 @@ another item, the two mistakes the demo's reward model made when picking the bes
 Like DPR's rule that a BM25 negative must not contain the answer, the same question in other
 words (prompts alike beyond SAME_QUESTION: "Hi, ..." and "Good morning! ..." around one request)
 and a chosen answer that shares half its words with this one's are skipped. On the demo (seeds 0
-and 1, one negative per pair), hard negatives made RL's policies refuse more (PPO's red-team
-refusals 0.36-0.62 against 0.20-0.58 with random negatives or none) at the cost of raw gold win
-rate (PPO 0.43-0.63 against 0.53-0.72); README.md has the numbers.
+and 1, one negative per pair, three RL seeds), hard negatives made RLOO refuse more red-team
+requests on both seeds and PPO on one, and lowered PPO's raw gold win rate; README.md has the
+numbers.
 
 Only training pairs are drawn from, never held-out ones, so held-out accuracy stays honest. A new
 pair keeps its row's prompt, chosen answer and round; its target is a sure preference (agreement
