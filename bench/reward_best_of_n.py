@@ -10,7 +10,10 @@ For each reward model directory, on a finished demo run (gold oracle; after `rlh
   the one it scores highest against SFT's greedy and sampled eval answers by gold, raw and
   style-controlled win rates, beside the same for gold's pick (the ceiling).
 
-    python bench/reward_best_of_n.py --run runs/demo --rm runs/demo/reward [--rm OTHER ...] [--n 16]
+    python bench/reward_best_of_n.py --run runs/demo --rm runs/demo/reward [--rm OTHER ...] [--n 16] [--average]
+
+--average also measures the sum of the models' standardized scores (each model's scores less its
+mean over the eval answers, over their standard deviation), an ensemble of the reward models.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def ranking(rows: list[dict], scores: list[float]) -> dict:
             for (k, _), answers in per.items():
                 for (a, ga), (b, gb) in itertools.combinations(answers if k == kind else [], 2):
                     if lo < abs(ga - gb) <= hi:
-                        n, ok = n + 1, ok + ((a - b) * (ga - gb) > 0)
+                        n, ok = n + 1, ok + int((a - b) * (ga - gb) > 0)
             out[f"{kind}_{name}"] = {"accuracy": round(ok / n, 3) if n else None, "pairs": n}
     return out
 
@@ -59,6 +62,7 @@ def main():
     ap.add_argument("--rm", action="append", required=True, help="reward model directory (repeatable)")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--average", action="store_true", help="also the sum of the models' standardized scores")
     args = ap.parse_args()
 
     from collect.generate import _sample, load_policies
@@ -82,14 +86,21 @@ def main():
 
     report = {"n": args.n, "prompts": len(prompts), "gold_pick": best_of_n(gold)}
     print(f"gold's pick of {args.n}: {report['gold_pick']}")
+    summed = None
     for rm in args.rm:
         scorer = load_scorer(rm, device="cpu")
         scores = np.array([scorer.score(prompts, c) for c in cands])
-        ranks = ranking(rows, [s for i in range(0, len(rows), 128) for s in
-                               scorer.score([r["prompt"] for r in rows[i:i + 128]],
-                                            [r["response"] for r in rows[i:i + 128]])])
-        report[rm] = {"best_of_n": best_of_n(scores), "ranking": ranks}
-        print(f"{rm}: best of {args.n} {report[rm]['best_of_n']}; ranking {ranks}")
+        answers = np.array([s for i in range(0, len(rows), 128) for s in
+                            scorer.score([r["prompt"] for r in rows[i:i + 128]],
+                                         [r["response"] for r in rows[i:i + 128]])])
+        report[rm] = {"best_of_n": best_of_n(scores), "ranking": ranking(rows, list(answers))}
+        print(f"{rm}: best of {args.n} {report[rm]['best_of_n']}; ranking {report[rm]['ranking']}")
+        z = ((scores - answers.mean()) / answers.std(), (answers - answers.mean()) / answers.std())
+        summed = z if summed is None else (summed[0] + z[0], summed[1] + z[1])
+    if args.average and len(args.rm) > 1:
+        report["average"] = {"best_of_n": best_of_n(summed[0]), "ranking": ranking(rows, list(summed[1]))}
+        print(f"average of the {len(args.rm)}: best of {args.n} {report['average']['best_of_n']}; "
+              f"ranking {report['average']['ranking']}")
     print(json.dumps(report))
 
 

@@ -112,18 +112,22 @@ def mismatched_pairs(rows: list[dict], ratio: float, seed: int = 0, refusals: st
     found = re.compile(refusals, re.IGNORECASE) if refusals else None
     refusal = [bool(found and found.search(r["chosen"])) for r in rows]
     whole, part = int(ratio), ratio - int(ratio)
-    close = hard_candidates(rows, keys, refusal) if hard > 0 else None
+
+    def allowed(i: int, j: int) -> bool:  # another prompt, another text, not two refusals
+        return (keys[j] != keys[i] and str(rows[j]["chosen"]).strip() != str(rows[i]["chosen"]).strip()
+                and not (refusal[i] and refusal[j]))
+
+    close = hard_candidates(rows, keys, allowed) if hard > 0 else None
     out = []
-    for i, (row, key) in enumerate(zip(rows, keys)):
+    for i, row in enumerate(rows):
         for _ in range(whole + (rng.random() < part)):
             if close and close[i] and rng.random() < hard:
                 out.append(_negative(row, rows[rng.choice(close[i])]["chosen"]))
                 continue
             for _ in range(MAX_DRAWS):
                 j = rng.randrange(len(rows))
-                other = rows[j]["chosen"]
-                if keys[j] != key and other.strip() != row["chosen"].strip() and not (refusal[i] and refusal[j]):
-                    out.append(_negative(row, other))
+                if allowed(i, j):
+                    out.append(_negative(row, rows[j]["chosen"]))
                     break
     return out
 
@@ -133,10 +137,10 @@ def _negative(row: dict, other: str) -> dict:
             "aspects_chosen": None, "aspects_rejected": None, "item_id": None}
 
 
-def hard_candidates(rows: list[dict], keys: list[str], refusal: list[bool]) -> list[list[int]]:
-    """For each row the rows it may take a hard negative from: those of the POOL prompts closest to
-    its own that do not ask the same question in other words, less the ones whose chosen answer
-    says what its own says, is the same text, or (two refusals) is also a refusal."""
+def hard_candidates(rows: list[dict], keys: list[str], allowed) -> list[list[int]]:
+    """For each row i the rows j it may take a hard negative from: those of the POOL prompts closest
+    to its own that do not ask the same question in other words, with allowed(i, j) and a chosen
+    answer that does not say what its own says."""
     order = list(dict.fromkeys(keys))
     members: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
@@ -146,8 +150,7 @@ def hard_candidates(rows: list[dict], keys: list[str], refusal: list[bool]) -> l
     answer = [words(r["chosen"]) for r in rows]
     out = []
     for i, key in enumerate(keys):
-        mine, text = answer[i], str(rows[i]["chosen"]).strip()
+        mine = answer[i]
         out.append([j for p in close[key] for j in members[order[p]]
-                    if not (refusal[i] and refusal[j]) and str(rows[j]["chosen"]).strip() != text
-                    and len(mine & answer[j]) < PARAPHRASE * max(1, len(mine | answer[j]))])
+                    if allowed(i, j) and len(mine & answer[j]) < PARAPHRASE * max(1, len(mine | answer[j]))])
     return out
