@@ -194,6 +194,8 @@ class DPOConfig(RuntimeConfig):
     label_smoothing: float | str = F("agreement", "ε per pair: 'agreement' = from the annotators' votes where a "
                                                   "pair carries n_votes (pairs without stay at 0), or one number "
                                                   "for every pair (0 = plain DPO)")
+    nll_coef: float = F(0.0, "α: add α x the chosen answer's negative log-likelihood per token to each pair's "
+                             "loss, so DPO keeps chosen answers likely (0 = off; Llama 3 used 0.2)")
     max_eps: float = F(0.4, "upper bound on ε from agreement (< 0.5)")
     smoothing_prior: float = F(1.0, "pseudo-votes on each side when turning agreement into ε (0 = 1 - agreement)")
     precompute_ref_log_probs: bool = F(False, "compute the reference log-probs once before training (TRL's option)")
@@ -217,6 +219,16 @@ class DPOConfig(RuntimeConfig):
     save_total_limit: int = F(2, "checkpoints kept on disk (the best one is always kept)")
     resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
     load_in_4bit: bool = F(False, "QLoRA: load the base in 4 bits (CUDA + bitsandbytes only)")
+    # on-policy pairs (rl/onpolicy.py): the starting policy's answers ranked by the reward model
+    onpolicy_samples: int = F(0, "answers sampled from the starting policy per preference prompt; the reward "
+                                 "model's best against its worst becomes a pair (0 = off: the file's pairs only)")
+    onpolicy_reward: str = F("", "reward model that ranks them ('' = <run>/reward)")
+    onpolicy_min_gap: float = F(0.5, "keep a pair only when best and worst differ by this much, in the reward "
+                                     "model's standard deviations over its training answers")
+    onpolicy_keep_pairs: bool = F(True, "train on the preference file's pairs too (False = on-policy pairs only)")
+    onpolicy_temperature: float = F(0.8, "sampling temperature of the answers")
+    onpolicy_max_new_tokens: int = F(256, "answer length limit in tokens")
+    onpolicy_batch_size: int = F(32, "prompts per generation batch")
 
 
 # PPO: paper symbols as keys: kl_coef (β), clip_eps (ε), gamma (γ), lam (λ). Conservative defaults on

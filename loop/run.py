@@ -141,6 +141,14 @@ def model_inputs(model: Path) -> dict[str, Path]:
     return {"model": model / "config.json"}
 
 
+def ranking_reward(cfg, run: Path) -> dict[str, Path]:
+    """A preference algorithm with on-policy pairs (DPO's onpolicy_samples, rl/onpolicy.py) reads a
+    reward model: an input, so it starts after that model is trained and reruns when it changes."""
+    if not getattr(cfg, "onpolicy_samples", 0):
+        return {}
+    return {"reward": (Path(cfg.onpolicy_reward) if cfg.onpolicy_reward else run / "reward") / "metrics.json"}
+
+
 def plan(cfg: LoopConfig, configs: dict, hooks: Hooks | None = None,
          argv: list[str] | None = None) -> list[Stage]:
     """The stages in order; argv is the command line the waiting message tells the user to run again."""
@@ -160,7 +168,8 @@ def plan(cfg: LoopConfig, configs: dict, hooks: Hooks | None = None,
         Stage("reward", run / "reward", functools.partial(_reward_main, gold=hooks.reward_gold), configs["reward"],
               {"preferences": prefs}),
         *[Stage(a.name, run / a.name, functools.partial(_algorithm_main, a), configs[a.name],
-                {k: Path(configs[a.name].data) if k == "preferences" else run / v for k, v in a.inputs.items()})
+                {**{k: Path(configs[a.name].data) if k == "preferences" else run / v for k, v in a.inputs.items()},
+                 **ranking_reward(configs[a.name], run)})
           for a in registry.ALGORITHMS],
         Stage("eval", run / "eval", functools.partial(_eval_main, judge=hooks.eval_judge), configs["eval"],
               {"sft": sft_w, **{a.name: run / a.name / "adapter_model.safetensors" for a in registry.ALGORITHMS},
@@ -192,7 +201,8 @@ def round_plan(cfg: LoopConfig, configs: dict, k: int, hooks: Hooks, argv: list[
         pairs = ALL_PAIRS if cfg.round_dpo_pairs == "all" else NEW_PAIRS
         inputs = {"start": before[a.name], **({"preferences": run / "collect" / pairs}
                                               if "preferences" in a.inputs else
-                                              {"reward": run / "reward" / "metrics.json", "prompts": data})}
+                                              {"reward": run / "reward" / "metrics.json", "prompts": data}),
+                  **ranking_reward(rc[a.name], run)}
         stages.append(Stage(f"{a.name}@{k}", run / a.name, functools.partial(_algorithm_main, a), rc[a.name], inputs))
     stages.append(Stage(f"eval@{k}", run / "eval", functools.partial(_eval_main, judge=hooks.eval_judge), rc["eval"],
                         {"sft": sft_w, **{a.name: run / a.name / "adapter_model.safetensors"

@@ -1,8 +1,8 @@
 """`rlhf dpo`: Direct Preference Optimization of the SFT LoRA policy with TRL's DPOTrainer.
 
-main(cfg) reads top to bottom: seed → device → tokenizer (preflight) → pairs (split by prompt,
-ε from the votes) → model (base + SFT adapter, trainable) → trainer → train (resumable) →
-held-out evaluation → save the adapter + run card.
+main(cfg) reads top to bottom: seed → device → tokenizer (preflight) → pairs (the file's, and
+on-policy ones when asked; split by prompt, ε from the votes) → model (base + SFT adapter,
+trainable) → trainer → train (resumable) → held-out evaluation → save the adapter + run card.
 
 The reference is the SFT policy, without a second copy of the model. TRL 1.16, given a PeftModel
 with a pretrained adapter and ref_model=None, adds a frozen adapter "ref" with the SFT weights
@@ -22,6 +22,11 @@ merged design would instead hold a second full copy of the weights wherever the 
 With `precompute_ref_log_probs` the reference forward runs once per pair before training
 instead of once per step (bench/dpo_precompute.py).
 
+On-policy pairs (`onpolicy_samples` k > 0, rl/onpolicy.py): before training, the starting policy
+answers every prompt of the preference file k times, and the reward model's best answer against its
+worst becomes one more pair (ε 0: no votes). They are split by the same prompt rule as the file's
+pairs, so a held-out prompt's on-policy pair is held out too.
+
 Our extension (rl/dpo_trainer.py): ε per pair from the annotators' agreement
 (`rl.dpo_loss.smoothing_from_agreement`), conservative DPO for "sigmoid", robust DPO for "robust".
 
@@ -39,17 +44,41 @@ import math
 import time
 from pathlib import Path
 
-from core.config import UserError
+from core.config import ConfigError, UserError
 from core.device import DevicePolicy, policy_from_config
 from core.io import write_jsonl
 from core.models import count_parameters, load_policy, load_tokenizer, preflight
 from core.policies import base_dir
-from core.records import file_row, read_preferences
+from core.records import file_row, read_preferences, validate_preference
 from core.runcard import data_info, write_run_card
 from core.split import split_by_prompt
 from core.config import DPOConfig, tokenizer_fixes
 from core.training import JsonlLogger, check_launch, prepare_resume, trainer_kwargs, weights_sha256
 from rl.dpo_loss import LOSS_TYPES, smoothing_from_agreement
+
+
+def check_config(cfg: DPOConfig) -> None:
+    """Option checks that need no file, before anything is loaded."""
+    if cfg.loss_type not in LOSS_TYPES:
+        raise UserError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {cfg.loss_type!r}")
+    if cfg.nll_coef < 0:
+        raise ConfigError(f"key 'nll_coef' must be >= 0, got {cfg.nll_coef}")
+    if cfg.onpolicy_samples < 0 or cfg.onpolicy_samples == 1:
+        raise ConfigError(f"key 'onpolicy_samples' must be 0 (off) or at least 2 (a best and a worst answer), "
+                          f"got {cfg.onpolicy_samples}")
+    if cfg.onpolicy_samples:
+        if cfg.onpolicy_min_gap < 0:
+            raise ConfigError(f"key 'onpolicy_min_gap' must be >= 0, got {cfg.onpolicy_min_gap}")
+        if cfg.onpolicy_temperature <= 0:
+            raise ConfigError(f"key 'onpolicy_temperature' must be > 0 (greedy answers are all the same), "
+                              f"got {cfg.onpolicy_temperature}")
+        if cfg.onpolicy_max_new_tokens < 1 or cfg.onpolicy_batch_size < 1:
+            raise ConfigError("keys 'onpolicy_max_new_tokens' and 'onpolicy_batch_size' must be >= 1")
+
+
+def reward_path(cfg: DPOConfig) -> Path:
+    """The reward model that ranks on-policy answers: onpolicy_reward, or <run>/reward."""
+    return Path(cfg.onpolicy_reward) if cfg.onpolicy_reward else Path(cfg.run) / "reward"
 
 
 def resolve_paths(cfg: DPOConfig) -> tuple[Path, Path, Path, Path]:
@@ -66,6 +95,29 @@ def load_split(data_path: Path, cfg: DPOConfig) -> tuple[list[dict], list[dict],
     core.split's rule (the reward stage holds out the same ones)."""
     rows = read_preferences(data_path)
     return (rows, *split_by_prompt(rows, cfg.val_fraction, cfg.seed))
+
+
+def with_onpolicy_pairs(cfg: DPOConfig, rows: list[dict], model_path: Path, sft_path: Path, out: Path, policy,
+                        tok, reward_fn=None) -> tuple[list[dict], dict]:
+    """The file's pairs (unless onpolicy_keep_pairs is off) plus the on-policy pairs of rl/onpolicy.py,
+    each row marked with its source. Under a multi-process launch the main process samples and writes
+    the pairs; the others read its file."""
+    from accelerate import PartialState
+
+    from core.io import read_jsonl
+    from rl.onpolicy import PAIRS_FILE, build_pairs
+
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            pairs, stats = build_pairs(cfg, rows, model_path, sft_path, reward_path(cfg), out, policy, tok,
+                                       reward_fn)
+        else:
+            pairs = read_jsonl(out / PAIRS_FILE)
+            stats = {"onpolicy_pairs": len(pairs)}
+    made = [{**validate_preference(p), "source": "onpolicy"} for p in pairs]
+    kept = [{**r, "source": "file"} for r in rows] if cfg.onpolicy_keep_pairs else []
+    return kept + made, stats
 
 
 def pair_smoothing(rows: list[dict], cfg: DPOConfig) -> list[float]:
@@ -170,7 +222,7 @@ def parameter_bytes(model) -> dict[str, int]:
     return sizes
 
 
-def build_trainer(cfg: DPOConfig, callbacks: list | None = None):
+def build_trainer(cfg: DPOConfig, callbacks: list | None = None, reward_fn=None):
     """Tokenizer, pairs, policy and trainer: everything main() needs before `train()`.
 
     Returns (trainer, info) where info holds the paths, splits, ε and the KL guard."""
@@ -178,13 +230,15 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None):
 
     from rl.dpo_trainer import PreferenceCollator, SmoothedDPOTrainer
 
-    if cfg.loss_type not in LOSS_TYPES:
-        raise UserError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {cfg.loss_type!r}")
+    check_config(cfg)
     check_launch("dpo")
     policy = policy_from_config(cfg)
     model_path, sft_path, data_path, out = resolve_paths(cfg)
     if not (sft_path / "adapter_config.json").exists():
         raise UserError(f"{sft_path}: no SFT adapter; DPO starts from it (run `rlhf sft --run {cfg.run}`)")
+    if cfg.onpolicy_samples and reward_fn is None and not (reward_path(cfg) / "reward_model.json").exists():
+        raise UserError(f"{reward_path(cfg)}: no reward model to rank the on-policy answers (train one with "
+                        f"`rlhf reward --run {cfg.run}`, or pass --onpolicy_reward DIR)")
     out.mkdir(parents=True, exist_ok=True)
     print(f"[dpo] {model_path} + {sft_path} + {data_path} → {out}  ({policy.describe()})")
 
@@ -192,6 +246,10 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None):
     preflight(tok)
 
     rows, train_rows, val_rows = load_split(data_path, cfg)
+    file_rows, onpolicy = len(rows), {}
+    if cfg.onpolicy_samples:
+        rows, onpolicy = with_onpolicy_pairs(cfg, rows, model_path, sft_path, out, policy, tok, reward_fn)
+        train_rows, val_rows = split_by_prompt(rows, cfg.val_fraction, cfg.seed)
     train_eps, val_eps = pair_smoothing(train_rows, cfg), pair_smoothing(val_rows, cfg)
     write_jsonl(out / "train.jsonl", [{**file_row(r), "label_smoothing": e} for r, e in zip(train_rows, train_eps)])
     write_jsonl(out / "val.jsonl", [{**file_row(r), "label_smoothing": e} for r, e in zip(val_rows, val_eps)])
@@ -213,22 +271,23 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None):
         data_collator=PreferenceCollator(pad_token_id=tok.pad_token_id, max_length=cfg.max_length),
         train_dataset=to_dataset(train_rows, train_eps),
         eval_dataset=to_dataset(val_rows, val_eps) if evaluate else None,
-        processing_class=tok, callbacks=cbs + list(callbacks or []))
-    info = {"policy": policy, "model_path": model_path, "sft_path": sft_path, "data_path": data_path, "out": out,
+        processing_class=tok, callbacks=cbs + list(callbacks or []), nll_coef=cfg.nll_coef)
+    info = {"onpolicy": onpolicy, "file_rows": file_rows, "policy": policy, "model_path": model_path, "sft_path": sft_path, "data_path": data_path, "out": out,
             "tokenizer": tok, "train_rows": train_rows, "val_rows": val_rows, "train_eps": train_eps,
             "guard": guard}
     return trainer, info
 
 
-def main(cfg: DPOConfig, callbacks: list | None = None) -> dict:
-    """Train the DPO adapter; returns metrics. `callbacks` are extra TrainerCallbacks (tests)."""
+def main(cfg: DPOConfig, callbacks: list | None = None, reward_fn=None) -> dict:
+    """Train the DPO adapter; returns metrics. `callbacks` are extra TrainerCallbacks and
+    `reward_fn(prompts, responses) -> scores` replaces the reward model of on-policy pairs (tests)."""
     from transformers import set_seed
 
     import datasets
 
     datasets.disable_progress_bars()
     set_seed(cfg.seed)
-    trainer, info = build_trainer(cfg, callbacks)
+    trainer, info = build_trainer(cfg, callbacks, reward_fn)
     out = info["out"]
     model = trainer.accelerator.unwrap_model(trainer.model)
     memory = parameter_bytes(model)
@@ -262,6 +321,7 @@ def main(cfg: DPOConfig, callbacks: list | None = None) -> dict:
         "kl_guard_tripped_at_step": info["guard"].tripped_at,
         "train_seconds": round(train_seconds, 1),
         "train_pairs": len(info["train_rows"]),
+        **info["onpolicy"],
         "val_pairs": len(info["val_rows"]),
         "mean_label_smoothing": sum(info["train_eps"]) / max(len(info["train_eps"]), 1),
         "trainable_params": n_trainable,
@@ -275,14 +335,23 @@ def main(cfg: DPOConfig, callbacks: list | None = None) -> dict:
     }
     write_run_card(
         out, stage="dpo", cfg=cfg, metrics=metrics, base_model=str(info["model_path"]),
-        data={"preferences": data_info(info["data_path"], len(info["train_rows"]) + len(info["val_rows"])),
+        data={"preferences": data_info(info["data_path"], info["file_rows"]),
+              **({"on-policy pairs": data_info(out / "onpolicy_pairs.jsonl", info["onpolicy"]["onpolicy_pairs"]),
+                  "reward model (ranks them)": data_info(reward_path(cfg), kind="model")}
+                 if cfg.onpolicy_samples else {}),
               "train split": data_info(out / "train.jsonl", len(info["train_rows"]), kind="split"),
               "held-out split": data_info(out / "val.jsonl", len(info["val_rows"]), kind="split"),
               "reference (SFT adapter)": data_info(info["sft_path"], kind="model")},
         summary=(f"LoRA adapter trained from the SFT adapter with TRL's DPOTrainer, loss '{cfg.loss_type}', "
                  f"β = {cfg.beta}, label smoothing {cfg.label_smoothing!r} (ε per pair from the annotators' "
-                 f"votes when 'agreement'). The reference is the SFT adapter, frozen, on the same base weights. "
-                 f"Held-out preference accuracy {_fmt(metrics['val_accuracy'])} after {steps} steps."))
+                 f"votes when 'agreement')"
+                 + (f", plus {cfg.nll_coef} x the chosen answers' NLL per token" if cfg.nll_coef else "")
+                 + ". The reference is the SFT adapter, frozen, on the same base weights. "
+                 + (f"Trained on {metrics['onpolicy_pairs']} on-policy pairs (the best against the worst of "
+                    f"{cfg.onpolicy_samples} answers per prompt, ranked by the reward model)"
+                    + (" beside the file's pairs. " if cfg.onpolicy_keep_pairs else ". ")
+                    if cfg.onpolicy_samples else "")
+                 + f"Held-out preference accuracy {_fmt(metrics['val_accuracy'])} after {steps} steps."))
     print(f"[dpo] done: held-out loss {_fmt(metrics['val_loss'])}, accuracy {_fmt(metrics['val_accuracy'])}, "
           f"KL/token {_fmt(metrics['val_kl_per_token'])}")
     return metrics

@@ -12,7 +12,7 @@ What changes, and why each override is needed:
   precompute pass sends it our collated batch, so ε is taken out first.
 - `compute_loss`: TRL computes its losses inline with one global ε (and ignores ε for "sigmoid"),
   so the policy forward + reference log-probs are done as TRL does and the tensors handed to
-  the pure `pair_losses` / `pair_metrics` below.
+  the pure `pair_losses` / `pair_metrics` below (which also add the optional NLL term).
 """
 from __future__ import annotations
 
@@ -47,8 +47,14 @@ def pair_losses(
     beta: float,
     loss_type: str,
     label_smoothing: torch.Tensor | float = 0.0,
+    nll_coef: float = 0.0,
 ) -> torch.Tensor:
     """Per-pair losses from a TRL batch laid out [chosen; rejected].
+
+    With nll_coef α > 0, α times the chosen answer's negative log-likelihood per token is added to
+    each pair's loss: DPO alone may lower the chosen answer's likelihood as long as the rejected
+    one falls faster, and the NLL term keeps the chosen answer likely (Pang et al. 2024, iterative
+    RPO; Llama 3 adds it with α = 0.2 to DPO on its own policy's pairs, Dubey et al. 2024).
 
     Args:
         policy_logps, ref_logps: (2B,) summed completion log-probs, chosen rows first.
@@ -66,6 +72,11 @@ def pair_losses(
     ref_chosen, ref_rejected = ref_logps.chunk(2)  # (B,), (B,)
     losses, _, _ = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type,
                             label_smoothing)
+    if nll_coef:
+        chosen_logps, chosen_tokens = policy_logps.chunk(2)[0], n_tokens.chunk(2)[0].clamp(min=1)
+        if loss_type == "ipo":  # already divided by the lengths above
+            chosen_tokens = torch.ones_like(chosen_tokens)
+        losses = losses - nll_coef * chosen_logps / chosen_tokens.to(chosen_logps.dtype)
     return losses
 
 
@@ -95,7 +106,12 @@ def pair_metrics(policy_logps: torch.Tensor, ref_logps: torch.Tensor, n_tokens: 
 
 
 class SmoothedDPOTrainer(DPOTrainer):
-    """DPOTrainer whose loss is `rl.dpo_loss.dpo_loss` with a per-pair `label_smoothing` column."""
+    """DPOTrainer whose loss is `rl.dpo_loss.dpo_loss` with a per-pair `label_smoothing` column,
+    plus `nll_coef` times the chosen answers' per-token NLL (pair_losses)."""
+
+    def __init__(self, *args, nll_coef: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nll_coef = nll_coef
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -125,7 +141,8 @@ class SmoothedDPOTrainer(DPOTrainer):
         ref_logps = ref_logps.to(policy_logps)
         eps = inputs.get(SMOOTHING, self.label_smoothing)  # (B,) column, else TRL's global number
 
-        losses = pair_losses(policy_logps, ref_logps, n_tokens, self.beta, self.loss_types[0], eps)  # (B,)
+        losses = pair_losses(policy_logps, ref_logps, n_tokens, self.beta, self.loss_types[0], eps,
+                             self.nll_coef)  # (B,)
 
         gathered = self.accelerator.gather((policy_logps.detach(), ref_logps, n_tokens))
         for key, value in pair_metrics(*gathered, beta=self.beta).items():

@@ -8,7 +8,8 @@ Some metrics change meaning with an option: DPO's held-out loss at β = 0.05 and
 different functions of the same policy (the loss is −log σ(β·margin)), so a sweep over β that
 minimised it would pick the β with the smallest loss scale, not the best policy. Such a pair is
 refused before any trial runs; the preference accuracy, which only sees the margin's sign, is not
-affected. The reward model's held-out loss is the plain pairwise loss −log σ(r_c − r_r) on the
+affected. DPO's on-policy options (rl/onpolicy.py) change the held-out pairs themselves, so
+neither DPO metric can rank them. The reward model's held-out loss is the plain pairwise loss −log σ(r_c − r_r) on the
 reward head, with the majority label as the target, whatever margin or centering trained it, so
 it compares across those. It does not compare across soft_labels or length_covariate: a model
 trained on hard labels minimises that very function while one trained on the annotators' shares
@@ -38,15 +39,19 @@ class Metric:
     depends_on: frozenset = frozenset()  # options whose value changes what the metric measures
 
 
-_DPO_LOSS_SHAPE = frozenset({"beta", "loss_type", "label_smoothing", "max_eps", "smoothing_prior"})
+_DPO_LOSS_SHAPE = frozenset({"beta", "loss_type", "label_smoothing", "max_eps", "smoothing_prior", "nll_coef"})
+# on-policy pairs (rl/onpolicy.py) are part of the held-out pairs: these options change the pairs
+# both DPO metrics are computed on
+_DPO_PAIRS = frozenset({"onpolicy_samples", "onpolicy_reward", "onpolicy_min_gap", "onpolicy_keep_pairs",
+                        "onpolicy_temperature", "onpolicy_max_new_tokens"})
 
 METRICS: dict[str, dict[str, Metric]] = {
     "sft": {"val_loss": Metric("val_loss", "eval_loss", "minimize", frozenset({"max_length"}))},
     "reward": {"heldout_loss": Metric("heldout_loss", "eval_loss", "minimize",
                                       frozenset({"soft_labels", "length_covariate"})),
                "heldout_accuracy": Metric("heldout_accuracy", "eval_accuracy", "maximize")},
-    "dpo": {"val_loss": Metric("val_loss", "eval_loss", "minimize", _DPO_LOSS_SHAPE),
-            "val_accuracy": Metric("val_accuracy", "eval_rewards/accuracies", "maximize")},
+    "dpo": {"val_loss": Metric("val_loss", "eval_loss", "minimize", _DPO_LOSS_SHAPE | _DPO_PAIRS),
+            "val_accuracy": Metric("val_accuracy", "eval_rewards/accuracies", "maximize", _DPO_PAIRS)},
 }
 _HELDOUT_OBJECTIVE = Metric("val_objective", "eval_objective", "maximize", frozenset({
     "objective_kl_coef", "val_prompts", "temperature", "top_p", "max_new_tokens", "missing_eos_penalty",

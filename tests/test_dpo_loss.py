@@ -115,3 +115,24 @@ def test_smoothing_from_agreement_rejects_bad_input():
         smoothing_from_agreement(1.2, 3)
     with pytest.raises(ValueError):
         smoothing_from_agreement(1.0, 3, max_eps=0.5)
+
+
+def test_nll_term_adds_the_chosen_answers_per_token_nll():
+    from rl.dpo_trainer import pair_losses
+
+    policy = torch.tensor([-4.0, -6.0])  # [chosen; rejected], summed over 2 and 3 tokens
+    ref = torch.tensor([-5.0, -5.0])
+    n_tokens = torch.tensor([2, 3])
+    # β·margin = 0.5·((−4 + 5) − (−6 + 5)) = 1: −log σ(1) = 0.313262; the NLL term 0.2 · 4/2 = 0.4
+    plain = pair_losses(policy, ref, n_tokens, 0.5, "sigmoid")
+    with_nll = pair_losses(policy, ref, n_tokens, 0.5, "sigmoid", nll_coef=0.2)
+    torch.testing.assert_close(plain, torch.tensor([0.313262]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(with_nll, torch.tensor([0.713262]), atol=1e-6, rtol=0)
+    # IPO divides the log-probs by the lengths first; the NLL per token is the same 2.0
+    ipo = pair_losses(policy, ref, n_tokens, 0.5, "ipo")
+    torch.testing.assert_close(pair_losses(policy, ref, n_tokens, 0.5, "ipo", nll_coef=0.2), ipo + 0.4)
+    # its gradient raises the chosen answer's log-prob, and leaves the rejected one's as DPO has it
+    p = policy.clone().requires_grad_(True)
+    (pair_losses(p, ref, n_tokens, 0.5, "sigmoid", nll_coef=0.2) - pair_losses(p, ref, n_tokens, 0.5, "sigmoid")
+     ).sum().backward()
+    torch.testing.assert_close(p.grad, torch.tensor([-0.1, 0.0]))

@@ -106,6 +106,21 @@ def test_dpo_moves_policy_only_and_reference_is_sft(tiny_run, prefs, tmp_path):
     assert abs((loss - loss_unanimous).item()) > 1e-4
 
 
+def test_nll_coef_adds_the_chosen_answers_nll_to_the_trainers_loss(tiny_run, prefs, tmp_path):
+    from rl.dpo import build_trainer
+
+    trainer, info = build_trainer(_cfg(tiny_run, prefs, tmp_path / "dpo", nll_coef=0.5))
+    model = trainer.model.eval()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    with torch.no_grad():
+        with_nll = trainer.compute_loss(model, dict(batch))
+        trainer.nll_coef = 0.0
+        plain = trainer.compute_loss(model, dict(batch))
+        chosen = _seq_logps(model, batch).chunk(2)[0]  # (4,) summed log-probs of the chosen answers
+    n_chosen = batch["completion_mask"][:, 1:].sum(dim=1).chunk(2)[0]
+    torch.testing.assert_close(with_nll - plain, 0.5 * (-chosen / n_chosen).mean(), rtol=1e-4, atol=1e-5)
+
+
 def test_dpo_stage_writes_run_dir_and_adapter_reloads(tiny_run, prefs, tmp_path):
     from peft import PeftModel
     from safetensors.torch import load_file

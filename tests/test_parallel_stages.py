@@ -42,6 +42,22 @@ def test_demo_plan_dpo_beside_reward_and_ppo_rloo_beside_dpo(tmp_path):
     assert not independent(st["collect@2"], [st["eval"]])  # round 2 samples round 1's best policy
 
 
+def test_dpo_with_onpolicy_pairs_waits_for_its_rounds_reward_model(tmp_path):
+    from core.config import load_config
+    from demo.config import DemoConfig
+    from demo.pipeline import plan
+
+    dpo_yaml = tmp_path / "dpo.yaml"
+    dpo_yaml.write_text("onpolicy_samples: 4\n")
+    cfg = load_config(DemoConfig, None, {"run": str(tmp_path / "run"), "quick": True, "rounds": 2,
+                                         "dpo_config": str(dpo_yaml)})
+    st = {s.name: s for s in plan(cfg)}
+    for k in ("", "@2"):
+        assert not independent(st["dpo" + k], [st["reward" + k]])
+        assert independent(st["ppo" + k], [st["dpo" + k]])
+    assert st["dpo@2"].inputs["reward"] == tmp_path / "run" / "rounds" / "2" / "reward" / "metrics.json"
+
+
 def test_jobs():
     assert resolve_jobs(3, "cpu") == 3 and resolve_jobs(1, "cpu") == 1
     assert resolve_jobs(2, "cuda") == 1 and resolve_jobs(0, "cuda:1") == 1  # CUDA: one at a time

@@ -85,6 +85,11 @@ def test_a_loss_that_depends_on_a_searched_option_is_refused():
     with pytest.raises(ConfigError, match="val_loss measures something else at each value of beta.*val_accuracy"):
         metric_for("dpo", "", ["learning_rate", "beta"])
     assert metric_for("dpo", "val_accuracy", ["beta"]).direction == "maximize"
+    # on-policy pairs change the held-out pairs themselves: no DPO metric ranks them, and no other is offered
+    for metric in ("val_loss", "val_accuracy"):
+        with pytest.raises(ConfigError, match=f"dpo's {metric} measures something else at each value of "
+                                              "onpolicy_samples, so it cannot rank them$"):
+            metric_for("dpo", metric, ["onpolicy_samples"])
     # the reward model's held-out loss is the plain pairwise loss whatever margin or centering trained it,
     # but hard labels minimise it by construction, and a length covariate learns outside the reward head
     assert metric_for("reward", "", ["margin", "center_coef"]).name == "heldout_loss"
