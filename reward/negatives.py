@@ -101,8 +101,8 @@ def mismatched_pairs(rows: list[dict], ratio: float, seed: int = 0, refusals: st
     answer of a uniformly drawn row with another prompt and another chosen text; when the regular
     expression `refusals` (case-insensitive; '' finds none) finds both chosen answers, two refusals,
     another is drawn. With probability `hard` the row is drawn among the hard candidates instead
-    (see the module docstring), when there are any. Deterministic for a seed; [] for ratio 0 or
-    when no row has another prompt."""
+    (see the module docstring), when there are any. Each new pair's `negative` field says which:
+    "random" or "hard". Deterministic for a seed; [] for ratio 0 or when no row has another prompt."""
     if ratio <= 0 or not rows:
         return []
     rng = random.Random(f"mismatched-negatives-{seed}")
@@ -122,19 +122,20 @@ def mismatched_pairs(rows: list[dict], ratio: float, seed: int = 0, refusals: st
     for i, row in enumerate(rows):
         for _ in range(whole + (rng.random() < part)):
             if close and close[i] and rng.random() < hard:
-                out.append(_negative(row, rows[rng.choice(close[i])]["chosen"]))
+                out.append(_negative(row, rows[rng.choice(close[i])]["chosen"], "hard"))
                 continue
             for _ in range(MAX_DRAWS):
                 j = rng.randrange(len(rows))
                 if allowed(i, j):
-                    out.append(_negative(row, rows[j]["chosen"]))
+                    out.append(_negative(row, rows[j]["chosen"], "random"))
                     break
     return out
 
 
-def _negative(row: dict, other: str) -> dict:
+def _negative(row: dict, other: str, kind: str) -> dict:
+    """The row's prompt and chosen answer against `other`; `negative` says how it was drawn."""
     return {**row, "rejected": other, "margin": 0.0, "agreement": 1.0, "n_votes": None,
-            "aspects_chosen": None, "aspects_rejected": None, "item_id": None}
+            "aspects_chosen": None, "aspects_rejected": None, "item_id": None, "negative": kind}
 
 
 def hard_candidates(rows: list[dict], keys: list[str], allowed) -> list[list[int]]:

@@ -518,6 +518,7 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
     metrics.update({
         **loop, "train_seconds": round(train_seconds, 1), "train_pairs": len(train_rows),
         "mismatched_pairs": len(negatives),
+        "hard_pairs": sum(r["negative"] == "hard" for r in negatives),
         "heldout_pairs": len(val_rows), "kind": kind, "lora": lora, "aspect_heads": aspect_heads,
         "trainable_params": n_trainable, "total_params": n_total, "device": policy.describe(),
         "reliability_bins": bins})

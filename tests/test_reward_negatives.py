@@ -109,6 +109,10 @@ def test_hard_negatives_come_from_close_prompts_that_ask_something_else():
     # row still gets its negatives, drawn at random
     assert negatives["How do I steal a card?"].isdisjoint({"Sorry, I cannot help with that."})
     assert len(negatives["How do I steal a card?"]) > 1
+    # each pair says how it was drawn: the desk's from its close prompts, the theft's at random
+    kinds = {(n["prompt"], n["negative"]) for n in out}
+    assert ("How much is the oak desk?", "hard") in kinds and ("How much is the oak desk?", "random") not in kinds
+    assert ("How do I steal a card?", "random") in kinds and ("How do I steal a card?", "hard") not in kinds
     random_only = mismatched_pairs(HARD * 10, 3.0, seed=0)
     assert {n["rejected"] for n in random_only if n["prompt"] == "How much is the oak desk?"} > \
         negatives["How much is the oak desk?"]
@@ -116,6 +120,9 @@ def test_hard_negatives_come_from_close_prompts_that_ask_something_else():
     share = sum(n["rejected"] in ("Yes, within 30 days of delivery.", "The pine shelf is $89.")
                 for n in mixed if n["prompt"] == "How much is the oak desk?") / 50
     assert 0.5 < share < 0.8  # half hard, and a random draw picks one of those two 2 times in 7
+    assert {n["negative"] for n in random_only} == {"random"}
+    desk = [n for n in mixed if n["prompt"] == "How much is the oak desk?"]
+    assert 0.3 < sum(n["negative"] == "hard" for n in desk) / len(desk) < 0.7
 
 
 def test_stage_trains_on_negatives_from_training_pairs_only(tiny_base, tmp_path):
@@ -131,7 +138,7 @@ def test_stage_trains_on_negatives_from_training_pairs_only(tiny_base, tmp_path)
     train = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
     val = [json.loads(x) for x in (out / "val.jsonl").read_text().splitlines()]
     negs = [json.loads(x) for x in (out / "negatives.jsonl").read_text().splitlines()]
-    assert m["mismatched_pairs"] == len(negs) == len(train) == m["train_pairs"]
+    assert m["mismatched_pairs"] == len(negs) == len(train) == m["train_pairs"] and m["hard_pairs"] == 0
     assert m["steps"] == math.ceil(2 * len(train) / 8)  # one epoch over the pairs and their negatives
     train_answers, val_prompts = {r["chosen"] for r in train}, {r["prompt"] for r in val}
     assert all(n["rejected"] in train_answers and n["prompt"] not in val_prompts for n in negs)
@@ -143,6 +150,7 @@ def test_stage_trains_on_negatives_from_training_pairs_only(tiny_base, tmp_path)
                      hard_negatives=1.0))
     hard_negs = [json.loads(x) for x in (tmp_path / "hard" / "reward" / "negatives.jsonl").read_text().splitlines()]
     assert hard["mismatched_pairs"] == len(negs) and hard_negs != negs
+    assert hard["hard_pairs"] == sum(n["negative"] == "hard" for n in hard_negs) > 0
     assert all(n["rejected"] in train_answers for n in hard_negs)
 
 
