@@ -223,6 +223,9 @@ class DPOConfig(RuntimeConfig):
     onpolicy_samples: int = F(0, "answers sampled from the starting policy per preference prompt; the reward "
                                  "model's best against its worst becomes a pair (0 = off: the file's pairs only)")
     onpolicy_reward: str = F("", "reward model that ranks them ('' = <run>/reward)")
+    onpolicy_prompts: str = F("", "prompts to answer ('' = <run>/data/prompts.jsonl without rows tagged 'eval', "
+                                  "the prompts PPO and RLOO train on, when the run has one; else the "
+                                  "preference file's prompts)")
     onpolicy_min_gap: float = F(0.5, "keep a pair only when best and worst differ by this much, in the reward "
                                      "model's standard deviations over its training answers")
     onpolicy_keep_pairs: bool = F(True, "train on the preference file's pairs too (False = on-policy pairs only)")

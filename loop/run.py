@@ -143,10 +143,12 @@ def model_inputs(model: Path) -> dict[str, Path]:
 
 def ranking_reward(cfg, run: Path) -> dict[str, Path]:
     """A preference algorithm with on-policy pairs (DPO's onpolicy_samples, rl/onpolicy.py) reads a
-    reward model: an input, so it starts after that model is trained and reruns when it changes."""
+    reward model and the run's prompts: inputs, so it starts after that model is trained and reruns
+    when either changes."""
     if not getattr(cfg, "onpolicy_samples", 0):
         return {}
-    return {"reward": (Path(cfg.onpolicy_reward) if cfg.onpolicy_reward else run / "reward") / "metrics.json"}
+    return {"reward": (Path(cfg.onpolicy_reward) if cfg.onpolicy_reward else run / "reward") / "metrics.json",
+            "onpolicy prompts": Path(cfg.onpolicy_prompts) if cfg.onpolicy_prompts else run / "data" / "prompts.jsonl"}
 
 
 def plan(cfg: LoopConfig, configs: dict, hooks: Hooks | None = None,

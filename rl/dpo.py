@@ -23,8 +23,8 @@ With `precompute_ref_log_probs` the reference forward runs once per pair before 
 instead of once per step (bench/dpo_precompute.py).
 
 On-policy pairs (`onpolicy_samples` k > 0, rl/onpolicy.py): before training, the starting policy
-answers every prompt of the preference file k times, and the reward model's best answer against its
-worst becomes one more pair (ε 0: no votes). They are split by the same prompt rule as the file's
+answers every training prompt k times (the run's prompts, else the preference file's), and the
+reward model's best answer against its worst becomes one more pair (ε 0: no votes). They are split by the same prompt rule as the file's
 pairs, so a held-out prompt's on-policy pair is held out too.
 
 Our extension (rl/dpo_trainer.py): ε per pair from the annotators' agreement
@@ -239,6 +239,8 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None, reward_fn=None)
     if cfg.onpolicy_samples and reward_fn is None and not (reward_path(cfg) / "reward_model.json").exists():
         raise UserError(f"{reward_path(cfg)}: no reward model to rank the on-policy answers (train one with "
                         f"`rlhf reward --run {cfg.run}`, or pass --onpolicy_reward DIR)")
+    if cfg.onpolicy_samples and cfg.onpolicy_prompts and not Path(cfg.onpolicy_prompts).is_file():
+        raise UserError(f"{cfg.onpolicy_prompts}: no such prompts file (key 'onpolicy_prompts')")
     out.mkdir(parents=True, exist_ok=True)
     print(f"[dpo] {model_path} + {sft_path} + {data_path} → {out}  ({policy.describe()})")
 

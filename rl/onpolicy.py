@@ -1,6 +1,6 @@
 """On-policy pairs for DPO: answers sampled from the starting policy, ranked by the reward model.
 
-For every prompt of the preference file the starting policy (the SFT adapter, or the previous
+For every training prompt (the run's, as PPO and RLOO use them, or the preference file's) the starting policy (the SFT adapter, or the previous
 round's DPO adapter in a loop) answers `onpolicy_samples` times; the reward model scores the
 answers, and the best against the worst becomes a pair when their scores differ by at least
 `onpolicy_min_gap` (in the reward model's standard deviations over its training answers, the
@@ -40,6 +40,17 @@ def distinct_prompts(rows: Sequence[dict]) -> list:
             seen.add(key)
             out.append(r["prompt"])
     return out
+
+
+def sampling_prompts(cfg, rows: Sequence[dict]) -> tuple[list, Path | None]:
+    """(prompts, the file they came from): `onpolicy_prompts`; else the run's prompts file when it
+    exists (rows tagged 'eval' left out, rl/pg_inputs.py); else the preference rows' prompts (None)."""
+    from rl.pg_inputs import load_train_prompts
+
+    path = Path(cfg.onpolicy_prompts) if cfg.onpolicy_prompts else Path(cfg.run) / "data" / "prompts.jsonl"
+    if cfg.onpolicy_prompts or path.exists():
+        return distinct_prompts([{"prompt": p} for p in load_train_prompts(path)]), path
+    return distinct_prompts(rows), None
 
 
 def best_worst(answers: Sequence[str], scores: Sequence[float], min_gap: float) -> tuple[int, int] | None:
@@ -115,7 +126,7 @@ def build_pairs(cfg, rows: Sequence[dict], model_path: Path, sft_path: Path, rew
         pairs = read_jsonl(path)
         print(f"[dpo] resume: {len(pairs)} on-policy pairs from {path}")
         return pairs, {"onpolicy_pairs": len(pairs), "onpolicy_reused": True}
-    prompts = distinct_prompts(rows)
+    prompts, source = sampling_prompts(cfg, rows)
     t0 = time.time()
     model = load_policy(model_path, policy, tok, adapter=sft_path, load_in_4bit=cfg.load_in_4bit)
     samples = sample_answers(model, tok, prompts, cfg.onpolicy_samples, seed=cfg.seed,
@@ -134,6 +145,6 @@ def build_pairs(cfg, rows: Sequence[dict], model_path: Path, sft_path: Path, rew
              "onpolicy_mean_gap": round(sum(gaps) / len(gaps), 4) if gaps else None,
              "onpolicy_sample_seconds": round(sample_seconds, 1),
              "onpolicy_seconds": round(time.time() - t0, 1)}
-    print(f"[dpo] {len(pairs)} on-policy pairs from {len(prompts)} prompts x {cfg.onpolicy_samples} answers "
-          f"(reward gap >= {cfg.onpolicy_min_gap}) → {path}")
+    print(f"[dpo] {len(pairs)} on-policy pairs from {len(prompts)} prompts ({source or 'the preference file'}) "
+          f"x {cfg.onpolicy_samples} answers (reward gap >= {cfg.onpolicy_min_gap}) → {path}")
     return pairs, stats

@@ -42,8 +42,8 @@ class Metric:
 _DPO_LOSS_SHAPE = frozenset({"beta", "loss_type", "label_smoothing", "max_eps", "smoothing_prior", "nll_coef"})
 # on-policy pairs (rl/onpolicy.py) are part of the held-out pairs: these options change the pairs
 # both DPO metrics are computed on
-_DPO_PAIRS = frozenset({"onpolicy_samples", "onpolicy_reward", "onpolicy_min_gap", "onpolicy_keep_pairs",
-                        "onpolicy_temperature", "onpolicy_max_new_tokens"})
+_DPO_PAIRS = frozenset({"onpolicy_samples", "onpolicy_reward", "onpolicy_prompts", "onpolicy_min_gap",
+                        "onpolicy_keep_pairs", "onpolicy_temperature", "onpolicy_max_new_tokens"})
 
 METRICS: dict[str, dict[str, Metric]] = {
     "sft": {"val_loss": Metric("val_loss", "eval_loss", "minimize", frozenset({"max_length"}))},

@@ -119,6 +119,26 @@ def test_onpolicy_pairs_are_the_sft_policys_samples_ranked_by_the_reward(tiny_ru
     assert "on-policy pairs" in header and str(out / PAIRS_FILE) in header
 
 
+def test_prompts_come_from_the_prompts_file_without_its_eval_rows(tiny_run, prefs, tmp_path):
+    from rl.dpo import main
+
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"prompt": "When do you open on Monday?", "tags": ["pref"]},
+            {"prompt": "Do you sell lamps?", "tags": []},  # in no preference pair
+            {"prompt": "When do you open on Monday? ", "tags": ["pref"]},  # the first one again
+            {"prompt": "Held-out question?", "tags": ["eval"]}]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "dpo"
+    metrics = main(_cfg(tiny_run, prefs, out, onpolicy_prompts=str(prompts), onpolicy_min_gap=0.0),
+                   reward_fn=length_reward)
+    assert metrics["onpolicy_prompts"] == 2
+    assert {p["prompt"] for p in _rows(out / PAIRS_FILE)} <= {"When do you open on Monday?", "Do you sell lamps?"}
+    with pytest.raises(UserError, match=r"no_prompts.jsonl: no such prompts file \(key 'onpolicy_prompts'\)"):
+        main(_cfg(tiny_run, prefs, tmp_path / "dpo2", onpolicy_prompts=str(tmp_path / "no_prompts.jsonl")),
+             reward_fn=length_reward)
+    assert not (tmp_path / "dpo2").exists()  # refused before anything was written
+
+
 def test_onpolicy_only_and_resume_reads_the_same_pairs(tiny_run, prefs, tmp_path):
     from rl.dpo import main
 
