@@ -1,19 +1,22 @@
 """On-policy pairs for DPO: answers sampled from the starting policy, ranked by the reward model.
 
-For every training prompt (the run's, as PPO and RLOO use them, or the preference file's) the starting policy (the SFT adapter, or the previous
-round's DPO adapter in a loop) answers `onpolicy_samples` times; the reward model scores the
-answers, and the best against the worst becomes a pair when their scores differ by at least
-`onpolicy_min_gap` (in the reward model's standard deviations over its training answers, the
-same normalization PPO and RLOO use: rl/pg_inputs.py). This is the "best-of-N vs worst-of-N"
-recipe of iterative DPO (Xiong et al. 2024, "Iterative Preference Learning from Human Feedback";
-Dong et al. 2024, "RLHF Workflow"; Llama 3's rejection-sampled preference pairs), and the pairs of
-West-of-N (Pace et al. 2024). Why it can help where the annotators' pairs are already the policy's
-own samples:
+For every training prompt (the run's, as PPO and RLOO use them, or else the preference file's)
+the starting policy (the SFT adapter, or the previous round's DPO adapter in a loop) answers
+`onpolicy_samples` times; the reward model scores the answers, and the best against the worst
+becomes a pair when their scores differ by at least `onpolicy_min_gap` (in the reward model's
+standard deviations over its training answers, the same normalization PPO and RLOO use:
+rl/pg_inputs.py). This is the "best-of-N vs worst-of-N" recipe of iterative DPO (Xiong et al.
+2024, "Iterative Preference Learning from Human Feedback"; Dong et al. 2024, "RLHF Workflow";
+Llama 3's rejection-sampled preference pairs), and the pairs of West-of-N (Pace et al. 2024). Why
+it can help where the annotators' pairs are already the policy's own samples:
 - the reward model picks from k answers, not 2, so the chosen answer is the policy's best one and
   the rejected its worst: a larger, clearer gap than two random samples;
 - DPO learns from the policy's own distribution (Tajwar et al. 2024: preference fine-tuning
-  gains most from on-policy, "negative-gradient" data), and every preference prompt gets a pair,
-  also those whose human pair was dropped as a tie or as "both bad".
+  gains most from on-policy, "negative-gradient" data), and every training prompt can give a
+  pair, also those whose human pair was dropped as a tie or as "both bad" or never collected.
+It helps only as far as the reward model ranks well: on the demo, pairs ranked by its plain reward
+model taught DPO little, and pairs ranked by one trained with mismatched negatives cut harmful
+help without lifting the win rates beyond the noise (README, "Measured demo results").
 
 The reward model thereby labels pairs, the way it gives PPO its reward; it never sees the
 held-out pairs' labels. The pairs are written to <out>/onpolicy_pairs.jsonl with both scores, so
