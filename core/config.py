@@ -220,7 +220,7 @@ class DPOConfig(RuntimeConfig):
     resume: bool = F(False, "resume from the newest checkpoint in <out>/checkpoints")
     load_in_4bit: bool = F(False, "QLoRA: load the base in 4 bits (CUDA + bitsandbytes only)")
     # on-policy pairs (rl/onpolicy.py): the starting policy's answers ranked by the reward model
-    onpolicy_samples: int = F(0, "answers sampled from the starting policy per training prompt (rl/onpolicy.py); the reward "
+    onpolicy_samples: int = F(0, "answers sampled from the starting policy per training prompt; the reward "
                                  "model's best against its worst becomes a pair (0 = off: the file's pairs only)")
     onpolicy_reward: str = F("", "reward model that ranks them ('' = <run>/reward)")
     onpolicy_prompts: str = F("", "prompts to answer ('' = <run>/data/prompts.jsonl without rows tagged 'eval', "
