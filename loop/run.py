@@ -147,8 +147,9 @@ def ranking_reward(cfg, run: Path) -> dict[str, Path]:
     when either changes."""
     if not getattr(cfg, "onpolicy_samples", 0):
         return {}
-    return {"reward": (Path(cfg.onpolicy_reward) if cfg.onpolicy_reward else run / "reward") / "metrics.json",
-            "onpolicy prompts": Path(cfg.onpolicy_prompts) if cfg.onpolicy_prompts else run / "data" / "prompts.jsonl"}
+    reward = Path(cfg.onpolicy_reward) if cfg.onpolicy_reward else run / "reward"
+    prompts = Path(cfg.onpolicy_prompts) if cfg.onpolicy_prompts else run / "data" / "prompts.jsonl"
+    return {"reward": reward / "metrics.json", "onpolicy prompts": prompts}
 
 
 def plan(cfg: LoopConfig, configs: dict, hooks: Hooks | None = None,

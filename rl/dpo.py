@@ -24,8 +24,9 @@ instead of once per step (bench/dpo_precompute.py).
 
 On-policy pairs (`onpolicy_samples` k > 0, rl/onpolicy.py): before training, the starting policy
 answers every training prompt k times (the run's prompts, else the preference file's), and the
-reward model's best answer against its worst becomes one more pair (ε 0: no votes). They are split by the same prompt rule as the file's
-pairs, so a held-out prompt's on-policy pair is held out too.
+reward model's best answer against its worst becomes one more pair (ε 0: no votes). They are
+split by the same prompt rule as the file's pairs, so a held-out prompt's on-policy pair is held
+out too.
 
 Our extension (rl/dpo_trainer.py): ε per pair from the annotators' agreement
 (`rl.dpo_loss.smoothing_from_agreement`), conservative DPO for "sigmoid", robust DPO for "robust".
@@ -274,7 +275,8 @@ def build_trainer(cfg: DPOConfig, callbacks: list | None = None, reward_fn=None)
         train_dataset=to_dataset(train_rows, train_eps),
         eval_dataset=to_dataset(val_rows, val_eps) if evaluate else None,
         processing_class=tok, callbacks=cbs + list(callbacks or []), nll_coef=cfg.nll_coef)
-    info = {"onpolicy": onpolicy, "file_rows": file_rows, "policy": policy, "model_path": model_path, "sft_path": sft_path, "data_path": data_path, "out": out,
+    info = {"onpolicy": onpolicy, "file_rows": file_rows,
+            "policy": policy, "model_path": model_path, "sft_path": sft_path, "data_path": data_path, "out": out,
             "tokenizer": tok, "train_rows": train_rows, "val_rows": val_rows, "train_eps": train_eps,
             "guard": guard}
     return trainer, info

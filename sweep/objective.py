@@ -9,14 +9,15 @@ different functions of the same policy (the loss is −log σ(β·margin)), so a
 minimised it would pick the β with the smallest loss scale, not the best policy. Such a pair is
 refused before any trial runs; the preference accuracy, which only sees the margin's sign, is not
 affected. DPO's on-policy options (rl/onpolicy.py) change the held-out pairs themselves, so
-neither DPO metric can rank them. The reward model's held-out loss is the plain pairwise loss −log σ(r_c − r_r) on the
-reward head, with the majority label as the target, whatever margin or centering trained it, so
-it compares across those. It does not compare across soft_labels or length_covariate: a model
-trained on hard labels minimises that very function while one trained on the annotators' shares
-aims at less confident targets, and a length covariate learns part of the preference outside the
-reward head, where the held-out loss does not look (on the demo, a sweep that searched both picked
-hard labels without the covariate: 0.37 against 0.41 on seed 0's held-out pairs, and the same
-accuracy against gold as the baseline on seed 1's). Those are searched on the held-out accuracy.
+neither DPO metric can rank them. The reward model's held-out loss is the plain pairwise loss
+−log σ(r_c − r_r) on the reward head, with the majority label as the target, whatever margin or
+centering trained it, so it compares across those. It does not compare across soft_labels or
+length_covariate: a model trained on hard labels minimises that very function while one trained
+on the annotators' shares aims at less confident targets, and a length covariate learns part of
+the preference outside the reward head, where the held-out loss does not look (on the demo, a
+sweep that searched both picked hard labels without the covariate: 0.37 against 0.41 on seed 0's
+held-out pairs, and the same accuracy against gold as the baseline on seed 1's). Those are
+searched on the held-out accuracy.
 
 PPO and RLOO have no held-out loss: their training reward is measured on their own rollouts,
 which the searched options change. They are judged on the held-out objective score − β·KL on
