@@ -47,7 +47,7 @@ from pathlib import Path
 
 from core.config import ConfigError, UserError
 from core.device import DevicePolicy, policy_from_config
-from core.io import write_jsonl
+from core.io import read_jsonl, write_jsonl
 from core.models import count_parameters, load_policy, load_tokenizer, preflight
 from core.policies import base_dir
 from core.records import file_row, read_preferences, validate_preference
@@ -105,7 +105,6 @@ def with_onpolicy_pairs(cfg: DPOConfig, rows: list[dict], model_path: Path, sft_
     the pairs; the others read its file."""
     from accelerate import PartialState
 
-    from core.io import read_jsonl
     from rl.onpolicy import PAIRS_FILE, build_pairs
 
     state = PartialState()

@@ -34,14 +34,14 @@ from core.prompts import prompt_key, prompt_value
 PAIRS_FILE = "onpolicy_pairs.jsonl"
 
 
-def distinct_prompts(rows: Sequence[dict]) -> list:
-    """The preference rows' prompts, each once (by core.prompts.prompt_key), in file order."""
+def distinct_prompts(prompts: Sequence) -> list:
+    """Each prompt once (the same core.prompts.prompt_key counts as the same prompt), in order."""
     seen, out = set(), []
-    for r in rows:
-        key = prompt_key(r["prompt"])
+    for prompt in prompts:
+        key = prompt_key(prompt)
         if key not in seen:
             seen.add(key)
-            out.append(r["prompt"])
+            out.append(prompt)
     return out
 
 
@@ -52,8 +52,8 @@ def sampling_prompts(cfg, rows: Sequence[dict]) -> tuple[list, Path | None]:
 
     path = Path(cfg.onpolicy_prompts) if cfg.onpolicy_prompts else Path(cfg.run) / "data" / "prompts.jsonl"
     if cfg.onpolicy_prompts or path.exists():
-        return distinct_prompts([{"prompt": p} for p in load_train_prompts(path)]), path
-    return distinct_prompts(rows), None
+        return distinct_prompts(load_train_prompts(path)), path
+    return distinct_prompts([r["prompt"] for r in rows]), None
 
 
 def best_worst(answers: Sequence[str], scores: Sequence[float], min_gap: float) -> tuple[int, int] | None:
@@ -119,8 +119,6 @@ def build_pairs(cfg, rows: Sequence[dict], model_path: Path, sft_path: Path, rew
     """Sample, score and pair (the module docstring); returns (pairs, stats). With `resume` and a
     pairs file in `out`, that file is read instead, so a resumed run trains on the same pairs.
     `reward_fn(prompts, responses) -> scores` replaces the reward model (tests)."""
-    import torch
-
     from core.models import load_policy
     from rl.pg_inputs import load_reward_fn
 
@@ -139,8 +137,7 @@ def build_pairs(cfg, rows: Sequence[dict], model_path: Path, sft_path: Path, rew
     sample_seconds = time.time() - t0
     if reward_fn is None:
         reward_fn, _ = load_reward_fn(reward_path, cfg.run, policy.device)
-    with torch.no_grad():
-        scores = [reward_fn(prompts, s) for s in samples]
+    scores = [reward_fn(prompts, s) for s in samples]  # the scorer runs without gradients
     pairs = pairs_from_samples(prompts, samples, scores, cfg.onpolicy_min_gap)
     write_jsonl(path, pairs)
     gaps = [p["chosen_score"] - p["rejected_score"] for p in pairs]

@@ -49,8 +49,7 @@ def test_pairs_from_samples_by_hand():
 
 
 def test_distinct_prompts_keep_file_order():
-    rows = [{"prompt": "Are you open?"}, {"prompt": "Hours?"}, {"prompt": "are you  open?"}]
-    assert distinct_prompts(rows) == ["Are you open?", "Hours?"]
+    assert distinct_prompts(["Are you open?", "Hours?", "are you  open?"]) == ["Are you open?", "Hours?"]
 
 
 # ---------------------------------------------------------------- through the stage
