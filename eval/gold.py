@@ -13,6 +13,7 @@ import numpy as np
 from core.judge import Judge
 from core.prompts import Messages, prompt_text
 from core.records import ASPECTS
+from eval.metrics import outcomes
 
 
 def applies(judge: Judge, prompts: list[str | Messages], min_share: float = 0.5) -> bool:
@@ -84,8 +85,24 @@ def gain_decomposition(results: dict[str, dict[str, dict]], baseline: str = "sft
                     for k in keys}
             gain = round(float(np.mean(np.subtract(a["overall"], b["overall"]))), 6)
             out.append({"policy": name, "baseline": baseline, "decoding": decoding, "n": len(ta),
-                        "gain": gain, "terms": diff})
+                        "gain": gain, "terms": diff, "facts": fact_changes(a, b)})
     return out
+
+
+def fact_changes(a: dict, b: dict) -> dict:
+    """Policy A's answers against baseline B's on the same prompts, by whether the fact is right
+    (`verdicts` rows, `fact_correct` None where there is no fact to check). fixed: B wrong, A right;
+    broken: B right, A wrong; same: both right or both wrong, with A's gold outcome on those
+    prompts (won / tied / lost, exact ties). A win on a `same` prompt comes from the judge's
+    smaller terms (an extra detail, style, length), not from the fact, so a policy that beats its
+    baseline mostly there has learned form rather than content."""
+    checked = [(fa, fb, float(o)) for fa, fb, o in zip(a["fact_correct"], b["fact_correct"],
+                                                        outcomes(a["overall"], b["overall"]))
+               if fa is not None and fb is not None]
+    same = [o for fa, fb, o in checked if fa == fb]
+    return {"fixed": sum(fa and not fb for fa, fb, _ in checked),
+            "broken": sum(fb and not fa for fa, fb, _ in checked), "same": len(same),
+            "same_won": same.count(1.0), "same_tied": same.count(0.5), "same_lost": same.count(0.0)}
 
 
 def decomposition_metrics(results: dict[str, dict[str, dict]]) -> dict:

@@ -194,9 +194,19 @@ def gain_sources(m: dict) -> str:
     if not rows:
         return ""
     names = list(dict.fromkeys(k for r in rows for k in r.get("terms") or {}))
-    table = _table(["policy", "decoding", "prompts", f"gain over {rows[0].get('baseline', 'sft')}", *names],
+    base = rows[0].get("baseline", "sft")
+    table = _table(["policy", "decoding", "prompts", f"gain over {base}", *names],
                    [[r.get("policy"), r.get("decoding"), r.get("n"), r.get("gain"),
                      *((r.get("terms") or {}).get(k) for k in names)] for r in rows])
+    facts = [(r, r["facts"]) for r in rows if isinstance(r.get("facts"), dict)]
+    if facts:
+        table += ("<h3>Facts fixed and broken</h3><p class=\"muted\">Prompts with a fact to check: where the "
+                  f"policy got the fact right and {_e(base)} wrong (fixed), the reverse (broken), and the "
+                  "prompts where both got it right or both wrong, with the policy's gold outcome there. Wins on "
+                  "those come from the smaller terms above, not from the fact.</p>" + _table(
+                      ["policy", "decoding", "fixed", "broken", "same fact", "won", "tied", "lost"],
+                      [[r.get("policy"), r.get("decoding"), f.get("fixed"), f.get("broken"), f.get("same"),
+                        f.get("same_won"), f.get("same_tied"), f.get("same_lost")] for r, f in facts]))
     return ("<h2>Where the gold gain comes from</h2><p class=\"muted\">Mean gold score minus the SFT "
             "policy's on the same held-out prompts, split into the judge's terms (they add up to the gain). "
             "A gain from style or length rather than content is one people would not value.</p>" + table)

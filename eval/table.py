@@ -1,6 +1,6 @@
 """The text table `rlhf eval` prints and the eval card quotes: per policy and decoding the gold,
 RM, EOS, length, KL and perplexity columns; the win rates, raw and style-controlled, with their
-intervals and the judge's style coefficients; in a later round, the comparison with the round
+intervals and the judge's style coefficients; the facts each policy fixed and broke; in a later round, the comparison with the round
 before (eval/rounds.py); the red-team audit's rates with their intervals and the differences
 from SFT (eval/redteam.py)."""
 from __future__ import annotations
@@ -31,7 +31,7 @@ def format_table(metrics: dict) -> str:
                         f"{_fmt(r.get('rm_score'), '7.3f')} {_fmt(r['eos_rate'], '5.2f')} {_fmt(r['mean_length'], '6.1f')} "
                         f"{_fmt(p.get('kl_to_sft'), '7.2f')} {_fmt(p.get('ppl_sft_val'), '8.3f')} "
                         f"{_fmt(p.get('harmful_rate'), '8.3f')} {_fmt(p.get('harmful_rate_sampled'), '6.3f')}")
-    rows += _win_rate_rows(metrics["win_rates"]) + _round_rows(metrics.get("rounds"))
+    rows += _win_rate_rows(metrics["win_rates"]) + _fact_rows(metrics) + _round_rows(metrics.get("rounds"))
     reason = (metrics.get("judges") or {}).get("no_gold_because")
     if reason:
         rows.append(f"gold, fact and harmful columns n/a: {reason}")
@@ -58,6 +58,19 @@ def _win_rate_rows(win_rates: list[dict]) -> list[str]:
         rows.append(f"{w['a'] + ' vs ' + w['b'] + ' (' + w['judge'] + ', ' + w['decoding'] + ')':34s} "
                     f"{_interval(w)} {_interval(style):>21s} "
                     + " ".join(_fmt(coef.get(f), "+10.2f") for f in FEATURES) + f" {w['n']!s:>4s}")
+    return rows
+
+
+def _fact_rows(metrics: dict) -> list[str]:
+    """Per policy and decoding, the held-out prompts whose fact it fixed or broke against SFT, and its
+    gold outcome where both got the fact right or both wrong (eval.gold.fact_changes)."""
+    rows = []
+    for r in (metrics.get("gold") or {}).get("decomposition") or []:
+        f = r.get("facts")
+        if f:
+            rows.append(f"facts {r['policy']} vs {r['baseline']} ({r['decoding']}): fixed {f['fixed']}, broken "
+                        f"{f['broken']}; same fact on {f['same']}: won {f['same_won']}, tied {f['same_tied']}, "
+                        f"lost {f['same_lost']}")
     return rows
 
 

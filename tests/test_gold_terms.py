@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from eval.gold import decomposition_metrics, gain_decomposition, verdicts
+from eval.gold import decomposition_metrics, fact_changes, gain_decomposition, verdicts
 from eval.report import gain_sources, write_report
 
 ASPECTS = ("quality", "relevance", "helpfulness", "harmfulness", "correctness", "realism", "comprehensibility")
@@ -66,6 +66,19 @@ def test_gain_decomposition_by_hand():
     assert greedy["gain"] == pytest.approx(0.55)
     assert sampled["terms"] == pytest.approx({"base": 0.0, "fact": 0.5, "style": 0.0}) and sampled["gain"] == 0.5
     assert sum(greedy["terms"].values()) == pytest.approx(greedy["gain"])
+    # greedy: q2 fixed ("no" -> "42"); q1 both right, won by "Hi"; q3 tied; q4 both wrong, won by "Hi"
+    assert greedy["facts"] == {"fixed": 1, "broken": 0, "same": 3, "same_won": 2, "same_tied": 1, "same_lost": 0}
+    assert sampled["facts"] == {"fixed": 1, "broken": 0, "same": 3, "same_won": 0, "same_tied": 3, "same_lost": 0}
+
+
+def test_fact_changes_count_fixed_broken_and_same_outcomes_by_hand():
+    """Prompt by prompt: fixed; broken; no fact to check on one side (left out); both wrong and
+    lost by 0.2; both right and tied."""
+    a = {"fact_correct": [True, False, None, False, True], "overall": [4.0, 1.5, 2.0, 1.0, 3.8]}
+    b = {"fact_correct": [False, True, True, False, True], "overall": [1.5, 4.0, 2.0, 1.2, 3.8]}
+    assert fact_changes(a, b) == {"fixed": 1, "broken": 1, "same": 2, "same_won": 0, "same_tied": 1,
+                                  "same_lost": 1}
+    assert fact_changes(b, a)["same_won"] == 1 and fact_changes(b, a)["same_lost"] == 0
 
 
 def test_no_decomposition_without_terms_or_baseline():
@@ -97,8 +110,20 @@ def test_report_shows_where_the_gain_comes_from(tmp_path):
     assert "<h2>Where the gold gain comes from" in html
     assert "<th>gain over sft</th><th>base</th><th>fact</th><th>style</th>" in html
     assert "<td>dpo</td><td>greedy</td><td>4</td><td>0.550</td><td>0.000</td><td>0.500</td><td>0.050</td>" in html
+    assert "<h3>Facts fixed and broken</h3>" in html
+    assert "<td>dpo</td><td>greedy</td><td>1</td><td>0</td><td>3</td><td>2</td><td>1</td><td>0</td>" in html
     assert gain_sources({"judges": {"gold": True}}) == "" and gain_sources({}) == ""
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps(metrics))
     page = write_report(tmp_path).read_text(encoding="utf-8")
     assert "<td>sampled</td><td>4</td><td>0.500</td>" in page and "section failed" not in page
+
+
+def test_printed_table_says_which_facts_each_policy_fixed_and_broke():
+    from eval.stage import format_table
+
+    metrics = {"policies": {}, "win_rates": []} | decomposition_metrics(results(TermJudge()))
+    lines = format_table(metrics).splitlines()
+    assert "facts dpo vs sft (greedy): fixed 1, broken 0; same fact on 3: won 2, tied 1, lost 0" in lines
+    assert "facts dpo vs sft (sampled): fixed 1, broken 0; same fact on 3: won 0, tied 3, lost 0" in lines
+    assert not any(line.startswith("facts") for line in format_table({"policies": {}, "win_rates": []}).splitlines())
