@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the annotation round these items belong to (default 1)")
     p.add_argument("--candidates", type=int, default=2,
                    help="samples per prompt; the two most different become the pair (default 2)")
+    p.add_argument("--pairs_per_prompt", type=int, default=1,
+                   help="items per prompt, each sampled with its own seeds (default 1): more pairs from the "
+                        "same prompts")
 
     p = sub.add_parser("import", help="add comparison items from JSONL/JSON/CSV/Parquet")
     _run(p)
@@ -164,6 +167,7 @@ _RANGES = {
     "batch_size": (lambda v: v >= 1, "at least 1"),
     "threads": (lambda v: v >= 0, "0 (all) or more"),
     "candidates": (lambda v: v >= 2, "at least 2"),
+    "pairs_per_prompt": (lambda v: v >= 1, "at least 1"),
     "round": (lambda v: v >= 1, "at least 1"),
     "min_agreement": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     "min_votes": (lambda v: v >= 1, "at least 1"),
@@ -198,7 +202,8 @@ def dispatch(args) -> int:
                        temperature=args.temperature, top_p=args.top_p,
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                        seed=args.seed, device=args.device, threads=args.threads, db=args.db,
-                       candidates=args.candidates, round_no=args.round, workers=args.workers)
+                       candidates=args.candidates, round_no=args.round, workers=args.workers,
+                       pairs_per_prompt=args.pairs_per_prompt)
     elif args.command == "import":
         commands.import_items(args.run, args.file, db=args.db)
     elif args.command == "export":

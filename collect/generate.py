@@ -3,7 +3,8 @@
 Either one policy sampled twice (two seeds: the pairs a reward model learns from) or two
 policies once each (`vs`: a blind A/B test; the app never shows which is which). With
 `candidates` k > 2, one policy is sampled k times per prompt and the two most different
-samples become the pair (`most_different_pair`). All
+samples become the pair (`most_different_pair`). With `pairs_per_prompt` p > 1, every prompt
+gets p such items, each pass over the prompts with its own seeds. All
 policies are adapters on one copy of the base weights (core.policies.attach_adapters), sampled
 in batches with the KV cache (core.generation.generate).
 
@@ -32,6 +33,9 @@ from .commands import store_for
 from .store import Item
 
 PREF_TAG = "pref"
+# Seed offset between passes over the prompts (pairs_per_prompt): far from the batch offsets
+# (the prompt's place in the list) and the candidates' (multiples of 1_000_003).
+PASS_SEED_STEP = 100_000_007
 
 
 def pref_prompts(path: str | Path, n: int) -> list[dict]:
@@ -47,11 +51,13 @@ def pref_prompts(path: str | Path, n: int) -> list[dict]:
     return rows[:n]
 
 
-def item_id(policy: str, other: str, prompt_id: str, round_no: int = 1) -> str:
+def item_id(policy: str, other: str, prompt_id: str, round_no: int = 1, pair_no: int = 0) -> str:
     """Opaque and deterministic: no policy name in anything an annotator's page could carry.
-    A later round's items differ from round 1's even for the same policy names (round 1's ids
-    are what they were before rounds existed)."""
-    key = ["pair", policy, other, prompt_id] + ([round_no] if round_no != 1 else [])
+    A later round's items differ from round 1's even for the same policy names, and a prompt's
+    second pair (pair_no 1) from its first (round 1's first pairs keep the ids they had before
+    rounds and extra pairs existed)."""
+    key = (["pair", policy, other, prompt_id] + ([round_no] if round_no != 1 else [])
+           + (["pair_no", pair_no] if pair_no else []))
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
     return f"pair-{digest[:24]}"
 
@@ -111,13 +117,15 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
                    temperature: float = 0.7, top_p: float = 0.95, max_new_tokens: int = 96,
                    batch_size: int = 32, seed: int = 0, device: str = "auto",
                    threads: int = 0, tokenizer_fixes: dict | None = None,
-                   db: str | None = None, candidates: int = 2, round_no: int = 1, workers: int = 1) -> int:
-    """Sample and store up to n pairs; returns how many items this call stored.
+                   db: str | None = None, candidates: int = 2, round_no: int = 1, workers: int = 1,
+                   pairs_per_prompt: int = 1) -> int:
+    """Sample and store up to n pairs per pass; returns how many items this call stored.
     device and threads as in core.device (threads 0 = every core); db: the store's URL
     (default <run>/collect/annotations.db); candidates: samples per prompt to pick the pair
     from (one policy only); round_no: the annotation round the items belong to; workers: single-thread
     processes that share the sampling on the CPU, 0 = one per thread (core/forked.py; the same pairs
-    either way)."""
+    either way); pairs_per_prompt: passes over the prompts, each with its own seeds, so every
+    prompt gets that many items (more preference pairs from the same prompts)."""
     run = Path(run)
     other = vs or policy
     if other == policy and temperature <= 0:
@@ -128,44 +136,53 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
                         "sampled (an A/B test compares one sample of each policy)")
     if workers < 0:
         raise UserError(f"--workers {workers}: must be 0 (one per thread) or more")
+    if pairs_per_prompt < 1:
+        raise UserError(f"--pairs_per_prompt {pairs_per_prompt}: must be at least 1")
     prompts = pref_prompts(run / "data" / "prompts.jsonl", n)
     store = store_for(run, db)
     try:
         with store.read() as s:
             stored = set(s.scalars(select(Item.id)))
-        todo = [p for p in prompts if item_id(policy, other, p["id"], round_no) not in stored]
-        counts = {"stored": 0, "existing": len(prompts) - len(todo), "identical": 0, "empty": 0}
+        def key(p: dict, k: int) -> str:
+            return item_id(policy, other, p["id"], round_no, k)
+
+        todo = [(p, k) for k in range(pairs_per_prompt) for p in prompts if key(p, k) not in stored]
+        counts = {"stored": 0, "existing": len(prompts) * pairs_per_prompt - len(todo), "identical": 0, "empty": 0}
         if todo:
             tok, model = load_policies(run, [policy, other], device, threads, tokenizer_fixes)
             gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
             meta = dict(gen, policy=policy, vs=vs, seed=seed, candidates=candidates,
                         round=round_no)
             # Batches over all n prompts, not just the missing ones: a prompt's samples then
-            # depend only on its place in the list, so a re-run reproduces them (the
-            # identical pairs it skipped stay identical) and stores nothing twice.
-            batches = [(start, prompts[start:start + batch_size]) for start in range(0, len(prompts), batch_size)]
-            batches = [(start, b) for start, b in batches
-                       if any(item_id(policy, other, p["id"], round_no) not in stored for p in b)]
+            # depend only on its place in the list (and the pass k), so a re-run reproduces them
+            # (the identical pairs it skipped stay identical) and stores nothing twice.
+            batches = [(k, start, prompts[start:start + batch_size]) for k in range(pairs_per_prompt)
+                       for start in range(0, len(prompts), batch_size)]
+            batches = [(k, start, b) for k, start, b in batches if any(key(p, k) not in stored for p in b)]
 
             def sample(job):
-                start, batch = job
-                return _sample_pair(model, tok, policy, other, batch, seed + start, gen, candidates)
+                k, start, batch = job
+                return _sample_pair(model, tok, policy, other, batch, seed + start + k * PASS_SEED_STEP, gen,
+                                    candidates)
 
             # With workers > 1 the batches are dealt to forked single-thread processes
             # (core/forked.py; not on CUDA). Each batch keeps its seed and the items are stored
             # here, in batch order, so the store ends up the same either way.
-            chunks = balance(batches, resolve_workers(workers, threads, model), lambda job: len(job[1]))
-            ready, order = {}, [start for start, _ in batches]
-            with tqdm(total=len(todo), unit="prompt", desc=f"{policy} vs {other}") as bar:
-                for (start, batch), pair in fork_map(sample, chunks):
-                    ready[start] = (batch, pair)
-                    bar.update(sum(item_id(policy, other, p["id"], round_no) not in stored for p in batch))
+            chunks = balance(batches, resolve_workers(workers, threads, model), lambda job: len(job[2]))
+            ready, order = {}, [(k, start) for k, start, _ in batches]
+            with tqdm(total=len(todo), unit="pair", desc=f"{policy} vs {other}") as bar:
+                for (k, start, batch), pair in fork_map(sample, chunks):
+                    ready[k, start] = (batch, pair)
+                    bar.update(sum(key(p, k) not in stored for p in batch))
                     while order and order[0] in ready:
+                        k_done = order[0][0]
                         batch, (first, second) = ready.pop(order.pop(0))
-                        _store_pairs(store, batch, first, second, stored, policy, other, meta, counts)
+                        _store_pairs(store, batch, first, second, stored, policy, other,
+                                     dict(meta, pair_no=k_done) if k_done else meta, counts)
     finally:
         store.close()
-    print(f"stored {counts['stored']} items ({policy} vs {other}) from {len(prompts)} prompts; "
+    per = f", {pairs_per_prompt} pairs each" if pairs_per_prompt > 1 else ""
+    print(f"stored {counts['stored']} items ({policy} vs {other}) from {len(prompts)} prompts{per}; "
           f"already stored {counts['existing']}, skipped {counts['identical']} identical and "
           f"{counts['empty']} with an empty response")
     return counts["stored"]
@@ -192,7 +209,7 @@ def _store_pairs(store, batch: list[dict], first: list[str], second: list[str], 
                  other: str, meta: dict, counts: dict) -> None:
     items = []
     for p, a, b in zip(batch, first, second):
-        key = item_id(policy, other, p["id"], meta["round"])
+        key = item_id(policy, other, p["id"], meta["round"], meta.get("pair_no", 0))
         if key in stored:
             continue
         if not a.strip() or not b.strip():

@@ -58,6 +58,8 @@ class SimulatedRoundConfig(RuntimeConfig):
     temperature: float = F(1.0, "sampling temperature of the pairs")
     top_p: float = F(1.0, "nucleus sampling threshold of the pairs")
     candidates: int = F(2, "samples per prompt; the two most different become the pair")
+    pairs_per_prompt: int = F(1, "pairs per prompt, each sampled with its own seeds (2: twice the pairs "
+                                 "from the same prompts)")
     max_new_tokens: int = F(64, "response length limit")
     batch_size: int = F(128, "prompts per generation batch (on CPU, 128 generated 1.4x faster than 32)")
     workers: int = F(1, "single-thread processes that share the sampling on the CPU, 0 = one per thread "

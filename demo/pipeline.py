@@ -63,7 +63,8 @@ def collect_main(cfg: SimulatedRoundConfig) -> dict:
     run = Path(cfg.run)
     generate_pairs(run, policy="sft", n=cfg.n_pairs, temperature=cfg.temperature, top_p=cfg.top_p,
                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device,
-                   threads=cfg.threads, candidates=cfg.candidates, workers=cfg.workers)
+                   threads=cfg.threads, candidates=cfg.candidates, workers=cfg.workers,
+                   pairs_per_prompt=cfg.pairs_per_prompt)
     # The shop's guidelines for this round: `rlhf collect serve --run R` shows them to people.
     shutil.copyfile(GUIDELINES, commands.guidelines_path(run))
     sim = simulate_run(run, n_annotators=cfg.annotators, careless=cfg.careless, seed=cfg.seed,

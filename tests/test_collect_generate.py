@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from collect.cli import main
 from collect.commands import store_for
-from collect.generate import generate_pairs, item_id, most_different_pair
+from collect.generate import PASS_SEED_STEP, generate_pairs, item_id, most_different_pair
 from collect.store import Item
 from core.config import UserError
 
@@ -113,6 +113,35 @@ def test_candidates_pick_the_stored_pair_from_more_samples(run, monkeypatch):
     assert {(i.response_a, i.response_b) for i in stored} == {(texts[0], texts[2])}
 
 
+def test_pairs_per_prompt_adds_passes_with_their_own_seeds_and_keeps_the_first(run, monkeypatch, capsys):
+    """pairs_per_prompt=2: each prompt gets a second item, sampled with seeds PASS_SEED_STEP
+    further on; the first pass's items are those of pairs_per_prompt=1, ids included."""
+    import collect.generate as generate
+
+    def fake_sample(model, tok, policy, prompts, seed, gen):  # the text names the seed it came from
+        return [f"seed {seed} row {i}" for i in range(len(prompts))]
+
+    monkeypatch.setattr(generate, "_sample", fake_sample)
+    assert generate_pairs(run, policy="sft", n=3, **GEN) == 3
+    first = {i.id: (i.response_a, i.response_b) for i in items(run)}
+    assert generate_pairs(run, policy="sft", n=3, pairs_per_prompt=2, **GEN) == 3  # only the new pass
+    assert "stored 3 items (sft vs sft) from 3 prompts, 2 pairs each; already stored 3" in capsys.readouterr().out
+    stored = items(run)
+    assert len(stored) == 6 and {i.id: (i.response_a, i.response_b) for i in stored if i.id in first} == first
+    second = [i for i in stored if i.id not in first]
+    for it in second:
+        pid = it.meta["prompt_id"]
+        k = int(pid.split("-")[1])  # batches of 2: prompt k sits at row k % 2 of the batch starting at k - k % 2
+        assert it.id == item_id("sft", "sft", pid, 1, 1) != item_id("sft", "sft", pid)
+        assert it.meta["pair_no"] == 1 and it.round == 1
+        assert it.response_a == f"seed {k - k % 2 + PASS_SEED_STEP} row {k % 2}"
+        assert it.response_b == f"seed {k - k % 2 + PASS_SEED_STEP + 1_000_003} row {k % 2}"
+    assert all("pair_no" not in i.meta for i in stored if i.id in first)
+    assert generate_pairs(run, policy="sft", n=3, pairs_per_prompt=2, **GEN) == 0  # nothing twice
+    with pytest.raises(UserError, match="--pairs_per_prompt 0: must be at least 1"):
+        generate_pairs(run, policy="sft", n=3, pairs_per_prompt=0, **GEN)
+
+
 def test_refuses_what_cannot_work(run):
     with pytest.raises(UserError, match="temperature > 0"):
         generate_pairs(run, policy="sft", n=2, temperature=0.0)
@@ -180,3 +209,23 @@ def test_two_workers_store_the_same_pairs_in_the_same_order(run, tmp_path):
     assert stored(other) == stored(run) and len(stored(run)) >= 2
     with pytest.raises(UserError, match=r"--workers -1: must be 0 \(one per thread\) or more"):
         generate_pairs(run, policy="sft", n=2, workers=-1, **GEN)
+
+
+def test_the_demo_round_passes_pairs_per_prompt_on(monkeypatch, tmp_path):
+    import collect.generate as generate
+    from demo.pipeline import SimulatedRoundConfig, collect_main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(run, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(generate, "generate_pairs", record)
+    with pytest.raises(Stop):
+        collect_main(SimulatedRoundConfig(run=str(tmp_path), pairs_per_prompt=2, candidates=3))
+    assert (seen["pairs_per_prompt"], seen["candidates"]) == (2, 3)
+    assert SimulatedRoundConfig().pairs_per_prompt == 1
