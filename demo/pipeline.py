@@ -20,7 +20,7 @@ from core.io import write_json
 from demo import oracle
 from demo.config import STAGES, BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
 from demo.judge import DOMAIN, reward_gold
-from demo.sizes import FULL, QUICK, ROUND_DPO_PAIRS, ROUNDS, ROUNDS_FULL
+from demo.sizes import FULL, QUICK, ROUND_DPO_PAIRS, ROUNDS
 
 GUIDELINES = Path(__file__).with_name("guidelines.md")  # what the shop asks of its annotators
 from loop.config import STAGE_NAMES, LoopConfig, stage_names
@@ -120,8 +120,8 @@ def loop_config(cfg: DemoConfig, sim: SimulatedRoundConfig) -> LoopConfig:
     stages["reward"].setdefault("model", "")
     stages["collect"] = {k: getattr(sim, k) for k in ROUND_ITEM_KEYS} | {"min_pairs": 1}
     return LoopConfig(run=cfg.run, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads,
-                      rounds=cfg.rounds, round_policy=cfg.round_policy,
-                      round_stages=ROUNDS if cfg.quick else ROUNDS_FULL, round_dpo_pairs=ROUND_DPO_PAIRS,
+                      rounds=cfg.rounds, round_policy=cfg.round_policy, round_stages=ROUNDS,
+                      round_dpo_pairs=ROUND_DPO_PAIRS,
                       gradient_checkpointing=cfg.gradient_checkpointing, model=str(run / "base"),
                       sft=str(run / "data" / "sft.jsonl"), prompts=str(run / "data" / "prompts.jsonl"),
                       redteam=str(run / "data" / "redteam.jsonl"), stages=stages)

@@ -16,11 +16,8 @@ TINY = {
     # length bias; 1e-4 is also the stage default.
     "reward": {"batch_size": 16, "max_length": 256, "eval_steps": 20, "lora_dropout": 0.0},
     # lr 2e-4 for 150 steps collapsed the tiny policy into repetition; 1e-5..2e-5 for 60-100 steps
-    # improved it, with early stopping on held-out loss and a KL limit guarding the rest. At the full
-    # demo's lr 1e-4 the held-out loss was still falling at step 80 in all six runs (3 DPO seeds x 2
-    # data seeds): 160 steps raised the style-controlled gold win rate over SFT by about 0.02 on
-    # average (10 of the 12 raw rates rose) and halved seed 1's harmful help (README "On-policy DPO").
-    "dpo": {"beta": 0.3, "learning_rate": 2e-5, "max_steps": 160, "batch_size": 16, "max_length": 256,
+    # improved it, with early stopping on held-out loss and a KL limit guarding the rest.
+    "dpo": {"beta": 0.3, "learning_rate": 2e-5, "max_steps": 80, "batch_size": 16, "max_length": 256,
             "eval_steps": 10},
     "ppo": {"max_steps": 100, "batch_size": 16, "mini_batch_size": 8, "max_new_tokens": 64, "lora_dropout": 0.0},
     # the same 16 rollouts per iteration as PPO (4 prompts x k = 4), without PPO's value passes and
@@ -91,8 +88,6 @@ QUICK_ONLY = {
 # seed 2 afterwards: greedy 0.52 against round 1's settings' 0.53, sampled 0.50 against 0.45.
 ROUNDS = {"reward": {"length_covariate": False}, "dpo": {"learning_rate": 2e-4, "beta": 0.05}}
 ROUND_DPO_PAIRS = "all"
-# Those were measured at 80 steps, which the full demo's round 2 keeps (round 1 trains 160).
-ROUNDS_FULL_ONLY = {"dpo": {"max_steps": 80}}
 
 
 def _merge(*layers: dict) -> dict:
@@ -105,4 +100,3 @@ def _merge(*layers: dict) -> dict:
 
 FULL = _merge(TINY, FULL_ONLY)
 QUICK = _merge(TINY, QUICK_ONLY)
-ROUNDS_FULL = _merge(ROUNDS, ROUNDS_FULL_ONLY)

@@ -33,24 +33,11 @@ def test_demo_values_differ_from_the_real_model_defaults():
     sft, dpo = load_config(SFTConfig, None, None, FULL["sft"]), load_config(DPOConfig, None, None, FULL["dpo"])
     assert (SFTConfig().learning_rate, sft.learning_rate) == (2e-4, 2e-3)
     assert (SFTConfig().max_length, sft.max_length) == (1024, 256)
-    assert (DPOConfig().max_steps, dpo.max_steps) == (-1, 160)
+    assert (DPOConfig().max_steps, dpo.max_steps) == (-1, 80)
     assert RewardConfig().ablations is False and PPOConfig().max_steps == -1
 
 
 def test_quick_keeps_the_tiny_values_it_does_not_shrink():
     assert QUICK["sft"]["learning_rate"] == TINY["sft"]["learning_rate"] == 2e-3
-    assert QUICK["dpo"]["max_steps"] == 6 and FULL["dpo"]["max_steps"] == 160
+    assert QUICK["dpo"]["max_steps"] == 6 and FULL["dpo"]["max_steps"] == 80
     assert QUICK["eval"]["batch_size"] == 128
-
-
-def test_round_two_dpo_keeps_the_steps_it_was_tuned_at_and_quick_keeps_its_own():
-    """Round 1 trains DPO 160 steps; the full demo's round 2 keeps the 80 its learning rate and β
-    were measured at, and the quick demo's round 2 its 6."""
-    from demo.config import DemoConfig
-    from demo.pipeline import SimulatedRoundConfig, loop_config
-
-    full = loop_config(DemoConfig(run="r"), SimulatedRoundConfig())
-    quick = loop_config(DemoConfig(run="r", quick=True), SimulatedRoundConfig())
-    assert full.stages["dpo"]["max_steps"] == 160 and full.round_stages["dpo"] == {
-        "learning_rate": 2e-4, "beta": 0.05, "max_steps": 80}
-    assert quick.stages["dpo"]["max_steps"] == 6 and "max_steps" not in quick.round_stages["dpo"]
