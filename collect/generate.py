@@ -9,8 +9,8 @@ policies are adapters on one copy of the base weights (core.policies.attach_adap
 in batches with the KV cache (core.generation.generate).
 
 Item ids are deterministic, a hash of the two policies, the prompt id, the round and the pass
-(no model name in them), so a re-run skips what is stored and only fills in the rest; items go into the store one batch at a time, so an
-interrupted run keeps what it finished. A pair whose two responses are identical teaches
+(no model name in them), so a re-run skips what is stored and only fills in the rest; items go
+into the store one batch at a time, so an interrupted run keeps what it finished. A pair whose two responses are identical teaches
 nothing and is not stored (counted), nor is one with an empty response (the store refuses it).
 """
 from __future__ import annotations
@@ -143,6 +143,7 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
     try:
         with store.read() as s:
             stored = set(s.scalars(select(Item.id)))
+
         def key(p: dict, k: int) -> str:
             return item_id(policy, other, p["id"], round_no, k)
 

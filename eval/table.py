@@ -1,8 +1,8 @@
 """The text table `rlhf eval` prints and the eval card quotes: per policy and decoding the gold,
 RM, EOS, length, KL and perplexity columns; the win rates, raw and style-controlled, with their
-intervals and the judge's style coefficients; the facts each policy fixed and broke; in a later round, the comparison with the round
-before (eval/rounds.py); the red-team audit's rates with their intervals and the differences
-from SFT (eval/redteam.py)."""
+intervals and the judge's style coefficients; the facts each policy fixed and broke; in a later
+round, the comparison with the round before (eval/rounds.py); the red-team audit's rates with
+their intervals and the differences from SFT (eval/redteam.py)."""
 from __future__ import annotations
 
 import numpy as np
