@@ -176,10 +176,10 @@ def generate_pairs(run: str | Path, policy: str = "sft", vs: str | None = None, 
                     ready[k, start] = (batch, pair)
                     bar.update(sum(key(p, k) not in stored for p in batch))
                     while order and order[0] in ready:
-                        k_done = order[0][0]
-                        batch, (first, second) = ready.pop(order.pop(0))
+                        done = order.pop(0)
+                        batch, (first, second) = ready.pop(done)
                         _store_pairs(store, batch, first, second, stored, policy, other,
-                                     dict(meta, pair_no=k_done) if k_done else meta, counts)
+                                     dict(meta, pair_no=done[0]) if done[0] else meta, counts)
     finally:
         store.close()
     per = f", {pairs_per_prompt} pairs each" if pairs_per_prompt > 1 else ""
