@@ -6,6 +6,8 @@ For each reward model directory, on a finished demo run (gold oracle; after `rlh
 - ranking: the share of pairs of answers to the same prompt (every policy's answers in
   eval/samples.jsonl) that it orders as gold does, decisive pairs (gold gap > 1) and near ties
   (0.15-1), held-out and red-team prompts apart;
+- facts: where SFT's greedy answer states the asked fact wrong, how often its samples state it
+  right (what a policy trained from SFT could learn to say by sharpening);
 - best-of-n: n SFT samples per held-out eval prompt (T 0.7, the eval's serving temperature),
   the one it scores highest against SFT's greedy and sampled eval answers by gold, raw and
   style-controlled win rates, beside the same for gold's pick (the ceiling).
@@ -56,6 +58,22 @@ def win_rates(prompts, picked, baseline) -> dict:
     return {"raw": round(float(np.mean(outcome)), 3), "style_controlled": round(sc, 3)}
 
 
+def fact_headroom(prompts, cands, greedy_right) -> dict:
+    """What the SFT policy knows: over the held-out prompts with a checkable fact, split by whether
+    its greedy answer got it right, the mean share of the n samples that state it right and how
+    many prompts have at least one right sample. A policy trained from SFT can only fix, by
+    sharpening, facts its samples sometimes get right."""
+    from demo import oracle
+
+    out = {}
+    for name, want in (("greedy_right", True), ("greedy_wrong", False)):
+        shares = [float(np.mean([bool(oracle.fact_correct(p, c[i])) for c in cands]))
+                  for i, p in enumerate(prompts) if greedy_right.get(p) is want]
+        out[name] = {"prompts": len(shares), "mean_share_right": round(float(np.mean(shares)), 3) if shares else None,
+                     "any_right": sum(s > 0 for s in shares), "majority_right": sum(s > 0.5 for s in shares)}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default="runs/demo")
@@ -84,8 +102,15 @@ def main():
         picked = [cands[k][i] for i, k in enumerate(pick)]
         return {dec: win_rates(prompts, picked, [sft[dec][p] for p in prompts]) for dec in ("greedy", "sampled")}
 
-    report = {"n": args.n, "prompts": len(prompts), "gold_pick": best_of_n(gold)}
+    right = {r["prompt"]: r["fact_correct"] for r in rows if r["set"] == "heldout" and r["policy"] == "sft"
+             and r["sample"] == 0 and r["decoding"] == "greedy"}
+    report = {"n": args.n, "prompts": len(prompts), "gold_pick": best_of_n(gold),
+              "facts": fact_headroom(prompts, cands, right)}
     print(f"gold's pick of {args.n}: {report['gold_pick']}")
+    for name, f in report["facts"].items():
+        print(f"facts where SFT's greedy answer is {name.split('_')[1]} ({f['prompts']} prompts): "
+              f"{f['mean_share_right']} of the {args.n} samples right on average; at least one right on "
+              f"{f['any_right']}, most on {f['majority_right']}")
     summed = None
     for rm in args.rm:
         scorer = load_scorer(rm, device="cpu")
