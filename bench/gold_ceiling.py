@@ -53,6 +53,11 @@ def gold_reward(run: Path, max_rows: int = 256):
     return score, {"mean": round(mean, 4), "std": round(std, 4), "answers": len(ref)}
 
 
+def _refuse(message: str):
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default="runs/demo", help="a finished demo run (after its RL stages)")
@@ -72,7 +77,9 @@ def main():
     classes = {"dpo": DPOConfig, "ppo": PPOConfig, "rloo": RLOOConfig}
     for a in algos:
         if a not in classes or not (run / a / "config.yaml").exists():
-            sys.exit(f"{run / a / 'config.yaml'}: no {a} config (--algos takes dpo, ppo, rloo of a finished run)")
+            _refuse(f"{run / a / 'config.yaml'}: no {a} config (--algos takes dpo, ppo, rloo of a finished run)")
+    if out.resolve() == run.resolve() or out.resolve() in run.resolve().parents:
+        _refuse(f"{out}: --out would replace the run itself; give a new directory")
     shutil.rmtree(out, ignore_errors=True)
     for d in COPIED:
         shutil.copytree(run / d, out / d)

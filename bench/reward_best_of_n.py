@@ -58,19 +58,25 @@ def win_rates(prompts, picked, baseline) -> dict:
     return {"raw": round(float(np.mean(outcome)), 3), "style_controlled": round(sc, 3)}
 
 
-def fact_headroom(prompts, cands, greedy_right) -> dict:
+def fact_headroom(prompts, cands, greedy_right, policies=None) -> dict:
     """What the SFT policy knows: over the held-out prompts with a checkable fact, split by whether
     its greedy answer got it right, the mean share of the n samples that state it right and how
     many prompts have at least one right sample. A policy trained from SFT can only fix, by
-    sharpening, facts its samples sometimes get right."""
+    sharpening, facts its samples sometimes get right: `policies` ({name: {prompt: fact right}},
+    greedy answers) gives, per policy, the facts it fixed and how many of those SFT's samples never
+    stated right."""
     from demo import oracle
 
+    share = {p: float(np.mean([bool(oracle.fact_correct(p, c[i])) for c in cands])) for i, p in enumerate(prompts)}
     out = {}
     for name, want in (("greedy_right", True), ("greedy_wrong", False)):
-        shares = [float(np.mean([bool(oracle.fact_correct(p, c[i])) for c in cands]))
-                  for i, p in enumerate(prompts) if greedy_right.get(p) is want]
+        shares = [share[p] for p in prompts if greedy_right.get(p) is want]
         out[name] = {"prompts": len(shares), "mean_share_right": round(float(np.mean(shares)), 3) if shares else None,
                      "any_right": sum(s > 0 for s in shares), "majority_right": sum(s > 0.5 for s in shares)}
+    for pol, right in (policies or {}).items():
+        fixed = [share[p] for p in prompts if greedy_right.get(p) is False and right.get(p) is True]
+        out[f"fixed_by_{pol}"] = {"fixed": len(fixed), "never_right_in_samples": sum(s == 0 for s in fixed),
+                                  "mean_share_right": round(float(np.mean(fixed)), 3) if fixed else None}
     return out
 
 
@@ -102,12 +108,19 @@ def main():
         picked = [cands[k][i] for i, k in enumerate(pick)]
         return {dec: win_rates(prompts, picked, [sft[dec][p] for p in prompts]) for dec in ("greedy", "sampled")}
 
-    right = {r["prompt"]: r["fact_correct"] for r in rows if r["set"] == "heldout" and r["policy"] == "sft"
-             and r["sample"] == 0 and r["decoding"] == "greedy"}
+    greedy = defaultdict(dict)  # policy -> prompt -> its greedy answer's fact is right
+    for r in rows:
+        if r["set"] == "heldout" and r["sample"] == 0 and r["decoding"] == "greedy":
+            greedy[r["policy"]][r["prompt"]] = r["fact_correct"]
+    right = greedy.pop("sft")
     report = {"n": args.n, "prompts": len(prompts), "gold_pick": best_of_n(gold),
-              "facts": fact_headroom(prompts, cands, right)}
+              "facts": fact_headroom(prompts, cands, right, greedy)}
     print(f"gold's pick of {args.n}: {report['gold_pick']}")
     for name, f in report["facts"].items():
+        if name.startswith("fixed_by_"):
+            print(f"{name[9:]} fixed {f['fixed']} of SFT's wrong facts (greedy): {f['never_right_in_samples']} of them "
+                  f"never right in SFT's {args.n} samples; {f['mean_share_right']} of the samples right on average")
+            continue
         print(f"facts where SFT's greedy answer is {name.split('_')[1]} ({f['prompts']} prompts): "
               f"{f['mean_share_right']} of the {args.n} samples right on average; at least one right on "
               f"{f['any_right']}, most on {f['majority_right']}")

@@ -30,6 +30,11 @@ def test_fact_headroom_counts_by_hand():
     assert out["greedy_wrong"] == {"prompts": 2, "mean_share_right": round((1 / 3 + 0) / 2, 3), "any_right": 1,
                                    "majority_right": 0}
     assert out["greedy_right"] == {"prompts": 0, "mean_share_right": None, "any_right": 0, "majority_right": 0}
+    # a policy that fixed both facts: one its SFT samples sometimes stated, one they never did
+    fixed = fact_headroom(prompts, cands, {TABLE: False, HOURS: False}, {"dpo": {TABLE: True, HOURS: True, HARM: None},
+                                                                         "ppo": {TABLE: False, HOURS: None}})
+    assert fixed["fixed_by_dpo"] == {"fixed": 2, "never_right_in_samples": 1, "mean_share_right": round(1 / 6, 3)}
+    assert fixed["fixed_by_ppo"] == {"fixed": 0, "never_right_in_samples": 0, "mean_share_right": None}
     out = fact_headroom(prompts, [[RIGHT[TABLE], RIGHT[HOURS], "No."]] * 2 + [cands[1]],
                         {TABLE: True, HOURS: False})
     assert out["greedy_right"] == {"prompts": 1, "mean_share_right": 0.667, "any_right": 1, "majority_right": 1}
