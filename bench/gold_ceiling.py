@@ -72,13 +72,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    from core.config import DPOConfig, PPOConfig, RLOOConfig, load_config
+    from core import registry
+    from core.config import load_config
 
     run, out = Path(args.run), Path(args.out)
     algos = [a for a in args.algos.split(",") if a]
-    classes = {"dpo": DPOConfig, "ppo": PPOConfig, "rloo": RLOOConfig}
     for a in algos:
-        if a not in classes or not (run / a / "config.yaml").exists():
+        if a not in ("dpo", "ppo", "rloo") or not (run / a / "config.yaml").exists():
             _refuse(f"{run / a / 'config.yaml'}: no {a} config (--algos takes dpo, ppo, rloo of a finished run)")
     if out.resolve() == run.resolve() or out.resolve() in run.resolve().parents:
         _refuse(f"{out}: --out would replace the run itself; give a new directory")
@@ -96,9 +96,8 @@ def main():
                      "--onpolicy_batch_size", "128"]
         if a != "dpo" and args.rl_max_steps:
             argv += ["--max_steps", str(args.rl_max_steps)]
-        cfg = load_config(classes[a], run / a / "config.yaml", argv)
-        stage = __import__(f"rl.{a}", fromlist=["main"])
-        stage.main(cfg, reward_fn=reward_fn)
+        algo = registry.get(a)
+        algo.main_fn()(load_config(algo.config_class(), run / a / "config.yaml", argv), reward_fn=reward_fn)
     subprocess.run([sys.executable, "-m", "cli", "eval", "--config", str(run / "eval" / "config.yaml"),
                     "--run", str(out), "--redteam", str(out / "data" / "redteam.jsonl"),
                     "--policies", ",".join(["sft"] + algos), "--threads", str(args.threads)], check=True, cwd=ROOT)

@@ -10,8 +10,9 @@ in batches with the KV cache (core.generation.generate).
 
 Item ids are deterministic, a hash of the two policies, the prompt id, the round and the pass
 (no model name in them), so a re-run skips what is stored and only fills in the rest; items go
-into the store one batch at a time, so an interrupted run keeps what it finished. A pair whose two responses are identical teaches
-nothing and is not stored (counted), nor is one with an empty response (the store refuses it).
+into the store one batch at a time, so an interrupted run keeps what it finished. A pair whose
+two responses are identical teaches nothing and is not stored (counted), nor is one with an
+empty response (the store refuses it).
 """
 from __future__ import annotations
 
