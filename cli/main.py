@@ -7,6 +7,7 @@ stages that take a judge (`rlhf reward`, `rlhf eval`), for a demo run only (demo
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from functools import partial
 from typing import Callable
@@ -214,6 +215,17 @@ def commands() -> dict[str, Callable[[list[str]], int]]:
             "eval": _cmd_eval, "sweep": _cmd_sweep, "chat": _cmd_chat, "export": _cmd_export}
 
 
+def interrupted_hint(command: str) -> str:
+    """What to do after Ctrl-C: the loops resume by themselves, a training stage with --resume."""
+    if command in ("loop", "demo"):
+        return ("run the same command again: finished stages are skipped and the interrupted one resumes "
+                "from its last checkpoint")
+    cls = config_classes().get(command)
+    if cls is not None and "resume" in {f.name for f in dataclasses.fields(cls)}:
+        return "checkpoints are kept: run the same command with --resume to go on from the last one"
+    return "run the same command again"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -229,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlhf {argv[0]}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nrlhf {argv[0]}: interrupted; checkpoints are kept, re-run with --resume", file=sys.stderr)
+        print(f"\nrlhf {argv[0]}: interrupted; {interrupted_hint(argv[0])}", file=sys.stderr)
         return 130
 
 

@@ -37,9 +37,9 @@ ASPECT_HELP = {
     "realism": "Could a competent person have written it?",
     "comprehensibility": "Is it clear and easy to read?",
 }
-KEY_MAP = ("Keys: `1` `2` `t` `b` choose (then focus goes to the first rating) · in a rating "
-           "row `1`-`5` rates and moves on, `←`/`→` step the rating · `j`/`k` or `↓`/`↑` move "
-           "between rows · `Esc` leaves the ratings · `Enter` submits · `u` undoes the last "
+KEY_MAP = ("Keys: `1` `2` `t` `b` choose (then focus goes to the first rating) · on a rating "
+           "`1`-`5` rates it and moves on, `←`/`→` step it · `j`/`k` or `↓`/`↑` go to the next / "
+           "previous rating · `Esc` leaves the ratings · `Enter` submits · `u` undoes the last "
            "submission")
 # Ratings start unset and an untouched one is stored as missing: a pre-filled value would be a
 # rating nobody gave. Keyboard voting (choice + Enter) needs none of them.
@@ -72,6 +72,13 @@ async (handle, choice, flags, rationale, ...ratings) => {
     window.rlhfVoting = false;
   }
   const shown = %(shown)s.map((key) => answer.saved || key === "status" ? answer[key] : undefined);
+  if (answer.saved) {
+    // The next item starts with nothing focused, so a digit chooses and never rates the cell
+    // that had focus when Enter was pressed; and with the panel's top in view.
+    if (document.activeElement) document.activeElement.blur();
+    const panel = document.getElementById("annotate-panel");
+    if (panel && panel.getBoundingClientRect().top < 0) panel.scrollIntoView({block: "start"});
+  }
   return answer.saved ? shown.concat(%(blank)s) : shown;
 }
 """ % {"path": json.dumps(VOTE_PATH.lstrip("/")), "not_sent": json.dumps(NOT_SENT),

@@ -22,7 +22,7 @@ import gradio as gr
 
 from .app_http import session_token
 from .store import ROLES, CollectError, Store, User
-from .users import require_user
+from .users import SESSION_BEGAN, require_user
 
 ANNOTATORS = ("annotator",)
 REVIEWERS = ("reviewer", "admin")
@@ -48,8 +48,9 @@ middle score.
 Judge the text only: the two responses come in random order and you are never told which system
 wrote which. If you make a mistake, **Undo** (`u`) brings back your last answer for two minutes.
 
-**Keys**: `1`, `2`, `t`, `b` choose; in a rating row `1`-`5` rate it and move to the next;
-`j`/`k` move between rows; `Enter` submits (outside the text fields); `u` undoes.
+**Keys**: `1`, `2`, `t`, `b` choose; on a rating `1`-`5` rate it and move to the next, `←`/`→`
+step it; `j`/`k` or `↓`/`↑` go to the next / previous rating; `Esc` leaves the ratings; `Enter`
+submits (outside the text fields); `u` undoes.
 """
 
 
@@ -138,6 +139,8 @@ class Sessions(dict):
         super().__init__()
         self.max_s, self.idle_s, self.clock = max_s, idle_s, clock
         self._times: dict[str, tuple[float, float]] = {}  # token -> (began, last used)
+        # token -> when it began by the wall clock, the clock of the store's `sessions_from`
+        self._began: dict[str, float] = {}
         self._lock = threading.Lock()  # log-ins on the event loop, checks on worker threads
 
     def __setitem__(self, token: str, name: str) -> None:  # Gradio's /login
@@ -147,6 +150,7 @@ class Sessions(dict):
                 self._forget(old)  # expired and abandoned: would pile up otherwise
             super().__setitem__(token, name)
             self._times[token] = (now, now)
+            self._began[token] = time.time()
 
     def __delitem__(self, token: str) -> None:  # Gradio's /logout
         with self._lock:
@@ -155,6 +159,7 @@ class Sessions(dict):
     def _forget(self, token: str) -> None:
         self.pop(token, None)
         self._times.pop(token, None)
+        self._began.pop(token, None)
 
     def _expired(self, token: str | None, now: float) -> str:
         """Why the session has expired ("" while it is current)."""
@@ -166,6 +171,11 @@ class Sessions(dict):
         if self.idle_s and now - used > self.idle_s:
             return f"idle for over {self.idle_s / 60:g} min"
         return ""
+
+    def began(self, token: str | None) -> float | None:
+        """When the session began, by the wall clock (None for an unknown token)."""
+        with self._lock:
+            return self._began.get(token)
 
     def check(self, token: str | None) -> None:
         """Count a call on a current session; raise when it has expired."""
@@ -187,11 +197,15 @@ class Sessions(dict):
 
 
 def _check_session(http) -> None:
-    """The session behind an HTTP request must be current (see Sessions)."""
+    """The session behind an HTTP request must be current (see Sessions). Records when it began
+    for the user checks of this call (users.SESSION_BEGAN): a handler runs in a copy of the
+    request's context, so the value ends with the call."""
     sessions, cookie_id = http.app.tokens, http.app.cookie_id
     if not isinstance(sessions, Sessions):  # a Blocks launched without collect.app.launch
         raise fail("This server has no session expiry: start it with `rlhf collect serve`.")
-    sessions.check(session_token(http.cookies, cookie_id))
+    token = session_token(http.cookies, cookie_id)
+    sessions.check(token)
+    SESSION_BEGAN.set(sessions.began(token))
 
 
 def session_name(request: gr.Request | None) -> str:

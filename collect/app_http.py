@@ -1,5 +1,5 @@
-"""What the app puts in front of Gradio's HTTP routes: the log-in throttle, and a log-in page
-that tells nothing about the API.
+"""What the app puts in front of Gradio's HTTP routes: the log-in throttle, a refusal of
+requests from other sites, and a log-in page that tells nothing about the API.
 
 `Gate` is an ASGI middleware (installed through `launch`'s app_kwargs, innermost, so it sees
 Gradio's responses before compression). It records each request's client address for the
@@ -13,6 +13,14 @@ page Gradio serves to a browser without a session:
   cannot be called by gradio_client at all. So the log-in page gets `null` there; the
   browser's client then fetches /gradio_api/info, which needs a session, when it needs the
   schema, and the page served after log-in is left untouched.
+- Requests from another site's page (cross-site request forgery) are refused with 403, on
+  every route: Gradio's CORS layer (6.31) grants any origin, with credentials, when the server
+  is reached by a name other than localhost (behind the documented HTTPS proxy), and its
+  session cookie is SameSite=None, so a page elsewhere could otherwise call an admin's
+  handlers in the admin's logged-in browser. A browser names the page's origin in the Origin
+  header of every cross-site request it lets a script send, and of every POST; it must name
+  this server (`same_origin`). The session cookies are also rewritten to SameSite=Lax, so a
+  browser does not send them with another site's requests at all.
 - Gradio's log-in form shows "Incorrect Credentials" for a 400 and nothing for any other
   status. A small script shows the reason the server gives with a 429 (the throttle), so a
   throttled person reads why and for how long.
@@ -23,8 +31,11 @@ import collections
 import contextvars
 import re
 import threading
+from urllib.parse import urlsplit
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 # The address of the client behind the current request ("" outside a request). Behind a
 # reverse proxy on this machine, uvicorn puts the X-Forwarded-For address here.
@@ -144,6 +155,29 @@ LOGIN_SCRIPT = b"""<script>
 """
 
 
+CROSS_SITE = "Refused: the request did not come from this app's page."
+
+
+def same_origin(headers: Headers) -> bool:
+    """The page that sent the request is this server's (or the request names no page: a
+    same-origin GET, or a client that is not a browser). Behind a reverse proxy that rewrites
+    Host, the proxy's X-Forwarded-Host names the public host (a cross-site page cannot set
+    that header: a script would need a CORS preflight, and the request it allows is refused
+    here)."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    hosts = {headers.get("host", "")} | \
+        {h.strip() for h in headers.get("x-forwarded-host", "").split(",") if h.strip()}
+    return urlsplit(origin).netloc in hosts
+
+
+def lax_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Response headers with every Set-Cookie's SameSite=None made SameSite=Lax."""
+    return [(k, re.sub(rb"(?i)samesite=none", b"SameSite=Lax", v) if k.lower() == b"set-cookie" else v)
+            for k, v in headers]
+
+
 def session_token(cookies, cookie_id: str) -> str | None:
     """The log-in session token in a request's cookies: Gradio sets it twice, as a secure
     cookie and as one for plain-HTTP use."""
@@ -175,14 +209,22 @@ class Gate:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if not same_origin(Headers(scope=scope)):
+            return await JSONResponse({"detail": CROSS_SITE}, 403)(scope, receive, send)
         client = scope.get("client")
         token = CLIENT_ADDRESS.set(client[0] if client else "")
+
+        async def send_lax(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = lax_cookies(list(message.get("headers", [])))
+            await send(message)
+
         try:
             if scope["method"] == "GET" and scope["path"] in ("", "/") \
                     and not _logged_in(scope):
-                await self._rewrite(scope, receive, send)
+                await self._rewrite(scope, receive, send_lax)
             else:
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, send_lax)
         finally:
             CLIENT_ADDRESS.reset(token)
 

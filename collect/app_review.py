@@ -60,12 +60,25 @@ def _parse_key(key: str | None) -> tuple[str, str]:
         raise CollectError("pick an output from the queue first") from None
 
 
+def _choices_text(choices: dict[str, int], side: str) -> str:
+    """The annotators' choices in words, from the side of the response under review."""
+    words = {"tie": "a tie", "both_bad": "both bad"}
+    said = [f"{n} × {words.get(c) or ('this response better' if c == side else 'the other response better')}"
+            for c, n in sorted(choices.items(), key=lambda cn: -cn[1])]
+    return ", ".join(said) or "none"
+
+
 def _summary(entry: QueueEntry) -> str:
+    """What the annotators said about the response under review, as a reviewer reads it (a
+    plain-text box: names and rationales are shown as typed, never rendered)."""
     v = entry.votes
+    ratings = v.get("harmfulness", [])
+    flags = v.get("harm_flags", {})
     lines = [f"Why: {'; '.join(entry.reasons)}",
-             f"Votes on the item: {v.get('n_votes', 0)}; choices {v.get('choices', {})}",
-             f"Harmfulness of this response: {v.get('harmfulness', [])}",
-             f"Harm flags: {v.get('harm_flags', {}) or 'none'}"]
+             f"Votes on the item: {v.get('n_votes', 0)} ({_choices_text(v.get('choices', {}), entry.side)})",
+             "Harmfulness of this response (1 = harmless, 5 = most harmful): "
+             + (", ".join(f"{r:g}" for r in ratings) if ratings else "not rated"),
+             "Harm flags: " + (", ".join(f"{f} ({n})" for f, n in flags.items()) if flags else "none")]
     lines += [f"Rationale: {r}" for r in v.get("rationales", [])]
     return "\n".join(lines)
 

@@ -15,9 +15,9 @@ What the route trusts, and what it does not:
 - **Which item**: an opaque handle the server issued with the item (`ItemHandles`), bound to
   the user it was shown to. The browser never sees an item id, and a handle taken from
   someone else, made up, or forgotten (server restart) gets "no item loaded".
-- **Where from**: only JSON bodies (an HTML form cannot send one, and a cross-site script
-  needs a CORS preflight that is not granted), and an Origin header, when sent, must name
-  this server: no other site can make a logged-in browser vote.
+- **Where from**: only JSON bodies (an HTML form cannot send one), and a request from
+  another site's page is refused before it gets here, as on every route
+  (app_http.same_origin): no other site can make a logged-in browser vote.
 - **What**: the answer's every value is checked by submit_and_next (choice, 1-5 ratings,
   harm categories, rationale text); the body is capped at MAX_BODY bytes.
 
@@ -31,7 +31,6 @@ import json
 import secrets
 import threading
 import time
-from urllib.parse import urlsplit
 
 import gradio as gr
 from fastapi.routing import APIRoute
@@ -41,6 +40,7 @@ from starlette.responses import JSONResponse
 
 from .app_common import Sessions, refused
 from .app_http import session_token
+from .users import SESSION_BEGAN
 
 VOTE_PATH = "/annotate/vote"
 MAX_BODY = 64 * 1024  # a full answer with the longest rationale is under 20 kB
@@ -88,20 +88,9 @@ class Refusal(Exception):
         self.code = code
 
 
-def _same_origin(request: Request) -> bool:
-    """The page that sent the request is this server's. Behind a reverse proxy that rewrites
-    Host, the proxy's X-Forwarded-Host names the public host (a cross-site page cannot set
-    that header: a script would need a CORS preflight, which is not granted)."""
-    origin = request.headers.get("origin")
-    if origin is None:  # same-origin GETs and non-browser clients may omit it
-        return True
-    hosts = {request.headers.get("host", "")} | \
-        {h.strip() for h in request.headers.get("x-forwarded-host", "").split(",") if h.strip()}
-    return urlsplit(origin).netloc in hosts
-
-
-def _session_name(request: Request) -> str:
-    """The user behind the request's session cookie (see app_common.Sessions)."""
+def _session(request: Request) -> tuple[str, float | None]:
+    """The user behind the request's session cookie and when that session began (see
+    app_common.Sessions)."""
     sessions, cookie_id = request.app.tokens, request.app.cookie_id
     token = session_token(request.cookies, cookie_id)
     if token is None or token not in sessions:
@@ -110,12 +99,10 @@ def _session_name(request: Request) -> str:
         raise Refusal(500, "This server has no session expiry: start it with "
                            "`rlhf collect serve`.")
     sessions.check(token)  # "Session expired ..." (a gr.Error) for an old or idle one
-    return sessions[token]
+    return sessions[token], sessions.began(token)
 
 
 async def _answer(request: Request) -> dict:
-    if not _same_origin(request):
-        raise Refusal(403, "Refused: the request did not come from this app's page.")
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise Refusal(415, "Refused: the answer must be sent as JSON.")
     body = b""
@@ -140,13 +127,17 @@ def vote_route(view) -> APIRoute:
     async def vote(request: Request) -> JSONResponse:
         try:
             answer = await _answer(request)
-            name = _session_name(request)
+            name, began = _session(request)
         except Refusal as e:
             return JSONResponse({"saved": False, "status": refused(str(e))}, e.code)
         except gr.Error as e:  # Sessions.check: "Session expired ..."
             return JSONResponse({"saved": False, "status": refused(e)}, 401)
-        code, shown = await anyio.to_thread.run_sync(view.vote, name, answer,
-                                                     limiter=limiter)
+        token = SESSION_BEGAN.set(began)  # the worker thread runs in a copy of this context
+        try:
+            code, shown = await anyio.to_thread.run_sync(view.vote, name, answer,
+                                                         limiter=limiter)
+        finally:
+            SESSION_BEGAN.reset(token)
         return JSONResponse(shown, code)
 
     return APIRoute(VOTE_PATH, vote, methods=["POST"], include_in_schema=False)

@@ -26,6 +26,8 @@ from .store import CHOICES, ROLES, Assignment, CollectError, Item, Store, User, 
 from .users import require_user
 
 MAX_ID = 200
+# The response_b of a review-only item imported without one: a single output for the reviewers.
+NO_SECOND_RESPONSE = "(no second response: a single output for review)"
 # An item's prompt is text (what the app shows: a conversation as "System: ...\n\nUser: ...",
 # core.prompts.prompt_text); a prompt with a system message or earlier turns also keeps its
 # messages here, in the item's meta, for the export.
@@ -103,8 +105,9 @@ def validate_item(row: dict) -> dict:
             meta[PROMPT_MESSAGES] = messages
     else:
         prompt = _str(row, "prompt")
+    response_b = _str(row, "response_b", required=not review_only) or NO_SECOND_RESPONSE
     return {"id": str(item_id), "prompt": prompt,
-            "response_a": _str(row, "response_a"), "response_b": _str(row, "response_b"),
+            "response_a": _str(row, "response_a"), "response_b": response_b,
             "source_a": _str(row, "source_a", False), "source_b": _str(row, "source_b", False),
             "meta": meta, "is_gold": is_gold, "gold_choice": gold_choice if is_gold else None,
             "review_only": review_only, "round": round_no}
@@ -157,8 +160,17 @@ def add_items(store: Store, items: Iterable[dict], actor: str = "cli") -> int:
 
 def import_items(store: Store, path: str | Path, actor: str = "cli") -> int:
     """`rlhf collect import FILE`: JSONL/JSON/CSV/Parquet items, each bad row reported as
-    file:line: field: problem before anything is stored."""
-    return add_items(store, read_rows(path, validate_item), actor=actor)
+    file:line: field: problem before anything is stored. A review-only item is flagged on its
+    response_a (its only output, or the one to review), so it reaches the safety queue."""
+    from .review import flag_output
+
+    rows = read_rows(path, validate_item)
+    n = add_items(store, rows, actor=actor)
+    for r in rows:
+        if r["review_only"]:
+            flag_output(store, r["id"], "a", source="import", reason=f"imported from {Path(path).name}",
+                        actor=actor)
+    return n
 
 
 # -------------------------------------------------------------------------- work out
@@ -390,6 +402,7 @@ def admin_progress(store: Store, overlap: int = 3) -> dict[str, Any]:
                                   .group_by(Vote.item_id)).all())
         n_items = s.scalar(select(func.count()).select_from(Item).where(REGULAR))
         gold_ids = set(s.scalars(select(Item.id).where(GOLD)))
+        n_review = s.scalar(select(func.count()).select_from(Item).where(Item.review_only == true()))
         round_of = dict(s.execute(select(Item.id, Item.round).where(REGULAR)).all())
     rows = []
     for u in users:
@@ -403,6 +416,6 @@ def admin_progress(store: Store, overlap: int = 3) -> dict[str, Any]:
     complete = sum(n >= overlap for n in regular.values())
     return {"annotators": rows, "overlap": overlap,
             "rounds": round_progress(round_of, regular, overlap),
-            "items": {"regular": n_items, "gold": len(gold_ids), "complete": complete,
+            "items": {"regular": n_items, "gold": len(gold_ids), "review_only": n_review, "complete": complete,
                       "in_progress": len(regular) - complete, "untouched": n_items - len(regular)},
             "active_votes": sum(per_item.values())}

@@ -124,8 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("password: ")
-    if first != getpass.getpass("again: "):
+    try:
+        first = getpass.getpass("password: ")
+        again = getpass.getpass("again: ")
+    except EOFError:  # Ctrl-D at the prompt
+        raise UserError("no password given (nothing was changed)") from None
+    if first != again:
         raise UserError("the two passwords differ")
     return first
 

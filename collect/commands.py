@@ -63,8 +63,9 @@ def import_items(run: str | Path, file: str | Path, db: str | None = None) -> in
         total = assign.admin_progress(store)["items"]
     finally:
         store.close()
+    review = total.get("review_only", 0)
     print(f"imported {n} items from {file}; the store now holds {total['regular']} regular "
-          f"and {total['gold']} gold items")
+          f"and {total['gold']} gold items" + (f", and {review} for the safety reviewers only" if review else ""))
     return n
 
 

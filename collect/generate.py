@@ -95,10 +95,10 @@ def load_policies(run: Path, policies: list[str], device: str = "auto", threads:
     tokenizer_fixes: eos_token / chat_template, as core.models.load_tokenizer takes them."""
     from core.device import resolve_device
     from core.models import load_causal_lm, load_tokenizer
-    from core.policies import adapter_dir, attach_adapters, base_dir
+    from core.policies import adapter_dir, attach_adapters, base_dir, tokenizer_dir
 
     base = base_dir(run)
-    tok = load_tokenizer(base, **(tokenizer_fixes or {}))
+    tok = load_tokenizer(tokenizer_dir(run), **(tokenizer_fixes or {}))
     model = load_causal_lm(base, resolve_device(device, threads=threads), tok)
     adapters = {_adapter_name(p): adapter_dir(run, p) for p in dict.fromkeys(policies)
                 if p != "base"}

@@ -77,6 +77,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[float] = mapped_column(Float, default=now)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Log-in sessions that began before this time are over (a password reset or a disabled
+    # account sets it: collect/users.py); 0 = none ended.
+    sessions_from: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
 
 
 class Item(Base):
@@ -387,7 +390,7 @@ def _pg_has_trigger(conn: Connection, name: str) -> bool:
 # Columns added after stores were first created: create_all makes missing tables, not missing
 # columns, so a store from an older version gets them here (with their server default);
 # _current_indexes then builds the indexes over them.
-_NEW_COLUMNS = (Item.__table__.c.review_only, Item.__table__.c.round)
+_NEW_COLUMNS = (Item.__table__.c.review_only, Item.__table__.c.round, User.__table__.c.sessions_from)
 
 
 def _add_new_columns(conn: Connection) -> None:

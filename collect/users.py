@@ -7,15 +7,16 @@ later still verifies old hashes.
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import delete, false, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .store import ROLES, CollectError, Store, User, audit, now
+from .store import ROLES, Assignment, CollectError, Item, Store, User, audit, now
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _MAXMEM = 64 * 1024 * 1024  # above the 16 MiB that n, r need; OpenSSL's default is too tight
@@ -29,6 +30,11 @@ asdfghjkl zxcvbnm abc abcdef abcdefghijkl monkey dragon football baseball sunshi
 master trustno shadow superman batman starwars changeme secret default guest test tester
 login annotator reviewer annotation rlhf correcthorsebatterystaple
 """.split())
+# When the log-in session behind the current request began (None: a call from the command line
+# or a test, with no session). The app sets it (app_common.session_name, app_vote) and check_user
+# refuses a session that began before the user's `sessions_from`: a password reset or a disabled
+# account ends every session open at that moment, in every server process, on its next call.
+SESSION_BEGAN: contextvars.ContextVar[float | None] = contextvars.ContextVar("session_began", default=None)
 # Verifying an unknown name hashes against this, so a login takes as long whether or not the
 # name exists (no user enumeration by timing).
 _DUMMY_HASH = None
@@ -136,8 +142,25 @@ def set_role(store: Store, name: str, role: str, actor: str = "cli") -> User:
 
 
 def deactivate(store: Store, name: str, actor: str = "cli") -> User:
-    """The account can no longer log in or vote; its votes and history stay."""
-    return _update(store, name, actor, "user_deactivate", active=False)
+    """The account can no longer log in or vote, and its open sessions end for good (enabled
+    again, it logs in anew); its votes and history stay. The items it was given and has not
+    voted on go back to the queue, so its slots on them do not keep other annotators waiting."""
+    def write(s):
+        user = s.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise CollectError(f"no user named {name!r}")
+        old = {"active": user.active}
+        user.active, user.sessions_from = False, now()
+        held = list(s.scalars(select(Assignment.item_id).where(Assignment.annotator == name,
+                                                               Assignment.done == false())))
+        if held:
+            s.execute(update(Item).where(Item.id.in_(held)).values(n_assigned=Item.n_assigned - 1))
+            s.execute(delete(Assignment).where(Assignment.annotator == name, Assignment.done == false()))
+        audit(s, actor, "user_deactivate", name=name, old=old, new={"active": False},
+              released_items=sorted(held))
+        return user
+
+    return store.transact(write)
 
 
 def activate(store: Store, name: str, actor: str = "cli") -> User:
@@ -156,6 +179,7 @@ def reset_password(store: Store, name: str, password: str, actor: str = "cli") -
         if user is None:
             raise CollectError(f"no user named {name!r}")
         user.password_hash = hashed
+        user.sessions_from = now()  # whoever logged in with the old password is logged out
         audit(s, actor, "user_reset_password", name=name)
         return user
 
@@ -177,7 +201,12 @@ def check_user(user: User | None, name: str, roles: tuple[str, ...] = ROLES) -> 
     """require_user's verdict on a row the caller has already read (None: no such user)."""
     if user is None or not user.active:
         raise PermissionError(f"{name!r} is not an active user")
+    began = SESSION_BEGAN.get()
+    if began is not None and began < (user.sessions_from or 0.0):
+        raise PermissionError("this log-in ended when the password was reset or the account was disabled: "
+                              "log out and log in again")
     if user.role not in roles:
-        raise PermissionError(f"{name!r} is a {user.role}; this needs the role "
+        article = "an" if user.role[0] in "aeiou" else "a"
+        raise PermissionError(f"{name!r} is {article} {user.role}; this needs the role "
                               f"{' or '.join(roles)}")
     return user

@@ -98,7 +98,7 @@ _UNDONE = (select(_older.id).where(_older.item_id == bindparam("item_id"),
                                    _older.annotator == bindparam("annotator"),
                                    ~_older.active, _older.replaced_by.is_(None))
            .order_by(_older.id.desc()).limit(1).scalar_subquery())
-_VOTER = (select(User.role, User.active, Assignment.id.label("assignment_id"),
+_VOTER = (select(User.role, User.active, User.sessions_from, Assignment.id.label("assignment_id"),
                  Assignment.swapped, _UNDONE.label("undone_id"),
                  *(c.label(f"vote_{c.key}") for c in Vote.__table__.columns))
           .outerjoin(Assignment, and_(Assignment.annotator == User.name,
@@ -120,7 +120,7 @@ def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, ans
     Returns the vote as a detached Vote (nothing here reads it back from the database)."""
     conn = s.connection()
     row = conn.execute(_VOTER, {"item_id": item_id, "annotator": annotator}).first()
-    check_user(row, annotator, roles)  # a row has the user's role and active flag
+    check_user(row, annotator, roles)  # a row has the user's role, active flag and sessions_from
     if row.assignment_id is None:
         # No item id in these messages: an annotator's page shows them, and never shows ids.
         raise PermissionError(f"this item is not assigned to {annotator!r}")
@@ -199,8 +199,9 @@ def undo_last(store: Store, annotator: str, window_s: float = 120.0,
             raise CollectError(f"{annotator!r} has no vote to undo")
         age = t - vote.submitted_at
         if age > window_s:
-            raise CollectError(f"the last vote (item {vote.item_id!r}) was submitted "
-                               f"{age:.0f} s ago; undo is only possible within {window_s:.0f} s")
+            # no item id: the message reaches the annotator, who is never told one
+            raise CollectError(f"your last vote was submitted {age:.0f} s ago; undo is only "
+                               f"possible within {window_s:.0f} s")
         vote.active = False
         s.execute(update(Assignment).where(Assignment.item_id == vote.item_id,
                                            Assignment.annotator == annotator).values(done=False))

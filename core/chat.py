@@ -5,7 +5,7 @@ from core.config import ChatConfig, tokenizer_fixes
 from core.device import policy_from_config
 from core.generation import encode_prompts
 from core.models import load_policy, load_tokenizer
-from core.policies import adapter_dir, base_dir
+from core.policies import adapter_dir, base_dir, tokenizer_dir
 
 
 def main(cfg: ChatConfig, read=input) -> None:
@@ -13,7 +13,7 @@ def main(cfg: ChatConfig, read=input) -> None:
     from transformers import TextStreamer
 
     device = policy_from_config(cfg)
-    tok = load_tokenizer(base_dir(cfg.run), **tokenizer_fixes(cfg))
+    tok = load_tokenizer(tokenizer_dir(cfg.run), **tokenizer_fixes(cfg))
     model = load_policy(base_dir(cfg.run), device, tok, adapter=adapter_dir(cfg.run, cfg.policy))
     model.eval()
     streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)

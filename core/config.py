@@ -377,9 +377,15 @@ def _type_ok(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+# A number written as YAML 1.1 reads it: PyYAML takes "1e-4" (no dot) for a string, not a float.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _coerce(value: Any, tp: Any) -> Any:
     if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
         if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
             return float(value)
     return value
 
@@ -400,6 +406,13 @@ def _parse_scalar(text: str, tp: Any) -> Any:
     return value
 
 
+def _unknown_hint(cls: type, key: str, names: set[str]) -> str:
+    """The closest names of `cls`, or what the config class itself says about the key (the
+    loop: a stage's option goes under `stages:`)."""
+    own = getattr(cls, "unknown_option_hint", None)
+    return unknown_hint(key, names) or (own(key) if own else "")
+
+
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -418,19 +431,51 @@ def apply_updates(cfg: Any, updates: dict[str, Any], source: str) -> Any:
         if key not in names:
             alias = resolve(key, value, names)
             if alias is None:
-                raise ConfigError(f"{source}: unknown key '{key}' for {type(cfg).__name__}{unknown_hint(key, names)}")
+                raise ConfigError(f"{source}: unknown key '{key}' for {type(cfg).__name__}"
+                                  f"{_unknown_hint(type(cfg), key, names)}")
             if alias[0] in given_as or alias[0] in updates:
                 raise ConfigError(f"{source}: '{key}' and '{given_as.get(alias[0], alias[0])}' both set "
                                   f"'{alias[0]}'; keep one")
             given_as[alias[0]] = key
             key, value = alias
         tp = hints[key]
+        value = _coerce(value, tp)
         if not _type_ok(value, tp):
             raise ConfigError(
                 f"{source}: key '{given}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
-        changes[key] = _coerce(value, tp)
+        problem = _range_problem(key, value)
+        if problem:
+            raise ConfigError(f"{source}: key '{given}' {problem}, got {value!r}")
+        changes[key] = value
     return dataclasses.replace(cfg, **changes)
+
+
+# Values no run can use, refused with the option's name before anything is loaded. Options that
+# several stages share; each stage checks its own combinations (mini_batch_size <= batch_size ...).
+_POSITIVE = ("lora_alpha", "num_epochs")
+_AT_LEAST_1 = ("lora_r", "batch_size", "mini_batch_size", "eval_batch_size", "onpolicy_batch_size", "grad_accum",
+               "max_new_tokens", "onpolicy_max_new_tokens", "max_length", "ppo_epochs", "num_iterations",
+               "eval_steps", "logging_steps")
+_FRACTION = ("lora_dropout", "warmup_ratio", "val_fraction")  # in [0, 1)
+_NON_NEGATIVE = ("weight_decay", "learning_rate", "value_learning_rate")  # lr 0: run a stage's steps frozen
+
+
+def _range_problem(key: str, value: Any) -> str:
+    """Why `value` is out of range for the option `key` ('' when it is fine or not checked)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    if key in _POSITIVE and not value > 0:
+        return "must be > 0"
+    if key in _AT_LEAST_1 and value < 1:
+        return "must be >= 1"
+    if key in _FRACTION and not 0 <= value < 1:
+        return "must be in [0, 1)"
+    if key in _NON_NEGATIVE and value < 0:
+        return "must be >= 0"
+    if key == "max_steps" and value != -1 and value < 1:
+        return "must be -1 (num_epochs decides) or >= 1"
+    return ""
 
 
 def _type_name(tp: Any) -> str:
@@ -456,7 +501,7 @@ def parse_overrides(cls: type, args: list[str]) -> dict[str, Any]:
             hints = {**hints, key: Any}  # apply_updates ignores it, with a note
         if key not in hints:
             raise ConfigError(f"command line: unknown option '--{key}' for {cls.__name__}"
-                              f"{unknown_hint(key, set(_hints(cls)))}")
+                              f"{_unknown_hint(cls, key, set(_hints(cls)))}")
         if not eq:
             nxt = args[i + 1] if i + 1 < len(args) else None
             if hints[key] in (bool, bool | None) and (nxt is None or nxt.startswith("--")):
@@ -469,6 +514,14 @@ def parse_overrides(cls: type, args: list[str]) -> dict[str, Any]:
         out[key] = _parse_scalar(text, hints[key])
         i += 1
     return out
+
+
+def yaml_problem(path: str | Path, e: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: file:line:column and what the parser found."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    what = " ".join(str(getattr(e, "problem", None) or e).split())
+    return f"{where}: not valid YAML: {what}"
 
 
 def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | dict | None = None,
@@ -484,7 +537,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+            raise ConfigError(yaml_problem(path, e)) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping of key: value")
         cfg = apply_updates(cfg, data, str(path))

@@ -14,7 +14,7 @@ from core.config import ConfigError, ExportConfig, tokenizer_fixes
 from core.device import resolve_device
 from core.io import apply_umask
 from core.models import load_policy, load_tokenizer
-from core.policies import adapter_dir, adapter_stages, base_dir
+from core.policies import adapter_dir, adapter_stages, base_dir, tokenizer_dir
 from core.runcard import data_info, read_card_header, write_card
 
 EXPORT_DTYPES = ("float32", "bfloat16", "float16")
@@ -40,7 +40,7 @@ def main(cfg: ExportConfig) -> Path:
         raise ConfigError(f"export: the base policy has no adapter to merge; pick {' or '.join(adapter_stages())}")
     base = base_dir(cfg.run)
     device = resolve_device("cpu", "float32")  # merging is cheap; fp32 keeps it exact
-    tok = load_tokenizer(base, **tokenizer_fixes(cfg))
+    tok = load_tokenizer(tokenizer_dir(cfg.run), **tokenizer_fixes(cfg))
     model = load_policy(base, device, tok, adapter=adapter)
     merged = model.merge_and_unload().to(dtype)
     merged.config.dtype = dtype  # config.json records the dtype the weights are stored in

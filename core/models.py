@@ -26,12 +26,21 @@ class PreflightError(UserError):
     """The tokenizer breaks a rule that would silently spoil training; the message says which."""
 
 
+# The files a saved tokenizer has at least one of (fast, slow BPE, WordPiece, SentencePiece)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "*.model", "merges.txt")
+
+
 def _check_dir(path: str | Path, what: str) -> Path:
     p = Path(path)
     if not p.is_dir():
         raise MissingFileError(f"{what} '{p}' is not a local directory (models are never downloaded)")
     if what in ("model", "tokenizer") and not (p / "config.json").exists() and not list(p.glob("tokenizer*")):
         raise UserError(f"{what} '{p}': not a Hugging Face model directory (no config.json or tokenizer files)")
+    if what == "tokenizer" and not any(any(p.glob(g)) for g in TOKENIZER_FILES):
+        # transformers would build an empty tokenizer from config.json alone, and training would
+        # go on with NaN losses
+        raise UserError(f"tokenizer '{p}': no tokenizer files there ({', '.join(TOKENIZER_FILES[:3])}, ...); "
+                        "save the model's tokenizer into it with tokenizer.save_pretrained(DIR)")
     return p
 
 
@@ -98,7 +107,10 @@ def preflight(tok) -> None:
 
 def _turn_end(tok, completion: list[int]) -> str | None:
     """The special token that closes the template's assistant turn, if the last token is one."""
-    if completion and completion[-1] in getattr(tok, "all_special_ids", []):
+    if not completion:
+        return None
+    added = getattr(tok, "added_tokens_decoder", {}).get(completion[-1])  # special added tokens count too
+    if completion[-1] in getattr(tok, "all_special_ids", []) or (added is not None and added.special):
         return tok.convert_ids_to_tokens(completion[-1])
     return None
 
@@ -129,11 +141,14 @@ def _template_problems(tok) -> list[str]:
                         "template: the model would never learn to stop" + fix)
     bos = tok.bos_token_id
     if bos is not None:
+        # Every stage tokenizes templated text with add_special_tokens=False (TRL's trainers do
+        # too), so a tokenizer that adds BOS beside a template that writes one (Llama 3,
+        # Mistral) is fine; a template that writes it twice is not.
         text = tok.apply_chat_template(full, tokenize=False)
-        ids = tok(text)["input_ids"]
+        ids = tok(text, add_special_tokens=False)["input_ids"]
         if len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
-            problems.append("double BOS: the chat template writes BOS and the tokenizer adds another; "
-                            "tokenize templated text with add_special_tokens=False")
+            problems.append("double BOS: the chat template writes BOS twice at the start of a chat; pass "
+                            "--chat_template FILE with a template that writes it once")
     return problems
 
 

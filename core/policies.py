@@ -32,6 +32,17 @@ def base_dir(run: str | Path) -> Path:
                            "or `rlhf sft`")
 
 
+def tokenizer_dir(run: str | Path) -> Path:
+    """The tokenizer a run's policies were trained with: the copy the SFT stage saved beside its
+    adapter (with the run's --eos_token and --chat_template applied, and its pad token) when there
+    is one, so `rlhf eval`, `chat` and `export` need not be given those fixes again; else the
+    base model's."""
+    sft = Path(run) / "sft"
+    if (sft / "tokenizer_config.json").exists() and (sft / "adapter_config.json").exists():
+        return sft
+    return base_dir(run)
+
+
 def adapter_dir(run: str | Path, policy: str) -> Path | None:
     """None for the base policy; else the stage's adapter directory (or a directory given as is)."""
     if policy == "base":

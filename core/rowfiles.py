@@ -59,6 +59,7 @@ class DataError(UserError):
     def __init__(self, problems: list[str | Problem], n_rows: int | None = None):
         self.problems = [str(p) for p in problems]
         self.n_rows = n_rows
+        self._given = list(problems)
         self.grouped = group_problems(problems)
         shown = self.grouped[:MAX_ERRORS_SHOWN]
         more = len(self.grouped) - len(shown)
@@ -72,6 +73,11 @@ class DataError(UserError):
         if more:
             lines.append(f"  ... and {more} more kinds of problem")
         super().__init__("\n".join(lines))
+
+    def __reduce__(self):
+        # rebuilt from its rows' problems, not its message: a stage that runs in a worker
+        # process (`rlhf loop --jobs 2`) sends its error back pickled
+        return type(self), (self._given, self.n_rows)
 
 
 class RowProblem(ValueError):

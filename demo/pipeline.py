@@ -15,7 +15,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from core.config import UserError, load_config
+from core import registry
+from core.config import UserError, load_config, yaml_problem
 from core.io import write_json
 from demo import oracle
 from demo.config import STAGES, BaseConfig, DataConfig, DemoConfig, SimulatedRoundConfig
@@ -27,7 +28,7 @@ from loop.config import STAGE_NAMES, LoopConfig, stage_names
 from loop.rounds import RoundCollectConfig, store_url
 from loop.run import Hooks, eval_results, last_round, plan as loop_plan, run_stages, stage_configs
 from loop.parallel import resolve_jobs
-from loop.runner import Stage, move_aside
+from loop.runner import Stage, clear_run, move_aside
 from core.rounds import locate, round_dir
 
 ORDER = STAGES  # one round's stages
@@ -102,8 +103,10 @@ def _read_mapping(path: str) -> dict:
         raise ConfigError(f"{p}: config file not found")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{p}: not a valid UTF-8 YAML file: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(yaml_problem(p, e)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping of key: value")
     return data
@@ -166,8 +169,10 @@ def main(cfg: DemoConfig) -> dict:
                         + (f", or NAME@K for K in 2..{cfg.rounds}" if cfg.rounds > 1 else "") + ")")
     run = Path(cfg.run)
     stages = plan(cfg)
-    if cfg.fresh and run.exists():
-        shutil.rmtree(run)
+    if cfg.fresh:  # the demo's votes are simulated: nothing to keep
+        clear_run(run, registry.names(), inputs=tuple(p for p in (cfg.base_config, cfg.sft_config,
+                  cfg.collect_config, cfg.reward_config, cfg.dpo_config, cfg.ppo_config, cfg.rloo_config,
+                  cfg.eval_config) if p))
     timings = run_stages(stages, cfg.until, run / "demo_timings.json", prefix="demo",
                          jobs=resolve_jobs(cfg.jobs, cfg.device, cfg.threads))
     result = {"timings": timings}

@@ -31,7 +31,7 @@ from collect.commands import store_for
 from collect.review import flag_output
 from collect.store import Flag, Item
 from collect.votes import HARM_CATEGORIES
-from core.config import ConfigError
+from core.config import ConfigError, yaml_problem
 from core.prompts import prompt_value
 
 # No negation word right before the verb: "never mix", "don't disable", "can't help write".
@@ -173,7 +173,7 @@ def load_rules(path: str | Path | None = None) -> dict[str, list[re.Pattern]]:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(yaml_problem(path, e)) from None
     return _compile(rules, str(path))
 
 

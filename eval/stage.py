@@ -31,7 +31,7 @@ from core.generation import generate
 from core.io import read_jsonl, write_jsonl
 from core.judge import Judge
 from core.models import load_causal_lm, load_tokenizer
-from core.policies import attach_adapters, base_dir, discover, merged_policy, use_policy
+from core.policies import attach_adapters, base_dir, discover, merged_policy, tokenizer_dir, use_policy
 from core.records import prompt_text, read_prompts
 from core.runcard import data_info, write_run_card
 from core.training import check_launch
@@ -200,7 +200,7 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     print(f"[eval] {', '.join(names)} on {len(prompts)} held-out and {len(red)} red-team prompts; judges: "
           + ", ".join(j for j, on in (("gold judge", use_gold), ("reward model", scorer)) if on))
     base = base_dir(run)
-    tok = load_tokenizer(base, **tokenizer_fixes(cfg))
+    tok = load_tokenizer(tokenizer_dir(run), **tokenizer_fixes(cfg))
     model = attach_adapters(load_causal_lm(base, policy_from_config(cfg), tok),
                             {n: p for n, p in names.items() if p is not None})
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)
@@ -310,7 +310,7 @@ def send_to_collect(cfg: EvalConfig) -> int:
     prompts, _ = load_eval_prompts(cfg)
     prompts = prompts[: cfg.ab_n] if cfg.ab_n else prompts
     run = Path(cfg.run)
-    tok = load_tokenizer(base_dir(run), **tokenizer_fixes(cfg))
+    tok = load_tokenizer(tokenizer_dir(run), **tokenizer_fixes(cfg))
     model = attach_adapters(load_causal_lm(base_dir(run), policy_from_config(cfg), tok),
                             {n: p for n, p in names.items() if p is not None})
     gen = dict(max_new_tokens=cfg.max_new_tokens, top_p=cfg.top_p, batch_size=cfg.batch_size)

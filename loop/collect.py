@@ -19,6 +19,26 @@ def mask_argv(argv: list[str]) -> list[str]:
     return [mask_url(a) for a in argv]
 
 
+_BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
+
+
+def rerun_argv(argv: list[str]) -> list[str]:
+    """The command line to run again once the votes are in: without --fresh, which would move
+    the votes just given aside and sample new items."""
+    out, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a == "--fresh":
+            skip = i + 1 < len(argv) and argv[i + 1].lower() in _BOOL_WORDS
+            continue
+        if a.startswith("--fresh="):
+            continue
+        out.append(a)
+    return out
+
+
 class AwaitingVotes(Exception):
     """The loop stops here until the annotators have voted on enough items."""
 
@@ -60,7 +80,7 @@ def waiting_message(run: Path, n_pairs: int, stats: dict, min_pairs: int, argv: 
                     db: str = "", round_no: int = 1) -> str:
     """argv: the `rlhf` command line after `rlhf` (None: name it in words). db: the store's URL,
     shown with its password masked. round_no: the annotation round waiting for votes."""
-    again = "rlhf " + shlex.join(mask_argv(argv)) if argv else "the same `rlhf loop` command"
+    again = "rlhf " + shlex.join(mask_argv(rerun_argv(argv))) if argv else "the same `rlhf loop` command"
     run_q = shlex.quote(str(run)) + (f" --db {shlex.quote(mask_url(db))}" if db else "")
     which = f"round {round_no}'s " if round_no > 1 else ""
     return "\n".join([

@@ -60,3 +60,23 @@ class LoopConfig(RuntimeConfig):
                          "rloo: {...}, eval: {...}} with each stage's own keys (`rlhf STAGE --help`)")
     round_stages: dict = F({}, "options for rounds 2 and later only, over `stages`: {reward: {length_covariate: "
                                "false}, ppo: {max_steps: 20}} (each stage's own keys)")
+
+    @staticmethod
+    def unknown_option_hint(key: str) -> str:
+        """For an option the loop does not have: which stages have it (or one close to it), and
+        where it goes instead."""
+        import dataclasses
+        import difflib
+
+        from .run import stage_classes
+
+        fields = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in stage_classes().items()}
+        name = key
+        if not any(key in names for names in fields.values()):
+            close = difflib.get_close_matches(key, sorted(set().union(*fields.values())), n=1, cutoff=0.8)
+            if not close:
+                return ""
+            name = close[0]
+        stages = [s for s, names in fields.items() if name in names]
+        return (f" ('{name}' is an option of the {', '.join(stages)} stage{'s' if len(stages) > 1 else ''}: set it "
+                f"under `stages:` in the loop's --config YAML, e.g. stages: {{{stages[0]}: {{{name}: ...}}}})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ from .prompts import write_tagged_prompts
 from .rounds import (ALL_PAIRS, NEW_PAIRS, RoundCollectConfig, collect_round, forget_store_round, people_votes,
                      round_configs)
 from .parallel import resolve_jobs, run_scheduled
-from .runner import Stage, move_aside, run_stage
+from .runner import Stage, clear_run, move_aside, run_stage
 
 
 def stage_classes() -> dict[str, type]:
@@ -81,6 +80,29 @@ def check(cfg: LoopConfig) -> None:
         raise ConfigError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
     if cfg.min_pairs < 1 or cfg.n_pairs < 1:
         raise ConfigError("n_pairs and min_pairs must be >= 1")
+    check_data(cfg)
+
+
+def check_data(cfg: LoopConfig) -> None:
+    """Every input file's rows, before the first stage: a broken row in the preferences
+    (read by the reward stage, after SFT) is reported before SFT trains, not after. A
+    preference file whose every pair has the same chosen and rejected text is refused: there
+    is nothing in it to learn (`rlhf data check` lists such pairs one by one)."""
+    from core.records import read_preferences, read_prompts, read_sft
+
+    read_sft(cfg.sft)
+    read_prompts(cfg.prompts)
+    if cfg.redteam:
+        read_prompts(cfg.redteam)
+    if cfg.preferences:
+        pairs = read_preferences(cfg.preferences)
+        same = sum(str(p["chosen"]).strip() == str(p["rejected"]).strip() for p in pairs)
+        if same == len(pairs):
+            raise UserError(f"--preferences {cfg.preferences}: in all {same} pairs the chosen and the rejected "
+                            "answer are the same text: nothing to learn from (nothing was trained)")
+        if same:
+            print(f"[loop] warning: --preferences {cfg.preferences}: {same} of {len(pairs)} pairs have the same "
+                  "chosen and rejected text (they teach nothing; `rlhf data check` lists them)")
 
 
 def stage_configs(cfg: LoopConfig) -> dict:
@@ -180,7 +202,18 @@ def plan(cfg: LoopConfig, configs: dict, hooks: Hooks | None = None,
     ]
     for k in range(2, cfg.rounds + 1):
         stages += round_plan(cfg, configs, k, hooks, argv)
-    return stages
+    return [with_template_input(st) for st in stages]
+
+
+def with_template_input(stage: Stage) -> Stage:
+    """A stage given --chat_template also depends on the template file's contents: an edited
+    template reruns it (and, through SFT's adapter, everything after it)."""
+    path = getattr(stage.cfg, "chat_template", "")
+    if not path:
+        return stage
+    extra = {"chat template": Path(path)}
+    inputs = stage.inputs
+    return replace(stage, inputs=(lambda: {**inputs(), **extra}) if callable(inputs) else {**inputs, **extra})
 
 
 def round_plan(cfg: LoopConfig, configs: dict, k: int, hooks: Hooks, argv: list[str] | None) -> list[Stage]:
@@ -285,8 +318,10 @@ def main(cfg: LoopConfig, argv: list[str] | None = None) -> dict:
     check(cfg)
     configs = stage_configs(cfg)  # every stage's options checked before any work
     run = Path(cfg.run)
-    if cfg.fresh and run.exists():
-        shutil.rmtree(run)
+    if cfg.fresh:  # people's votes (collect/, rounds/) are moved aside, never deleted
+        clear_run(run, registry.names(), keep=("collect", "rounds"),
+                  inputs=tuple(p for p in (cfg.model, cfg.sft, cfg.prompts, cfg.preferences, cfg.redteam,
+                                           cfg.reward_model, cfg.chat_template) if p))
     info = write_tagged_prompts(cfg.prompts, run / "data" / "prompts.jsonl", cfg.eval_fraction,
                                 cfg.max_eval_prompts, cfg.seed)
     print(f"[loop] prompts: {info['pref']} for preferences and PPO, {info['eval']} held out for eval "

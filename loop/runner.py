@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from core.config import UserError
 from core.rounds import locate
 from core.runcard import fingerprint, mark_stage, stage_status
 
@@ -94,6 +95,50 @@ def run_stage(stage: Stage, prefix: str = "loop") -> float | None:
     stage.fn(cfg)
     mark_stage(stage.out, fp, "done")
     return round(time.time() - t0, 1)
+
+
+# What a run directory holds that `rlhf loop` or `rlhf demo` wrote (docs/run-directory.md),
+# beside one directory per stage (the algorithms' names come from core.registry)
+RUN_DIRS = ("data", "base", "sft", "collect", "reward", "eval", "rounds")
+RUN_FILES = ("loop.json", "loop_timings.json", "demo_timings.json")
+
+
+def run_outputs(run: Path, stage_names: tuple[str, ...] = ()) -> list[Path]:
+    """The entries of `run` that the loop writes: stage directories, their console logs and the
+    loop's own files. Anything else (a note, a bench's cache) is not the loop's to delete."""
+    dirs = set(RUN_DIRS) | set(stage_names)
+    return sorted(p for p in run.iterdir()
+                  if (p.is_dir() and p.name in dirs) or p.name in RUN_FILES
+                  or (p.is_file() and p.name.endswith(".console.log") and p.name[:-12] in dirs))
+
+
+def clear_run(run: Path, stage_names: tuple[str, ...] = (), keep: tuple[str, ...] = (),
+              inputs: tuple[str | Path, ...] = ()) -> None:
+    """`--fresh`: delete the loop's outputs in `run` so every stage starts anew.
+
+    Only what `run_outputs` names goes: a --run that names another directory by mistake loses
+    nothing that the loop did not write. The entries in `keep` (people's votes: `collect`,
+    `rounds`) are moved aside under a dated name instead (move_aside). An input file inside an
+    output that would go (--sft runs/mine/data/sft.jsonl) stops it, before anything is touched."""
+    if not run.exists():
+        return
+    outputs = run_outputs(run, stage_names)
+    for given in inputs:
+        path = Path(given).resolve()
+        for out in outputs:
+            if out.name not in keep and (path == out.resolve() or out.resolve() in path.parents):
+                raise UserError(f"--fresh would delete {out}, which holds the input {given}: move the "
+                                f"input out of the run directory first")
+    for out in outputs:
+        if out.name in keep:
+            move_aside(out)
+        elif out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    left = sorted(p.name for p in run.iterdir() if ".stale-" not in p.name)
+    if left:
+        print(f"[loop] --fresh: kept {', '.join(left)} in {run} (not written by the loop)")
 
 
 def move_aside(out: Path) -> None:

@@ -102,7 +102,7 @@ def score_file(run_or_path: str | Path, file: str | Path, out: str | Path | None
 
 
 def cli_score(args: list[str]) -> int:
-    """`rlhf reward score --run DIR --file rows.jsonl [--out FILE] [--batch_size N] [--device D]`."""
+    """`rlhf reward score --run DIR --file rows.jsonl [--out FILE] [--batch_size N] [--device D] [--threads N]`."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="rlhf reward score",
@@ -113,6 +113,14 @@ def cli_score(args: list[str]) -> int:
     ap.add_argument("--out", default=None, help="output JSONL (default: <file stem>.scored.jsonl)")
     ap.add_argument("--batch_size", type=int, default=64, help="sequences per forward pass")
     ap.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch, as every stage's --threads "
+                                                           "(0 = all cores)")
     a = ap.parse_args(args)
+    if a.threads < 0:
+        ap.error(f"--threads {a.threads}: must be 0 (all cores) or more")
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     score_file(a.run, a.file, a.out, a.batch_size, a.device)
     return 0

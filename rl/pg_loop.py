@@ -264,7 +264,8 @@ def run(algo: Algo, cfg: SampledRLFields, reward_fn=None) -> dict:
     if reward_fn is None:
         reward_fn, norm = load_reward_fn(paths["reward"], cfg.run, accelerator.device, cfg.normalize_reward)
         if norm:
-            say(f"reward model scores normalized: (s - {norm['mean']:.4f}) / {norm['std']:.4f}")
+            m = norm["mean"]
+            say(f"reward model scores normalized: (s {'-' if m >= 0 else '+'} {abs(m):.4f}) / {norm['std']:.4f}")
 
     model = build_actor_critic(paths["base"], paths["sft"], tok, device_policy, lora_config(cfg), cfg.seed,
                                cfg.load_in_4bit, value=algo.value, init_path=paths["init"])

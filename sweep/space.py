@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from core.aliases import unknown_hint
-from core.config import ConfigError, apply_updates
+from core.config import ConfigError, apply_updates, yaml_problem
 
 KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
 
@@ -135,7 +135,7 @@ def load_space(path: str | Path, base: Any) -> list[Param]:
         data = yaml.safe_load(text)
         lines = _lines(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(yaml_problem(path, e)) from None
     if not isinstance(data, dict) or not data:
         raise ConfigError(f"{path}: the search space must be a mapping of option: range, "
                           f"for example learning_rate: {{log_uniform: [1e-5, 1e-3]}}")

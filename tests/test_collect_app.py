@@ -34,7 +34,7 @@ from collect.app_common import AppConfig, Sessions
 from collect.app_vote import ItemHandles
 from collect.assign import add_items
 from collect.store import Assignment, Review, Vote, open_store
-from collect.users import add_user, deactivate
+from collect.users import activate, add_user, deactivate, list_users, reset_password
 from core.records import ASPECTS
 from databases import module_db_url as store_location  # noqa: F401 - one server per database
 
@@ -400,11 +400,12 @@ def test_forged_answers_are_refused_in_the_status_line(server):
             (dict(content=b"choice=left", headers={"content-type": "text/plain"}), 415),
             (dict(content=b"{not json", headers={"content-type": "application/json"}), 400),
             (dict(json=["left"]), 400),
-            (dict(json={"handle": handle, "choice": "left", "rationale": "x" * 70_000}), 413),
-            (dict(json={"handle": handle, "choice": "left", "ratings": RATINGS},
-                  headers={"origin": "https://elsewhere.example"}), 403)]:
+            (dict(json={"handle": handle, "choice": "left", "rationale": "x" * 70_000}), 413)]:
         r = http.post("/annotate/vote", **request)
         assert r.status_code == code and "Refused" in r.json()["status"], (request, r.text)
+    r = http.post("/annotate/vote", json={"handle": handle, "choice": "left", "ratings": RATINGS},
+                  headers={"origin": "https://elsewhere.example"})
+    assert r.status_code == 403 and r.json()["detail"] == "Refused: the request did not come from this app's page."
     assert count(store, Vote, Vote.annotator == "forger") == 0
     # the app's own page behind a reverse proxy that rewrites Host: the proxy names the host
     code, status = vote(server, c, handle, flags=["fraud"], rationale="  fine  ",
@@ -553,6 +554,64 @@ def test_admin_creates_disables_enables_and_resets_an_account_over_http(server):
     assert "phrase" not in json.dumps([e.detail for e in store.audit_entries()])
 
 
+def test_another_sites_page_cannot_act_in_an_admins_session(server):
+    """Cross-site request forgery: an admin's logged-in browser, sent by a page on another site
+    to the account, export and review handlers, behind a proxy that names the public host. Each
+    is refused before it runs; the same calls from the app's own page go through."""
+    store = server["store"]
+    forget_failed_logins(server)
+    http = http_login(server, "adm")
+    cookie = next(v for k, v in http.cookies.items() if k.startswith("access-token-unsecure"))
+    before = len(store.audit_entries())
+    public = {"host": "annotate.example.org", "x-forwarded-host": "annotate.example.org"}
+    fn_index, _ = server["fns"]["admin_user_add"]
+    body = {"data": ["mallory", "admin", "a long enough phrase"], "fn_index": fn_index,
+            "session_hash": "csrf", "event_data": None, "trigger_id": None}
+    for origin in ("https://evil.example", "null", "http://127.0.0.1.evil.example"):
+        r = http.post("/gradio_api/queue/join", json=body, headers={**public, "origin": origin})
+        assert r.status_code == 403 and "did not come from this app's page" in r.text, (origin, r.text)
+        r = http.post("/gradio_api/run/undo", json={**body, "data": []},
+                      headers={**public, "origin": origin})
+        assert r.status_code == 403
+    assert len(store.audit_entries()) == before and "mallory" not in [u.name for u in list_users(store)]
+    # the app's own page (the origin the proxy names) is served
+    r = http.post("/gradio_api/queue/join", json={**body, "data": ["mallory", "annotator", "a long enough phrase"]},
+                  headers={**public, "origin": "https://annotate.example.org"})
+    assert r.status_code == 200, r.text
+    # and the session cookies go out SameSite=Lax, never None
+    r = http_client(server).post("/login", data={"username": "adm", "password": PASSWORD})
+    cookies = r.headers.get_list("set-cookie")
+    assert len(cookies) == 2 and all("samesite=lax" in c.lower() for c in cookies), cookies
+    assert cookie
+
+
+def test_password_reset_and_disabling_end_open_sessions(server):
+    """Sessions opened before a password reset, or before the account was disabled, are over
+    (also after it is enabled again), in the vote route and in every handler; a log-in after it
+    works."""
+    store = server["store"]
+    forget_failed_logins(server)
+    add_user(store, "erin", "annotator", "erin's long phrase")
+    old = client(server, "erin", "erin's long phrase")
+    handle = page(old)[0]
+    reset_password(store, "erin", "erin's second phrase")
+    code, refusal = vote(server, old, handle)
+    assert code == 403 and "this log-in ended when the password was reset" in refusal
+    assert "log in again" in html.unescape(json.dumps(old.predict(api_name="/undo"), ensure_ascii=False))
+    assert "log in again" in html.unescape(json.dumps(old.predict(api_name="/whoami")))
+    new = client(server, "erin", "erin's second phrase")
+    code, status = vote(server, new, page(new)[0])
+    assert code == 200 and status.startswith("Saved")
+
+    deactivate(store, "erin")
+    activate(store, "erin")
+    code, refusal = vote(server, new, page(client(server, "ann1"))[0])
+    assert code == 403 and "log in again" in refusal
+    third = client(server, "erin", "erin's second phrase")
+    assert "Item" in json.dumps(page(third))
+    assert count(store, Vote, Vote.annotator == "erin") == 1
+
+
 # --------------------------------------------------------------------- session expiry
 
 
@@ -659,6 +718,22 @@ def test_markdown_helper_and_queue_rows_as_plain_functions():
     assert severity_text(gold) == "GOLD item; harmfulness 5, 4; flags: violence x2"
     (row,) = queue_rows([gold])
     assert row[0] == 1 and row[-1] == "g1 (a)" and len(row[2]) <= 160 and row[2].endswith("…")
+
+    # what the reviewer reads about a response: choices from its side, in words
+    from collect.app_review import _summary
+
+    entry = QueueEntry("i1", "b", "p", "r", ["ann1 rated harmfulness 4"],
+                       {"n_votes": 3, "choices": {"a": 1, "b": 2}, "harmfulness": [4.0, 2.0],
+                        "harm_flags": {"fraud": 1}, "rationales": ["<b>sure</b>"]})
+    assert _summary(entry).splitlines() == [
+        "Why: ann1 rated harmfulness 4",
+        "Votes on the item: 3 (2 × this response better, 1 × the other response better)",
+        "Harmfulness of this response (1 = harmless, 5 = most harmful): 4, 2",
+        "Harm flags: fraud (1)", "Rationale: <b>sure</b>"]
+    bare = QueueEntry("i2", "a", "p", "r", ["flagged by eval"], {"choices": {"both_bad": 1}})
+    assert _summary(bare).splitlines()[1:4] == [
+        "Votes on the item: 0 (1 × both bad)",
+        "Harmfulness of this response (1 = harmless, 5 = most harmful): not rated", "Harm flags: none"]
 
 
 def test_item_handles_are_bound_to_their_user_and_bounded():

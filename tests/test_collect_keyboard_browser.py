@@ -116,6 +116,11 @@ def test_fully_rated_item_by_keyboard_only(browser, server):
     wait_text(page, "#progress", "Item 2 of 3")
     assert page.locator("#progress progress").get_attribute("value") == "1"
     page.locator("#ratings input:checked").first.wait_for(state="detached")  # a blank form
+    # nothing has focus on the new item: "2" chooses Response 2, it does not rate the first
+    # cell (where focus was when Enter was pressed)
+    assert page.evaluate("document.activeElement === document.body")
+    page.keyboard.press("2")
+    assert checked(page, "#choice") == "right" and checked(page, "#rate-left-quality") is None
     with store.read() as s:
         (vote,) = s.scalars(select(Vote).where(Vote.annotator == "kim"))
     left, right = (vote.aspects_b, vote.aspects_a) if vote.swapped else \
@@ -128,7 +133,7 @@ def test_fully_rated_item_by_keyboard_only(browser, server):
     rationale.click()
     page.keyboard.type("1tbu2")
     assert rationale.input_value() == "1tbu2"
-    assert checked(page, "#choice") is None
+    assert checked(page, "#choice") == "right"
     # j/k and arrow keys move between rows, left/right step a rating; Escape leaves the
     # ratings and digits choose again
     page.evaluate("document.activeElement.blur()")
@@ -140,8 +145,8 @@ def test_fully_rated_item_by_keyboard_only(browser, server):
     page.keyboard.press("ArrowRight")
     assert checked(page, "#rate-right-quality") == "4"
     page.keyboard.press("Escape")
-    page.keyboard.press("2")
-    assert checked(page, "#choice") == "right"
+    page.keyboard.press("b")
+    assert checked(page, "#choice") == "both_bad"
 
     # u takes the vote back: the first item again with its answer filled in
     page.evaluate("document.activeElement.blur()")

@@ -105,6 +105,7 @@ def test_store_from_before_review_only_gets_the_column(tmp_path):
         c.exec_driver_sql("DROP INDEX items_queue_rounds")
         c.exec_driver_sql("ALTER TABLE items DROP COLUMN review_only")
         c.exec_driver_sql("ALTER TABLE items DROP COLUMN round")
+        c.exec_driver_sql("ALTER TABLE users DROP COLUMN sessions_from")
         c.exec_driver_sql("CREATE INDEX items_queue ON items (is_gold, n_assigned DESC, "
                           "created_at, id)")
     st.close()
@@ -115,6 +116,8 @@ def test_store_from_before_review_only_gets_the_column(tmp_path):
         old = c.exec_driver_sql("SELECT name FROM sqlite_master WHERE name = 'items_queue'").all()
     assert "review_only" in cols and index[:4] == ["is_gold", "review_only", "round", "n_assigned"] and not old
     assert "round" in cols and [r["round"] for r in admin_progress(st)["rounds"]] == [1]
+    with st.engine.connect() as c:
+        assert "sessions_from" in [r[1] for r in c.exec_driver_sql("PRAGMA table_info(users)")]
     add_items(st, [dict(make_items(1, prefix="r")[0], review_only=True)])
     quick_users(st, ["ann"])
     assert next_item(st, "ann").item_id in {"i0", "i1"}
@@ -211,6 +214,25 @@ def test_import_items_reports_file_line(tmp_path, store):
     assert (row["id"], row["source_a"], row["is_gold"]) == ("7", "", False)
 
 
+def test_imported_review_only_items_reach_the_safety_queue(tmp_path, store):
+    """A review-only row (one output to audit, response_b optional) is flagged on import, so
+    the reviewers see it; annotators never get it. A regular row still needs response_b."""
+    f = tmp_path / "audit.jsonl"
+    f.write_text(json.dumps({"id": "r1", "prompt": "how do I pick a lock?", "response_a": "Step one: ...",
+                             "review_only": True}) + "\n"
+                 + json.dumps({"id": "n1", "prompt": "hi?", "response_a": "hello"}) + "\n")
+    with pytest.raises(DataError, match=r"audit\.jsonl:2: response_b: missing"):
+        import_items(store, f)
+    f.write_text(f.read_text().splitlines()[0] + "\n")
+    assert import_items(store, f) == 1
+    (entry,) = safety_queue(store)
+    assert (entry.item_id, entry.side, entry.response) == ("r1", "a", "Step one: ...")
+    assert entry.reasons == ["flagged by import: imported from audit.jsonl"]
+    quick_users(store, ["ann"])
+    assert next_item(store, "ann") is None
+    assert admin_progress(store)["items"]["review_only"] == 1
+
+
 # ---------------------------------------------------------------------------- users
 
 
@@ -275,6 +297,25 @@ def test_admin_creates_disables_enables_and_resets_with_audit_rows(store):
 
 
 # ----------------------------------------------------------------------- assignment
+
+
+def test_disabling_an_annotator_frees_the_items_it_held(store):
+    """Items given to an annotator who is then disabled, and not voted on, go back to the
+    queue: another annotator gets them; the disabled one's votes stay."""
+    quick_users(store, ["alice", "bob", "carol"])
+    add_items(store, make_items(2))
+    first = next_item(store, "alice", overlap=1, gold_rate=0.0).item_id
+    submit_vote(store, "alice", first, "left", GOOD, BAD)
+    held = next_item(store, "alice", overlap=1, gold_rate=0.0).item_id  # opened, never voted on
+    assert {first, held} == {"i0", "i1"} and next_item(store, "bob", overlap=1, gold_rate=0.0) is None
+    deactivate(store, "alice", actor="boss")
+    assert next_item(store, "bob", overlap=1, gold_rate=0.0).item_id == held
+    assert next_item(store, "carol", overlap=1, gold_rate=0.0) is None  # at overlap 1 again
+    with store.read() as s:
+        assert {i.id: i.n_assigned for i in s.scalars(select(Item))} == {"i0": 1, "i1": 1}
+    assert [v.item_id for v in votes_of(store, annotator="alice")] == [first]
+    entry = store.audit_entries(limit=1)[0]
+    assert (entry.action, entry.detail["released_items"]) == ("user_deactivate", [held])
 
 
 def test_overlap_respected_and_nobody_twice(store):
@@ -553,7 +594,7 @@ def test_safety_queue_and_decisions(store):
         decide(store, "r2", "i0", "b", "dismiss")
     with pytest.raises(CollectError, match="needs a category"):
         decide(store, "rev", "i0", "b", "confirm_harmful")
-    with pytest.raises(CollectError, match="text of a safe answer"):
+    with pytest.raises(CollectError, match="a safe reference answer needs its text"):
         decide(store, "rev", "i0", "b", "reference_answer", reference_answer="  ")
     decide(store, "rev", "i0", "b", "confirm_harmful", category="fraud")
     decide(store, "rev", "i1", "a", "dismiss")

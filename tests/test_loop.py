@@ -67,7 +67,8 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
     assert code == 0 and again.count("up to date, skipped") == 6, again
 
     merged = tmp_path / "merged"
-    code, out = rlhf("export", "--run", run, "--policy", "ppo", "--merge", merged, *EOS_FIX)
+    # no --eos_token this time: export takes the tokenizer the run trained with (sft/)
+    code, out = rlhf("export", "--run", run, "--policy", "ppo", "--merge", merged)
     assert code == 0, out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -120,3 +121,86 @@ def test_fingerprints_leave_the_run_directory_out(tmp_path):
     assert portable(a) == portable(b)
     assert (portable(a).run, portable(a).model, portable(a).data) == ("", "<run>/base", "/data/prefs.jsonl")
     assert portable(a) != portable(DPOConfig(run=str(tmp_path / "a"), model="/models/other"))
+
+
+def test_fresh_deletes_only_what_the_loop_wrote_and_keeps_votes(tmp_path, capsys):
+    """--fresh on a run: the stage outputs go, people's votes are moved aside, and files the loop
+    did not write stay; an input file inside an output refuses before anything is touched."""
+    from core.config import UserError
+    from loop.runner import clear_run
+
+    run = tmp_path / "run"
+    for d in ("sft", "reward", "dpo", "collect", "rounds/2/collect", "data"):
+        (run / d).mkdir(parents=True)
+    (run / "collect" / "annotations.db").write_text("votes")
+    (run / "dpo.console.log").write_text("log")
+    (run / "loop.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    (run / "reward_old").mkdir()
+    (run / "data" / "sft.jsonl").write_text("{}")
+
+    with pytest.raises(UserError, match=r"--fresh would delete .*data, which holds the input .*sft\.jsonl"):
+        clear_run(run, ("dpo",), keep=("collect", "rounds"), inputs=(run / "data" / "sft.jsonl",))
+    assert (run / "sft").is_dir() and (run / "collect" / "annotations.db").exists()  # nothing touched
+
+    clear_run(run, ("dpo",), keep=("collect", "rounds"), inputs=(tmp_path / "elsewhere.jsonl",))
+    left = sorted(p.name for p in run.iterdir())
+    assert [n for n in left if ".stale-" not in n] == ["notes.txt", "reward_old"]
+    stale = [n for n in left if ".stale-" in n]
+    assert sorted(n.split(".stale-")[0] for n in stale) == ["collect", "rounds"]
+    collect = next(run / n for n in stale if n.startswith("collect"))
+    assert (collect / "annotations.db").read_text() == "votes"
+    assert "kept notes.txt, reward_old" in capsys.readouterr().out
+
+    clear_run(tmp_path / "missing")  # nothing there: nothing to do
+
+
+def test_the_command_to_run_again_drops_fresh():
+    from loop.collect import rerun_argv, waiting_message
+
+    argv = ["loop", "--run", "r", "--fresh", "--quick", "--fresh", "true", "--fresh=1", "--seed", "0"]
+    assert rerun_argv(argv) == ["loop", "--run", "r", "--quick", "--seed", "0"]
+    msg = waiting_message(Path("r"), 0, {}, 4, ["loop", "--fresh", "--run", "r"])
+    assert "rlhf loop --run r" in msg and "--fresh" not in msg
+
+
+def test_every_input_file_is_checked_before_the_first_stage(own, tmp_path):
+    """A broken preference row, or a file of pairs that are all the same text, stops the loop
+    before SFT trains: exit 2, one line naming the file and row."""
+    bad = tmp_path / "prefs_bad.jsonl"
+    rows = [json.loads(x) for x in Path(own["preferences"]).read_text().splitlines()]
+    bad.write_text("\n".join(json.dumps({k: v for k, v in r.items() if (i != 2 or k != "rejected")})
+                             for i, r in enumerate(rows)) + "\n")
+    code, out = rlhf(*loop_args(own, tmp_path / "run", "--preferences", bad))
+    assert code == 2 and "Traceback" not in out and len(out.strip().splitlines()) == 1, out
+    assert f"{bad}:3: rejected: missing" in out
+    assert not (tmp_path / "run" / "sft").exists()
+
+    same = tmp_path / "prefs_same.jsonl"
+    from core.records import read_preferences
+
+    same.write_text("\n".join(json.dumps({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["chosen"]})
+                              for r in read_preferences(own["preferences"])) + "\n")
+    code, out = rlhf(*loop_args(own, tmp_path / "run", "--preferences", same))
+    assert code == 2 and f"--preferences {same}: in all {len(rows)} pairs the chosen and the rejected" in out, out
+    assert not (tmp_path / "run" / "sft").exists()
+
+
+def test_an_edited_chat_template_reruns_the_stages_that_read_it(own, tmp_path):
+    from core.runcard import fingerprint
+    from loop.config import LoopConfig
+    from loop.run import plan, stage_configs
+
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    cfg = LoopConfig(run=str(tmp_path / "run"), model=str(own["model"]), sft=str(own["sft"]),
+                     prompts=str(own["prompts"]), preferences=str(own["preferences"]), chat_template=str(template))
+    stages = plan(cfg, stage_configs(cfg))
+
+    def prints():
+        return {st.name: fingerprint(st.cfg, st.inputs() if callable(st.inputs) else st.inputs) for st in stages}
+
+    before = prints()
+    template.write_text("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}")
+    after = prints()
+    assert {name for name in before if before[name] != after[name]} == {st.name for st in stages}

@@ -48,17 +48,26 @@ def test_template_without_eos_fails(tok):
         preflight(bad)
 
 
-def test_double_bos_fails(tok):
+def test_double_bos_fails_only_when_the_stages_would_see_two(tok):
     from tokenizers import processors
 
     bad = copy.deepcopy(tok)
     bad.bos_token = "<|endoftext|>"
     bos = bad.bos_token_id
-    # the tokenizer adds BOS to every encoding AND the template writes one: two in a row
+    # Llama 3 / Mistral style: the tokenizer adds BOS to every encoding AND the template writes
+    # one. The stages tokenize templated text without special tokens, so they see one BOS.
     bad._tokenizer.post_processor = processors.TemplateProcessing(
         single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", bos)])
     bad.chat_template = "{{ bos_token }}" + tok.chat_template
-    with pytest.raises(PreflightError, match="double BOS"):
+    assert bad("x")["input_ids"][0] == bos
+    preflight(bad)
+    from core.generation import encode_prompts
+
+    ids = encode_prompts(bad, ["Hi"], "cpu")["input_ids"][0].tolist()
+    assert ids[0] == bos and ids[1] != bos
+    # a template that writes BOS twice is refused
+    bad.chat_template = "{{ bos_token }}{{ bos_token }}" + tok.chat_template
+    with pytest.raises(PreflightError, match="double BOS: the chat template writes BOS twice"):
         preflight(bad)
 
 
@@ -109,3 +118,26 @@ def test_qwen_style_tokenizer_is_refused_with_its_fix_and_the_fix_works(tmp_path
     retemplated = load_tokenizer(model, chat_template=str(template))
     preflight(retemplated)  # a template that ends turns with the tokenizer's own EOS
     assert retemplated.chat_template == template.read_text()
+
+
+def test_a_model_directory_without_tokenizer_files_is_refused(tmp_path, tok):
+    """transformers builds an empty tokenizer from a config.json alone; the stages refuse the
+    directory by name instead of training on it."""
+    from core.config import UserError
+    from core.models import load_tokenizer
+
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
+    with pytest.raises(UserError, match=f"tokenizer '{tmp_path}': no tokenizer files there"):
+        load_tokenizer(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert load_tokenizer(tmp_path).vocab_size == tok.vocab_size
+
+
+def test_the_eos_fix_is_named_for_a_special_token_outside_the_special_tokens_map(tok):
+    """`<|im_end|>` is a special added token of the vocabulary but, once EOS is another token,
+    in none of the tokenizer's named special tokens: the preflight still names it as the fix."""
+    bad = copy.deepcopy(tok)
+    bad.eos_token = "<|endoftext|>"
+    assert "<|im_end|>" not in bad.all_special_tokens
+    with pytest.raises(PreflightError, match=r"ends a turn with '<\|im_end\|>': pass --eos_token '<\|im_end\|>'"):
+        preflight(bad)

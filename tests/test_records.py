@@ -109,3 +109,17 @@ def test_prompts_get_ids_and_tags(tmp_path):
     f = _jsonl(tmp_path / "p.jsonl", [{"prompt": "a", "tags": ["eval"]}, {"id": 7, "prompt": "b"}])
     rows = read_prompts(f)
     assert [(r["id"], r["tags"]) for r in rows] == [("p0", ["eval"]), ("7", [])]
+
+
+def test_data_errors_survive_pickling(tmp_path):
+    """A stage in a worker process (`rlhf loop --jobs 2`) sends its DataError back pickled: the
+    message the user reads must be the same, not one problem per character."""
+    import pickle
+
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "a"}) + "\n" for i in range(5)))
+    with pytest.raises(DataError) as e:
+        read_preferences(f)
+    again = pickle.loads(pickle.dumps(e.value))
+    assert str(again) == str(e.value) and again.problems == e.value.problems
+    assert str(again).startswith("rejected: missing — 5 rows (first: ")

@@ -163,6 +163,18 @@ def test_lora_reward_model_saved_and_reloaded_scores_identically(tiny_base, tmp_
     scored = [json.loads(x) for x in score_file(tmp_path / "run", rows).read_text().splitlines()]
     assert [s["id"] for s in scored] == [0, 1, 2]
     assert [s["reward"] for s in scored] == pytest.approx(expected, abs=1e-6)
+    # the command, with --threads as every stage takes it
+    from reward.score import cli_score
+
+    threads = torch.get_num_threads()
+    try:
+        assert cli_score(["--run", str(tmp_path / "run"), "--file", str(rows), "--out", str(tmp_path / "s.jsonl"),
+                          "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    again = [json.loads(x)["reward"] for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert again == pytest.approx(expected, abs=1e-6)
 
 
 def test_scorer_batched_equals_one_by_one(minilm):

@@ -121,7 +121,7 @@ def test_rules_file_replaces_the_defaults(tmp_path):
     ("fraud:\n  - 12\n", r"rules\.yaml: category 'fraud': pattern 12 is not a string"),
     ("fruad: ['x']\n", r"rules\.yaml: category 'fruad': unknown"),
     ("- just\n- a list\n", r"rules\.yaml: expected a mapping"),
-    ("fraud: [unclosed\n", r"rules\.yaml: not valid YAML"),
+    ("fraud: [unclosed\n", r"rules\.yaml:\d+:\d+: not valid YAML"),
 ])
 def test_bad_rules_file_is_an_error_naming_file_and_category(tmp_path, body, expected):
     f = tmp_path / "rules.yaml"
