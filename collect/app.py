@@ -79,6 +79,10 @@ CSS = """
   #ratings [id^=rate-left-] .wrap::before { content: "R1"; }
   #ratings [id^=rate-right-] .wrap::before { content: "R2"; }
 }
+/* Nothing left to annotate (the progress line says "All done"): no empty form to fill in,
+   only Undo. */
+#annotate-panel:has(.all-done) :is(#prompt, #response-left, #response-right, #choice, #key-map,
+  #ratings, #submit-vote, #clear-ratings, #harm-flags, #rationale) { display: none !important; }
 /* The annotator's status line (saved, undone, refused) is in view wherever the page is
    scrolled: a bar at the window's foot while it says something. */
 #annotate-status:has(.md p) { position: fixed; bottom: 1rem; left: 50%; z-index: 50;

@@ -20,7 +20,7 @@ from core.records import ASPECTS
 from .app_common import (ANNOTATORS, AppConfig, fail, refusals, refusals_in_status, refused,
                          session_name, session_user, skips)
 from .app_vote import VOTE_PATH, ItemHandles
-from .assign import ItemView, next_item
+from .assign import ItemView, next_item, votes_in_round
 from .store import CollectError, Store
 from .users import require_user
 from .votes import HARM_CATEGORIES, shown_choice, submit_and_next, undo_last
@@ -179,14 +179,16 @@ def progress_html(done: int, total: int) -> str:
             f'aria-label="{done} of {total} items done"></progress>')
 
 
-ALL_DONE_HTML = ('<div class="progress-line"><strong>All done</strong>: nothing is left for '
+# Its class `all-done` hides the empty form (collect/app.py's CSS): only Undo stays.
+ALL_DONE_HTML = ('<div class="progress-line all-done"><strong>All done</strong>: nothing is left for '
                  'you to annotate. Thank you!</div><progress value="1" max="1" '
                  'aria-label="all items done"></progress>')
 
 
-def guidelines_open(done: int) -> bool:
-    """The guidelines are open until the annotator's first vote, collapsed after."""
-    return done == 0
+def guidelines_open(done_in_round: int) -> bool:
+    """The guidelines are open until the annotator's first vote in the shown item's annotation
+    round (each round has its own), collapsed after."""
+    return done_in_round == 0
 
 
 class AnnotateView:
@@ -217,8 +219,9 @@ class AnnotateView:
                 self.undo_btn = gr.Button("Undo last submission  [u]", elem_id="undo-vote")
                 self.clear_btn = gr.Button("Clear ratings", elem_id="clear-ratings")
             self.flags = gr.CheckboxGroup(list(HARM_CATEGORIES), label="Harm categories "
-                                          "(tick any that apply to either response)")
-            self.rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8)
+                                          "(tick any that apply to either response)", elem_id="harm-flags")
+            self.rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8,
+                                        elem_id="rationale")
             self.status = gr.Markdown("", elem_id="annotate-status")
 
     @staticmethod
@@ -289,7 +292,8 @@ class AnnotateView:
             return skips(len(self.page_outputs))
         name, view = self._next(request)
         return self._show(name, view, "") + [
-            gr.update(open=view is not None and guidelines_open(view.done))]
+            gr.update(open=view is not None
+                      and guidelines_open(votes_in_round(self.store, name, view.item_id)))]
 
     def load(self, request: gr.Request) -> list:
         return self._show(*self._next(request), "")

@@ -386,6 +386,15 @@ def round_progress(round_of: dict[str, int], votes_per_item: dict[str, int], ove
     return [out[r] for r in sorted(out)]
 
 
+def votes_in_round(store: Store, annotator: str, item_id: str) -> int:
+    """The annotator's active votes on items of `item_id`'s annotation round (the app opens a
+    round's guidelines until the first)."""
+    with store.read() as s:
+        round_no = select(Item.round).where(Item.id == item_id).scalar_subquery()
+        return s.scalar(select(func.count()).select_from(Vote).join(Item, Item.id == Vote.item_id)
+                        .where(Vote.annotator == annotator, Vote.active, Item.round == round_no))
+
+
 def admin_progress(store: Store, overlap: int = 3) -> dict[str, Any]:
     """Per-annotator counts and item completion, for the admin dashboard and `report`."""
     with store.read() as s:

@@ -190,3 +190,41 @@ def test_page_fits_1280x800_and_a_phone(browser, server):
     assert checked(phone, "#rate-left-realism") == "4"
     phone.screenshot(path=artifacts_dir() / "collect-keyboard-390.png", full_page=True)
     phone.close()
+
+
+def test_all_done_shows_no_form_until_undo_and_a_new_round_opens_its_guidelines(browser, server):
+    """With nothing left, the page says so and shows no form to fill in (only Undo); Undo
+    brings the last item and the form back. Items of a new annotation round open the
+    guidelines again, though the annotator voted in the round before."""
+    store = server["store"]
+    add_user(store, "max", "annotator", PASSWORD)
+    page = login(browser, server, "max")
+    wait_text(page, "#progress", "Item 1 of")
+    for _ in range(4):
+        if page.locator("#progress .all-done").count():
+            break
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.keyboard.press("b")
+        page.keyboard.press("Enter")
+        wait_text(page, "#annotate-status", "Saved")
+        page.wait_for_function("document.querySelector('#progress').innerText.includes('All done') || "
+                               "document.querySelector('#ratings input:checked') === null")
+    wait_text(page, "#progress", "All done")
+    for box in ("#choice", "#ratings", "#submit-vote", "#prompt", "#rationale"):
+        assert not page.locator(box).is_visible(), box
+    assert page.locator("#undo-vote").is_visible()
+    page.screenshot(path=artifacts_dir() / "collect-all-done.png", full_page=True)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("u")
+    wait_text(page, "#annotate-status", "Undone")
+    page.locator("#choice").wait_for(state="visible")
+    assert checked(page, "#choice") == "both_bad" and page.locator("#submit-vote").is_visible()
+    page.keyboard.press("Enter")
+    wait_text(page, "#progress", "All done")
+
+    add_items(store, [{"id": "r2", "prompt": "Round two: is the shop open on Sunday?", "round": 2,
+                       "response_a": "Yes, 10am-4pm.", "response_b": "No."}])
+    page.reload()
+    wait_text(page, "#progress", "Item")
+    page.get_by_text("Prefer the response that cites the opening hours").wait_for()  # open again
+    page.close()
