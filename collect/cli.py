@@ -115,8 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("name")
     u.add_argument("role", choices=["annotator", "reviewer", "admin"])
     _run(u)
-    u = users.add_parser("deactivate", help="block an account (its votes stay)")
+    u = users.add_parser("deactivate", help="block an account (its votes stay, its open sessions end)")
     u.add_argument("name")
+    _run(u)
+    u = users.add_parser("activate", help="let a deactivated account log in again")
+    u.add_argument("name")
+    _run(u)
+    u = users.add_parser("reset-password", help="a new password for an account (asks for it; ends its "
+                                                "open sessions)")
+    u.add_argument("name")
+    u.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin (scripts)")
     _run(u)
     return parser
 
@@ -149,6 +158,12 @@ def _users(args) -> int:
         elif args.action == "set-role":
             users.set_role(store, args.name, args.role)
             print(f"{args.name} is now a {args.role}")
+        elif args.action == "activate":
+            users.activate(store, args.name)
+            print(f"activated {args.name}: they log in with their password")
+        elif args.action == "reset-password":
+            users.reset_password(store, args.name, _password(args.password_stdin))
+            print(f"new password for {args.name}; their open sessions have ended")
         else:
             users.deactivate(store, args.name)
             print(f"deactivated {args.name}")

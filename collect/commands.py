@@ -107,8 +107,9 @@ def report(run: str | Path, overlap: int = 3, db: str | None = None) -> dict[str
         store.close()
     it = prog["items"]
     print(f"items: {it['regular']} regular ({it['complete']} with >= {overlap} votes, "
-          f"{it['in_progress']} in progress, {it['untouched']} untouched), {it['gold']} gold; "
-          f"{prog['active_votes']} active votes")
+          f"{it['in_progress']} in progress, {it['untouched']} untouched), {it['gold']} gold"
+          + (f", {it['review_only']} for the safety reviewers only" if it.get("review_only") else "")
+          + f"; {prog['active_votes']} active votes")
     if len(prog["rounds"]) > 1:
         for r in prog["rounds"]:
             print(f"  round {r['round']}: {r['items']} items, {r['complete']} complete, "

@@ -546,6 +546,9 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
             cfg = apply_updates(cfg, overrides, "overrides")
         else:
             cfg = apply_updates(cfg, parse_overrides(cls, list(overrides)), "command line")
+    run = getattr(cfg, "run", "")
+    if isinstance(run, str) and run and Path(run).is_file():
+        raise ConfigError(f"--run {run}: a file, not a run directory")
     return cfg
 
 

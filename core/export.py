@@ -44,6 +44,7 @@ def main(cfg: ExportConfig) -> Path:
     model = load_policy(base, device, tok, adapter=adapter)
     merged = model.merge_and_unload().to(dtype)
     merged.config.dtype = dtype  # config.json records the dtype the weights are stored in
+    merged.config.eos_token_id = tok.eos_token_id  # as generation_config.json: the token that ends a turn
     merged.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     trained = read_card_header(adapter)

@@ -22,7 +22,7 @@ from core.io import write_json
 
 from core.rounds import make_round_dir, round_dir
 
-from .collect import AwaitingVotes, CollectConfig, collect_from_people
+from .collect import AwaitingVotes, CollectConfig, collect_from_people, rerun_argv
 from .config import STAGE_NAMES, LoopConfig, stage_names
 from .prompts import write_tagged_prompts
 from .rounds import (ALL_PAIRS, NEW_PAIRS, RoundCollectConfig, collect_round, forget_store_round, people_votes,
@@ -332,6 +332,9 @@ def main(cfg: LoopConfig, argv: list[str] | None = None) -> dict:
                              jobs=resolve_jobs(cfg.jobs, cfg.device, cfg.threads))
     except AwaitingVotes as waiting:
         print(str(waiting))
+        if cfg.fresh and rerun_argv(argv or []) == list(argv or []):  # fresh: true came from --config
+            print("  First take `fresh: true` out of the --config file: with it, that command would move these "
+                  "votes aside and sample new items.")
         return {"status": "awaiting_votes"}
     result = {"status": "done", "timings": timings}
     last = last_round(timings)

@@ -116,13 +116,19 @@ def clear_run(run: Path, stage_names: tuple[str, ...] = (), keep: tuple[str, ...
               inputs: tuple[str | Path, ...] = ()) -> None:
     """`--fresh`: delete the loop's outputs in `run` so every stage starts anew.
 
-    Only what `run_outputs` names goes: a --run that names another directory by mistake loses
-    nothing that the loop did not write. The entries in `keep` (people's votes: `collect`,
+    Only what `run_outputs` names goes, and only in a directory the loop made (it holds the
+    loop's own files or a stage's record, inputs.json): a --run that names another directory by
+    mistake loses nothing. The entries in `keep` (people's votes: `collect`,
     `rounds`) are moved aside under a dated name instead (move_aside). An input file inside an
     output that would go (--sft runs/mine/data/sft.jsonl) stops it, before anything is touched."""
     if not run.exists():
         return
     outputs = run_outputs(run, stage_names)
+    made_by_loop = any(p.name in RUN_FILES or (p / "inputs.json").exists() for p in outputs)
+    if outputs and not made_by_loop:
+        raise UserError(f"--fresh: {run} holds {', '.join(p.name for p in outputs)} but no record of a loop "
+                        "(loop.json, or a stage's inputs.json): not a run directory the loop made, so nothing "
+                        "was deleted; give --run a new directory")
     for given in inputs:
         path = Path(given).resolve()
         for out in outputs:

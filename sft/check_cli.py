@@ -163,7 +163,11 @@ def main(argv: list[str]) -> int:
             from core.models import load_tokenizer
             from sft.train import token_counter
 
-            count = token_counter(load_tokenizer(args.model))
+            tok = load_tokenizer(args.model)
+            if not getattr(tok, "chat_template", None):
+                raise UserError(f"--model {args.model}: its tokenizer has no chat template, which the token "
+                                "counts include; give the model the stages train (with its template)")
+            count = token_counter(tok)
         report = check_rows(rows, val_rows=val, count_tokens=count, max_tokens=args.max_length if count else None)
     else:
         report = (check_preferences if kind == "preference" else check_prompts)(rows, val)

@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+from core.config import ConfigError
 from core.prompts import normalize_text
 from core.prompts import prompt_key as core_prompt_key
 from core.split import describe_split as core_describe_split, split_by_prompt
@@ -85,7 +86,7 @@ def split_train_val(
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
         raise TypeError(f"val_fraction must be a number, got {type(val_fraction).__name__}")
     if not 0.0 < val_fraction <= 0.5:
-        raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
+        raise ConfigError(f"key 'val_fraction' must be in (0, 0.5] for SFT, got {val_fraction}")
     rows = list(rows)
     if len(rows) < 2:
         return rows, []

@@ -25,6 +25,8 @@ def files(tmp_path_factory):
     (d / "same.csv").write_text('prompt,completion\n"Hi","Hello"\n"Hi","Hey"\n"Hi","Yo"\n')
     (d / "latin1.jsonl").write_bytes('{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"))
     (d / "broken.parquet").write_bytes(b"not a parquet file")
+    (d / "notok").mkdir()
+    (d / "notok" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     return {"dir": d, "qwen": qwen}
 
 
@@ -72,6 +74,14 @@ CASES = [
      "--guidelines {d}/none.md: file not found"),
     ("rloo, one sample per prompt", ["rloo", "--run", "{d}/r", "--num_generations", "1"],
      "num_generations must be >= 2 (the leave-one-out baseline"),
+    ("SFT held-out share", ["sft", "--model", "{qwen}", "--data", "{d}/sft.jsonl", "--out", "{d}/o",
+                            "--eos_token", "<|im_end|>", "--val_fraction", "0.7"],
+     "key 'val_fraction' must be in (0, 0.5] for SFT, got 0.7"),
+    ("an option out of range", ["ppo", "--run", "{d}/r", "--max_new_tokens", "-5"],
+     "command line: key 'max_new_tokens' must be >= 1, got -5"),
+    ("run is a file", ["eval", "--run", "{d}/sft.jsonl"], "--run {d}/sft.jsonl: a file, not a run directory"),
+    ("model without tokenizer files", ["sft", "--model", "{d}/notok", "--data", "{d}/sft.jsonl", "--out", "{d}/o"],
+     "tokenizer '{d}/notok': no tokenizer files there"),
 ]
 
 

@@ -168,6 +168,20 @@ def test_cli_generate_users_export_report(run, capsys, monkeypatch):
     assert "at least 12 characters" in capsys.readouterr().err
     assert main(["users", "set-role", "bob", "reviewer", "--run", r]) == 0
     assert main(["users", "deactivate", "bob", "--run", r]) == 0
+    assert main(["users", "activate", "bob", "--run", r]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("bob's second long password\n"))
+    assert main(["users", "reset-password", "bob", "--password-stdin", "--run", r]) == 0
+    out = capsys.readouterr().out
+    assert "activated bob" in out and "new password for bob; their open sessions have ended" in out
+    from collect.commands import store_for
+    from collect.users import verify_user
+
+    store = store_for(run)
+    try:
+        assert verify_user(store, "bob", "bob's second long password").active
+        assert verify_user(store, "bob", "a long password") is None
+    finally:
+        store.close()
     assert main(["export", "--run", r]) == 0
     assert (run / "collect" / "preferences.jsonl").exists()
     assert main(["report", "--run", r]) == 0

@@ -603,3 +603,18 @@ def test_safety_queue_and_decisions(store):
     audit = [e for e in store.audit_entries() if e.action == "review_decide"]
     assert [(e.actor, e.detail["decision"]) for e in audit] == \
         [("rev", "reference_answer"), ("rev", "dismiss"), ("rev", "confirm_harmful")]
+
+
+def test_import_and_report_say_how_many_items_are_for_reviewers(tmp_path, capsys):
+    from collect import commands
+
+    f = tmp_path / "audit.jsonl"
+    f.write_text(json.dumps({"id": "r1", "prompt": "p", "response_a": "unsafe?", "review_only": True}) + "\n"
+                 + json.dumps({"id": "n1", "prompt": "q", "response_a": "a", "response_b": "b"}) + "\n")
+    commands.import_items(tmp_path / "run", f)
+    commands.report(tmp_path / "run")
+    out = capsys.readouterr().out
+    assert f"imported 2 items from {f}; the store now holds 1 regular and 0 gold items, and 1 for the safety " \
+           "reviewers only" in out
+    assert "items: 1 regular (0 with >= 3 votes, 0 in progress, 1 untouched), 0 gold, 1 for the safety reviewers " \
+           "only; 0 active votes" in out

@@ -86,3 +86,17 @@ def test_sft_errors_exit_2(tmp_path, capsys):
     val = _jsonl(tmp_path / "val.jsonl", [{"prompt": "A", "completion": "c"}])
     assert rlhf(["data", "check", str(f), "--val", str(val)]) == 2
     assert capsys.readouterr().out.startswith("SFT data check: 1 rows, 1 errors")
+
+
+def test_token_counts_need_a_tokenizer_with_a_chat_template(tmp_path, capsys):
+    """--model with a tokenizer that has no chat template: one line naming the option, exit 2
+    (the token counts include the template's own tokens)."""
+    from demo.tokenizer import train_tokenizer
+
+    tok = train_tokenizer([f"kettle {i} ships in {i % 5} days" for i in range(100)], vocab_size=300)
+    tok.chat_template = None
+    tok.save_pretrained(tmp_path / "tok")
+    f = _jsonl(tmp_path / "sft.jsonl", [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}])
+    assert rlhf(["data", "check", str(f), "--model", str(tmp_path / "tok")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--model {tmp_path / 'tok'}: its tokenizer has no chat template" in err[0], err

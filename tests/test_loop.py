@@ -74,6 +74,7 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
 
     tok, model = AutoTokenizer.from_pretrained(merged), AutoModelForCausalLM.from_pretrained(merged)
     assert tok.eos_token == "<|im_end|>" and model.generation_config.eos_token_id == tok.eos_token_id
+    assert model.config.eos_token_id == tok.eos_token_id
     enc = tok.apply_chat_template([{"role": "user", "content": "Do you bake pie on Monday?"}],
                                   add_generation_prompt=True, return_tensors="pt", return_dict=True)
     generated = model.generate(**enc, max_new_tokens=5, do_sample=False)
@@ -87,13 +88,16 @@ def test_loop_without_preferences_waits_for_votes_then_finishes(own, tmp_path):
     from collect.votes import submit_vote
 
     run = tmp_path / "run"
-    code, out = rlhf(*loop_args(own, run))
+    fresh = tmp_path / "fresh.yaml"  # fresh: true from a config file, which the command to run again keeps
+    fresh.write_text("fresh: true\n")
+    code, out = rlhf(*loop_args(own, run, "--config", fresh))
     assert code == 0, out
     assert "waiting for votes" in out and "give 0 preference pair(s) so far" in out and "needs 4" in out
     assert f"rlhf collect serve --run {run}" in out
     assert f"rlhf collect users add --run {run} NAME --role annotator" in out
-    again = "rlhf " + shlex.join(str(a) for a in loop_args(own, run))
+    again = "rlhf " + shlex.join(str(a) for a in loop_args(own, run, "--config", fresh))
     assert again in out and "'<|im_end|>'" in again  # the same command, quoted for a shell, to run again
+    assert "First take `fresh: true` out of the --config file" in out
     assert not (run / "reward").exists()
 
     store = store_for(run)
@@ -153,6 +157,14 @@ def test_fresh_deletes_only_what_the_loop_wrote_and_keeps_votes(tmp_path, capsys
     assert "kept notes.txt, reward_old" in capsys.readouterr().out
 
     clear_run(tmp_path / "missing")  # nothing there: nothing to do
+
+    # a directory the loop never wrote to, with folders of the loop's names: nothing is deleted
+    mine = tmp_path / "myproject"
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"--fresh: .*myproject holds data but no record of a loop"):
+        clear_run(mine, ("dpo",), keep=("collect", "rounds"))
+    assert (mine / "data" / "notes.txt").read_text() == "mine"
 
 
 def test_the_command_to_run_again_drops_fresh():
