@@ -332,7 +332,7 @@ def main(cfg: LoopConfig, argv: list[str] | None = None) -> dict:
                              jobs=resolve_jobs(cfg.jobs, cfg.device, cfg.threads))
     except AwaitingVotes as waiting:
         print(str(waiting))
-        if cfg.fresh and rerun_argv(argv or []) == list(argv or []):  # fresh: true came from --config
+        if cfg.fresh and argv is not None and rerun_argv(argv) == argv:  # fresh: true came from --config
             print("  First take `fresh: true` out of the --config file: with it, that command would move these "
                   "votes aside and sample new items.")
         return {"status": "awaiting_votes"}
