@@ -30,11 +30,27 @@ def export_dtype(name: str):
     return getattr(torch, name)
 
 
+def check_merge_dir(out: Path) -> None:
+    """--merge OUT must be new, empty, or an earlier export (its card's tags say `export`):
+    anything else (a stage's directory, someone's files) would be overwritten."""
+    if out.is_file():
+        raise ConfigError(f"export: --merge {out} is a file; name a directory to create")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    earlier = "export" in (read_card_header(out).get("tags") or [])
+    if earlier and not (out / "adapter_config.json").exists() and not (out / "inputs.json").exists():
+        print(f"[export] replacing the earlier export in {out}")
+        return
+    raise ConfigError(f"export: --merge {out} already holds other files (a run's stage or someone's); name a new "
+                      "or empty directory")
+
+
 def main(cfg: ExportConfig) -> Path:
     if not cfg.merge:
         raise ConfigError("export: --merge OUT (the output directory) is required")
     dtype = export_dtype(cfg.dtype)
     out = Path(cfg.merge)
+    check_merge_dir(out)
     adapter = adapter_dir(cfg.run, cfg.policy)
     if adapter is None:
         raise ConfigError(f"export: the base policy has no adapter to merge; pick {' or '.join(adapter_stages())}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from core import registry
-from core.config import MissingFileError
+from core.config import MissingFileError, UserError
 
 
 def adapter_stages() -> tuple[str, ...]:
@@ -48,11 +48,22 @@ def adapter_dir(run: str | Path, policy: str) -> Path | None:
     if policy == "base":
         return None
     stages = adapter_stages()
-    path = Path(run) / policy if policy in stages else Path(policy)
-    if not (path / "adapter_config.json").exists():
-        raise MissingFileError(f"{path}: no LoRA adapter here (adapter_config.json missing); "
-                               f"train it with `rlhf {policy} --run {run}`" if policy in stages else
-                               f"{path}: no LoRA adapter here (adapter_config.json missing)")
+    if policy in stages:
+        path = Path(run) / policy
+        if not (path / "adapter_config.json").exists():
+            raise MissingFileError(f"{path}: no LoRA adapter here (adapter_config.json missing); "
+                                   f"train it with `rlhf {policy} --run {run}`")
+        return path
+    path = Path(policy) if policy else None
+    if path is None or not (path / "adapter_config.json").exists():
+        try:
+            found = ", ".join(discover(run)) or "none"
+        except OSError:
+            found = "none"
+        raise MissingFileError(f"--policy {policy!r}: not a policy of {run} (found: {found}) nor an adapter "
+                               "directory (adapter_config.json)")
+    if (path / "reward_model.json").exists():
+        raise UserError(f"--policy {policy}: {path} is a reward model, not a policy")
     return path
 
 

@@ -70,6 +70,15 @@ def _img(uri: str | None, alt: str) -> str:
     return f'<img src="{uri}" alt="{_e(alt)}">' if uri else ""
 
 
+def _ties_clause(w: dict) -> str:
+    """The outcome counts when ties make up the rate (a tie counts half): "50%" of all ties is
+    not "wins half the time"."""
+    ties = w.get("ties")
+    if not ties:
+        return ""
+    return f" ({_e(_fmt(w.get('wins')))} won, {_e(_fmt(ties))} tied, {_e(_fmt(w.get('losses')))} lost)"
+
+
 def _not_run(what: str) -> str:
     return f'<p class="muted">{_e(what)}: not run.</p>'
 
@@ -138,7 +147,7 @@ def headline(m: dict) -> str:
         shown = sorted(shown, key=lambda w: w.get("judge") != "human")
     lines = [f"<li><b>{_e(w.get('a'))}</b> beats <b>{_e(w.get('b'))}</b> on "
              f"{_e(_pct(w.get('win_rate')))} [{_e(_pct(w.get('ci_low')))}, "
-             f"{_e(_pct(w.get('ci_high')))}] of {_e(_fmt(w.get('n')))} prompts "
+             f"{_e(_pct(w.get('ci_high')))}] of {_e(_fmt(w.get('n')))} prompts{_ties_clause(w)} "
              f"({_e(w.get('judge'))} judge, {_e(w.get('decoding'))}){_style_clause(w)}</li>" for w in shown]
     meta = (f"{_e(_fmt(m.get('n_prompts')))} held-out prompts, {_e(_fmt(m.get('n_redteam')))} red-team "
             f"prompts, serving temperature {_e(_fmt(m.get('serving_temperature'), 2))}")
@@ -257,7 +266,9 @@ def over_optimization(samples: list[dict]) -> str:
     img = plots.rm_vs_gold_plot(samples)
     body = (_img(img, "reward-model score vs gold score") + '<p class="muted">Held-out responses. A policy '
             "whose reward-model score rises while its gold score does not is exploiting the reward model.</p>"
-            if img else _not_run("Reward-model scoring of samples"))
+            if img else _not_run("Reward-model scoring of samples") if not any(
+                s.get("rm_score") is not None for s in samples) else
+            '<p class="muted">Not shown: there is no gold judge to compare the reward model with.</p>')
     return "<h2>Reward model vs gold</h2>" + body
 
 
@@ -385,6 +396,9 @@ def side_by_side(samples: list[dict], data_set: str = "heldout", n: int = N_SAMP
     prompts = list(dict.fromkeys(s.get("prompt") for s in rows))[:n]
     title = "Sample outputs (held-out, greedy)" if data_set == "heldout" else "Red-team outputs (greedy)"
     if not prompts:
+        if data_set == "redteam" and samples:
+            return (f"<h2>{title}</h2>" + '<p class="muted">No red-team prompts: pass <code>--redteam FILE</code> '
+                    "(prompt-only rows the policies should refuse) to audit safety.</p>")
         return f"<h2>{title}</h2>" + _not_run("Sampling")
     by = {(str(s.get("policy")), s.get("prompt")): s for s in rows}
     table = []

@@ -130,7 +130,12 @@ def load_space(path: str | Path, base: Any) -> list[Param]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: search space file not found")
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file():
+        raise ConfigError(f"{path}: a directory, not a search space file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         data = yaml.safe_load(text)
         lines = _lines(text)

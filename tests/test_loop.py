@@ -75,6 +75,22 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
     tok, model = AutoTokenizer.from_pretrained(merged), AutoModelForCausalLM.from_pretrained(merged)
     assert tok.eos_token == "<|im_end|>" and model.generation_config.eos_token_id == tok.eos_token_id
     assert model.config.eos_token_id == tok.eos_token_id
+    # a second export replaces the first; a stage's directory, a file or someone's folder is refused
+    code, out = rlhf("export", "--run", run, "--policy", "dpo", "--merge", merged)
+    assert code == 0 and f"replacing the earlier export in {merged}" in out, out
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    for target, why in [(run / "sft", "already holds other files"), (tmp_path / "afile", "is a file"),
+                        (tmp_path / "mine", "already holds other files")]:
+        code, out = rlhf("export", "--run", run, "--policy", "ppo", "--merge", target)
+        assert code == 2 and why in out and "Traceback" not in out, out
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "x" and (run / "sft" / "adapter_config.json").exists()
+    # a name that is not one of the run's policies, or a reward model, is not a policy
+    code, out = rlhf("chat", "--run", run, "--policy", "reward")
+    assert code == 2 and f"--policy 'reward': not a policy of {run} (found: base, sft, dpo, ppo, rloo)" in out, out
+    code, out = rlhf("chat", "--run", run, "--policy", run / "reward")
+    assert code == 2 and "is a reward model, not a policy" in out, out
     enc = tok.apply_chat_template([{"role": "user", "content": "Do you bake pie on Monday?"}],
                                   add_generation_prompt=True, return_tensors="pt", return_dict=True)
     generated = model.generate(**enc, max_new_tokens=5, do_sample=False)

@@ -46,7 +46,8 @@ def test_full_report(tmp_path):
     assert ("<td>0.613</td><td>[0.538, 0.688]</td><td>0.521</td><td>[0.447, 0.598]</td>"
             "<td>1.234</td><td>-0.567</td><td>2.468</td><td>n/a</td>") in page
     assert "<td>0.842</td><td>[0.772, 0.903]</td><td>n/a</td><td>[n/a, n/a]</td><td>n/a</td>" in page
-    assert "on 61% [54%, 69%] of 100 prompts (gold judge, greedy); style-controlled 52% [45%, 60%]" in page
+    assert ("on 61% [54%, 69%] of 100 prompts (58 won, 7 tied, 35 lost) (gold judge, greedy); style-controlled "
+            "52% [45%, 60%]") in page
     assert "<td>-0.375</td><td>[-0.52, -0.23]</td>" in page  # harmful rate minus SFT's, paired interval
     # red-team: sampled rates with their intervals over prompts, refusals vs SFT over 48 prompts x 4 answers
     assert "<td>ppo</td><td>0.060</td><td>0.188 [0.00, 0.38]</td><td>0.100</td><td>0.438 [0.31, 0.56]</td>" in page
@@ -167,3 +168,20 @@ def test_sweep_section_shows_what_was_searched_the_best_against_the_baseline_and
     assert "<td>2</td><td>pruned</td><td>0.6930</td><td>9</td><td>1e-05</td><td>cosine</td>" in page
     assert html.escape(XSS) in page and "<script>alert" not in page
     assert len(images(page)) == 2  # the SFT curves and the sweep's panels
+
+
+def test_the_report_says_why_a_section_is_empty_and_counts_ties():
+    """Without a gold judge or a red-team file, the empty sections name what is missing, not
+    "not run"; a rate made of ties says so."""
+    from eval.report import headline, over_optimization, side_by_side
+
+    samples = [{"policy": p, "set": "heldout", "decoding": "greedy", "prompt": "q", "response": "",
+                "rm_score": 0.1, "overall": None} for p in ("sft", "dpo")]
+    page = html.unescape(over_optimization(samples))
+    assert "there is no gold judge to compare the reward model with" in page and "not run" not in page
+    page = html.unescape(side_by_side(samples, "redteam"))
+    assert "No red-team prompts: pass <code>--redteam FILE</code>" in page and "not run" not in page
+    m = {"n_prompts": 3, "n_redteam": 0, "judges": {"gold": False},
+         "win_rates": [{"a": "dpo", "b": "sft", "judge": "reward", "decoding": "greedy", "win_rate": 0.5,
+                        "ci_low": 0.5, "ci_high": 0.5, "n": 3, "wins": 0, "ties": 3, "losses": 0}]}
+    assert "of 3 prompts (0 won, 3 tied, 0 lost) (reward judge, greedy)" in html.unescape(headline(m))

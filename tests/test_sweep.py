@@ -67,6 +67,15 @@ def test_space_errors_name_the_file_line_and_key(tmp_path, text, line, words):
         assert w in str(err.value)
 
 
+def test_a_space_that_is_a_directory_or_not_utf8_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=f"^{tmp_path}: a directory, not a search space file$"):
+        load_space(tmp_path, DPOConfig())
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("beta: {choice: [0.1]}  # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 28\)$"):
+        load_space(bad, DPOConfig())
+
+
 def test_the_shipped_spaces_load_for_their_stage():
     from sweep.study import stage_class
 
