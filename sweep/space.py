@@ -16,12 +16,12 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from core.aliases import unknown_hint
-from core.config import ConfigError, apply_updates, yaml_problem
+from core.config import ConfigError, UserError, apply_updates, yaml_problem
 
 KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
 
@@ -124,9 +124,11 @@ def _lines(text: str) -> dict[str, int]:
     return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
 
 
-def load_space(path: str | Path, base: Any) -> list[Param]:
+def load_space(path: str | Path, base: Any, check: Callable[[Any], None] | None = None) -> list[Param]:
     """The space in `path` for a stage whose config is `base` (a config dataclass instance); every
-    range end and choice is checked against the option's type (core.config.apply_updates)."""
+    range end and choice is checked against the option's type (core.config.apply_updates), and
+    every text choice by the stage's own option check (`check`, its check_config), so a value the
+    stage refuses (`loss_type: bogus`) stops the sweep before the trial that would draw it."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: search space file not found")
@@ -157,7 +159,13 @@ def load_space(path: str | Path, base: Any) -> list[Param]:
                               f"it is not searched")
         p = _param(key, spec, where, hints[key])
         for value in p.choices or (p.low, p.high):
-            apply_updates(base, {key: value}, where)  # the option's own type check, naming the place
+            one = apply_updates(base, {key: value}, where)  # the option's own type check, naming the place
+            if check is not None and isinstance(value, str):
+                try:
+                    check(one)
+                except UserError as e:
+                    if key in str(e):  # about this option, not another the space also searches
+                        raise ConfigError(f"{where}: {e}") from None
         params.append(p)
     return params
 

@@ -264,12 +264,23 @@ def _values(values: dict) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
+def stage_check(stage: str):
+    """The stage's own option check (check_config: no file is read), or None (SFT has none)."""
+    import importlib
+
+    from core import registry
+
+    module = "reward.train" if stage == "reward" else \
+        next((a.main.partition(":")[0] for a in registry.ALGORITHMS if a.name == stage), None)
+    return getattr(importlib.import_module(module), "check_config", None) if module else None
+
+
 def main(cfg: SweepConfig, stage: str) -> dict:
     from .results import write_results
 
     check(cfg)
     base = starting_config(cfg, stage)
-    params = load_space(cfg.space, base)
+    params = load_space(cfg.space, base, check=stage_check(stage))
     metric = metric_for(stage, cfg.metric, [p.name for p in params])
     where = sweep_dir(cfg, stage)
     where.mkdir(parents=True, exist_ok=True)

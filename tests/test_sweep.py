@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import ConfigError, DPOConfig, RewardConfig, SFTConfig, UserError, load_config
+from core.config import ConfigError, DPOConfig, RewardConfig, RLOOConfig, SFTConfig, UserError, load_config
 from sweep.config import SweepConfig
 from sweep.objective import metric_for
 from sweep.space import load_space
@@ -74,6 +74,19 @@ def test_a_space_that_is_a_directory_or_not_utf8_is_one_line(tmp_path):
     bad.write_bytes("beta: {choice: [0.1]}  # caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 28\)$"):
         load_space(bad, DPOConfig())
+
+
+def test_a_choice_the_stage_refuses_stops_the_sweep_before_any_trial(tmp_path):
+    from sweep.study import stage_check
+
+    space = write(tmp_path / "space.yaml", "beta: {uniform: [0.05, 0.3]}\nloss_type: {choice: [sigmoid, bogus]}\n")
+    load_space(space, DPOConfig())  # the type is right: without the stage's check it passes
+    with pytest.raises(ConfigError, match=rf"^{space}:2: loss_type must be one of sigmoid, ipo, robust, got 'bogus'"):
+        load_space(space, DPOConfig(), check=stage_check("dpo"))
+    write(space, "kl_estimator: {choice: [k1, k9]}\n")
+    with pytest.raises(ConfigError, match=rf"^{space}:1: kl_estimator must be k1 or k3"):
+        load_space(space, RLOOConfig(), check=stage_check("rloo"))
+    assert stage_check("sft") is None and stage_check("reward") is not None
 
 
 def test_the_shipped_spaces_load_for_their_stage():
