@@ -133,14 +133,14 @@ def add_items(store: Store, items: Iterable[dict], actor: str = "cli") -> int:
         except RowProblem as e:
             problems.append(f"{loc}: {e.field}: {e.problem}")
     if problems:
-        raise DataError(problems, len(rows) + len(problems))
+        raise DataError(problems, len(rows) + len(problems), outcome="nothing was stored")
     first: dict[str, str] = {}
     for loc, r in rows:
         if r["id"] in first:
             problems.append(f"{loc}: id: duplicate id {r['id']!r} (first at {first[r['id']]})")
         first.setdefault(r["id"], loc)
     if problems:
-        raise DataError(problems, len(rows))
+        raise DataError(problems, len(rows), outcome="nothing was stored")
 
     def write(s: Session) -> int:
         ids = list(first)
@@ -164,7 +164,10 @@ def import_items(store: Store, path: str | Path, actor: str = "cli") -> int:
     response_a (its only output, or the one to review), so it reaches the safety queue."""
     from .review import flag_output
 
-    rows = read_rows(path, validate_item)
+    try:
+        rows = read_rows(path, validate_item)
+    except DataError as e:  # the same problems, told as what an import leaves undone
+        raise e.told_as("nothing was imported") from None
     n = add_items(store, rows, actor=actor)
     for r in rows:
         if r["review_only"]:

@@ -56,9 +56,12 @@ def group_problems(problems: list[str | Problem]) -> list[str]:
 class DataError(UserError):
     """Bad input rows. `problems` holds one 'file:line: field: problem' string per problem."""
 
-    def __init__(self, problems: list[str | Problem], n_rows: int | None = None):
+    def __init__(self, problems: list[str | Problem], n_rows: int | None = None,
+                 outcome: str = "nothing was trained"):
+        """outcome: what the user is told did not happen (a stage trains; an import stores)."""
         self.problems = [str(p) for p in problems]
         self.n_rows = n_rows
+        self.outcome = outcome
         self._given = list(problems)
         self.grouped = group_problems(problems)
         shown = self.grouped[:MAX_ERRORS_SHOWN]
@@ -67,17 +70,21 @@ class DataError(UserError):
         if n_rows is not None:
             head += f" ({n_rows} rows read)"
         if len(self.grouped) == 1:  # one kind of problem: one line, as every user error is
-            super().__init__(f"{self.grouped[0]} (nothing was trained)")
+            super().__init__(f"{self.grouped[0]} ({outcome})")
             return
-        lines = [head + "; fix them and run again (nothing was trained):"] + [f"  {p}" for p in shown]
+        lines = [head + f"; fix them and run again ({outcome}):"] + [f"  {p}" for p in shown]
         if more:
             lines.append(f"  ... and {more} more kinds of problem")
         super().__init__("\n".join(lines))
 
+    def told_as(self, outcome: str) -> "DataError":
+        """The same problems, ending in another outcome ("nothing was imported")."""
+        return type(self)(self._given, self.n_rows, outcome)
+
     def __reduce__(self):
         # rebuilt from its rows' problems, not its message: a stage that runs in a worker
         # process (`rlhf loop --jobs 2`) sends its error back pickled
-        return type(self), (self._given, self.n_rows)
+        return type(self), (self._given, self.n_rows, self.outcome)
 
 
 class RowProblem(ValueError):

@@ -204,6 +204,7 @@ def test_import_items_reports_file_line(tmp_path, store):
         import_items(store, f)
     assert e.value.problems == \
         [f"{f}:2: gold_choice: must be one of a, b, tie, both_bad, got 'left'"]
+    assert str(e.value).endswith("(nothing was imported)")
     csv = tmp_path / "items.csv"
     csv.write_text("id,prompt,response_a,response_b,is_gold,gold_choice\n"
                    "c1,hi?,yes,no,false,\nc2,hi again?,yes,no,true,a\n")

@@ -123,3 +123,6 @@ def test_data_errors_survive_pickling(tmp_path):
     again = pickle.loads(pickle.dumps(e.value))
     assert str(again) == str(e.value) and again.problems == e.value.problems
     assert str(again).startswith("rejected: missing — 5 rows (first: ")
+    assert str(again).endswith("(nothing was trained)")
+    told = pickle.loads(pickle.dumps(e.value.told_as("nothing was imported")))
+    assert str(told).endswith("(nothing was imported)") and told.problems == e.value.problems
