@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, join
 
 from core.records import DataError, RowProblem, is_plain, prompt_field, prompt_text, read_rows
 
-from .store import CHOICES, ROLES, Assignment, CollectError, Item, Store, User, Vote, audit, now
+from .store import CHOICES, ROLES, Assignment, CollectError, Flag, Item, Store, User, Vote, audit, now
 from .users import require_user
 
 MAX_ID = 200
@@ -120,9 +120,11 @@ def _flag(row: dict, key: str, default: bool) -> bool:
     return flag in _TRUE
 
 
-def add_items(store: Store, items: Iterable[dict], actor: str = "cli") -> int:
+def add_items(store: Store, items: Iterable[dict], actor: str = "cli", flag_reason: str = "") -> int:
     """Validate and insert items in one transaction (all or nothing); returns the count.
-    A duplicate id, within the batch or already stored, is an error naming it."""
+    A duplicate id, within the batch or already stored, is an error naming it. flag_reason:
+    when given, each review-only item is flagged on its response_a in the same transaction, with
+    this reason (source "import"), so it reaches the safety queue."""
     rows, problems = [], []
     for i, raw in enumerate(items):
         loc = raw.get("_source", f"item {i + 1}") if isinstance(raw, dict) else f"item {i + 1}"
@@ -153,6 +155,11 @@ def add_items(store: Store, items: Iterable[dict], actor: str = "cli") -> int:
         t = now()
         s.add_all(Item(**r, created_at=t) for _, r in rows)
         audit(s, actor, "items_add", n=len(rows), gold=sum(r["is_gold"] for _, r in rows))
+        s.flush()  # the items first: a flag refers to its item
+        for _, r in rows:
+            if flag_reason and r["review_only"]:
+                s.add(Flag(item_id=r["id"], side="a", source="import", reason=flag_reason, at=t))
+                audit(s, actor, "flag_output", item_id=r["id"], side="a", source="import", reason=flag_reason)
         return len(rows)
 
     return store.transact(write)
@@ -162,18 +169,11 @@ def import_items(store: Store, path: str | Path, actor: str = "cli") -> int:
     """`rlhf collect import FILE`: JSONL/JSON/CSV/Parquet items, each bad row reported as
     file:line: field: problem before anything is stored. A review-only item is flagged on its
     response_a (its only output, or the one to review), so it reaches the safety queue."""
-    from .review import flag_output
-
     try:
         rows = read_rows(path, validate_item)
     except DataError as e:  # the same problems, told as what an import leaves undone
         raise e.told_as("nothing was imported") from None
-    n = add_items(store, rows, actor=actor)
-    for r in rows:
-        if r["review_only"]:
-            flag_output(store, r["id"], "a", source="import", reason=f"imported from {Path(path).name}",
-                        actor=actor)
-    return n
+    return add_items(store, rows, actor=actor, flag_reason=f"imported from {Path(path).name}")
 
 
 # -------------------------------------------------------------------------- work out

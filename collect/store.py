@@ -164,7 +164,8 @@ class Review(Base):
 
 
 class Flag(Base):
-    """An output flagged outside the app (the eval stage's safety audit)."""
+    """An output flagged outside the app: by the eval stage's safety audit, or `collect import` of a
+    review-only item."""
     __tablename__ = "flags"
     __table_args__ = (CheckConstraint(f"side IN {SIDES}", name="flag_side"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

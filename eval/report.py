@@ -264,11 +264,13 @@ def _acc(a) -> list:
 
 def over_optimization(samples: list[dict]) -> str:
     img = plots.rm_vs_gold_plot(samples)
-    body = (_img(img, "reward-model score vs gold score") + '<p class="muted">Held-out responses. A policy '
-            "whose reward-model score rises while its gold score does not is exploiting the reward model.</p>"
-            if img else _not_run("Reward-model scoring of samples") if not any(
-                s.get("rm_score") is not None for s in samples) else
-            '<p class="muted">Not shown: there is no gold judge to compare the reward model with.</p>')
+    if img:
+        body = (_img(img, "reward-model score vs gold score") + '<p class="muted">Held-out responses. A policy '
+                "whose reward-model score rises while its gold score does not is exploiting the reward model.</p>")
+    elif any(s.get("rm_score") is not None for s in samples):
+        body = '<p class="muted">Not shown: there is no gold judge to compare the reward model with.</p>'
+    else:
+        body = _not_run("Reward-model scoring of samples")
     return "<h2>Reward model vs gold</h2>" + body
 
 
