@@ -425,7 +425,7 @@ def apply_updates(cfg: Any, updates: dict[str, Any], source: str) -> Any:
     changes, given_as = {}, {}
     for key, value in updates.items():
         key = given = str(key)
-        if key not in names and key in NOT_USED:
+        if key not in names and key in NOT_USED and resolve(key, value, names) is None:
             print(f"{source}: '{key}' ignored: {NOT_USED[key]}", file=sys.stderr)
             continue
         if key not in names:

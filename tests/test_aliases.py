@@ -77,3 +77,19 @@ def test_readme_lists_every_alias():
     readme = (ROOT / "README.md").read_text()
     for trl, ours in ALIASES.items():
         assert f"`{trl}` | `{ours}`" in readme, trl
+
+
+def test_trainer_options_without_a_counterpart_are_noted_where_a_stage_lacks_them(tmp_path, capsys):
+    f = tmp_path / "sft.yaml"
+    f.write_text(TRL_SFT_YAML + "save_steps: 500\nlogging_strategy: steps\nper_device_eval_batch_size: 4\n"
+                 "optim: adamw_torch\ngradient_checkpointing_kwargs: {use_reentrant: false}\ndataset_num_proc: 4\n")
+    cfg = load_config(SFTConfig, f)
+    assert cfg.eval_steps == 100 and cfg.batch_size == 2
+    noted = capsys.readouterr().err
+    for key in ("save_steps", "logging_strategy", "per_device_eval_batch_size", "optim",
+                "gradient_checkpointing_kwargs", "dataset_num_proc"):
+        assert f"{f}: '{key}' ignored: {NOT_USED[key]}" in noted
+    # a stage that has the option takes it, under TRL's name too, with no note
+    rm = load_config(RewardConfig, None, {"save_steps": 7, "per_device_eval_batch_size": 8})
+    assert (rm.save_steps, rm.eval_batch_size) == (7, 8)
+    assert "ignored" not in capsys.readouterr().err
