@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .aliases import ALIASES, FLAG_VALUES, NOT_USED, resolve, unknown_hint
+from .aliases import FLAG_VALUES, NOT_USED, resolve, target, unknown_hint
 
 
 class UserError(ValueError):
@@ -495,8 +495,8 @@ def parse_overrides(cls: type, args: list[str]) -> dict[str, Any]:
             raise ConfigError(f"command line: expected --key value, got '{arg}'")
         key, eq, text = arg[2:].partition("=")
         key = key.replace("-", "_")
-        if key not in hints and key in ALIASES and ALIASES[key] in hints:
-            hints = {**hints, key: bool if key in FLAG_VALUES else hints[ALIASES[key]]}  # resolved later
+        if key not in hints and target(key, set(hints)):
+            hints = {**hints, key: bool if key in FLAG_VALUES else hints[target(key, set(hints))]}  # resolved later
         elif key not in hints and key in NOT_USED:
             hints = {**hints, key: Any}  # apply_updates ignores it, with a note
         if key not in hints:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from core.aliases import ALIASES, NOT_USED
-from core.config import ConfigError, DPOConfig, PPOConfig, RewardConfig, SFTConfig, load_config
+from core.aliases import ALIASES, NOT_USED, targets
+from core.config import ChatConfig, ConfigError, DPOConfig, PPOConfig, RewardConfig, RLOOConfig, SFTConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,8 @@ def test_mistakes_are_named_with_a_hint():
 
 def test_readme_lists_every_alias():
     readme = (ROOT / "README.md").read_text()
-    for trl, ours in ALIASES.items():
-        assert f"`{trl}` | `{ours}`" in readme, trl
+    for trl in ALIASES:
+        assert f"`{trl}` | {' or '.join(f'`{k}`' for k in targets(trl))} |" in readme, trl
 
 
 def test_trainer_options_without_a_counterpart_are_noted_where_a_stage_lacks_them(tmp_path, capsys):
@@ -93,3 +93,27 @@ def test_trainer_options_without_a_counterpart_are_noted_where_a_stage_lacks_the
     rm = load_config(RewardConfig, None, {"save_steps": 7, "per_device_eval_batch_size": 8})
     assert (rm.save_steps, rm.eval_batch_size) == (7, 8)
     assert "ignored" not in capsys.readouterr().err
+
+
+def test_a_trl_rloo_recipe_and_a_dpo_recipe_of_an_older_trl_load(tmp_path, capsys):
+    f = tmp_path / "rloo.yaml"
+    f.write_text("model_name_or_path: m\ndataset_name: p.jsonl\nreward_model_path: rm\nbeta: 0.05\n"
+                 "max_completion_length: 48\nepsilon: 0.1\nnum_generations: 8\nlogging_steps: 10\nuse_vllm: false\n"
+                 "max_prompt_length: 512\n")
+    rloo = load_config(RLOOConfig, f)
+    assert (rloo.prompts, rloo.reward, rloo.kl_coef, rloo.max_new_tokens, rloo.clip_eps) == ("p.jsonl", "rm", 0.05,
+                                                                                           48, 0.1)
+    assert rloo.num_generations == 8
+    noted = capsys.readouterr().err
+    for key in ("logging_steps", "use_vllm", "max_prompt_length"):
+        assert f"{f}: '{key}' ignored: {NOT_USED[key]}" in noted
+    f = tmp_path / "dpo.yaml"
+    f.write_text("dataset_name: prefs.jsonl\nbeta: 0.1\nrpo_alpha: null\nlora_r: 32\nlora_target_modules: all-linear\n"
+                 "no_remove_unused_columns: true\nmax_prompt_length: 512\n")
+    dpo = load_config(DPOConfig, f)
+    assert (dpo.data, dpo.beta, dpo.nll_coef) == ("prefs.jsonl", 0.1, 0.0)
+    assert load_config(DPOConfig, None, {"rpo_alpha": 0.2}).nll_coef == 0.2
+    noted = capsys.readouterr().err
+    assert f"'lora_r' ignored: {NOT_USED['lora_r']}" in noted and "'lora_target_modules' ignored" in noted
+    with pytest.raises(ConfigError, match="TRL's name for 'data' or 'prompts', which this stage does not have"):
+        load_config(ChatConfig, None, {"dataset_name": "x"})
