@@ -202,17 +202,18 @@ def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = D
 def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           overlap: int = 3, gold_rate: float = 0.1, guidelines: str | Path | None = None,
           seed: int = 0, session_max_s: float = AppConfig.session_max_s,
-          session_idle_s: float = AppConfig.session_idle_s,
+          session_idle_s: float = AppConfig.session_idle_s, lease_s: float = AppConfig.lease_s,
           prevent_thread_lock: bool = False, db: str | None = None) -> gr.Blocks:
     """Serve the run's store (db: a SQLAlchemy URL; default <run>/collect/annotations.db);
     export goes to <run>/collect/preferences.jsonl. guidelines: a markdown file; default
-    <run>/collect/guidelines.md when it exists, else generic ones."""
+    <run>/collect/guidelines.md when it exists, else generic ones. lease_s: how long an item
+    stays with an annotator who has not voted on it (AppConfig.lease_s)."""
     from .commands import guidelines_path, preferences_path, store_for
     from .users import list_users
 
     cfg = AppConfig(overlap=overlap, gold_rate=gold_rate, seed=seed,
                     export_path=str(preferences_path(run)), session_max_s=session_max_s,
-                    session_idle_s=session_idle_s)
+                    session_idle_s=session_idle_s, lease_s=lease_s)
     if not guidelines and guidelines_path(run).is_file():
         guidelines = guidelines_path(run)
     if guidelines:

@@ -19,8 +19,9 @@ from .store import ROLES, CollectError, Store
 from .summary import agreement_summary
 from .users import activate, add_user, deactivate, list_users, reset_password, set_role
 
-PROGRESS_HEADERS = ["annotator", "role", "active", "done", "open", "gold done", "last submit"]
-ROUND_HEADERS = ["round", "items", "complete", "in progress", "untouched", "votes"]
+# Votes on regular items and gold checks (votes on gold items) are counted apart, in both tables.
+PROGRESS_HEADERS = ["annotator", "role", "active", "regular votes", "gold checks", "open", "last submit"]
+ROUND_HEADERS = ["round", "items", "complete", "in progress", "untouched", "regular votes"]
 AGREEMENT_HEADERS = ["question", "method", "value", "95% CI", "Landis-Koch", "items"]
 USER_HEADERS = ["name", "role", "active", "created"]
 
@@ -39,7 +40,7 @@ def round_rows(prog: dict) -> list[list]:
 
 
 def progress_rows(prog: dict) -> list[list]:
-    return [[a["annotator"], a["role"], a["active"], a["done"], a["open"], a["gold_done"],
+    return [[a["annotator"], a["role"], a["active"], a["done"], a["gold_done"], a["open"],
              _when(a["last_submit"])] for a in prog["annotators"]]
 
 
@@ -58,10 +59,11 @@ def flagged_text(summary: dict) -> str:
 
 
 def items_text(prog: dict) -> str:
-    it = prog["items"]
+    it, votes = prog["items"], prog["votes"]
     return (f"{it['regular']} regular items: {it['complete']} with >= {prog['overlap']} votes, "
             f"{it['in_progress']} in progress, {it['untouched']} untouched; {it['gold']} gold "
-            f"items; {prog['active_votes']} active votes.")
+            f"items. Active votes: {votes['regular']} on regular items (the tables' regular votes) "
+            f"and {votes['gold']} gold checks (votes on gold items, counted apart).")
 
 
 class AdminView:
@@ -74,9 +76,9 @@ class AdminView:
             gr.Markdown("### Progress")
             self.items = gr.Markdown("", elem_id="admin-items")
             self.rounds = gr.Dataframe(headers=ROUND_HEADERS, interactive=False,
-                                       label="per annotation round", elem_id="admin-rounds")
+                                       label="per annotation round (regular items)", elem_id="admin-rounds")
             self.progress = gr.Dataframe(headers=PROGRESS_HEADERS, interactive=False,
-                                         elem_id="admin-progress")
+                                         label="per annotator", elem_id="admin-progress")
             gr.Markdown("### Agreement")
             self.agreement = gr.Dataframe(headers=AGREEMENT_HEADERS, interactive=False,
                                           elem_id="admin-agreement")

@@ -21,6 +21,7 @@ from .app_common import (ANNOTATORS, AppConfig, fail, refusals, refusals_in_stat
                          session_name, session_user, skips)
 from .app_vote import VOTE_PATH, ItemHandles
 from .assign import ItemView, next_item, votes_in_round
+from .lease import ItemTaken
 from .store import CollectError, Store
 from .users import require_user
 from .votes import HARM_CATEGORIES, shown_choice, submit_and_next, undo_last
@@ -45,16 +46,20 @@ KEY_MAP = ("Keys: `1` `2` `t` `b` choose (then focus goes to the first rating) Â
 # rating nobody gave. Keyboard voting (choice + Enter) needs none of them.
 UNRATED = [None] * (2 * len(ASPECTS))
 CLEAR_RATINGS_JS = "() => " + json.dumps(UNRATED)
-SAVED = "Saved."
+# The status line speaks of the item it is about: after a submit that is the previous one, not
+# the one on screen. It clears when the annotator starts on the item shown (CLEAR_STATUS_JS).
+SAVED = "Saved your answer to the previous item"
+CLEAR_STATUS_JS = "() => ''"
 # What a vote's JSON answer fills in, in the order of AnnotateView.outputs.
 SHOWN = ("handle", "progress", "prompt", "left", "right", "status")
 NOT_SENT = refused("the server could not be reached. Your answer is still here: submit again.",
                    lead="**Not saved:** ")
 
 # Submit, in the browser: post the handle and the form to the vote route (app_vote) and show
-# its answer. Saved: the next item and a blank form. Refused: the status line only, the item
-# and the answer stay. A second press while a vote is on its way does nothing (an output left
-# undefined is left as it is).
+# its answer. Saved, or not saved because the item went to others meanwhile (`new_item`): the
+# next item and a blank form. Refused: the status line only, the item and the answer stay. A
+# second press while a vote is on its way does nothing (an output left undefined is left as
+# it is).
 SUBMIT_JS = """
 async (handle, choice, flags, rationale, ...ratings) => {
   if (window.rlhfVoting) return [];
@@ -71,15 +76,16 @@ async (handle, choice, flags, rationale, ...ratings) => {
   } finally {
     window.rlhfVoting = false;
   }
-  const shown = %(shown)s.map((key) => answer.saved || key === "status" ? answer[key] : undefined);
-  if (answer.saved) {
+  const advance = answer.saved || answer.new_item === true;
+  const shown = %(shown)s.map((key) => advance || key === "status" ? answer[key] : undefined);
+  if (advance) {
     // The next item starts with nothing focused, so a digit chooses and never rates the cell
     // that had focus when Enter was pressed; and with the panel's top in view.
     if (document.activeElement) document.activeElement.blur();
     const panel = document.getElementById("annotate-panel");
     if (panel && panel.getBoundingClientRect().top < 0) panel.scrollIntoView({block: "start"});
   }
-  return answer.saved ? shown.concat(%(blank)s) : shown;
+  return advance ? shown.concat(%(blank)s) : shown;
 }
 """ % {"path": json.dumps(VOTE_PATH.lstrip("/")), "not_sent": json.dumps(NOT_SENT),
        "shown": json.dumps(SHOWN), "blank": json.dumps([None, [], ""] + UNRATED)}
@@ -279,6 +285,10 @@ class AnnotateView:
         # A radio cannot be un-clicked: this takes every rating back to "not rated".
         self.clear_btn.click(None, None, [*self.ratings_left, *self.ratings_right],
                              js=CLEAR_RATINGS_JS)
+        # Once the annotator works on the item shown, a status about an earlier action is
+        # over; in the browser only (`input`: a person's change, not a new item's blank form).
+        for part in (self.choice, self.flags, *self.ratings_left, *self.ratings_right):
+            part.input(None, None, [self.status], js=CLEAR_STATUS_JS)
 
     # ---------------------------------------------------------------------- handlers
 
@@ -302,13 +312,14 @@ class AnnotateView:
     def _next(self, request: gr.Request) -> tuple[str, ItemView | None]:
         name = session_name(request)  # next_item checks the role in its own read
         return name, next_item(self.store, name, self.cfg.overlap, self.cfg.gold_rate,
-                               self.cfg.seed, roles=ANNOTATORS)
+                               self.cfg.seed, roles=ANNOTATORS, lease_s=self.cfg.lease_s)
 
     def vote(self, name: str, answer: dict) -> tuple[int, dict]:
         """The vote route's work (app_vote): store `name`'s answer on the item behind the
         answer's handle; returns the HTTP status and what the page shows. Saved: the next
-        item. Refused: the status line only, and nothing stored. The vote and the next
-        assignment are one transaction, which also checks the user's role and state."""
+        item. Refused: the status line only, and nothing stored; but when the item went to
+        others meanwhile (ItemTaken), the next item too. The vote and the next assignment are
+        one transaction, which also checks the user's role and state."""
         try:
             shown = self.handles.lookup(name, answer.get("handle"))
             if shown is None:
@@ -328,13 +339,18 @@ class AnnotateView:
                 aspects_right=dict(zip(ASPECTS, ratings[n:])),
                 harm_flags=answer.get("flags") or (), rationale=answer.get("rationale") or "",
                 started_at=started, overlap=cfg.overlap, gold_rate=cfg.gold_rate, seed=cfg.seed,
-                roles=ANNOTATORS)
+                roles=ANNOTATORS, lease_s=cfg.lease_s)
+        except ItemTaken as e:
+            after = "This is your next item." if e.next_view else "Nothing else is left for you."
+            status = refused(f"{e}. {after}", lead="**Not saved:** ")
+            return 409, {"saved": False, "new_item": True,
+                         **dict(zip(SHOWN, self._show(name, e.next_view, status)))}
         except PermissionError as e:
             return 403, {"saved": False, "status": refused(e)}
         except (gr.Error, CollectError) as e:
             return 409, {"saved": False, "status": refused(e)}
         undo_min = self.cfg.undo_window_s / 60
-        status = f"{SAVED} You can undo it for {undo_min:g} min."
+        status = f"{SAVED}; **Undo** [u] takes it back within {undo_min:g} min."
         return 200, {"saved": True, **dict(zip(SHOWN, self._show(name, view, status)))}
 
     @refusals_in_status("outputs", "form")
@@ -343,7 +359,7 @@ class AnnotateView:
         user = session_user(self.store, request, ANNOTATORS)
         vote = undo_last(self.store, user.name, self.cfg.undo_window_s)
         view = next_item(self.store, user.name, self.cfg.overlap, self.cfg.gold_rate,
-                         self.cfg.seed)
+                         self.cfg.seed, lease_s=self.cfg.lease_s)
         if view is None or view.item_id != vote.item_id:
             return self._show(user.name, view, "Undone; change your answer when the item "
                               "comes back.") + self._answer(None)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .app_http import session_token
+from .lease import DEFAULT_LEASE_S
 from .store import ROLES, CollectError, Store, User
 from .users import SESSION_BEGAN, require_user
 
@@ -66,6 +67,9 @@ class AppConfig:
     title: str = "rlhf-loop annotation"
     session_max_s: float = 8 * 3600.0   # a log-in lasts one working day at most
     session_idle_s: float = 3600.0      # ... and ends after this long without a call; 0: never
+    # An item handed to an annotator and not voted on within this long goes back to the queue
+    # for the others (collect/lease.py); 0: never.
+    lease_s: float = DEFAULT_LEASE_S
 
 
 def fail(message: str) -> gr.Error:

@@ -7,7 +7,8 @@ completion first so they reach k before new ones open; nobody gets an item twice
 every annotator may meet each gold item once. The side is a deterministic coin per
 (seed, item, annotator), stored with the assignment and hence logged. Review-only items
 (one flagged output for the safety reviewers, see eval/safety.py) are never handed out: there
-is no second response to compare it with.
+is no second response to compare it with. An assignment not voted on within its lease goes
+back to the queue (collect/lease.py); its annotator may be handed the item again.
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from sqlalchemy.orm import Session, join
 
 from core.records import DataError, RowProblem, is_plain, prompt_field, prompt_text, read_rows
 
-from .store import CHOICES, ROLES, Assignment, CollectError, Flag, Item, Store, User, Vote, audit, now
+from .lease import DEFAULT_LEASE_S, REOPEN, cutoff, release_expired
+from .store import CHOICES, ROLES, Assignment, CollectError, Flag, Item, Store, User, Vote, audit
+from .store import now as _now
 from .users import require_user
 
 MAX_ID = 200
@@ -152,7 +155,7 @@ def add_items(store: Store, items: Iterable[dict], actor: str = "cli", flag_reas
         if taken:
             shown = ", ".join(repr(t) for t in sorted(taken)[:10])
             raise CollectError(f"{len(taken)} item id(s) already in the store: {shown}")
-        t = now()
+        t = _now()
         s.add_all(Item(**r, created_at=t) for _, r in rows)
         audit(s, actor, "items_add", n=len(rows), gold=sum(r["is_gold"] for _, r in rows))
         s.flush()  # the items first: a flag refers to its item
@@ -196,23 +199,34 @@ GOLD = Item.is_gold == true()
 
 
 def _mine(annotator):
-    return exists().where(Assignment.item_id == Item.id, Assignment.annotator == annotator)
+    """The item is held by the annotator, or was voted on (a released assignment is neither)."""
+    return exists().where(Assignment.item_id == Item.id, Assignment.annotator == annotator,
+                          Assignment.released == false())
+
+
+def _released(annotator):
+    """The id of the annotator's released assignment on the item, if there is one."""
+    return (select(Assignment.id).where(Assignment.item_id == Item.id, Assignment.annotator == annotator,
+                                        Assignment.released == true()).scalar_subquery())
 
 
 # The statements of every vote, built once and run with parameters (:annotator, :overlap):
 # building one costs more than SQLite takes to run it.
 _ANNOTATOR, _OVERLAP = bindparam("annotator"), bindparam("overlap")
-# The oldest assignment without an active vote (an undone vote's item comes back first).
+# The first held assignment without an active vote whose lease runs on (:cutoff): by id, so an
+# undone vote's item (its lease renewed) comes back before the item given after it.
 _OPEN = (select(*Assignment.__table__.columns)
-         .where(Assignment.annotator == _ANNOTATOR, Assignment.done == false())
-         .order_by(Assignment.assigned_at, Assignment.id).limit(1))
+         .where(Assignment.annotator == _ANNOTATOR, Assignment.done == false(),
+                Assignment.released == false(), Assignment.assigned_at >= bindparam("cutoff"))
+         .order_by(Assignment.id).limit(1))
 _INSERT_ASSIGNMENT = Assignment.__table__.insert()
 # The regular item of the newest round closest to overlap that this annotator never had (a new
 # round's items first: the loop waits for their votes, not for what is left of older rounds).
 # On PostgreSQL it takes the item's row lock, skipping items another writer holds: annotators
 # claiming at once take the next-fullest items instead of queueing on one row (SQLite has no
 # row locks, and its writers take turns anyway; SQLAlchemy leaves the clause out there).
-_FIRST_REGULAR = (select(Item.id).where(REGULAR, Item.n_assigned < _OVERLAP, ~_mine(_ANNOTATOR))
+_FIRST_REGULAR = (select(Item.id, _released(_ANNOTATOR))
+                  .where(REGULAR, Item.n_assigned < _OVERLAP, ~_mine(_ANNOTATOR))
                   .order_by(Item.round.desc(), Item.n_assigned.desc(), Item.created_at, Item.id).limit(1)
                   .with_for_update(skip_locked=True, of=Item))
 # Count one more assignment on the item unless it is at cap. A conditional UPDATE is an atomic
@@ -225,15 +239,16 @@ _CLAIM_CAPPED = _CLAIM.where(Item.n_assigned < bindparam("cap"))
 _N_HAD = select(func.count()).where(Assignment.annotator == _ANNOTATOR)
 
 
-def _open_assignment(s: Session, annotator: str) -> Assignment | None:
-    """The oldest unfinished assignment, as a detached Assignment (read with a plain
-    statement: the ORM's loading cost more than the query)."""
-    row = s.connection().execute(_OPEN, {"annotator": annotator}).first()
+def _open_assignment(s: Session, annotator: str, since: float) -> Assignment | None:
+    """The unfinished assignment handed out at `since` or later, as a detached Assignment
+    (read with a plain statement: the ORM's loading cost more than the query)."""
+    row = s.connection().execute(_OPEN, {"annotator": annotator, "cutoff": since}).first()
     return None if row is None else Assignment(**row._asdict())
 
 
-def _first_regular(s: Session, annotator: str, overlap: int) -> str | None:
-    return s.scalar(_FIRST_REGULAR, {"annotator": annotator, "overlap": overlap})
+def _first_regular(s: Session, annotator: str, overlap: int):
+    """(item id, the annotator's released assignment on it or None), or None."""
+    return s.execute(_FIRST_REGULAR, {"annotator": annotator, "overlap": overlap}).first()
 
 
 def _claim(s: Session, item_id: str, cap: int | None) -> bool:
@@ -242,13 +257,20 @@ def _claim(s: Session, item_id: str, cap: int | None) -> bool:
     return s.execute(_CLAIM_CAPPED, {"item_id": item_id, "cap": cap}).rowcount == 1
 
 
-def _pick_gold(s: Session, annotator: str) -> str | None:
-    q = (select(Item.id).where(GOLD, ~_mine(annotator))
+def _pick_gold(s: Session, annotator: str):
+    q = (select(Item.id, _released(annotator)).where(GOLD, ~_mine(annotator))
          .order_by(Item.created_at, Item.id).limit(1))
-    return s.scalar(q)
+    return s.execute(q).first()
 
 
-def _pick(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int) -> str | None:
+def claim_slot(s: Session, item_id: str, is_gold: bool, overlap: int) -> bool:
+    """One more slot on the item if it has a free one (gold items are not capped): for a vote
+    on an assignment that was released meanwhile (collect/votes.py)."""
+    return _claim(s, item_id, None if is_gold else overlap)
+
+
+def _pick(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int):
+    """(item id, the annotator's released assignment on it or None) of a claimed slot."""
     # The gold coin's draw index; without gold items to mix in, one statement less.
     n_had = s.scalar(_N_HAD, {"annotator": annotator}) if gold_rate else 0
     for _ in range(8):
@@ -259,26 +281,36 @@ def _pick(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int)
             return None
         gold = _pick_gold(s, annotator) if _unit(seed, "gold", annotator, n_had) < gold_rate \
             else None
-        if gold is not None and _claim(s, gold, None):
+        if gold is not None and _claim(s, gold[0], None):
             return gold
-        if _claim(s, regular, overlap):
+        if _claim(s, regular[0], overlap):
             return regular
     return None  # lost the race eight times: report nothing now, the next call tries again
 
 
-def assign_next(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int
+def assign_next(s: Session, annotator: str, overlap: int, gold_rate: float, seed: int,
+                lease_s: float | None = DEFAULT_LEASE_S, now: float | None = None
                 ) -> Assignment | None:
-    """Inside the caller's write transaction (which has checked the user): the annotator's
-    unfinished assignment, else a new one; None when nothing is left."""
-    current = _open_assignment(s, annotator)
+    """Inside the caller's write transaction (which has checked the user): first every lease
+    run out by `now` goes back to the queue, then the annotator's unfinished assignment, else a
+    new one (or a released one of theirs taken up again); None when nothing is left."""
+    t = _now() if now is None else now
+    release_expired(s, t, lease_s)
+    current = _open_assignment(s, annotator, cutoff(t, lease_s))
     if current is not None:
         return current
-    item_id = _pick(s, annotator, overlap, gold_rate, seed)
-    if item_id is None:
+    picked = _pick(s, annotator, overlap, gold_rate, seed)
+    if picked is None:
         return None
-    values = dict(item_id=item_id, annotator=annotator, assigned_at=now(), done=False,
-                  swapped=side_swapped(seed, item_id, annotator))
-    values["id"] = s.connection().execute(_INSERT_ASSIGNMENT, values).inserted_primary_key[0]
+    item_id, released_id = picked
+    conn = s.connection()
+    values = dict(item_id=item_id, annotator=annotator, assigned_at=t, done=False, released=False)
+    if released_id is not None:
+        row = conn.execute(REOPEN, {"assignment_id": released_id, "at": t}).first()
+        if row is not None:  # else another request took it up: the INSERT's conflict retries
+            return Assignment(id=row.id, swapped=row.swapped, **values)
+    values["swapped"] = side_swapped(seed, item_id, annotator)
+    values["id"] = conn.execute(_INSERT_ASSIGNMENT, values).inserted_primary_key[0]
     return Assignment(**values)  # detached: written with a plain INSERT, as the vote
 
 
@@ -288,20 +320,24 @@ def check_queue(overlap: int, gold_rate: float) -> None:
 
 
 def next_item(store: Store, annotator: str, overlap: int = 3, gold_rate: float = 0.1,
-              seed: int = 0, roles: tuple[str, ...] = ROLES) -> ItemView | None:
-    """The annotator's unfinished item, else a newly assigned one; None when nothing is left.
+              seed: int = 0, roles: tuple[str, ...] = ROLES,
+              lease_s: float | None = DEFAULT_LEASE_S, now: float | None = None) -> ItemView | None:
+    """The annotator's unfinished item (while its lease runs: lease_s seconds from when it was
+    handed out, None or 0 for no limit), else a newly assigned one; None when nothing is left.
     Safe under concurrency: check and insert happen in one write transaction, and a lost race
-    on the unique (item, annotator) constraint is retried. roles: who may annotate."""
+    on the unique (item, annotator) constraint is retried. roles: who may annotate; now: the
+    time (tests)."""
     check_queue(overlap, gold_rate)
+    t = _now() if now is None else now
     with store.read() as s:  # the common case (a page reload) needs no write lock
         require_user(s, annotator, roles)
-        current = _open_assignment(s, annotator)
+        current = _open_assignment(s, annotator, cutoff(t, lease_s))
         if current is not None:
             return read_view(s, current, overlap, gold_rate)
 
     def write(s: Session) -> Assignment | None:
         require_user(s, annotator, roles)
-        return assign_next(s, annotator, overlap, gold_rate, seed)
+        return assign_next(s, annotator, overlap, gold_rate, seed, lease_s, t)
 
     return view_assignment(store, store.transact(write, retry_integrity=3), overlap, gold_rate)
 
@@ -338,7 +374,8 @@ def _count(source, *where):
 
 def _counts() -> list:
     """The six counts behind "n of N" for :annotator and :overlap (see _total)."""
-    mine, open_regular = Assignment.annotator == _ANNOTATOR, and_(REGULAR, Item.n_assigned < _OVERLAP)
+    mine = and_(Assignment.annotator == _ANNOTATOR, Assignment.released == false())
+    open_regular = and_(REGULAR, Item.n_assigned < _OVERLAP)
     with_item = join(Assignment, Item, Item.id == Assignment.item_id)
     return [_count(Vote, Vote.annotator == _ANNOTATOR, Vote.active),
             _count(Assignment, mine),
@@ -399,35 +436,41 @@ def votes_in_round(store: Store, annotator: str, item_id: str) -> int:
 
 
 def admin_progress(store: Store, overlap: int = 3) -> dict[str, Any]:
-    """Per-annotator counts and item completion, for the admin dashboard and `report`."""
+    """Per-annotator counts and item completion, for the admin dashboard and `report`. Votes
+    are active votes, counted apart by kind: "done" and the rounds' "votes" count votes on
+    regular items only (so the annotators' "done" add up to the rounds' votes), "gold_done"
+    the votes on gold items (quality checks); "votes" has both totals. "open": items an
+    annotator holds without a vote (a released assignment holds none)."""
     with store.read() as s:
         users = list(s.scalars(select(User).order_by(User.name)))
         assigned = dict(s.execute(select(Assignment.annotator, func.count())
                                   .group_by(Assignment.annotator)).all())
-        votes = {r[0]: r[1:] for r in s.execute(
-            select(Vote.annotator, func.count(), func.max(Vote.submitted_at))
-            .where(Vote.active).group_by(Vote.annotator))}
-        gold_done = dict(s.execute(
-            select(Vote.annotator, func.count()).join(Item, Item.id == Vote.item_id)
-            .where(Vote.active, GOLD).group_by(Vote.annotator)).all())
-        per_item = dict(s.execute(select(Vote.item_id, func.count()).where(Vote.active)
-                                  .group_by(Vote.item_id)).all())
+        held = dict(s.execute(select(Assignment.annotator, func.count())
+                              .where(Assignment.done == false(), Assignment.released == false())
+                              .group_by(Assignment.annotator)).all())
+        per_kind = s.execute(select(Vote.annotator, Item.is_gold, func.count(), func.max(Vote.submitted_at))
+                             .join(Item, Item.id == Vote.item_id).where(Vote.active)
+                             .group_by(Vote.annotator, Item.is_gold)).all()
+        per_item = dict(s.execute(select(Vote.item_id, func.count()).join(Item, Item.id == Vote.item_id)
+                                  .where(Vote.active, REGULAR).group_by(Vote.item_id)).all())
         n_items = s.scalar(select(func.count()).select_from(Item).where(REGULAR))
-        gold_ids = set(s.scalars(select(Item.id).where(GOLD)))
+        n_gold = s.scalar(select(func.count()).select_from(Item).where(GOLD))
         n_review = s.scalar(select(func.count()).select_from(Item).where(Item.review_only == true()))
         round_of = dict(s.execute(select(Item.id, Item.round).where(REGULAR)).all())
+    done, gold_done, last = {}, {}, {}
+    for name, is_gold, n, newest in per_kind:
+        (gold_done if is_gold else done)[name] = n
+        last[name] = max(last.get(name) or newest, newest)
     rows = []
     for u in users:
-        done, last = votes.get(u.name, (0, None))
         if not (assigned.get(u.name) or u.role == "annotator"):
             continue  # reviewers and admins who never annotated
-        rows.append({"annotator": u.name, "role": u.role, "active": u.active, "done": done,
-                     "open": assigned.get(u.name, 0) - done, "gold_done": gold_done.get(u.name, 0),
-                     "last_submit": last})
-    regular = {i: n for i, n in per_item.items() if i not in gold_ids}
-    complete = sum(n >= overlap for n in regular.values())
+        rows.append({"annotator": u.name, "role": u.role, "active": u.active, "done": done.get(u.name, 0),
+                     "open": held.get(u.name, 0), "gold_done": gold_done.get(u.name, 0),
+                     "last_submit": last.get(u.name)})
+    complete = sum(n >= overlap for n in per_item.values())
     return {"annotators": rows, "overlap": overlap,
-            "rounds": round_progress(round_of, regular, overlap),
-            "items": {"regular": n_items, "gold": len(gold_ids), "review_only": n_review, "complete": complete,
-                      "in_progress": len(regular) - complete, "untouched": n_items - len(regular)},
-            "active_votes": sum(per_item.values())}
+            "rounds": round_progress(round_of, per_item, overlap),
+            "items": {"regular": n_items, "gold": n_gold, "review_only": n_review, "complete": complete,
+                      "in_progress": len(per_item) - complete, "untouched": n_items - len(per_item)},
+            "votes": {"regular": sum(done.values()), "gold": sum(gold_done.values())}}

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a log-in expires this long after it began (default 8)")
     p.add_argument("--idle_minutes", type=float, default=60.0,
                    help="... or after this long without a request (default 60; 0: never)")
+    p.add_argument("--lease_minutes", type=float, default=30.0,
+                   help="an item given to an annotator and not voted on within this long goes back to the "
+                        "queue for the others; their answer sent later is kept if the item still needs it "
+                        "(default 30; 0: never)")
 
     p = sub.add_parser("generate", help="sample response pairs and store them as items")
     _run(p)
@@ -179,6 +183,7 @@ _RANGES = {
     "gold_rate": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "session_hours": (lambda v: v > 0, "above 0"),
     "idle_minutes": (lambda v: v >= 0, "0 (no limit) or more"),
+    "lease_minutes": (lambda v: v >= 0, "0 (no limit) or more"),
     "n": (lambda v: v >= 1, "at least 1"),
     "temperature": (lambda v: v > 0, "above 0"),
     "top_p": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
@@ -213,7 +218,7 @@ def dispatch(args) -> int:
         serve(args.run, host=args.host, port=args.port, overlap=args.overlap,
               gold_rate=args.gold_rate, guidelines=args.guidelines, seed=args.seed,
               session_max_s=args.session_hours * 3600, session_idle_s=args.idle_minutes * 60,
-              db=args.db)
+              lease_s=args.lease_minutes * 60, db=args.db)
     elif args.command == "generate":
         from .generate import generate_pairs
 

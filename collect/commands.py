@@ -105,21 +105,22 @@ def report(run: str | Path, overlap: int = 3, db: str | None = None) -> dict[str
         summary = agreement_summary(store, n_boot=200)
     finally:
         store.close()
-    it = prog["items"]
+    it, votes = prog["items"], prog["votes"]
     print(f"items: {it['regular']} regular ({it['complete']} with >= {overlap} votes, "
           f"{it['in_progress']} in progress, {it['untouched']} untouched), {it['gold']} gold"
-          + (f", {it['review_only']} for the safety reviewers only" if it.get("review_only") else "")
-          + f"; {prog['active_votes']} active votes")
+          + (f", {it['review_only']} for the safety reviewers only" if it.get("review_only") else ""))
+    print(f"active votes: {votes['regular']} on regular items, {votes['gold']} gold checks (votes on gold "
+          "items: counted apart, never in the regular votes below)")
     if len(prog["rounds"]) > 1:
         for r in prog["rounds"]:
             print(f"  round {r['round']}: {r['items']} items, {r['complete']} complete, "
                   f"{r['in_progress']} in progress, {r['untouched']} untouched, "
-                  f"{r['votes']} votes")
+                  f"{r['votes']} regular votes")
     for a in prog["annotators"]:
         s = summary["annotators"].get(a["annotator"])
         share = _fmt(s["agreement"]["share"]) if s else "n/a"
-        print(f"  {a['annotator']:16s} done {a['done']:5d}  open {a['open']:3d}  "
-              f"gold {a['gold_done']:3d}  agreement {share}")
+        print(f"  {a['annotator']:16s} regular votes {a['done']:5d}  gold checks {a['gold_done']:3d}  "
+              f"open {a['open']:3d}  agreement {share}")
     if summary["choice"] is not None:
         c = summary["choice"]
         print(f"choice agreement: {c['method']} = {_fmt(c['value'])} ({c['band']})")

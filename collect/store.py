@@ -9,14 +9,16 @@ no committed vote and leaves nothing half-written. What keeps concurrent writers
   still under its overlap?) cannot interleave with another writer's. Within one process the
   writers first take turns on a threading.Lock: SQLite's busy handler sleeps between polls,
   and a lock hands over at once.
-- PostgreSQL (READ COMMITTED): no explicit row locks (no SELECT ... FOR UPDATE). Claiming an
-  item's slot is one conditional UPDATE (`n_assigned = n_assigned + 1 WHERE n_assigned < cap`,
-  collect/assign.py `_claim`): a second writer blocks on the row lock the first one's UPDATE
-  took and then re-checks the condition against the committed row, so no item goes over its
-  overlap. Every other check-then-insert is backed by a unique constraint (one assignment per
-  item and annotator, one active vote per assignment, unique user names and item ids); the
-  loser's IntegrityError rolls its transaction back and `transact` re-runs it, and the re-run
-  sees the winner's row. Deadlocks and serialization failures are retried like SQLite's BUSY.
+- PostgreSQL (READ COMMITTED): explicit row locks (FOR UPDATE SKIP LOCKED) only spread writers
+  out; correctness never rests on them. Claiming an item's slot is one conditional UPDATE
+  (`n_assigned = n_assigned + 1 WHERE n_assigned < cap`, collect/assign.py `_claim`): a second
+  writer blocks on the row lock the first one's UPDATE took and then re-checks the condition
+  against the committed row, so no item goes over its overlap. Releasing an assignment and
+  voting on it are conditional UPDATEs of its row in the same way (collect/lease.py). Every
+  other check-then-insert is backed by a unique constraint (one assignment per item and
+  annotator, one active vote per assignment, unique user names and item ids); the loser's
+  IntegrityError rolls its transaction back and `transact` re-runs it, and the re-run sees the
+  winner's row. Deadlocks and serialization failures are retried like SQLite's BUSY.
 
 The audit log is append-only in the database itself: triggers refuse UPDATE and DELETE (and
 TRUNCATE on PostgreSQL), whatever client writes to it.
@@ -111,15 +113,22 @@ class Item(Base):
 class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (UniqueConstraint("item_id", "annotator", name="one_assignment"),
-                      Index("assignments_open", "annotator", "done", "assigned_at"))
+                      Index("assignments_open", "annotator", "done", "assigned_at"),
+                      Index("assignments_lease", "done", "released", "assigned_at"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[str] = mapped_column(ForeignKey("items.id"))
     annotator: Mapped[str] = mapped_column(ForeignKey("users.name"))
     swapped: Mapped[bool] = mapped_column(Boolean)  # True: response b was shown on the left
+    # When the item was last handed to the annotator (assigned, handed again after a release, or
+    # back after an undo): the lease (collect/lease.py) runs from here.
     assigned_at: Mapped[float] = mapped_column(Float, default=now)
     # "Has an active vote", set by submit and cleared by undo in their own transactions:
     # finding the open assignment by anti-joining votes cost O(assignments) per request.
     done: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Given back to the queue without a vote (its lease ran out, or the account was disabled):
+    # it no longer holds a slot on the item. The row stays, since undone votes refer to it; the
+    # same annotator may be handed the item again (the row is then taken up again).
+    released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Vote(Base):
@@ -391,7 +400,8 @@ def _pg_has_trigger(conn: Connection, name: str) -> bool:
 # Columns added after stores were first created: create_all makes missing tables, not missing
 # columns, so a store from an older version gets them here (with their server default);
 # _current_indexes then builds the indexes over them.
-_NEW_COLUMNS = (Item.__table__.c.review_only, Item.__table__.c.round, User.__table__.c.sessions_from)
+_NEW_COLUMNS = (Item.__table__.c.review_only, Item.__table__.c.round, User.__table__.c.sessions_from,
+                Assignment.__table__.c.released)
 
 
 def _add_new_columns(conn: Connection) -> None:

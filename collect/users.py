@@ -13,10 +13,11 @@ import hmac
 import re
 import secrets
 
-from sqlalchemy import delete, false, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .store import ROLES, Assignment, CollectError, Item, Store, User, audit, now
+from .lease import release
+from .store import ROLES, Assignment, CollectError, Store, User, audit, now
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _MAXMEM = 64 * 1024 * 1024  # above the 16 MiB that n, r need; OpenSSL's default is too tight
@@ -151,13 +152,9 @@ def deactivate(store: Store, name: str, actor: str = "cli") -> User:
             raise CollectError(f"no user named {name!r}")
         old = {"active": user.active}
         user.active, user.sessions_from = False, now()
-        held = list(s.scalars(select(Assignment.item_id).where(Assignment.annotator == name,
-                                                               Assignment.done == false())))
-        if held:
-            s.execute(update(Item).where(Item.id.in_(held)).values(n_assigned=Item.n_assigned - 1))
-            s.execute(delete(Assignment).where(Assignment.annotator == name, Assignment.done == false()))
+        held = [item for item, _ in release(s, Assignment.annotator == name)]
         audit(s, actor, "user_deactivate", name=name, old=old, new={"active": False},
-              released_items=sorted(held))
+              released_items=held)
         return user
 
     return store.transact(write)

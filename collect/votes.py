@@ -5,18 +5,21 @@ order (a/b) plus the swap, so position bias stays measurable and the export neve
 know what was on screen. A vote is stored once: resubmitting the same answer (a double
 click, a retried request) returns the stored vote and writes nothing. Changing an answer is
 undo + resubmit, which keeps the old row inactive (history) and links it to its replacement.
+An answer to an item whose assignment went back to the queue meanwhile (collect/lease.py) is
+stored when the item still has a free slot, and refused with lease.ItemTaken otherwise.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, false, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from core.records import ASPECTS
 
-from .assign import ItemView, assign_next, check_queue, read_view, view_assignment
-from .store import ROLES, Assignment, CollectError, Store, User, Vote, audit
+from .assign import ItemView, assign_next, check_queue, claim_slot, next_item, read_view, view_assignment
+from .lease import DEFAULT_LEASE_S, ItemTaken
+from .store import ROLES, Assignment, CollectError, Item, Store, User, Vote, audit
 from .store import now as _now
 from .users import check_user, require_user
 
@@ -99,7 +102,9 @@ _UNDONE = (select(_older.id).where(_older.item_id == bindparam("item_id"),
                                    ~_older.active, _older.replaced_by.is_(None))
            .order_by(_older.id.desc()).limit(1).scalar_subquery())
 _VOTER = (select(User.role, User.active, User.sessions_from, Assignment.id.label("assignment_id"),
-                 Assignment.swapped, _UNDONE.label("undone_id"),
+                 Assignment.swapped, Assignment.released, _UNDONE.label("undone_id"),
+                 select(Item.is_gold).where(Item.id == bindparam("item_id")).scalar_subquery()
+                 .label("is_gold"),
                  *(c.label(f"vote_{c.key}") for c in Vote.__table__.columns))
           .outerjoin(Assignment, and_(Assignment.annotator == User.name,
                                       Assignment.item_id == bindparam("item_id")))
@@ -107,14 +112,31 @@ _VOTER = (select(User.role, User.active, User.sessions_from, Assignment.id.label
                                 Vote.active))
           .where(User.name == bindparam("annotator")))
 _INSERT_VOTE = Vote.__table__.insert()
-_DONE = (Assignment.__table__.update().where(Assignment.id == bindparam("assignment_id"))
+# Conditional, so that a vote and a release racing for the assignment cannot both win.
+_DONE = (Assignment.__table__.update().where(Assignment.id == bindparam("assignment_id"),
+                                             Assignment.released == false())
          .values(done=True))
+_RETAKE = (Assignment.__table__.update().where(Assignment.id == bindparam("assignment_id"),
+                                               Assignment.released == true())
+           .values(done=True, released=False))
 _REPLACED = (Vote.__table__.update().where(Vote.id == bindparam("undone_id"))
              .values(replaced_by=bindparam("vote_id")))
 
 
+def _hold(s: Session, row, item_id: str, overlap: int) -> bool:
+    """Mark the voter's assignment as voted on. A released one is taken up again with a slot
+    on the item; False when the item has none left (the caller then rolls back)."""
+    conn, params = s.connection(), {"assignment_id": row.assignment_id}
+    if not row.released and conn.execute(_DONE, params).rowcount == 1:
+        return True
+    if conn.execute(_RETAKE, params).rowcount == 1:
+        return claim_slot(s, item_id, row.is_gold, overlap)
+    return conn.execute(_DONE, params).rowcount == 1  # taken up by a request of theirs meanwhile
+
+
 def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, answer: dict,
-                started_at: float | None, roles: tuple[str, ...]) -> Vote:
+                started_at: float | None, roles: tuple[str, ...], overlap: int,
+                lease_s: float | None) -> Vote:
     """submit_vote's work inside the caller's write transaction. Plain statements on the
     transaction's connection, not ORM objects: the unit of work cost more than the writes.
     Returns the vote as a detached Vote (nothing here reads it back from the database)."""
@@ -135,10 +157,11 @@ def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, ans
             return current  # idempotent: a repeated submit writes nothing
         raise CollectError("You already voted on this item with a different answer: undo that "
                            "vote first to change it.")
+    if not _hold(s, row, item_id, overlap):
+        raise ItemTaken(lease_s)
     values = dict(item_id=item_id, annotator=annotator, swapped=row.swapped, active=True,
                   started_at=started_at, submitted_at=_now(), replaced_by=None, **fields)
     values["id"] = conn.execute(_INSERT_VOTE, values).inserted_primary_key[0]
-    conn.execute(_DONE, {"assignment_id": row.assignment_id})
     if row.undone_id is not None:
         conn.execute(_REPLACED, {"undone_id": row.undone_id, "vote_id": values["id"]})
     audit(s, annotator, "vote_submit", vote_id=values["id"], item_id=item_id,
@@ -148,47 +171,58 @@ def _write_vote(s: Session, annotator: str, item_id: str, choice_shown: str, ans
 
 def submit_vote(store: Store, annotator: str, item_id: str, choice_shown: str,
                 aspects_left: dict, aspects_right: dict, harm_flags: Iterable[str] = (),
-                rationale: str = "", started_at: float | None = None) -> Vote:
+                rationale: str = "", started_at: float | None = None, overlap: int = 3,
+                lease_s: float | None = DEFAULT_LEASE_S) -> Vote:
     """Store the annotator's answer on their assigned item; returns the active vote.
 
     PermissionError: the item is not assigned to this (active) annotator.
     CollectError: bad ratings/flags, or a different answer while one is active (undo first).
+    ItemTaken (a CollectError): the assignment went back to the queue (its lease, lease_s,
+    ran out) and the item has no free slot left under `overlap`; nothing is stored.
     """
     answer = _check_answer(aspects_left, aspects_right, harm_flags, rationale)
     # A concurrent identical submit that won the race trips the one-active-vote index;
     # the retry then finds its vote and returns it.
     return store.transact(lambda s: _write_vote(s, annotator, item_id, choice_shown, answer,
-                                                started_at, ROLES), retry_integrity=2)
+                                                started_at, ROLES, overlap, lease_s), retry_integrity=2)
 
 
 def submit_and_next(store: Store, annotator: str, item_id: str, choice_shown: str,
                     aspects_left: dict, aspects_right: dict, harm_flags: Iterable[str] = (),
                     rationale: str = "", started_at: float | None = None, overlap: int = 3,
-                    gold_rate: float = 0.1, seed: int = 0, roles: tuple[str, ...] = ROLES
+                    gold_rate: float = 0.1, seed: int = 0, roles: tuple[str, ...] = ROLES,
+                    lease_s: float | None = DEFAULT_LEASE_S, now: float | None = None
                     ) -> tuple[Vote, ItemView | None]:
     """The app's submit: submit_vote (same checks and guarantees) and the annotator's next
     assignment (next_item's) in one write transaction, then the next item's view from a
-    read. roles: who may annotate, checked in the transaction. A failure stores neither."""
+    read. roles: who may annotate, checked in the transaction. A failure stores neither.
+    ItemTaken (see submit_vote) carries the annotator's next item in its `next_view`."""
     check_queue(overlap, gold_rate)
     answer = _check_answer(aspects_left, aspects_right, harm_flags, rationale)
+    t = _now() if now is None else now
 
     def write(s: Session) -> tuple[Vote, Assignment | None, ItemView | None]:
-        vote = _write_vote(s, annotator, item_id, choice_shown, answer, started_at, roles)
-        a = assign_next(s, annotator, overlap, gold_rate, seed)
+        vote = _write_vote(s, annotator, item_id, choice_shown, answer, started_at, roles, overlap, lease_s)
+        a = assign_next(s, annotator, overlap, gold_rate, seed, lease_s, t)
         # SQLite: read the view after the commit, so the one writer's turn stays short.
         # PostgreSQL has no such turn: reading in the transaction saves a connection's
         # BEGIN and ROLLBACK round trips.
         inside = a is not None and not store.is_sqlite
         return vote, a, read_view(s.connection(), a, overlap, gold_rate) if inside else None
 
-    vote, a, view = store.transact(write, retry_integrity=3)
+    try:
+        vote, a, view = store.transact(write, retry_integrity=3)
+    except ItemTaken as e:
+        e.next_view = next_item(store, annotator, overlap, gold_rate, seed, roles, lease_s, t)
+        raise
     return vote, view or view_assignment(store, a, overlap, gold_rate)
 
 
 def undo_last(store: Store, annotator: str, window_s: float = 120.0,
               now: float | None = None) -> Vote:
     """Deactivate the annotator's most recent active vote if it is younger than window_s.
-    The row stays (history); its item becomes unfinished again, so next_item returns it."""
+    The row stays (history); its item becomes unfinished again, so next_item returns it, with
+    its lease starting anew."""
     t = _now() if now is None else now
 
     def write(s: Session) -> Vote:
@@ -204,7 +238,8 @@ def undo_last(store: Store, annotator: str, window_s: float = 120.0,
                                f"possible within {window_s:.0f} s")
         vote.active = False
         s.execute(update(Assignment).where(Assignment.item_id == vote.item_id,
-                                           Assignment.annotator == annotator).values(done=False))
+                                           Assignment.annotator == annotator)
+                  .values(done=False, assigned_at=t))
         audit(s, annotator, "vote_undo", vote_id=vote.id, item_id=vote.item_id, age_s=round(age, 3))
         return vote
 

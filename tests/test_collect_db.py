@@ -33,7 +33,7 @@ def test_every_collect_command_uses_the_db(tmp_path, db_url, capsys, monkeypatch
     assert cli.main(["export", *db]) == 0
     out = capsys.readouterr().out
     assert "imported 12 items" in out and "3 simulated annotators cast 36 votes" in out
-    assert "boss" in out and "sim3" in out and "36 active votes" in out
+    assert "boss" in out and "sim3" in out and "active votes: 36 on regular items, 0 gold checks" in out
     assert "wrote 12 preference pairs" in out
     assert len((run / "collect" / "preferences.jsonl").read_text().splitlines()) == 12
     assert not (run / "collect" / "annotations.db").exists()  # the default store never opened

@@ -112,7 +112,7 @@ def test_fully_rated_item_by_keyboard_only(browser, server):
                 assert checked(page, f"#rate-right-{a}") == str(RIGHT[a])
             assert page.evaluate("document.activeElement.id") == "submit-vote"
     assert len(keys) == 16
-    wait_text(page, "#annotate-status", "Saved. You can undo it for 2 min.")
+    wait_text(page, "#annotate-status", "Saved your answer to the previous item; Undo [u] takes it back within 2 min.")
     wait_text(page, "#progress", "Item 2 of 3")
     assert page.locator("#progress progress").get_attribute("value") == "1"
     page.locator("#ratings input:checked").first.wait_for(state="detached")  # a blank form

@@ -95,13 +95,17 @@ def test_unreachable_server_is_a_user_error_with_the_password_masked():
 
 
 def test_store_from_before_review_only_gets_the_column(tmp_path):
-    """A store created before items.review_only and items.round existed: opening it adds the
-    columns (false and round 1 for the items already there) and replaces the work-queue index
-    by this version's, over review_only and round."""
+    """A store created before items.review_only, items.round and assignments.released existed:
+    opening it adds the columns (false and round 1 for the rows already there) and replaces the
+    work-queue index by this version's, over review_only and round."""
     path = tmp_path / "old.db"
     st = open_store(path)
     add_items(st, make_items(2))
+    quick_users(st, ["early"])
+    opened = next_item(st, "early", gold_rate=0.0).item_id
     with st.engine.begin() as c:  # back to the old schema
+        c.exec_driver_sql("DROP INDEX assignments_lease")
+        c.exec_driver_sql("ALTER TABLE assignments DROP COLUMN released")
         c.exec_driver_sql("DROP INDEX items_queue_rounds")
         c.exec_driver_sql("ALTER TABLE items DROP COLUMN review_only")
         c.exec_driver_sql("ALTER TABLE items DROP COLUMN round")
@@ -118,6 +122,9 @@ def test_store_from_before_review_only_gets_the_column(tmp_path):
     assert "round" in cols and [r["round"] for r in admin_progress(st)["rounds"]] == [1]
     with st.engine.connect() as c:
         assert "sessions_from" in [r[1] for r in c.exec_driver_sql("PRAGMA table_info(users)")]
+        assert "released" in [r[1] for r in c.exec_driver_sql("PRAGMA table_info(assignments)")]
+        assert c.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'assignments_lease'").all()
+    assert next_item(st, "early", gold_rate=0.0).item_id == opened  # still held
     add_items(st, [dict(make_items(1, prefix="r")[0], review_only=True)])
     quick_users(st, ["ann"])
     assert next_item(st, "ann").item_id in {"i0", "i1"}
@@ -406,6 +413,41 @@ def test_progress_counts(store):
                      "open": 0, "gold_done": 0, "last_submit": rows[0]["last_submit"]}]
 
 
+def test_admin_and_report_count_gold_checks_apart_from_regular_votes(db_url, store, tmp_path, capsys):  # noqa: F811
+    """Every progress table counts votes on regular items alone, the same in each, and gold checks
+    (votes on gold items) in a column of their own; the totals say which is which."""
+    from collect import commands
+    from collect.app_admin import PROGRESS_HEADERS, ROUND_HEADERS, items_text, progress_rows, round_rows
+
+    quick_users(store, ["a", "b"])
+    add_items(store, make_items(3, gold=2))
+    for name, n in (("a", 2), ("b", 1)):
+        for _ in range(n):
+            v = next_item(store, name, overlap=2, gold_rate=0.0)
+            submit_vote(store, name, v.item_id, "left", GOOD, BAD)
+    with store.write() as s:  # gold items handed out as the queue mixes them in
+        s.add_all(Assignment(item_id=g, annotator=n, swapped=False) for n in ("a", "b") for g in ("gold0", "gold1"))
+    for name, golds in (("a", ["gold0", "gold1"]), ("b", ["gold0"])):
+        for g in golds:
+            submit_vote(store, name, g, "left", GOOD, BAD)
+
+    prog = admin_progress(store, overlap=2)
+    assert {r["annotator"]: (r["done"], r["gold_done"], r["open"]) for r in prog["annotators"]} == \
+        {"a": (2, 2, 0), "b": (1, 1, 1)}
+    assert prog["votes"] == {"regular": 3, "gold": 3} and sum(r["votes"] for r in prog["rounds"]) == 3
+    shown = {row[0]: dict(zip(PROGRESS_HEADERS, row)) for row in progress_rows(prog)}
+    assert (shown["a"]["regular votes"], shown["a"]["gold checks"]) == (2, 2)
+    assert sum(r["regular votes"] for r in shown.values()) == \
+        sum(dict(zip(ROUND_HEADERS, row))["regular votes"] for row in round_rows(prog)) == 3
+    assert "Active votes: 3 on regular items (the tables' regular votes) and 3 gold checks" in items_text(prog)
+
+    commands.report(tmp_path, overlap=2, db=db_url)
+    out = capsys.readouterr().out
+    assert "active votes: 3 on regular items, 3 gold checks" in out
+    assert "a                regular votes     2  gold checks   2  open   0" in out
+    assert "b                regular votes     1  gold checks   1  open   1" in out
+
+
 # ---------------------------------------------------------------------------- votes
 
 
@@ -618,4 +660,4 @@ def test_import_and_report_say_how_many_items_are_for_reviewers(tmp_path, capsys
     assert f"imported 2 items from {f}; the store now holds 1 regular and 0 gold items, and 1 for the safety " \
            "reviewers only" in out
     assert "items: 1 regular (0 with >= 3 votes, 0 in progress, 1 untouched), 0 gold, 1 for the safety reviewers " \
-           "only; 0 active votes" in out
+           "only\nactive votes: 0 on regular items, 0 gold checks" in out
