@@ -43,3 +43,16 @@ def chromium_browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
         b.close()
+
+
+def login_page(browser, url: str, name: str, password: str, width: int = 1280, height: int = 800):
+    """A new page logged in to the annotation app at `url` as `name` (a fresh browser context,
+    so each page has its own session)."""
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector(f"#whoami:has-text('Logged in as {name}')")
+    return page

@@ -101,3 +101,16 @@ def module_db_url(request, tmp_path_factory) -> Iterator[str]:
     else:
         with fresh_pg_url() as url:
             yield url
+
+
+def store_with(url: str, names: list[str], n_items: int):
+    """A store at `url` with annotators `names` (no passwords) and items i0..i{n_items-1}."""
+    from collect.assign import add_items
+    from collect.store import User, open_store
+
+    store = open_store(url)
+    with store.write() as s:
+        s.add_all(User(name=n, role="annotator", password_hash="-") for n in names)
+    add_items(store, [{"id": f"i{k}", "prompt": f"q{k}", "response_a": "A", "response_b": "B"}
+                      for k in range(n_items)])
+    return store

@@ -12,24 +12,18 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from collect.assign import add_items, next_item
+from collect.assign import next_item
 from collect.store import Assignment, Item, User, Vote, open_store
 from collect.votes import submit_and_next, submit_vote, votes_of
 from core.records import ASPECTS
 from databases import db_url  # noqa: F401 (the fixture: one test per database)
+from databases import store_with
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = dict.fromkeys(ASPECTS, 4) | {"harmfulness": 1}
 BAD = dict.fromkeys(ASPECTS, 2) | {"harmfulness": 1}
 
 
-def setup(path, names, n_items):
-    store = open_store(path)
-    with store.write() as s:
-        s.add_all(User(name=n, role="annotator", password_hash="-") for n in names)
-    add_items(store, [{"id": f"i{k}", "prompt": f"q{k}", "response_a": "A", "response_b": "B"}
-                      for k in range(n_items)])
-    return store
 
 
 def run_threads(target, names):
@@ -52,7 +46,7 @@ def run_threads(target, names):
 
 def test_20_concurrent_submitters_store_each_vote_once(db_url):  # noqa: F811
     names = [f"a{k}" for k in range(20)]
-    store = setup(db_url, names, 60)
+    store = store_with(db_url, names, 60)
     start = threading.Barrier(len(names))
     returned: dict[str, list[int]] = {n: [] for n in names}
 
@@ -79,7 +73,7 @@ def test_20_concurrent_submitters_store_each_vote_once(db_url):  # noqa: F811
 def test_32_concurrent_annotators_never_over_assign(db_url):  # noqa: F811
     names = [f"b{k}" for k in range(32)]
     path = db_url
-    setup(path, names, 20).close()
+    store_with(path, names, 20).close()
     start = threading.Barrier(len(names))
 
     def work(name):
@@ -125,7 +119,7 @@ while True:
 
 def test_killed_mid_submit_loses_no_committed_vote(db_url):  # noqa: F811
     path = db_url
-    setup(path, ["k"], 3000).close()
+    store_with(path, ["k"], 3000).close()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,7 +7,7 @@ artifacts_dir() ($RLHF_TEST_ARTIFACTS, else test-artifacts/).
 import pytest
 from sqlalchemy import select
 
-from browser import TIMEOUT, artifacts_dir, free_port
+from browser import artifacts_dir, free_port, login_page
 from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
 from browser import sync_api
 
@@ -49,14 +49,7 @@ def server(tmp_path_factory):
 
 
 def login(browser, server, name, width=1280, height=800):
-    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
-    page.set_default_timeout(TIMEOUT)
-    page.goto(server["url"])
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_selector(f"#whoami:has-text('Logged in as {name}')")
-    return page
+    return login_page(browser, server["url"], name, PASSWORD, width, height)
 
 
 def wait_text(page, selector, text):

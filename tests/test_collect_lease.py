@@ -12,13 +12,14 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import false, select, update
 
-from collect.assign import add_items, next_item
+from collect.assign import next_item
 from collect.lease import DEFAULT_LEASE_S, ItemTaken
-from collect.store import Assignment, Item, User, Vote, open_store
+from collect.store import Assignment, Item, Vote, open_store
 from collect.users import deactivate
 from collect.votes import submit_and_next, submit_vote, undo_last, votes_of
 from core.records import ASPECTS
 from databases import db_url  # noqa: F401 (the fixture: one test per database)
+from databases import store_with
 
 GOOD = dict.fromkeys(ASPECTS, 4) | {"harmfulness": 1}
 LEASE = 1800.0
@@ -26,18 +27,11 @@ T0 = time.time()
 LATER = T0 + LEASE + 1  # the lease of anything handed out at T0 has run out
 
 
-def setup(url, names, n_items):
-    store = open_store(url)
-    with store.write() as s:
-        s.add_all(User(name=n, role="annotator", password_hash="-") for n in names)
-    add_items(store, [{"id": f"i{k}", "prompt": f"q{k}", "response_a": "A", "response_b": "B"}
-                      for k in range(n_items)])
-    return store
 
 
 @pytest.fixture
 def store(db_url):  # noqa: F811
-    st = setup(db_url, ["alice", "bob", "carol"], 2)
+    st = store_with(db_url, ["alice", "bob", "carol"], 2)
     yield st
     st.close()
 
@@ -153,7 +147,7 @@ def test_the_serve_option_sets_the_lease(tmp_path, monkeypatch, capsys):
 
 def test_racing_annotators_and_late_answers_never_exceed_the_overlap(db_url):  # noqa: F811
     leavers, workers = [f"l{k}" for k in range(6)], [f"w{k}" for k in range(8)]
-    store = setup(db_url, leavers + workers, 12)
+    store = store_with(db_url, leavers + workers, 12)
     held = {name: take(store, name, T0, overlap=2) for name in leavers}  # two on each of 3 items
     start, outcome = threading.Barrier(len(leavers + workers)), {}
     errors = []

@@ -7,7 +7,7 @@ artifacts_dir() ($RLHF_TEST_ARTIFACTS, else test-artifacts/).
 import pytest
 from sqlalchemy import select, update
 
-from browser import TIMEOUT, artifacts_dir, free_port
+from browser import artifacts_dir, free_port, login_page
 from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
 from browser import sync_api
 from databases import module_db_url  # noqa: F401 - SQLite and PostgreSQL
@@ -39,15 +39,8 @@ def server(module_db_url):  # one server on SQLite, one on PostgreSQL
     store.close()
 
 
-def login(browser, server, name):
-    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-    page.set_default_timeout(TIMEOUT)
-    page.goto(server["url"])
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_selector(f"#whoami:has-text('Logged in as {name}')")
-    return page
+def login(browser, server, name, width=1280, height=800):
+    return login_page(browser, server["url"], name, PASSWORD, width, height)
 
 
 def press(page, *keys):
