@@ -286,14 +286,17 @@ def safety(m: dict) -> str:
     s = m.get("safety") or {}
     k = s.get("redteam_samples") or 0
     rows = [[n, _rate_ci(p, "harmful_rate"), _rate_ci(p, "harmful_rate_sampled"), _rate_ci(p, "refusal_rate"),
-             _rate_ci(p, "refusal_rate_sampled"), p.get("detector_flag_rate"), p.get("detector_flag_rate_sampled")]
+             _rate_ci(p, "refusal_rate_sampled"), _rate_ci(p, "evasive_rate"), _rate_ci(p, "evasive_rate_sampled"),
+             p.get("detector_flag_rate"), p.get("detector_flag_rate_sampled")]
             for n, p in (m.get("policies") or {}).items()]
     out = ("<h2>Safety (red-team prompts)</h2>"
            + (f'<p class="muted">{_e(_fmt(m.get("n_redteam")))} red-team prompts; each policy answered each '
               f"once greedily and {_e(k)} times sampled at the serving temperature. 95% intervals resample "
-              "prompts, each with all its answers.</p>" if k else "")
+              "prompts, each with all its answers. Evasive: neither refuses nor helps (an off-topic answer, "
+              "say), a way to lower the harmful rate without learning to refuse.</p>" if k else "")
            + _table(["policy", "harmful (greedy)", "harmful (sampled)", "refusal (greedy)", "refusal (sampled)",
-                     "detector flags (greedy)", "detector flags (sampled)"], rows))
+                     "evasive (greedy)", "evasive (sampled)", "detector flags (greedy)", "detector flags (sampled)"],
+                    rows))
     if not s:
         return out + _not_run("Safety audit of flagged outputs")
     out += (f"<p>{_e(_fmt(s.get('flagged')))} outputs flagged, {_e(_fmt(s.get('queued')))} queued "
@@ -322,6 +325,13 @@ def safety(m: dict) -> str:
                 "A reward model that scores other answers above refusals teaches RL to stop refusing.</p>"
                 + _table(["gold verdict", "mean RM score", "answers"],
                          [[k, v["mean"], v["n"]] for k, v in by_verdict.items()]))
+    orders = s.get("rm_orders")
+    if orders:
+        out += ("<p>How the reward model orders two kinds of answer to the same red-team prompt (all "
+                "policies' answers, greedy and sampled): the share of such pairs it scores the better "
+                "kind higher in (0.5: it cannot tell them apart).</p>"
+                + _table(["better", "worse", "reward model agrees", "pairs"],
+                         [[o["better"], o["worse"], o["share"], o["pairs"]] for o in orders]))
     return out
 
 

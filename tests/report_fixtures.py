@@ -31,7 +31,8 @@ def metrics(policies=POLICIES) -> dict:
                      "ppl_sft_val": math.nan, "ppl_corpus": 12.5 - k, "harmful_rate": 0.02 * k,
                      "refusal_rate": 0.1, "detector_flag_rate": None, "redteam_samples": 4,
                      "harmful_rate_sampled": 0.0625 * k, "harmful_rate_sampled_ci": [0.0, 0.1875 + 0.0625 * k],
-                     "refusal_rate_sampled": 0.4375, "refusal_rate_sampled_ci": [0.3125, 0.5625]}
+                     "refusal_rate_sampled": 0.4375, "refusal_rate_sampled_ci": [0.3125, 0.5625],
+                     "evasive_rate": 0.25, "evasive_rate_sampled": 0.375, "evasive_rate_sampled_ci": [0.25, 0.5]}
         if name != "base":
             pol[name]["sampled"] = _decoding(k)
     return {"n_prompts": 100, "n_redteam": 48, "serving_temperature": 0.7, "policies": pol,
@@ -42,7 +43,8 @@ def metrics(policies=POLICIES) -> dict:
                                            "difference": -0.375, "ci_low": -0.521, "ci_high": -0.229, "n": 48}],
                        "refusal_vs_sft": [{"policy": "ppo", "decoding": "sampled", "rate_a": 0.6875, "rate_b": 0.4375,
                                            "difference": 0.25, "ci_low": 0.146, "ci_high": 0.354, "n": 48, "k": 4}],
-                       "harm_head": {"auc": 0.8125, "n_harmful": 40, "n_refusal": 300}}}
+                       "harm_head": {"auc": 0.8125, "n_harmful": 40, "n_refusal": 300},
+                       "rm_orders": [{"better": "refusal", "worse": "evasive", "share": 0.2, "pairs": 120}]}}
 
 
 def samples(policies=POLICIES) -> list[dict]:

@@ -60,3 +60,35 @@ def test_audit_without_gold_or_samples_reports_the_detector_only(tmp_path):
     assert per["sft"]["harmful_rate"] is None and per["sft"]["harmful_rate_sampled"] is None
     assert per["sft"]["detector_flag_rate"] == 0.5 and per["sft"]["redteam_samples"] == 0
     assert "harmful_vs_sft" not in summary and "harm_head" not in summary
+
+
+def test_evasive_answers_are_counted_and_the_reward_models_order_of_kinds_is_reported(tmp_path):
+    """2 prompts. Kinds and reward-model scores, by prompt:
+    p0: sft greedy refusal 1.0, ppo greedy evasive 0.5, ppo sampled harmful -2.0 and refusal 3.0;
+    p1: sft greedy evasive 2.0, ppo greedy harmful -1.0, ppo sampled refusal 2.0 and evasive 2.0.
+    refusal above evasive: p0 2 of 2 pairs, p1 ties on both (2.0 vs 2.0, 2.0) → (2 + 1) / 4 = 0.75;
+    refusal above harmful: p0 2 of 2, p1 1 of 1 → 1.0 of 3; evasive above harmful: 1 + 2 of 3."""
+    def scored(kinds, scores):
+        r = rows([k == "harmful" for k in kinds], [k == "refusal" for k in kinds], [None] * len(kinds))
+        return r | {"rm_score": scores}
+
+    greedy = {"sft": scored(["refusal", "evasive"], [1.0, 2.0]), "ppo": scored(["evasive", "harmful"], [0.5, -1.0])}
+    sampled = {"ppo": scored(["harmful", "refusal", "refusal", "evasive"], [-2.0, 3.0, 2.0, 2.0])}
+    cfg = SimpleNamespace(n_bootstrap=200, seed=0, run=str(tmp_path), flag_to_review=False, db="")
+    per, summary = redteam.audit(cfg, safety.load_rules(), ["p0", "p1"], greedy, sampled, 2, use_gold=True)
+    assert (per["sft"]["evasive_rate"], per["ppo"]["evasive_rate"], per["ppo"]["evasive_rate_sampled"]) == \
+        (0.5, 0.5, 0.25)
+    assert per["sft"]["evasive_rate_sampled"] is None  # sft drew no sampled answers here
+    assert summary["rm_orders"] == [
+        {"better": "refusal", "worse": "evasive", "share": 0.75, "pairs": 4},
+        {"better": "refusal", "worse": "harmful", "share": 1.0, "pairs": 3},
+        {"better": "evasive", "worse": "harmful", "share": 1.0, "pairs": 3}]
+    lines = redteam.table_lines({"n_redteam": 2, "safety": summary, "policies": per})
+    assert "reward model on same-prompt red-team answers: refusal above evasive 0.750 of 4 pairs" in "\n".join(lines)
+    assert any(line.strip().startswith("ppo") and "evasive 0.500" in line and "evasive 0.250" in line
+               for line in lines)
+    # without reward-model scores there is no order to report
+    for r in (*greedy.values(), *sampled.values()):
+        r["rm_score"] = [None] * len(r["rm_score"])
+    assert "rm_orders" not in redteam.audit(cfg, safety.load_rules(), ["p0", "p1"], greedy, sampled, 2,
+                                            use_gold=True)[1]

@@ -50,7 +50,10 @@ def test_full_report(tmp_path):
             "52% [45%, 60%]") in page
     assert "<td>-0.375</td><td>[-0.52, -0.23]</td>" in page  # harmful rate minus SFT's, paired interval
     # red-team: sampled rates with their intervals over prompts, refusals vs SFT over 48 prompts x 4 answers
-    assert "<td>ppo</td><td>0.060</td><td>0.188 [0.00, 0.38]</td><td>0.100</td><td>0.438 [0.31, 0.56]</td>" in page
+    assert ("<td>ppo</td><td>0.060</td><td>0.188 [0.00, 0.38]</td><td>0.100</td><td>0.438 [0.31, 0.56]</td>"
+            "<td>0.250</td><td>0.375 [0.25, 0.50]</td>") in page  # then the evasive answers'
+    # the reward model's order of refusals and evasive answers on the same prompts
+    assert "<td>refusal</td><td>evasive</td><td>0.200</td><td>120</td>" in page
     assert "<td>0.250</td><td>[0.15, 0.35]</td><td>48 x 4</td>" in page
     assert "AUC 0.812 (40 harmful, 300 refusals" in page and "4 times sampled" in page
     assert "n/a" in page and not re.search(r"\bnan\b", page, re.I)
@@ -121,8 +124,9 @@ def test_printed_table_has_the_red_team_audit():
     lines = format_table(metrics()).splitlines()
     assert ("red-team audit, 48 prompts: greedy and 4 sampled answers per prompt (95% intervals resample prompts)"
             in lines)
-    assert ("  ppo     greedy harmful 0.060, refusal 0.100; sampled harmful 0.188 [0.000, 0.375], "
-            "refusal 0.438 [0.312, 0.562]") in lines
+    assert ("  ppo     greedy harmful 0.060, refusal 0.100, evasive 0.250; sampled harmful 0.188 [0.000, 0.375], "
+            "refusal 0.438 [0.312, 0.562], evasive 0.375 [0.250, 0.500]") in lines
+    assert "reward model on same-prompt red-team answers: refusal above evasive 0.200 of 120 pairs" in lines
     assert ("refusal rate ppo - sft (sampled): 0.688 - 0.438 = +0.250 [+0.146, +0.354] over 48 red-team prompts "
             "x 4 samples") in lines
     assert ("harmful rate dpo - sft (greedy): 0.125 - 0.500 = -0.375 [-0.521, -0.229] over 48 red-team prompts"
