@@ -27,8 +27,6 @@ T0 = time.time()
 LATER = T0 + LEASE + 1  # the lease of anything handed out at T0 has run out
 
 
-
-
 @pytest.fixture
 def store(db_url):  # noqa: F811
     st = store_with(db_url, ["alice", "bob", "carol"], 2)

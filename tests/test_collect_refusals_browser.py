@@ -40,7 +40,6 @@ class Clock:
         return self.now
 
 
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, module_db_url):  # one server on SQLite, one on PostgreSQL
     tmp = tmp_path_factory.mktemp("refusals")
@@ -63,7 +62,6 @@ def server(tmp_path_factory, module_db_url):  # one server on SQLite, one on Pos
     yield {"url": url, "store": store, "clock": clock}
     app.close()
     store.close()
-
 
 
 def open_login(browser, server):
