@@ -17,8 +17,8 @@ import gradio as gr
 
 from core.records import ASPECTS
 
-from .app_common import (ANNOTATORS, AppConfig, fail, refusals, refusals_in_status, refused,
-                         session_name, session_user, skips)
+from .app_common import (ANNOTATORS, PROMPT_LINES, RESPONSE_LINES, AppConfig, fail, refusals,
+                         refusals_in_status, refused, session_name, session_user, skips)
 from .app_vote import VOTE_PATH, ItemHandles
 from .assign import ItemView, next_item, votes_in_round
 from .lease import ItemTaken
@@ -210,7 +210,7 @@ class AnnotateView:
             with gr.Accordion("Guidelines", open=False, elem_id="guidelines") as self.guidelines:
                 gr.Markdown(self.cfg.guidelines)
             self.progress = gr.HTML("", elem_id="progress")
-            self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=6,
+            self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=PROMPT_LINES,
                                      elem_id="prompt")
             with gr.Row(equal_height=True):
                 self.left = self._response_box(1, "left")
@@ -232,7 +232,7 @@ class AnnotateView:
 
     @staticmethod
     def _response_box(number: int, side: str) -> gr.Textbox:
-        return gr.Textbox(label=f"Response {number}", interactive=False, lines=6, max_lines=14,
+        return gr.Textbox(label=f"Response {number}", interactive=False, lines=6, max_lines=RESPONSE_LINES,
                           elem_id=f"response-{side}")
 
     @staticmethod

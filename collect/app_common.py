@@ -72,6 +72,12 @@ class AppConfig:
     lease_s: float = DEFAULT_LEASE_S
 
 
+# Text boxes grow with their text up to this many lines before they scroll: a person must read
+# a prompt and its answers whole, and with overlay scrollbars (macOS) nothing shows that a box
+# holds more than it displays. 60 lines of a half-width box are about 600 words.
+PROMPT_LINES, RESPONSE_LINES = 30, 60
+
+
 def fail(message: str) -> gr.Error:
     # print_exception=False: refused requests are expected traffic, not server faults. The
     # browser shows an error's message as HTML: escaped, since it may quote an id or a name.

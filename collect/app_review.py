@@ -10,7 +10,8 @@ import json
 
 import gradio as gr
 
-from .app_common import REVIEWERS, AppConfig, md_text, refusals, refused, session_user, skips
+from .app_common import (PROMPT_LINES, RESPONSE_LINES, REVIEWERS, AppConfig, md_text, refusals, refused,
+                         session_user, skips)
 from .review import QueueEntry, decide, safety_queue
 from .store import CollectError, Store
 from .votes import HARM_CATEGORIES
@@ -97,10 +98,10 @@ class ReviewView:
             # must not fail just because that state is gone; decide() checks the item.
             self.pick = gr.Dropdown([], label="Output to review", elem_id="review-pick",
                                     allow_custom_value=True)
-            self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2,
+            self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=PROMPT_LINES,
                                      elem_id="review-prompt")
             self.response = gr.Textbox(label="Flagged response", interactive=False, lines=6,
-                                       elem_id="review-response")
+                                       max_lines=RESPONSE_LINES, elem_id="review-response")
             self.details = gr.Textbox(label="Annotators said", interactive=False, lines=4)
             self.decision = gr.Radio(DECISIONS, label="Decision", elem_id="review-decision")
             # No default: a pre-filled category would be a judgment nobody made.
