@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .aliases import FLAG_VALUES, NOT_USED, resolve, target, unknown_hint
+from .aliases import FLAG_VALUES, NONE_VALUES, NOT_IN, NOT_USED, resolve, target, unknown_hint
 
 
 class UserError(ValueError):
@@ -423,8 +423,20 @@ def apply_updates(cfg: Any, updates: dict[str, Any], source: str) -> Any:
     hints = _hints(type(cfg))
     names = {f.name for f in dataclasses.fields(cfg)}
     changes, given_as = {}, {}
+    # bf16: true beside fp16: false (as TRL recipes write them) is one choice, not two
+    updates = {k: v for k, v in updates.items()
+               if not (k in FLAG_VALUES and v is False and any(updates.get(f) is True for f in FLAG_VALUES))}
     for key, value in updates.items():
         key = given = str(key)
+        if key not in names and key in NOT_IN and NOT_IN[key][0] in names:
+            if value == 1:  # the same as no accumulation, no micro-batching
+                continue
+            raise ConfigError(f"{source}: key '{key}': {NOT_IN[key][1]}")
+        if key not in names and key in FLAG_VALUES and not isinstance(value, bool):
+            raise ConfigError(f"{source}: key '{key}' must be true or false, got {value!r}")
+        if key not in names and value is None and key not in NONE_VALUES and (key in NOT_USED or target(key, names)):
+            print(f"{source}: '{key}' is null: the stage's default is kept", file=sys.stderr)
+            continue
         if key not in names and key in NOT_USED and resolve(key, value, names) is None:
             print(f"{source}: '{key}' ignored: {NOT_USED[key]}", file=sys.stderr)
             continue
@@ -438,6 +450,11 @@ def apply_updates(cfg: Any, updates: dict[str, Any], source: str) -> Any:
                                   f"'{alias[0]}'; keep one")
             given_as[alias[0]] = key
             key, value = alias
+            if given == "beta" and key == "kl_coef" and cfg.adaptive_kl and "adaptive_kl" not in updates:
+                print(f"{source}: 'beta' sets kl_coef's starting value; adaptive_kl (on) then moves it "
+                      "towards kl_target: add adaptive_kl: false to keep it fixed as TRL does", file=sys.stderr)
+        if key == "target_modules" and isinstance(value, list):  # TRL writes a list
+            value = ",".join(str(v) for v in value)
         tp = hints[key]
         value = _coerce(value, tp)
         if not _type_ok(value, tp):
@@ -504,11 +521,11 @@ def parse_overrides(cls: type, args: list[str]) -> dict[str, Any]:
                               f"{_unknown_hint(cls, key, set(_hints(cls)))}")
         if not eq:
             nxt = args[i + 1] if i + 1 < len(args) else None
-            if hints[key] in (bool, bool | None) and (nxt is None or nxt.startswith("--")):
-                out[key] = True  # a bare flag
+            if hints[key] in (bool, bool | None, Any) and (nxt is None or nxt.startswith("--")):
+                out[key] = True  # a bare flag (TRL's --use_peft, --packing: ignored ones are any type)
                 i += 1
                 continue
-            if nxt is None:
+            if nxt is None or nxt.startswith("--"):
                 raise ConfigError(f"command line: option '--{key}' needs a value")
             text, i = nxt, i + 1
         out[key] = _parse_scalar(text, hints[key])

@@ -24,8 +24,7 @@ TINY = {
     "ppo": {"max_steps": 100, "batch_size": 16, "mini_batch_size": 8, "max_new_tokens": 64, "lora_dropout": 0.0},
     # the same 16 rollouts per iteration as PPO (4 prompts x k = 4), without PPO's value passes and
     # second epoch: an iteration costs less than PPO's (bench/ppo_throughput.py)
-    "rloo": {"max_steps": 100, "batch_size": 4, "num_generations": 4, "mini_batch_size": 8, "max_new_tokens": 64,
-             "lora_dropout": 0.0},
+    "rloo": {"max_steps": 100, "batch_size": 4, "num_generations": 4, "mini_batch_size": 8, "max_new_tokens": 64},
     # 128 prompts per batch generated 1.4x faster than 32 on the CPU; one single-thread process per
     # core (workers 0): two answered in 117 s what one with two threads did in 157
     # (bench/parallel_stages.py)

@@ -33,11 +33,13 @@ new tokens, minibatches of 8) 2.67 s vs 5.29 s (0.50x) and 164 MB vs 177 MB (0.9
 """
 from __future__ import annotations
 
+import dataclasses
+import sys
 from collections import defaultdict
 
 import torch
 
-from core.config import ConfigError, RLOOConfig
+from core.config import ConfigError, LoraFields, RLOOConfig
 from core.logps import token_logps
 from rl import pg_loop
 from rl.pg_loop import mean_stats, minibatches, optimizer_step, sample_stats
@@ -49,6 +51,11 @@ from rl.rollout import Rollout, policy_experience
 
 def check_config(cfg: RLOOConfig) -> None:
     pg_loop.check_config(cfg)
+    shape = [f.name for f in dataclasses.fields(LoraFields)
+             if f.name != "load_in_4bit" and getattr(cfg, f.name) != getattr(LoraFields, f.name)]
+    if shape:  # they shape PPO's value adapter; RLOO has none and trains the SFT adapter itself
+        print(f"[rloo] {', '.join(shape)} ignored: RLOO trains the SFT policy's own LoRA adapter, whose shape "
+              "the sft stage set", file=sys.stderr)
     if cfg.num_generations < 2:
         raise ConfigError(f"num_generations must be >= 2 (the leave-one-out baseline is the mean of the others), "
                           f"got {cfg.num_generations}")

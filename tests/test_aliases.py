@@ -59,7 +59,7 @@ def test_a_trl_dpo_recipe_and_command_line_names(tmp_path):
     assert (ppo.max_new_tokens, ppo.clip_eps, ppo.ppo_epochs) == (53, 0.1, 4)
     rm = load_config(RewardConfig, None, {"center_rewards_coefficient": 0.02, "per_device_eval_batch_size": 8})
     assert (rm.center_coef, rm.eval_batch_size) == (0.02, 8)
-    assert load_config(SFTConfig, None, ["--bf16", "false"]).dtype == "auto"
+    assert load_config(SFTConfig, None, ["--bf16", "false"]).dtype == "float32"
 
 
 def test_mistakes_are_named_with_a_hint():
@@ -117,3 +117,35 @@ def test_a_trl_rloo_recipe_and_a_dpo_recipe_of_an_older_trl_load(tmp_path, capsy
     assert f"'lora_r' ignored: {NOT_USED['lora_r']}" in noted and "'lora_target_modules' ignored" in noted
     with pytest.raises(ConfigError, match="TRL's name for 'data' or 'prompts', which this stage does not have"):
         load_config(ChatConfig, None, {"dataset_name": "x"})
+
+
+def test_trl_habits_that_tripped_the_loader(tmp_path, capsys):
+    # bare flags, as TRL's example commands write them, do not swallow the next option
+    cfg = load_config(DPOConfig, None, ["--use_peft", "--no_remove_unused_columns", "--beta", "0.2"])
+    assert cfg.beta == 0.2
+    assert load_config(SFTConfig, None, ["--packing", "--per_device_train_batch_size", "2"]).batch_size == 2
+    with pytest.raises(ConfigError, match="option '--rpo_alpha' needs a value"):
+        load_config(DPOConfig, None, ["--rpo_alpha", "--model", "/x"])
+    # bf16 on and fp16 off is one choice; a flag that is not true/false says so
+    assert load_config(SFTConfig, None, {"bf16": True, "fp16": False}).dtype == "bfloat16"
+    with pytest.raises(ConfigError, match="key 'bf16' must be true or false, got 1"):
+        load_config(SFTConfig, None, {"bf16": 1})
+    # TRL's nulls keep our defaults; a list of target modules is read as ours
+    f = tmp_path / "rm.yaml"
+    f.write_text("center_rewards_coefficient: null\ntorch_dtype: null\nresume_from_checkpoint: null\n"
+                 "lora_target_modules: [q_proj, v_proj]\n")
+    rm = load_config(RewardConfig, f)
+    assert (rm.center_coef, rm.dtype, rm.resume, rm.target_modules) == (RewardConfig().center_coef, "auto", False,
+                                                                       "q_proj,v_proj")
+    assert f"{f}: 'torch_dtype' is null: the stage's default is kept" in capsys.readouterr().err
+    # a TRL name that means something else in the RL stages is refused there, saying why
+    with pytest.raises(ConfigError, match="per-device micro-batch has no counterpart in the RL stages"):
+        load_config(PPOConfig, None, {"per_device_train_batch_size": 4})
+    with pytest.raises(ConfigError, match="gradient step every mini_batch_size rollouts"):
+        load_config(RLOOConfig, None, {"gradient_accumulation_steps": 4})
+    assert load_config(RLOOConfig, None, {"gradient_accumulation_steps": 1}).mini_batch_size == RLOOConfig().mini_batch_size
+    # TRL's beta is fixed; ours adapts unless told not to, and the note says so
+    assert load_config(RLOOConfig, None, ["--beta", "0.05"]).kl_coef == 0.05
+    assert "adaptive_kl (on) then moves it towards kl_target" in capsys.readouterr().err
+    load_config(RLOOConfig, None, {"beta": 0.05, "adaptive_kl": False})
+    assert "adaptive_kl" not in capsys.readouterr().err

@@ -203,3 +203,13 @@ def test_rloo_tiny_yaml_and_cli_help(capsys):
     assert cli(["rloo", "--help"]) == 0
     shown = capsys.readouterr().out
     assert "usage: rlhf rloo" in shown and "--num_generations" in shown and "--value_learning_rate" not in shown
+
+
+def test_a_lora_shape_given_to_rloo_is_said_to_be_ignored(capsys):
+    from rl.rloo import check_config
+
+    check_config(load_config(RLOOConfig, None, {}))
+    assert capsys.readouterr().err == ""
+    check_config(load_config(RLOOConfig, None, {"lora_r": 32, "target_modules": "q_proj"}))
+    assert "[rloo] lora_r, target_modules ignored: RLOO trains the SFT policy's own LoRA adapter" in \
+        capsys.readouterr().err
