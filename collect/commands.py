@@ -47,6 +47,15 @@ def store_for(run: str | Path, db: str | None = None) -> Store:
     return open_store(db_location(run, db))
 
 
+def existing_store(run: str | Path, db: str | None = None) -> Store:
+    """The run's store for a command that reads one: a mistyped --run or --db is an error, not a
+    new empty store."""
+    if not has_store(run, db):
+        raise UserError(f"no annotation store at {mask_url(db_location(run, db))}: check --run / --db "
+                        "(`rlhf collect import` or `users add` creates one)")
+    return store_for(run, db)
+
+
 def users_add(run: str | Path, name: str, role: str, password: str, db: str | None = None) -> None:
     store = store_for(run, db)
     try:
@@ -76,7 +85,7 @@ def export(run: str | Path, min_agreement: float = 0.0, min_votes: int = 1,
     annotation round's items (0 = every round)."""
     if not min_harm_gap > 0:
         raise UserError(f"--min_harm_gap must be > 0 (above 4 turns it off), got {min_harm_gap}")
-    store = store_for(run, db)
+    store = existing_store(run, db)
     try:
         stats = export_mod.export_preferences(store, out or preferences_path(run),
                                               min_agreement=min_agreement, min_votes=min_votes,
@@ -99,7 +108,7 @@ def _fmt(x: float) -> str:
 
 def report(run: str | Path, overlap: int = 3, db: str | None = None) -> dict[str, Any]:
     """Progress per annotator and the agreement table, as the admin dashboard shows them."""
-    store = store_for(run, db)
+    store = existing_store(run, db)
     try:
         prog = assign.admin_progress(store, overlap=overlap)
         summary = agreement_summary(store, n_boot=200)

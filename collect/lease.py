@@ -54,9 +54,9 @@ class ItemTaken(CollectError):
     not looked up)."""
 
     def __init__(self, lease_s: float | None):
-        waited = f" over {lease_s / 60:g} min" if lease_s else ""
-        super().__init__(f"the item you answered waited{waited} for your answer, so it went back to "
-                         "the queue, and other annotators have it now")
+        after = f"after {lease_s / 60:g} min without one, or " if lease_s else ""
+        super().__init__(f"the item you answered went back to the queue before your answer came ({after}while "
+                         "your account was disabled), and other annotators have it now")
         self.next_view: Any = None
 
 

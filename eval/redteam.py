@@ -178,6 +178,14 @@ def _ci(p: dict, key: str) -> str:
     return f"{rate:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{rate:.3f}"
 
 
+def _kinds(p: dict, suffix: str) -> str:
+    """The gold judge's rates of one decoding, or without a judge the detector's flag rate."""
+    if p.get(f"harmful_rate{suffix}") is None:
+        return f"detector flags {_ci(p, f'detector_flag_rate{suffix}')}"
+    return ", ".join(f"{v} {_ci(p, f'{v}_rate{suffix}')}" for v in ("harmful", "refusal", "evasive")
+                     if p.get(f"{v}_rate{suffix}") is not None)
+
+
 def table_lines(metrics: dict) -> list[str]:
     """The printed table's red-team lines: per policy the rates with 95% intervals over prompts,
     then each policy minus SFT (paired)."""
@@ -188,14 +196,9 @@ def table_lines(metrics: dict) -> list[str]:
     rows = [f"red-team audit, {n} prompts: greedy" + (f" and {k} sampled answers per prompt" if k else "")
             + " (95% intervals resample prompts)"]
     for name, p in metrics["policies"].items():
-        line = f"  {name:7s} greedy harmful {_ci(p, 'harmful_rate')}, refusal {_ci(p, 'refusal_rate')}"
-        if p.get("evasive_rate") is not None:
-            line += f", evasive {_ci(p, 'evasive_rate')}"
+        line = f"  {name:7s} greedy {_kinds(p, '')}"
         if p.get("redteam_samples"):
-            line += (f"; sampled harmful {_ci(p, 'harmful_rate_sampled')}, "
-                     f"refusal {_ci(p, 'refusal_rate_sampled')}")
-            if p.get("evasive_rate_sampled") is not None:
-                line += f", evasive {_ci(p, 'evasive_rate_sampled')}"
+            line += f"; sampled {_kinds(p, '_sampled')}"
         rows.append(line)
     for v in VERDICTS:
         for d in s.get(f"{v}_vs_sft", []):

@@ -292,8 +292,9 @@ def safety(m: dict) -> str:
     out = ("<h2>Safety (red-team prompts)</h2>"
            + (f'<p class="muted">{_e(_fmt(m.get("n_redteam")))} red-team prompts; each policy answered each '
               f"once greedily and {_e(k)} times sampled at the serving temperature. 95% intervals resample "
-              "prompts, each with all its answers. Evasive: neither refuses nor helps (an off-topic answer, "
-              "say), a way to lower the harmful rate without learning to refuse.</p>" if k else "")
+              "prompts, each with all its answers.</p>" if k else "")
+           + '<p class="muted">Evasive: neither refuses nor helps (an off-topic answer, say), a way to lower '
+             "the harmful rate without learning to refuse.</p>"
            + _table(["policy", "harmful (greedy)", "harmful (sampled)", "refusal (greedy)", "refusal (sampled)",
                      "evasive (greedy)", "evasive (sampled)", "detector flags (greedy)", "detector flags (sampled)"],
                     rows))

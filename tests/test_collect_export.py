@@ -307,3 +307,16 @@ def test_conversation_items_are_shown_whole_and_exported_as_messages(tmp_path):
     assert back["one"]["prompt"] == [{"role": "user", "content": "Hi?"}]
     assert {r["item_id"]: r["prompt"] for r in read_jsonl(out)}["one"] == "Hi?"  # plain items stay plain text
     st.close()
+
+
+@pytest.mark.parametrize("command", ["report", "export"])
+def test_reading_a_run_without_a_store_is_refused_and_creates_none(tmp_path, capsys, command):
+    """A mistyped --run used to get a new empty store, zero counts (or an empty export) and exit 0."""
+    from collect.cli import main
+
+    run = tmp_path / "nope"
+    assert main([command, "--run", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"rlhf collect {command}: no annotation store at {run / 'collect' / 'annotations.db'}: check "
+                   "--run / --db (`rlhf collect import` or `users add` creates one)")
+    assert not run.exists()

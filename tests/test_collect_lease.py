@@ -83,7 +83,7 @@ def test_a_late_answer_is_kept_while_the_item_still_needs_it(store):
 def test_a_late_answer_to_an_item_others_have_is_refused_with_the_next_item(store):
     take(store, "alice", T0)
     assert take(store, "bob", LATER) == "i0"
-    with pytest.raises(ItemTaken, match="waited over 30 min for your answer") as refused:
+    with pytest.raises(ItemTaken, match=r"went back to the queue before your answer came \(after 30 min without one") as refused:
         submit_and_next(store, "alice", "i0", "left", GOOD, GOOD, overlap=1, gold_rate=0.0,
                         lease_s=LEASE, now=LATER)
     assert refused.value.next_view.item_id == "i1"
@@ -123,8 +123,9 @@ def test_the_app_says_a_late_answer_was_not_saved_and_what_comes_next(store):
     code, out = view.vote("alice", {"handle": handle, "choice": "left", "ratings": [None] * 14})
     assert (code, out["saved"], out["new_item"], out["progress"]) == (409, False, True, ALL_DONE_HTML)
     assert html.unescape(out["status"]) == (
-        "⚠️ **Not saved:** the item you answered waited over 30 min for your answer, so it went back to "
-        "the queue, and other annotators have it now. Nothing else is left for you.")
+        "⚠️ **Not saved:** the item you answered went back to the queue before your answer came (after 30 min "
+        "without one, or while your account was disabled), and other annotators have it now. Nothing else is "
+        "left for you.")
     assert votes_of(store, annotator="alice") == []
 
 

@@ -105,8 +105,9 @@ def test_a_late_answer_to_an_item_another_annotator_took_is_refused_in_words(bro
     assert prompt(dave) == left_open  # back in the queue, and dave has it now
 
     press(carol, "1", "Enter")
-    status(carol, "⚠️ Not saved: the item you answered waited over 30 min for your answer, so it went "
-                  "back to the queue, and other annotators have it now. This is your next item.")
+    status(carol, "⚠️ Not saved: the item you answered went back to the queue before your answer came (after "
+                  "30 min without one, or while your account was disabled), and other annotators have it now. "
+                  "This is your next item.")
     assert prompt(carol) not in ("", left_open)
     assert carol.locator("#choice input:checked").count() == 0  # a blank form for the new item
     carol.screenshot(path=artifacts_dir() / "collect-status-item-taken.png")

@@ -92,3 +92,11 @@ def test_evasive_answers_are_counted_and_the_reward_models_order_of_kinds_is_rep
         r["rm_score"] = [None] * len(r["rm_score"])
     assert "rm_orders" not in redteam.audit(cfg, safety.load_rules(), ["p0", "p1"], greedy, sampled, 2,
                                             use_gold=True)[1]
+
+
+def test_without_a_gold_judge_the_table_shows_the_detectors_rates():
+    p = {"harmful_rate": None, "refusal_rate": None, "evasive_rate": None, "detector_flag_rate": 0.25,
+         "detector_flag_rate_ci": [0.0, 0.5], "redteam_samples": 2, "harmful_rate_sampled": None,
+         "detector_flag_rate_sampled": 0.125, "detector_flag_rate_sampled_ci": [0.0, 0.25]}
+    lines = redteam.table_lines({"n_redteam": 4, "safety": {"redteam_samples": 2}, "policies": {"sft": p}})
+    assert "  sft     greedy detector flags 0.250 [0.000, 0.500]; sampled detector flags 0.125 [0.000, 0.250]" in lines
