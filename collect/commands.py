@@ -119,7 +119,7 @@ def report(run: str | Path, overlap: int = 3, db: str | None = None) -> dict[str
           f"{it['in_progress']} in progress, {it['untouched']} untouched), {it['gold']} gold"
           + (f", {it['review_only']} for the safety reviewers only" if it.get("review_only") else ""))
     print(f"active votes: {votes['regular']} on regular items, {votes['gold']} gold checks (votes on gold "
-          "items: counted apart, never in the regular votes below)")
+          "items; the per-round and per-annotator vote counts below are regular votes)")
     if len(prog["rounds"]) > 1:
         for r in prog["rounds"]:
             print(f"  round {r['round']}: {r['items']} items, {r['complete']} complete, "

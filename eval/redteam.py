@@ -51,7 +51,7 @@ def _flag(rows: dict, rules) -> list[list[str]]:
 
 def _rates(rows: dict, k: int, use_gold: bool, n_boot: int, seed: int, suffix: str) -> dict:
     """{harmful,refusal,evasive,detector_flag}_rate{suffix} and their _ci for one policy's answers
-(the gold judge's three as None without one)."""
+    (the gold judge's three as None without one)."""
     out = {}
     verdicts = {"detector_flag": [bool(c) for c in rows["flags"]]}
     if use_gold:
