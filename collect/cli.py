@@ -38,8 +38,17 @@ def add_run_db(p: argparse.ArgumentParser) -> None:
 _run = add_run_db
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line and exit 2 (`rlhf collect serve: argument --overlap: invalid int
+    value: 'abc'`), not argparse's usage block; --help prints it. Sub-commands' parsers are of
+    this class too (argparse makes them of the parent's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (--help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlhf collect", description="Human preference "
+    parser = _Parser(prog="rlhf collect", description="Human preference "
                                      "collection: pairs, annotation app, agreement, export.",
                                      epilog="rlhf collect simulate: simulated annotators vote on the "
                                      "stored items (the demo's oracle judges; demo/simulate.py)")

@@ -160,7 +160,10 @@ def test_both_bad_exports_the_less_harmful_response(store, tmp_path):
     (["serve", "--gold_rate", "1"], "serve: --gold_rate 1.0: must be in [0, 1)"),
     (["generate", "--top_p", "0"], "generate: --top_p 0.0: must be in (0, 1]"),
     (["generate", "--round", "0"], "generate: --round 0: must be at least 1"),
-    (["generate", "--pairs_per_prompt", "0"], "generate: --pairs_per_prompt 0: must be at least 1")])
+    (["generate", "--pairs_per_prompt", "0"], "generate: --pairs_per_prompt 0: must be at least 1"),
+    (["serve", "--lease_minutes", "-5"], "serve: --lease_minutes -5.0: must be 0 (no limit) or more"),
+    (["serve", "--lease_minutes", "abc"],
+     "serve: argument --lease_minutes: invalid float value: 'abc' (--help lists the options)")])
 def test_cli_refuses_options_out_of_range_before_any_work(tmp_path, capsys, argv, message):
     """One line, exit 2, and nothing opened or served: no store is created."""
     from collect.cli import main
