@@ -75,6 +75,8 @@ NOT_USED = {
     "max_prompt_length": "prompts have no limit of their own: max_length bounds prompt + answer (the reward "
                          "model cuts the prompt first), and RL keeps the whole prompt",
     "logging_steps": "this stage logs every step (RL: every iteration)",
+    "max_completion_length": "this stage generates nothing: max_length bounds prompt + answer (in the RL "
+                             "stages it is max_new_tokens)",
     **{key: _ADAPTER for key in ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_target_modules")},
     "attn_implementation": "the model's default attention is used",
     "dataset_text_field": "SFT reads TRL's messages or prompt/completion columns",

@@ -109,12 +109,13 @@ def test_a_trl_rloo_recipe_and_a_dpo_recipe_of_an_older_trl_load(tmp_path, capsy
         assert f"{f}: '{key}' ignored: {NOT_USED[key]}" in noted
     f = tmp_path / "dpo.yaml"
     f.write_text("dataset_name: prefs.jsonl\nbeta: 0.1\nrpo_alpha: null\nlora_r: 32\nlora_target_modules: all-linear\n"
-                 "no_remove_unused_columns: true\nmax_prompt_length: 512\n")
+                 "no_remove_unused_columns: true\nmax_prompt_length: 512\nmax_completion_length: 256\n")
     dpo = load_config(DPOConfig, f)
     assert (dpo.data, dpo.beta, dpo.nll_coef) == ("prefs.jsonl", 0.1, 0.0)
     assert load_config(DPOConfig, None, {"rpo_alpha": 0.2}).nll_coef == 0.2
     noted = capsys.readouterr().err
     assert f"'lora_r' ignored: {NOT_USED['lora_r']}" in noted and "'lora_target_modules' ignored" in noted
+    assert f"'max_completion_length' ignored: {NOT_USED['max_completion_length']}" in noted
     with pytest.raises(ConfigError, match="TRL's name for 'data' or 'prompts', which this stage does not have"):
         load_config(ChatConfig, None, {"dataset_name": "x"})
 
