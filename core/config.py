@@ -512,8 +512,9 @@ def parse_overrides(cls: type, args: list[str]) -> dict[str, Any]:
             raise ConfigError(f"command line: expected --key value, got '{arg}'")
         key, eq, text = arg[2:].partition("=")
         key = key.replace("-", "_")
-        if key not in hints and target(key, set(hints)):
-            hints = {**hints, key: bool if key in FLAG_VALUES else hints[target(key, set(hints))]}  # resolved later
+        ours = None if key in hints else target(key, set(hints))
+        if ours:
+            hints = {**hints, key: bool if key in FLAG_VALUES else hints[ours]}  # resolved later
         elif key not in hints and key in NOT_USED:
             hints = {**hints, key: Any}  # apply_updates ignores it, with a note
         if key not in hints:

@@ -6,6 +6,7 @@
 """
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,16 @@ def login_page(browser, url: str, name: str, password: str, width: int = 1280, h
     page.get_by_role("button", name="Login").click()
     page.wait_for_selector(f"#whoami:has-text('Logged in as {name}')")
     return page
+
+
+@contextmanager
+def serving(store, cfg):
+    """The annotation app for `store` with AppConfig `cfg`, on a free port of 127.0.0.1 in this
+    process; yields its URL and closes the app after (the store is the caller's)."""
+    from collect.app import build_app, launch
+
+    app = build_app(store, cfg)
+    try:
+        yield launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True)
+    finally:
+        app.close()

@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from browser import TIMEOUT, artifacts_dir, free_port
+from browser import TIMEOUT, artifacts_dir, serving
 from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
 from browser import sync_api
 from databases import module_db_url  # noqa: F401 - SQLite and PostgreSQL
 
 sync_api()  # skips this module without chromium or playwright
 
-from collect.app import build_app, launch  # noqa: E402
 from collect.app_common import AppConfig  # noqa: E402
 from collect.assign import add_items  # noqa: E402
 from collect.review import flag_output  # noqa: E402
@@ -32,7 +31,6 @@ XSS = ('<script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
        '[click](javascript:window.__xss=3)')
 # Item ids and flag reasons are free text too, and reach the reviewer's table and menu.
 XSS_ID = 'a-xss <b>id</b><img src=x onerror="window.__xss=4">'
-
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +50,9 @@ def server(tmp_path_factory, module_db_url):  # one server on SQLite, one on Pos
     flag_output(store, XSS_ID, "a", reason=f"eval audit: {XSS}")
     flag_output(store, "n2", "b", reason="eval audit: unhelpful")
     cfg = AppConfig(overlap=2, gold_rate=0.0, export_path=str(tmp / "preferences.jsonl"))
-    app = build_app(store, cfg)
-    url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield {"url": url, "store": store, "cfg": cfg}
-    app.close()
+    with serving(store, cfg) as url:
+        yield {"url": url, "store": store, "cfg": cfg}
     store.close()
-
 
 
 def login(browser, server, name, screenshot=None, password=PASSWORD, height=900):

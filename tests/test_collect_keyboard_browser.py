@@ -7,13 +7,12 @@ artifacts_dir() ($RLHF_TEST_ARTIFACTS, else test-artifacts/).
 import pytest
 from sqlalchemy import select
 
-from browser import artifacts_dir, free_port, login_page
+from browser import artifacts_dir, login_page, serving
 from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
 from browser import sync_api
 
 sync_api()  # skips this module without chromium or playwright
 
-from collect.app import build_app, launch  # noqa: E402
 from collect.app_common import AppConfig  # noqa: E402
 from collect.assign import add_items  # noqa: E402
 from collect.store import Vote, open_store  # noqa: E402
@@ -25,7 +24,6 @@ GUIDELINES = "**Round 7.** Prefer the response that cites the opening hours."
 # The ratings typed, in the page's order: each aspect's Response 1, then its Response 2.
 LEFT = dict(zip(ASPECTS, [5, 4, 5, 1, 5, 4, 5]))
 RIGHT = dict(zip(ASPECTS, [2, 3, 1, 2, 2, 3, 1]))
-
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +38,9 @@ def server(tmp_path_factory):
                        "response_a": f"We open at {8 + k}am and close at 6pm.",
                        "response_b": "No idea."} for k in range(3)])
     cfg = AppConfig(overlap=2, gold_rate=0.0, guidelines=guidelines.read_text(encoding="utf-8"))
-    app = build_app(store, cfg)
-    url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield {"url": url, "store": store}
-    app.close()
+    with serving(store, cfg) as url:
+        yield {"url": url, "store": store}
     store.close()
-
 
 
 def login(browser, server, name, width=1280, height=800):

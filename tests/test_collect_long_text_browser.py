@@ -5,13 +5,12 @@ system with overlay scrollbars nothing shows that a box holds more than it displ
 screenshot goes to artifacts_dir() ($RLHF_TEST_ARTIFACTS, else test-artifacts/)."""
 import pytest
 
-from browser import artifacts_dir, free_port, login_page
+from browser import artifacts_dir, login_page, serving
 from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
 from browser import sync_api
 
 sync_api()  # skips this module without chromium or playwright
 
-from collect.app import build_app, launch  # noqa: E402
 from collect.app_common import AppConfig  # noqa: E402
 from collect.assign import add_items  # noqa: E402
 from collect.review import flag_output  # noqa: E402
@@ -30,10 +29,8 @@ def server(tmp_path_factory):
     add_user(store, "rita", "reviewer", PASSWORD)
     add_items(store, [{"id": "long", "prompt": PROMPT, "response_a": LONG, "response_b": "Short."}])
     flag_output(store, "long", "a", reason="eval audit: a long answer")
-    app = build_app(store, AppConfig(overlap=1, gold_rate=0.0))
-    url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield url
-    app.close()
+    with serving(store, AppConfig(overlap=1, gold_rate=0.0)) as url:
+        yield url
     store.close()
 
 

@@ -7,14 +7,13 @@ artifacts_dir() ($RLHF_TEST_ARTIFACTS, else test-artifacts/).
 import pytest
 from sqlalchemy import select, update
 
-from browser import artifacts_dir, free_port, login_page
+from browser import artifacts_dir, login_page, serving
 from browser import chromium_browser as browser  # noqa: F401 - the module's browser fixture
 from browser import sync_api
 from databases import module_db_url  # noqa: F401 - SQLite and PostgreSQL
 
 sync_api()  # skips this module without chromium or playwright
 
-from collect.app import build_app, launch  # noqa: E402
 from collect.app_common import AppConfig  # noqa: E402
 from collect.assign import add_items  # noqa: E402
 from collect.store import Assignment, Vote, open_store  # noqa: E402
@@ -31,11 +30,8 @@ def server(module_db_url):  # one server on SQLite, one on PostgreSQL
         add_user(store, name, "annotator", PASSWORD)
     add_items(store, [{"id": f"n{k}", "prompt": f"When do you open on day {k}?",
                        "response_a": f"We open at {8 + k}am.", "response_b": "No idea."} for k in range(4)])
-    cfg = AppConfig(overlap=1, gold_rate=0.0, lease_s=1800.0)
-    app = build_app(store, cfg)
-    url = launch(app, store, port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield {"url": url, "store": store}
-    app.close()
+    with serving(store, AppConfig(overlap=1, gold_rate=0.0, lease_s=1800.0)) as url:
+        yield {"url": url, "store": store}
     store.close()
 
 
