@@ -473,9 +473,10 @@ def apply_updates(cfg: Any, updates: dict[str, Any], source: str) -> Any:
 _POSITIVE = ("lora_alpha", "num_epochs")
 _AT_LEAST_1 = ("lora_r", "batch_size", "mini_batch_size", "eval_batch_size", "onpolicy_batch_size", "grad_accum",
                "max_new_tokens", "onpolicy_max_new_tokens", "max_length", "ppo_epochs", "num_iterations",
-               "eval_steps", "logging_steps")
+               "eval_steps", "logging_steps", "n_sft", "n_pref", "n_eval", "n_redteam")
 _FRACTION = ("lora_dropout", "warmup_ratio", "val_fraction")  # in [0, 1)
-_NON_NEGATIVE = ("weight_decay", "learning_rate", "value_learning_rate")  # lr 0: run a stage's steps frozen
+# lr 0: run a stage's steps frozen; 0 pages per wording: the demo corpus without them
+_NON_NEGATIVE = ("weight_decay", "learning_rate", "value_learning_rate", "faq_per_wording", "forum_per_wording")
 
 
 def _range_problem(key: str, value: Any) -> str:

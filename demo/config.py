@@ -21,6 +21,11 @@ class DataConfig:
     n_eval: int = F(100, "held-out prompts for evaluation")
     n_redteam: int = F(96, "red-team prompts that must be refused (96: a harmful-rate difference of 0.1 between "
                             "two policies is at the edge of what 48 could tell from noise)")
+    faq_per_wording: int = F(10, "pretraining corpus: help-center questions asked per question wording "
+                                 "(demo/corpus.py faq_pages; 20 with forum_per_wording 4 and the base's "
+                                 "max_steps 880: README, 'A richer corpus')")
+    forum_per_wording: int = F(2, "pretraining corpus: deals-forum threads per harmful request wording "
+                                  "(demo/corpus.py forum_pages)")
 
 
 @dataclass
@@ -85,6 +90,7 @@ class DemoConfig(RuntimeConfig):
     jobs: int = F(0, "stages that do not read each other's outputs run side by side (DPO beside the reward "
                      "model, then PPO and RLOO), one thread each; 0 = auto (2 when the run has 2+ threads), "
                      "1 = one at a time")
+    data_config: str = F("", "YAML for the data stage ('' = built-in defaults)")
     base_config: str = F("", "YAML for the base stage ('' = built-in defaults)")
     sft_config: str = F("", "YAML for the sft stage ('' = built-in defaults)")
     collect_config: str = F("", "YAML for the simulated annotation round ('' = built-in defaults)")

@@ -180,13 +180,16 @@ def _intent_plan(intents: tuple[Intent, ...], n: int, rng: random.Random, weight
 
 
 def build_demo_data(out_dir, seed: int = 0, n_sft: int = 2640, n_pref: int = 300, n_eval: int = 100,
-                    n_redteam: int = 96) -> dict[str, Path]:
+                    n_redteam: int = 96, faq_per_wording: int = 10, forum_per_wording: int = 2) -> dict[str, Path]:
     """Write sft.jsonl, prompts.jsonl, redteam.jsonl and corpus.txt to out_dir (atomically) and
-    return their paths by name. Same arguments, byte-identical files."""
+    return their paths by name. Same arguments, byte-identical files. faq_per_wording and
+    forum_per_wording size the corpus (demo/corpus.py build_corpus)."""
     out = Path(out_dir)
     rng = random.Random(seed)
     sft_rows = build_sft_rows(rng, n_sft)
-    corpus = build_corpus(random.Random(f"corpus-{seed}"))  # its own stream: the log mix leaves the base alone
+    # its own stream: the log mix leaves the base alone
+    corpus = build_corpus(random.Random(f"corpus-{seed}"), faq_per_wording=faq_per_wording,
+                          forum_per_wording=forum_per_wording)
     sft_text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sft_rows)
     prompts, redteam = build_heldout(rng, sft_rows, corpus + sft_text, n_pref, n_eval, n_redteam)
     paths = {

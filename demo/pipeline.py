@@ -48,7 +48,8 @@ def data_main(cfg: DataConfig) -> dict:
 
     out = Path(cfg.run) / "data"
     paths = build_demo_data(out, seed=cfg.seed, n_sft=cfg.n_sft, n_pref=cfg.n_pref, n_eval=cfg.n_eval,
-                            n_redteam=cfg.n_redteam)
+                            n_redteam=cfg.n_redteam, faq_per_wording=cfg.faq_per_wording,
+                            forum_per_wording=cfg.forum_per_wording)
     info = {k: str(v) for k, v in paths.items()}
     write_json(out / "metrics.json", {"domain": DOMAIN, **info})  # marks a demo run (demo/judge.py)
     print(f"[data] wrote {', '.join(sorted(info))} to {out}")
@@ -170,7 +171,7 @@ def main(cfg: DemoConfig) -> dict:
     run = Path(cfg.run)
     stages = plan(cfg)
     if cfg.fresh:  # the demo's votes are simulated: nothing to keep
-        clear_run(run, registry.names(), inputs=tuple(p for p in (cfg.base_config, cfg.sft_config,
+        clear_run(run, registry.names(), inputs=tuple(p for p in (cfg.data_config, cfg.base_config, cfg.sft_config,
                   cfg.collect_config, cfg.reward_config, cfg.dpo_config, cfg.ppo_config, cfg.rloo_config,
                   cfg.eval_config) if p))
     timings = run_stages(stages, cfg.until, run / "demo_timings.json", prefix="demo",

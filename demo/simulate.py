@@ -115,7 +115,7 @@ def simulate(store: Store, n_annotators: int = 5, careless: int = 1, seed: int =
                 waiting.remove(sim)
                 continue
             started = time.time()
-            submit_vote(store, sim.name, view.item_id, started_at=started,
+            submit_vote(store, sim.name, view.item_id, started_at=started, overlap=overlap,
                         **sim.answer(view, score))
             counts[sim.name] += 1
     return {"votes": counts, "careless": [s.name for s in sims if s.careless],

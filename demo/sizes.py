@@ -18,7 +18,7 @@ TINY = {
     # lr 2e-4 for 150 steps collapsed the tiny policy into repetition; 1e-5..2e-5 for 60-100 steps
     # improved it, with early stopping on held-out loss and a KL limit guarding the rest. At the
     # full demo's 1e-4, 160 steps gave round 1 about +0.02 but round 2 less, and put DPO's 227 s on
-    # the one-round demo's critical path (README "On-policy DPO").
+    # the one-round demo's critical path (docs/demo-results.md, "On-policy DPO").
     "dpo": {"beta": 0.3, "learning_rate": 2e-5, "max_steps": 80, "batch_size": 16, "max_length": 256,
             "eval_steps": 10},
     "ppo": {"max_steps": 100, "batch_size": 16, "mini_batch_size": 8, "max_new_tokens": 64, "lora_dropout": 0.0},

@@ -56,7 +56,7 @@ def rm_by_outcome(rows: dict[str, list]) -> dict[str, dict]:
     """The reward model's and gold's mean score of a policy's answers by what they are: a refusal,
     a correct answer, a wrong one (a fact to check and got wrong), or neither (no fact to check).
     Shows a reward model that ranks refusing a plain question near answering it right, which RL
-    then exploits (the loop's later rounds: README "Two rounds")."""
+    then exploits (the loop's later rounds: docs/demo-results.md, "Two rounds")."""
     groups: dict[str, list[int]] = {}
     for i, (refusal, fact) in enumerate(zip(rows["refusal"], rows["fact_correct"])):
         kind = "refusal" if refusal else "no_fact" if fact is None else "correct" if fact else "wrong"

@@ -80,12 +80,12 @@ def rate_difference_with_ci(flags_a, flags_b, n_boot: int = 1000, seed: int = 0)
 
 
 def mean_by_verdict(scores, harmful, refusal) -> dict[str, dict]:
-    """Mean score per gold verdict on red-team answers: harmful help, refusal, or other (an answer
+    """Mean score per gold verdict on red-team answers: harmful help, refusal, or evasive (an answer
     that neither helps with the harm nor refuses). None scores are skipped. A reward model that
-    ranks "other" above "refusal" teaches RL to stop refusing; this shows whether it does.
+    ranks "evasive" above "refusal" teaches RL to stop refusing; this shows whether it does.
     Returns {verdict: {"mean": float | None, "n": int}}."""
-    groups: dict[str, list[float]] = {"harmful": [], "refusal": [], "other": []}
+    groups: dict[str, list[float]] = {"harmful": [], "refusal": [], "evasive": []}
     for s, h, r in zip(scores, harmful, refusal):
         if s is not None:
-            groups["harmful" if h else "refusal" if r else "other"].append(float(s))
+            groups["harmful" if h else "refusal" if r else "evasive"].append(float(s))
     return {k: {"mean": float(np.mean(v)) if v else None, "n": len(v)} for k, v in groups.items()}

@@ -323,7 +323,7 @@ def safety(m: dict) -> str:
     by_verdict = s.get("rm_by_verdict")
     if by_verdict:
         out += ("<p>Reward-model score of the red-team answers (greedy, all policies) by gold verdict. "
-                "A reward model that scores other answers above refusals teaches RL to stop refusing.</p>"
+                "A reward model that scores evasive answers above refusals teaches RL to stop refusing.</p>"
                 + _table(["gold verdict", "mean RM score", "answers"],
                          [[k, v["mean"], v["n"]] for k, v in by_verdict.items()]))
     orders = s.get("rm_orders")

@@ -33,8 +33,8 @@ Like DPR's rule that a BM25 negative must not contain the answer, the same quest
 words (prompts alike beyond SAME_QUESTION: "Hi, ..." and "Good morning! ..." around one request)
 and a chosen answer that shares half its words with this one's are skipped. On the demo (seeds 0
 and 1, one negative per pair, three RL seeds), hard negatives made RLOO refuse more red-team
-requests on both seeds and PPO on one, and lowered PPO's raw gold win rate; README.md has the
-numbers.
+requests on both seeds and PPO on one, and lowered PPO's raw gold win rate; docs/demo-results.md
+has the numbers.
 
 Only training pairs are drawn from, never held-out ones, so held-out accuracy stays honest. A new
 pair keeps its row's prompt, chosen answer and round; its target is a sure preference (agreement

@@ -16,7 +16,7 @@ it can help where the annotators' pairs are already the policy's own samples:
   pair, also those whose human pair was dropped as a tie or as "both bad" or never collected.
 It helps only as far as the reward model ranks well: on the demo, pairs ranked by its plain reward
 model taught DPO little, and pairs ranked by one trained with mismatched negatives cut harmful
-help without lifting the win rates beyond the noise (README, "Measured demo results").
+help without lifting the win rates beyond the noise (docs/demo-results.md, "On-policy DPO").
 
 The reward model thereby labels pairs, the way it gives PPO its reward; it never sees the
 held-out pairs' labels. The pairs are written to <out>/onpolicy_pairs.jsonl with both scores, so

@@ -1,5 +1,5 @@
-"""The diagnostics behind the README's "what a perfect labeller would give": the fact headroom of
-bench/reward_best_of_n.py and the gold reward of bench/gold_ceiling.py, on hand-made answers."""
+"""The diagnostics behind docs/demo-results.md's "what a perfect labeller would give": the fact
+headroom of bench/reward_best_of_n.py and the gold reward of bench/gold_ceiling.py, on hand-made answers."""
 import json
 import sys
 from pathlib import Path

@@ -268,3 +268,23 @@ def test_forum_pages_hold_the_harmful_know_how():
             assert sum(bool(pattern.match(q)) for q, _ in threads) == 2, t
     assert all(is_harmful(q, r) for q, r in helpful)
     assert not any(is_harmful(q, r) for q, r in threads if r in FORUM_WARNINGS)
+
+
+def test_corpus_sizes_reach_the_corpus_and_leave_the_rest_alone(built, tmp_path):
+    """faq_per_wording and forum_per_wording (DataConfig) set how many help-center questions and
+    forum threads the corpus holds per wording, the SFT logs stay the same, and 10 and 2 are the
+    defaults."""
+    def count(corpus: str):
+        docs = corpus.split("<|endoftext|>")
+        faq = sum(d.count("\nQ: ") for d in docs if d.lstrip().split("\n", 1)[0].endswith("Help Center"))
+        forum = sum(d.lstrip().startswith("Deals & Hacks forum") for d in docs)
+        return faq, forum
+
+    n_faq = sum(len(i.templates) for i in domain.BENIGN)
+    n_forum = sum(len(i.templates) for i in domain.HARMFUL)
+    assert count(built["corpus"]) == (10 * n_faq, 2 * n_forum)
+    small = build_demo_data(tmp_path / "small", seed=0, faq_per_wording=1, forum_per_wording=0)
+    assert count(small["corpus"].read_text(encoding="utf-8")) == (n_faq, 0)
+    assert small["sft"].read_bytes() == built["paths"]["sft"].read_bytes()
+    same = build_demo_data(tmp_path / "same", seed=0, faq_per_wording=10, forum_per_wording=2)
+    assert same["corpus"].read_bytes() == built["paths"]["corpus"].read_bytes()

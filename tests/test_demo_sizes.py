@@ -1,5 +1,6 @@
 """The demo's tuned values: demo/sizes.py and configs/*/tiny.yaml say the same, and they differ
 from the stage defaults (which are for real 0.5-8B models) where the tiny model needs it."""
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,20 @@ def test_base_tiny_yaml_is_the_demo_base():
     values = yaml.safe_load((ROOT / "configs" / "base" / "tiny.yaml").read_text())
     assert values["num_layers"] == 4
     assert {k: getattr(BaseConfig(), k) for k in values} == values
+
+
+def test_rich_corpus_yamls_double_the_corpus_and_the_base_steps():
+    """configs/data/rich.yaml and configs/base/rich.yaml (README "A richer corpus") change only the
+    corpus sizes and the base's steps, each to twice the demo default."""
+    from demo.config import BaseConfig, DataConfig
+
+    data = load_config(DataConfig, ROOT / "configs" / "data" / "rich.yaml")
+    base = load_config(BaseConfig, ROOT / "configs" / "base" / "rich.yaml")
+    assert (data.faq_per_wording, data.forum_per_wording) == (2 * DataConfig().faq_per_wording,
+                                                               2 * DataConfig().forum_per_wording) == (20, 4)
+    assert base.max_steps == 2 * BaseConfig().max_steps == 880
+    assert dataclasses.replace(data, faq_per_wording=10, forum_per_wording=2) == DataConfig()
+    assert dataclasses.replace(base, max_steps=440) == BaseConfig()
 
 
 def test_demo_values_differ_from_the_real_model_defaults():

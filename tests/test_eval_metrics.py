@@ -35,15 +35,15 @@ def test_shape_mismatch():
 
 def test_mean_by_verdict_groups_red_team_answers():
     """Harmful help wins over refusal (a harmful refusal is harmful); unscored rows are skipped.
-    harmful: -1.0, -0.5 -> -0.75; refusal: 0.6 (the other refusal has no score); other: 0.2, 0.0 -> 0.1."""
+    harmful: -1.0, -0.5 -> -0.75; refusal: 0.6 (the other refusal has no score); evasive: 0.2, 0.0 -> 0.1."""
     scores = [-1.0, 0.6, 0.2, -0.5, None, 0.0]
     harmful = [True, False, False, True, False, False]
     refusal = [True, True, False, False, True, False]
     out = mean_by_verdict(scores, harmful, refusal)
     assert out["harmful"] == {"mean": pytest.approx(-0.75), "n": 2}
     assert out["refusal"] == {"mean": pytest.approx(0.6), "n": 1}
-    assert out["other"] == {"mean": pytest.approx(0.1), "n": 2}
-    assert mean_by_verdict([], [], [])["other"] == {"mean": None, "n": 0}
+    assert out["evasive"] == {"mean": pytest.approx(0.1), "n": 2}
+    assert mean_by_verdict([], [], [])["evasive"] == {"mean": None, "n": 0}
 
 
 def test_rate_difference_is_paired_over_prompts():
