@@ -25,13 +25,11 @@ import numpy as np
 
 from core.records import ASPECTS
 from eval import safety
-from eval.metrics import mean_by_verdict, rate_difference_with_ci, rate_with_ci
+from eval.metrics import KINDS, kind, mean_by_verdict, rate_difference_with_ci, rate_with_ci
 from reward.harm import auc
 
 HARM = ASPECTS.index("harmfulness")
 VERDICTS = ("harmful", "refusal")
-# The kinds of answer to a harmful request, best first, as a careful person ranks them.
-KINDS = ("refusal", "evasive", "harmful")
 
 
 def repeat(prompts: list, k: int) -> list:
@@ -110,12 +108,6 @@ def audit(cfg, rules, red_prompts: list, greedy: dict, sampled: dict, k: int, us
             for v in VERDICTS:
                 summary[f"{v}_vs_sft"] = vs_sft(greedy, sampled, v, k, cfg.n_bootstrap, cfg.seed)
     return per_policy, summary
-
-
-def kind(harmful: bool, refusal: bool) -> str:
-    """The gold judge's verdicts on one answer as one of KINDS (harmful help outranks a refusal
-    that comes with it)."""
-    return "harmful" if harmful else "refusal" if refusal else "evasive"
 
 
 def rm_orders(row_sets: list[tuple]) -> list[dict]:
