@@ -224,8 +224,9 @@ class AnnotateView:
                                             elem_id="submit-vote")
                 self.undo_btn = gr.Button("Undo last submission  [u]", elem_id="undo-vote")
                 self.clear_btn = gr.Button("Clear ratings", elem_id="clear-ratings")
-            self.flags = gr.CheckboxGroup(list(HARM_CATEGORIES), label="Harm categories "
-                                          "(tick any that apply to either response)", elem_id="harm-flags")
+            self.flags = gr.CheckboxGroup(list(HARM_CATEGORIES), label="Harm categories (tick any that apply "
+                                          "to either response: a tick sends it to the safety reviewers)",
+                                          elem_id="harm-flags")
             self.rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8,
                                         elem_id="rationale")
             self.status = gr.Markdown("", elem_id="annotate-status")

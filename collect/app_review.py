@@ -176,7 +176,8 @@ class ReviewView:
 
     def _render(self, queue: list[QueueEntry], key: str | None, status: str) -> list:
         rows = queue_rows(queue)
-        choices = [(f"{i + 1}. {severity_text(e)}: {excerpt(e.prompt, 60)}", _key(e))
+        # "(response a)": an item's two responses can both be queued, with the same prompt
+        choices = [(f"{i + 1}. {severity_text(e)}: {excerpt(e.prompt, 60)} (response {e.side})", _key(e))
                    for i, e in enumerate(queue)]
         keys = [c[1] for c in choices]
         key = key if key in keys else (keys[0] if keys else None)

@@ -1,11 +1,11 @@
 """The safety review: which outputs a reviewer must look at, and their decisions.
 
 An output (item, side) enters the queue when any active vote rates its harmfulness >= 4 (an
-unrated harmfulness triggers nothing), when a vote says "both bad" and ticks a harm category
-(both sides: the vote does not say which one), or when something outside the app flagged it
-(the eval stage's safety audit, through flag_output or `extra_flagged`). It leaves the queue
-once a reviewer decided on it. A decision is never edited: a later decision on the same output
-is a new row and wins.
+unrated harmfulness triggers nothing), when a vote ticks a harm category, whatever its choice
+(the side it rates more harmful, else both: see _flagged_sides), or when something outside the
+app flagged it (the eval stage's safety audit, through flag_output or `extra_flagged`). It
+leaves the queue once a reviewer decided on it. A decision is never edited: a later decision on
+the same output is a new row and wins.
 """
 from __future__ import annotations
 
@@ -60,6 +60,16 @@ def flag_output(store: Store, item_id: str, side: str, source: str = "eval", rea
     return store.transact(write)
 
 
+def _flagged_sides(vote: Vote) -> tuple[str, ...]:
+    """The sides a vote's harm categories point at. The form takes them for the item as a whole
+    (its label says "either response"), so: the side the vote rates more harmful, when it
+    rates both sides' harmfulness and they differ; else both sides, for a reviewer to tell."""
+    harm = {side: aspects.get("harmfulness") for side, aspects in (("a", vote.aspects_a), ("b", vote.aspects_b))}
+    if None not in harm.values() and harm["a"] != harm["b"]:
+        return (max(harm, key=harm.get),)
+    return SIDES
+
+
 def _vote_reasons(votes: Iterable[Vote]) -> dict[tuple[str, str], list[str]]:
     reasons: dict[tuple[str, str], list[str]] = {}
     for v in votes:
@@ -68,10 +78,11 @@ def _vote_reasons(votes: Iterable[Vote]) -> dict[tuple[str, str], list[str]]:
             if harm is not None and harm >= HARMFUL_RATING:
                 reasons.setdefault((v.item_id, side), []).append(
                     f"{v.annotator} rated harmfulness {harm}")
-        if v.choice == "both_bad" and v.harm_flags:
-            for side in SIDES:
+        if v.harm_flags:
+            said = "both bad, flagged" if v.choice == "both_bad" else "flagged"
+            for side in _flagged_sides(v):
                 reasons.setdefault((v.item_id, side), []).append(
-                    f"{v.annotator}: both bad, flagged {', '.join(v.harm_flags)}")
+                    f"{v.annotator}: {said} {', '.join(v.harm_flags)}")
     return reasons
 
 

@@ -196,8 +196,10 @@ def require_user(session, name: str, roles: tuple[str, ...] = ROLES) -> User:
 
 def check_user(user: User | None, name: str, roles: tuple[str, ...] = ROLES) -> User:
     """require_user's verdict on a row the caller has already read (None: no such user)."""
-    if user is None or not user.active:
-        raise PermissionError(f"{name!r} is not an active user")
+    if user is None:
+        raise PermissionError(f"{name!r} is not an active user: there is no such account")
+    if not user.active:
+        raise PermissionError(f"{name!r} is not an active user: the account is disabled (an admin can enable it)")
     began = SESSION_BEGAN.get()
     if began is not None and began < (user.sessions_from or 0.0):
         raise PermissionError("this log-in ended when the password was reset or the account was disabled: "

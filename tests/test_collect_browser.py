@@ -213,9 +213,48 @@ def test_admin_creates_and_disables_an_account_that_then_logs_in_and_is_refused(
     no_focus(nina)
     nina.keyboard.press("1")
     nina.keyboard.press("Enter")
-    wait_text(nina, "#annotate-status", "not an active user")
+    wait_text(nina, "#annotate-status", "'nina' is not an active user: the account is disabled (an admin can "
+              "enable it)")
     assert votes(store, "nina") == []
     actions = [(e.actor, e.action, e.detail["name"]) for e in store.audit_entries(limit=2)]
     assert actions == [("adam", "user_deactivate", "nina"), ("adam", "user_add", "nina")]
     nina.close()
     admin.close()
+
+
+def test_a_harm_category_ticked_with_a_choice_reaches_the_reviewers(browser, server):
+    """The form takes harm categories whatever the choice: "1 is better" with "violence" ticked
+    queues the response the annotator rated more harmful, and the reviewer reads why."""
+    store = server["store"]
+    rita = login(browser, server, "rita")
+    count = rita.locator("#review-count").filter(has_text="waiting for review")
+    count.wait_for()
+    before = int(count.inner_text().split()[0])
+
+    page = login(browser, server, "xavier")
+    wait_text(page, "#progress", "Item 1 of")
+    right = page.locator("#response-right textarea").input_value()
+    page.get_by_label("1 is better  [1]").check()
+    page.locator("#rate-left-harmfulness input[value='1']").check()
+    page.locator("#rate-right-harmfulness input[value='3']").check()  # below the rating trigger (4)
+    assert "a tick sends it to the safety reviewers" in page.locator("#harm-flags").inner_text()
+    page.locator("#harm-flags").get_by_label("violence").check()
+    page.locator("#submit-vote").click()
+    wait_text(page, "#annotate-status", "Saved")
+    (vote,) = votes(store, "xavier")
+    assert vote.harm_flags == ["violence"] and vote.choice == ("b" if vote.swapped else "a")
+    page.close()
+
+    rita.reload()
+    wait_text(rita, "#review-count", f"{before + 1} output(s) waiting")
+    side = "a" if vote.swapped else "b"  # the response shown on the right
+    cells = rita.locator("#review-queue").inner_text().split("\n")  # the table's cells, row by row
+    why = cells.index("xavier: flagged violence")
+    assert cells[why + 1].endswith(f"({side})")  # its item column
+    rita.locator("#review-pick input").click()
+    option = rita.get_by_role("option").filter(has_text="flags: violence")
+    assert option.inner_text().endswith(f"(response {side})")
+    option.click()
+    rita.wait_for_function("(r) => document.querySelector('#review-response textarea').value === r", arg=right)
+    rita.screenshot(path=artifacts_dir() / "collect-review-flag-with-choice.png", full_page=True)
+    rita.close()

@@ -621,16 +621,22 @@ def test_safety_queue_and_decisions(store):
     harmful = GOOD | {"harmfulness": 5}
     _vote_on(store, "r1", "i0", "a", GOOD, harmful)               # i0/b rated harmful
     _vote_on(store, "r1", "i1", "both_bad", BAD, BAD, ["fraud"])  # i1 both sides
-    _vote_on(store, "r1", "i2", "a", GOOD, BAD, ["fraud"])        # a flag without both_bad: no
+    # a flag with a choice: the side rated more harmful (b); with harmfulness unrated, both sides
+    _vote_on(store, "r1", "i2", "a", GOOD, BAD | {"harmfulness": 3}, ["fraud"])
+    _vote_on(store, "r1", "i3", "tie", {}, {}, ["privacy"])
     _vote_on(store, "r2", "i0", "a", {}, {"quality": 2})           # harmfulness unrated: no
     flag_output(store, "i3", "a", reason="redteam refusal missing")
     queue = safety_queue(store, extra_flagged=[("i2", "a", "audit")])
     assert [(q.item_id, q.side) for q in queue] == \
-        [("i0", "b"), ("i1", "a"), ("i1", "b"), ("i2", "a"), ("i3", "a")]
+        [("i0", "b"), ("i2", "b"), ("i1", "a"), ("i1", "b"), ("i2", "a"), ("i3", "a"), ("i3", "b")]
     assert queue[0].response == "answer B0" and queue[0].reasons == ["r1 rated harmfulness 5"]
+    assert queue[1].reasons == ["r1: flagged fraud"] and queue[1].votes["harmfulness"] == [3]
+    assert queue[2].reasons == ["r1: both bad, flagged fraud"]
+    assert queue[4].reasons == ["flagged: audit"]
+    assert queue[5].reasons == ["r1: flagged privacy", "flagged by eval: redteam refusal missing"]
+    assert queue[6].reasons == ["r1: flagged privacy"]
     # r2's unrated harmfulness is missing: neither a reason nor a rating in the summary
     assert queue[0].votes["harmfulness"] == [5] and queue[0].votes["choices"] == {"a": 2}
-    assert queue[4].reasons == ["flagged by eval: redteam refusal missing"]
     assert not any(hasattr(q, "source_a") for q in queue)
 
     with pytest.raises(PermissionError, match="reviewer or admin"):
@@ -642,7 +648,7 @@ def test_safety_queue_and_decisions(store):
     decide(store, "rev", "i0", "b", "confirm_harmful", category="fraud")
     decide(store, "rev", "i1", "a", "dismiss")
     decide(store, "rev", "i1", "b", "reference_answer", reference_answer="I can't help with that.")
-    assert [(q.item_id, q.side) for q in safety_queue(store)] == [("i3", "a")]
+    assert [(q.item_id, q.side) for q in safety_queue(store)] == [("i2", "b"), ("i3", "a"), ("i3", "b")]
     audit = [e for e in store.audit_entries() if e.action == "review_decide"]
     assert [(e.actor, e.detail["decision"]) for e in audit] == \
         [("rev", "reference_answer"), ("rev", "dismiss"), ("rev", "confirm_harmful")]
