@@ -7,9 +7,12 @@ avx512_bf16, bf16 matmul ran 2.5x faster than fp32 and TRL's defaults only 1.7x 
 stage (bench/cpu_bf16_matmul.py, bench/sft_throughput.py). So on the CPU `--dtype auto` asks the
 machine: where /proc/cpuinfo lists avx512_bf16 or amx_bf16, a probe (`cpu_bf16_ratio`, ~0.1 s,
 once per process) times a forward and backward matmul of the demo model's MLP shape under bf16
-autocast against fp32, and bf16 autocast is chosen when it took at most CPU_BF16_MAX_RATIO of
-fp32's time (0.53-0.55 over five probes on an EPYC with avx512_bf16, under load too: the threshold
-is far enough that the choice does not flip). Measured there on the demo: SFT 0.89x the time with
+autocast against fp32 on one thread, and bf16 autocast is chosen when it took at most
+CPU_BF16_MAX_RATIO of fp32's time (0.53-0.55 over five probes on an EPYC with avx512_bf16; 0.31-0.39
+on a 2-core Xeon with AMX, idle or with four busy processes beside it). One thread, because the
+ratio is a property of the instructions, and on a loaded machine a multi-threaded probe waits for
+its slowest thread: with two threads beside two busy processes the Xeon's ratio read 0.21-1.68,
+and the same command trained in bf16 one time and fp32 the next. Measured there on the demo: SFT 0.89x the time with
 the same validation loss and fact accuracy; base pretraining 0.77x the time but held-out loss
 0.496 instead of 0.451, so the demo's base keeps float32 (demo/config.py). Without those flags
 no probe runs and fp32 is kept: never the slow case. Master weights stay fp32 on the CPU either
@@ -109,7 +112,7 @@ def resolve_device(device: str = "auto", dtype: str = "auto", gradient_checkpoin
     thread count (CPU) or current device (CUDA)."""
     cuda = torch.cuda.is_available()
     on_cpu = device == "cpu" or (device == "auto" and not cuda)
-    ratio = cpu_bf16_ratio(cpu_flags(), threads or os.cpu_count() or 1) if on_cpu and dtype == "auto" else None
+    ratio = cpu_bf16_ratio(cpu_flags()) if on_cpu and dtype == "auto" else None
     policy = plan_device(device, dtype, gradient_checkpointing, threads, cuda_available=cuda,
                          bf16_supported=cuda and torch.cuda.is_bf16_supported(), cpu_count=os.cpu_count() or 1,
                          local_rank=os.environ.get("LOCAL_RANK"), cpu_bf16_ratio=ratio)
@@ -138,14 +141,15 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
 
 
 @functools.cache
-def cpu_bf16_ratio(flags: frozenset[str], threads: int) -> float | None:
+def cpu_bf16_ratio(flags: frozenset[str]) -> float | None:
     """bf16-autocast time / fp32 time of a forward and backward matmul of the demo model's MLP shape
-    (2048 tokens x 256 -> 704) with `threads` threads, each the best of 8 after two warm-ups; None without
-    bf16 instructions (no probe: bf16 is emulated and far slower there). Once per process."""
+    (2048 tokens x 256 -> 704) on one thread (see the module doc), each the best of 8 after two
+    warm-ups; None without bf16 instructions (no probe: bf16 is emulated and far slower there).
+    Once per process."""
     if not any(f in flags for f in CPU_BF16_FLAGS):
         return None
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     try:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(2048, 256, generator=gen)

@@ -40,16 +40,25 @@ def test_no_probe_without_bf16_instructions(monkeypatch):
         raise AssertionError("timed a probe on a CPU without bf16 instructions")
 
     monkeypatch.setattr("core.device._timed_step", fail)
-    assert cpu_bf16_ratio(frozenset({"avx2", "avx512f"}), 1) is None
+    assert cpu_bf16_ratio(frozenset({"avx2", "avx512f"})) is None
 
 
 def test_probe_times_both_and_restores_threads(monkeypatch):
     seconds = {torch.bfloat16: [0.9, 0.2, 0.3, 0.25, 0.4, 0.3, 0.5, 0.3, 0.3, 0.3],
                torch.float32: [0.05, 0.8, 0.5, 0.6, 0.55, 0.5, 0.7, 0.5, 0.52, 0.5]}
-    monkeypatch.setattr("core.device._timed_step", lambda x, w, dtype: seconds[dtype].pop(0))
+    threads = []  # during each timed step: one thread, whatever the run uses (a loaded machine's
+    # multi-threaded probe waits for its slowest thread, see core/device.py)
+
+    def step(x, w, dtype):
+        threads.append(torch.get_num_threads())
+        return seconds[dtype].pop(0)
+
+    monkeypatch.setattr("core.device._timed_step", step)
+    torch.set_num_threads(2)
     before = torch.get_num_threads()
     # warm-ups (the first two) ignored: best bf16 0.25, best fp32 0.5
-    assert cpu_bf16_ratio.__wrapped__(frozenset({"amx_bf16"}), 1) == pytest.approx(0.5)
+    assert cpu_bf16_ratio.__wrapped__(frozenset({"amx_bf16"})) == pytest.approx(0.5)
+    assert threads == [1] * 20
     assert torch.get_num_threads() == before
     assert seconds == {torch.bfloat16: [], torch.float32: []}
 

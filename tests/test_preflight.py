@@ -1,5 +1,4 @@
 import copy
-import os
 
 import pytest
 import torch
@@ -76,7 +75,7 @@ def test_device_policy_cpu_defaults():
     (core/device.py; tests/test_cpu_dtype.py checks the choice for given probe results)."""
     from core.device import CPU_BF16_MAX_RATIO, cpu_bf16_ratio, cpu_flags
 
-    ratio = cpu_bf16_ratio(cpu_flags(), os.cpu_count() or 1)
+    ratio = cpu_bf16_ratio(cpu_flags())
     faster = ratio is not None and ratio <= CPU_BF16_MAX_RATIO
     p = resolve_device("cpu", apply=False)
     assert p.dtype == (torch.bfloat16 if faster else torch.float32)
