@@ -5,7 +5,7 @@ from core.config import ChatConfig, tokenizer_fixes
 from core.device import policy_from_config
 from core.generation import encode_prompts
 from core.models import load_policy, load_tokenizer
-from core.policies import adapter_dir, base_dir, tokenizer_dir
+from core.policies import adapter_stages, policy_files
 
 
 def main(cfg: ChatConfig, read=input) -> None:
@@ -13,12 +13,14 @@ def main(cfg: ChatConfig, read=input) -> None:
     from transformers import TextStreamer
 
     device = policy_from_config(cfg)
-    tok = load_tokenizer(tokenizer_dir(cfg.run), **tokenizer_fixes(cfg))
-    model = load_policy(base_dir(cfg.run), device, tok, adapter=adapter_dir(cfg.run, cfg.policy))
+    base, tokenizer, adapter = policy_files(cfg.run, cfg.policy)
+    tok = load_tokenizer(tokenizer, **tokenizer_fixes(cfg))
+    model = load_policy(base, device, tok, adapter=adapter)
     model.eval()
     streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)
     history = [{"role": "system", "content": cfg.system}] if cfg.system else []
-    print(f"Chatting with '{cfg.policy}' of {cfg.run}. Empty line or Ctrl-D to quit; /reset clears history.")
+    which = f"'{cfg.policy}' of {cfg.run}" if cfg.policy in ("base", *adapter_stages()) else f"{adapter} on {base}"
+    print(f"Chatting with {which}. Empty line or Ctrl-D to quit; /reset clears history.")
     while True:
         try:
             text = read("you> ").strip()

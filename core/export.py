@@ -14,7 +14,7 @@ from core.config import ConfigError, ExportConfig, tokenizer_fixes
 from core.device import resolve_device
 from core.io import apply_umask
 from core.models import load_policy, load_tokenizer
-from core.policies import adapter_dir, adapter_stages, base_dir, tokenizer_dir
+from core.policies import adapter_stages, policy_files
 from core.runcard import data_info, read_card_header, write_card
 
 EXPORT_DTYPES = ("float32", "bfloat16", "float16")
@@ -26,7 +26,7 @@ def export_dtype(name: str):
 
     name = "float32" if name == "auto" else name
     if name not in EXPORT_DTYPES:
-        raise ConfigError(f"export: --dtype must be auto, {', '.join(EXPORT_DTYPES)}; got '{name}'")
+        raise ConfigError(f"--dtype must be auto, {', '.join(EXPORT_DTYPES)}; got '{name}'")
     return getattr(torch, name)
 
 
@@ -34,29 +34,28 @@ def check_merge_dir(out: Path) -> None:
     """--merge OUT must be new, empty, or an earlier export (its card's tags say `export`):
     anything else (a stage's directory, someone's files) would be overwritten."""
     if out.is_file():
-        raise ConfigError(f"export: --merge {out} is a file; name a directory to create")
+        raise ConfigError(f"--merge {out} is a file; name a directory to create")
     if not out.is_dir() or not any(out.iterdir()):
         return
     earlier = "export" in (read_card_header(out).get("tags") or [])
     if earlier and not (out / "adapter_config.json").exists() and not (out / "inputs.json").exists():
         print(f"[export] replacing the earlier export in {out}")
         return
-    raise ConfigError(f"export: --merge {out} already holds other files (a run's stage or someone's); name a new "
+    raise ConfigError(f"--merge {out} already holds other files (a run's stage or someone's); name a new "
                       "or empty directory")
 
 
 def main(cfg: ExportConfig) -> Path:
     if not cfg.merge:
-        raise ConfigError("export: --merge OUT (the output directory) is required")
+        raise ConfigError("--merge OUT (the output directory) is required")
     dtype = export_dtype(cfg.dtype)
     out = Path(cfg.merge)
     check_merge_dir(out)
-    adapter = adapter_dir(cfg.run, cfg.policy)
-    if adapter is None:
-        raise ConfigError(f"export: the base policy has no adapter to merge; pick {' or '.join(adapter_stages())}")
-    base = base_dir(cfg.run)
+    if cfg.policy == "base":
+        raise ConfigError(f"the base policy has no adapter to merge; pick {' or '.join(adapter_stages())}")
+    base, tokenizer, adapter = policy_files(cfg.run, cfg.policy)
     device = resolve_device("cpu", "float32")  # merging is cheap; fp32 keeps it exact
-    tok = load_tokenizer(tokenizer_dir(cfg.run), **tokenizer_fixes(cfg))
+    tok = load_tokenizer(tokenizer, **tokenizer_fixes(cfg))
     model = load_policy(base, device, tok, adapter=adapter)
     merged = model.merge_and_unload().to(dtype)
     merged.config.dtype = dtype  # config.json records the dtype the weights are stored in

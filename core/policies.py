@@ -43,6 +43,25 @@ def tokenizer_dir(run: str | Path) -> Path:
     return base_dir(run)
 
 
+def policy_files(run: str | Path, policy: str) -> tuple[Path, Path, Path | None]:
+    """(base model, tokenizer, adapter) of one policy. The base or a stage of the run: the run's
+    base and tokenizer. An adapter directory given as a path: the base it was trained on (its
+    adapter_config.json's base_model_name_or_path) and the tokenizer saved beside it (else the
+    base's), whatever the run is, so an adapter is never merged into or run on another model."""
+    if policy == "base" or policy in adapter_stages():
+        return base_dir(run), tokenizer_dir(run), adapter_dir(run, policy)
+    import json
+
+    adapter = adapter_dir(run, policy)
+    config = adapter / "adapter_config.json"
+    recorded = json.loads(config.read_text()).get("base_model_name_or_path") or ""
+    base = Path(recorded)
+    if not recorded or not (base / "config.json").exists():
+        raise MissingFileError(f"--policy {policy}: the base model it was trained on, {recorded!r} ({config}'s "
+                               "base_model_name_or_path), is not a model directory here")
+    return base, adapter if (adapter / "tokenizer_config.json").exists() else base, adapter
+
+
 def adapter_dir(run: str | Path, policy: str) -> Path | None:
     """None for the base policy; else the stage's adapter directory (or a directory given as is)."""
     if policy == "base":
