@@ -49,7 +49,8 @@ def policy_files(run: str | Path, policy: str) -> tuple[Path, Path, Path | None]
     adapter_config.json's base_model_name_or_path) and the tokenizer saved beside it (else the
     base's), whatever the run is, so an adapter is never merged into or run on another model."""
     if policy == "base" or policy in adapter_stages():
-        return base_dir(run), tokenizer_dir(run), adapter_dir(run, policy)
+        adapter = adapter_dir(run, policy)  # first: "no adapter here" says more than "no run here"
+        return base_dir(run), tokenizer_dir(run), adapter
     import json
 
     adapter = adapter_dir(run, policy)
