@@ -145,7 +145,7 @@ def _iter_jsonl(path: Path):
         if not line.strip():
             continue
         try:
-            yield f"{path}:{n}", json.loads(line)
+            yield f"{path}:{n}", json.loads(line.rstrip("\r\n"))  # a truncated row: the column where it ends
         except json.JSONDecodeError as e:
             yield f"{path}:{n}", RowProblem("(row)", f"not valid JSON: {e.msg} at column {e.colno}")
 

@@ -88,12 +88,12 @@ def check_data(cfg: LoopConfig) -> None:
     (read by the reward stage, after SFT) is reported before SFT trains, not after. A
     preference file whose every pair has the same chosen and rejected text is refused: there
     is nothing in it to learn (`rlhf data check` lists such pairs one by one)."""
-    from core.records import read_preferences, read_prompts, read_sft
+    from core.records import read_preferences, read_sft
 
     read_sft(cfg.sft)
-    read_prompts(cfg.prompts)
-    if cfg.redteam:
-        read_prompts(cfg.redteam)
+    for key in ("prompts", "redteam"):
+        if getattr(cfg, key):
+            check_prompt_file(f"--{key}", getattr(cfg, key))
     if cfg.preferences:
         pairs = read_preferences(cfg.preferences)
         same = sum(str(p["chosen"]).strip() == str(p["rejected"]).strip() for p in pairs)
@@ -103,6 +103,31 @@ def check_data(cfg: LoopConfig) -> None:
         if same:
             print(f"[loop] warning: --preferences {cfg.preferences}: {same} of {len(pairs)} pairs have the same "
                   "chosen and rejected text (they teach nothing; `rlhf data check` lists them)")
+
+
+# columns of SFT or preference data that a prompts file's reader drops without a word
+ANSWER_COLUMNS = ("completion", "chosen", "rejected", "response")
+
+
+def check_prompt_file(option: str, path: str) -> None:
+    """A prompts file's rows, ids that repeat (they name the comparison items and the eval rows, so
+    the loop would stop at its collect step, after SFT), and a note when its rows carry answers
+    that the loop ignores (an SFT or preference file given as prompts)."""
+    from core.records import read_prompts
+    from core.rowfiles import iter_raw_rows
+
+    first: dict[str, str] = {}
+    for row in read_prompts(path):
+        if row["id"] in first:
+            raise UserError(f"{row['_source']}: id: {row['id']!r} repeats the id of {first[row['id']]}; each "
+                            f"prompt needs its own (`rlhf data check {path}` lists every repeat)")
+        first[row["id"]] = row["_source"]
+    raw = next((r for _, r in iter_raw_rows(path) if isinstance(r, dict)), {})
+    ignored = [c for c in ANSWER_COLUMNS if c in raw]
+    if ignored:
+        many = len(ignored) > 1
+        print(f"[loop] note: {option} {path}: its {', '.join(ignored)} column{'s are' if many else ' is'} ignored: "
+              "the loop takes only each row's prompt from it")
 
 
 def stage_configs(cfg: LoopConfig) -> dict:

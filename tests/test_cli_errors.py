@@ -25,6 +25,10 @@ def files(tmp_path_factory):
     (d / "same.csv").write_text('prompt,completion\n"Hi","Hello"\n"Hi","Hey"\n"Hi","Yo"\n')
     (d / "latin1.jsonl").write_bytes('{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"))
     (d / "broken.parquet").write_bytes(b"not a parquet file")
+    (d / "dup_ids.jsonl").write_text("".join(json.dumps({"id": "x", "prompt": p}) + "\n" for p in ("Hi", "Yo")))
+    # the second row cut short before its closing brace: the error's column is where the row ends
+    (d / "cut.jsonl").write_text(json.dumps({"prompt": "Hi", "completion": "Hey"}) + "\n"
+                                 '{"prompt": "Hi", "completion": "Hello"\n')
     (d / "notok").mkdir()
     (d / "notok" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     return {"dir": d, "qwen": qwen}
@@ -68,6 +72,12 @@ CASES = [
      "{d}/rules.yaml"),
     ("SFT rows all one prompt", ["sft", "--model", "{qwen}", "--data", "{d}/same.csv", "--out", "{d}/o",
                                  "--eos_token", "<|im_end|>"], "all 3 rows share one prompt ('hi')"),
+    ("a row cut short", ["sft", "--model", "{qwen}", "--data", "{d}/cut.jsonl", "--out", "{d}/o",
+                         "--eos_token", "<|im_end|>"],
+     "{d}/cut.jsonl:2: (row): not valid JSON: Expecting ',' delimiter at column 39"),
+    ("loop, a prompt id repeated", ["loop", "--run", "{d}/r", "--model", "{qwen}", "--sft", "{d}/sft.jsonl",
+                                    "--prompts", "{d}/dup_ids.jsonl"],
+     "{d}/dup_ids.jsonl:2: id: 'x' repeats the id of {d}/dup_ids.jsonl:1; each prompt needs its own"),
     ("non-UTF-8 data", ["sft", "--model", "{qwen}", "--data", "{d}/latin1.jsonl", "--out", "{d}/o",
                         "--eos_token", "<|im_end|>"], "{d}/latin1.jsonl:1: (row): not UTF-8 text (byte 0xe9"),
     ("corrupt Parquet", ["reward", "--data", "{d}/broken.parquet", "--out", "{d}/o"],

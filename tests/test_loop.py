@@ -214,6 +214,20 @@ def test_every_input_file_is_checked_before_the_first_stage(own, tmp_path):
     assert not (tmp_path / "run" / "sft").exists()
 
 
+def test_a_prompts_file_with_answers_is_noted(tmp_path, capsys):
+    """SFT or preference rows given as --prompts: their answers are dropped, and the loop says so."""
+    from loop.run import check_prompt_file
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."}) + "\n")
+    check_prompt_file("--prompts", str(path))
+    assert capsys.readouterr().out == (f"[loop] note: --prompts {path}: its chosen, rejected columns are ignored: "
+                                       "the loop takes only each row's prompt from it\n")
+    path.write_text(json.dumps({"prompt": "Hi"}) + "\n")
+    check_prompt_file("--prompts", str(path))
+    assert capsys.readouterr().out == ""
+
+
 def test_an_edited_chat_template_reruns_the_stages_that_read_it(own, tmp_path):
     from core.runcard import fingerprint
     from loop.config import LoopConfig
