@@ -224,10 +224,13 @@ def rollback(stage: str, out: Path, step: int, reason: str, model, optimizer, kl
 
 
 def summarize(history: list[dict], window: int) -> dict:
-    """Start and end of the run (means over `window` iterations) for metrics.json."""
+    """Start and end of the run (means over `window` iterations) for metrics.json. A run of fewer
+    than 2 * window iterations takes half of them for each end, so that start and end never
+    average the same iterations (a 2-iteration run: its first against its last)."""
     out: dict = {}
     if not history:
         return out
+    window = max(1, min(window, len(history) // 2))
     for key in ("score", "rlhf_reward", "kl", "response_length", "eos_rate", "entropy"):
         for name, rows in (("start", history[:window]), ("end", history[-window:])):
             vals = [r[key] for r in rows if r.get(key) is not None]

@@ -478,3 +478,19 @@ def test_held_out_objective_is_measured_on_prompts_kept_out_of_training(tiny_run
     training, evaluations = seen[:8] + seen[11:19], [seen[8:11], seen[19:22], seen[22:]]
     assert not held_text & set(training)
     assert all(sorted(e) == sorted(held_text) for e in evaluations)
+
+
+def test_summary_start_and_end_never_share_iterations():
+    """metrics.json's *_start / *_end: means over the watch window, or half the run when it is
+    shorter than two windows, so a 2-iteration run reports its first score against its last."""
+    from rl.pg_loop import summarize
+
+    history = [{"score": s, "kl": 0.1 * i} for i, s in enumerate([-2.87, -2.70])]
+    out = summarize(history, window=5)
+    assert out["score_start"] == pytest.approx(-2.87) and out["score_end"] == pytest.approx(-2.70)
+    history = [{"score": float(s)} for s in range(12)]
+    out = summarize(history, window=5)
+    assert out["score_start"] == pytest.approx(2.0) and out["score_end"] == pytest.approx(9.0)  # 0-4, 7-11
+    out = summarize(history[:7], window=5)
+    assert out["score_start"] == pytest.approx(1.0) and out["score_end"] == pytest.approx(5.0)  # 0-2, 4-6
+    assert out["entropy_start"] is None and summarize([], 5) == {}
