@@ -89,7 +89,7 @@ def trl_iterations(args, prompts, reward_fn, steps: int) -> list[float]:
                          learning_rate=2e-5, max_steps=steps, logging_steps=1, report_to=[], save_strategy="no",
                          use_cpu=True, bf16=False, steps_per_generation=1, num_iterations=1,
                          dataloader_num_workers=0, disable_tqdm=True, seed=0,
-                         gradient_checkpointing=False)  # TRL turns it on by default; our CPU policy has it off
+                         activation_checkpointing=False)  # TRL turns it on by default; our CPU policy has it off
         data = Dataset.from_dict({"prompt": prompts * (steps + 1)})
         trainer = RLOOTrainer(model=policy, reward_funcs=reward, args=cfg, train_dataset=data,
                               processing_class=tok, callbacks=[Clock()])

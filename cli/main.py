@@ -8,6 +8,7 @@ stages that take a judge (`rlhf reward`, `rlhf eval`), for a demo run only (demo
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from functools import partial
 from typing import Callable
@@ -226,7 +227,16 @@ def interrupted_hint(command: str) -> str:
     return "run the same command again"
 
 
+# A warning the user can do nothing about, on every stage's stderr: peft's PeftModel reads
+# transformers' renamed is_gradient_checkpointing (peft's to change, not ours or the user's).
+QUIET_WARNINGS = ("`is_gradient_checkpointing` is deprecated",)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(message), category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())

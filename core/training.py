@@ -99,7 +99,7 @@ def trainer_kwargs(cfg, policy, out: Path) -> dict:
         use_cpu=policy.use_cpu,
         bf16=policy.bf16,
         fp16=policy.fp16,
-        gradient_checkpointing=policy.gradient_checkpointing,
+        activation_checkpointing=policy.gradient_checkpointing,  # transformers 5: gradient_checkpointing is its old name
         report_to="none",
         dataloader_num_workers=0,
         dataloader_pin_memory=not policy.use_cpu,

@@ -46,6 +46,7 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
     run = tmp_path / "run"
     code, out = rlhf(*loop_args(own, run, "--preferences", own["preferences"]))
     assert code == 0, out
+    assert "Warning" not in out, out  # no library deprecation notes on the user's terminal
     for stage in ("sft", "reward", "dpo", "ppo", "rloo", "eval"):
         assert json.loads((run / stage / "inputs.json").read_text())["status"] == "done", stage
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
