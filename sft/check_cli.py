@@ -143,6 +143,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--val", help="validation file to check for leakage against")
     ap.add_argument("--model", help="model/tokenizer directory, to count tokens for the overlong check (SFT)")
     ap.add_argument("--max_length", type=int, default=256, help="token limit per row (SFT, with --model)")
+    ap.add_argument("--chat_template", default="", help="a Jinja chat template file for a --model that has none "
+                                                        "(as the stages take it)")
+    ap.add_argument("--eos_token", default="", help="the token that ends an assistant turn, as the stages take it")
     args = ap.parse_args(argv)
 
     kind = args.kind
@@ -163,10 +166,10 @@ def main(argv: list[str]) -> int:
             from core.models import load_tokenizer
             from sft.train import token_counter
 
-            tok = load_tokenizer(args.model)
+            tok = load_tokenizer(args.model, eos_token=args.eos_token, chat_template=args.chat_template)
             if not getattr(tok, "chat_template", None):
                 raise UserError(f"--model {args.model}: its tokenizer has no chat template, which the token "
-                                "counts include; give the model the stages train (with its template)")
+                                "counts include; pass --chat_template FILE.jinja, as to the stages")
             count = token_counter(tok)
         report = check_rows(rows, val_rows=val, count_tokens=count, max_tokens=args.max_length if count else None)
     else:

@@ -100,3 +100,13 @@ def test_token_counts_need_a_tokenizer_with_a_chat_template(tmp_path, capsys):
     assert rlhf(["data", "check", str(f), "--model", str(tmp_path / "tok")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--model {tmp_path / 'tok'}: its tokenizer has no chat template" in err[0], err
+    assert "pass --chat_template FILE.jinja" in err[0]
+
+    # the fix it names: the template file the stages take, and the rows are counted with it
+    from own_model import QWEN_TEMPLATE
+
+    (tmp_path / "chat.jinja").write_text(QWEN_TEMPLATE)
+    assert rlhf(["data", "check", str(f), "--model", str(tmp_path / "tok"), "--chat_template",
+                 str(tmp_path / "chat.jinja"), "--max_length", "3"]) == 2  # "a" + "b" + the template > 3
+    out = capsys.readouterr().out
+    assert "[ERROR] overlong: 2 rows (100.0%) over max_tokens=3" in out and f"{f}:1: 24 tokens" in out
