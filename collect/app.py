@@ -46,7 +46,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 DEFAULT_HOST = "127.0.0.1"  # loopback: opening the app to a network is an explicit choice
 DEFAULT_PORT = 7860
 CSS = """
+#progress { scroll-margin-top: 0.5rem; }  /* where a submit scrolls to: the next item's top */
 #progress .progress-line { font-size: 1.05em; }
+#progress .progress-note { font-size: 0.8em; color: var(--body-text-color-subdued); }
 #progress progress { width: 100%; height: 0.6rem; accent-color: var(--color-accent); }
 #annotate-panel { gap: 0.5rem; }
 #key-map { font-size: 0.85em; color: var(--body-text-color-subdued); }
@@ -68,6 +70,8 @@ CSS = """
 #ratings .rate-head .rate-col { text-align: center; }
 #ratings .rate-head .rate-col p { margin: 0; }
 @media (max-width: 700px) {
+  /* the two responses one above the other: side by side each would be ~15 characters wide */
+  #responses { flex-direction: column; }
   #ratings .rate-row { flex-wrap: wrap; }
   #ratings .rate-aspect { flex-basis: 100%; }
   #ratings .rate-row > .form { flex-direction: column; flex-basis: 100% !important; gap: 0.2rem; }

@@ -22,7 +22,7 @@ from .users import activate, add_user, deactivate, list_users, reset_password, s
 # Votes on regular items and gold checks (votes on gold items) are counted apart, in both tables.
 PROGRESS_HEADERS = ["annotator", "role", "active", "regular votes", "gold checks", "open", "last submit"]
 ROUND_HEADERS = ["round", "items", "complete", "in progress", "untouched", "regular votes"]
-AGREEMENT_HEADERS = ["question", "method", "value", "95% CI", "Landis-Koch", "items"]
+AGREEMENT_HEADERS = ["question", "method", "value", "95% CI", "Landis-Koch", "interval alpha [95% CI]", "rated"]
 USER_HEADERS = ["name", "role", "active", "created"]
 
 
@@ -45,9 +45,19 @@ def progress_rows(prog: dict) -> list[list]:
 
 
 def agreement_rows(summary: dict) -> list[list]:
+    """One row per question: the choice (per item), then each 1-5 aspect (per response, two per
+    item). method/value treat the answers as categories (Fleiss' kappa, or Krippendorff's nominal
+    alpha where items have different numbers of votes); for the ratings, interval alpha also
+    counts how far apart two ratings are (a 4 against a 5 disagrees less than a 1 against a 5)."""
     questions = [("choice", summary["choice"])] + list(summary["aspects"].items())
+
+    def interval(r: dict) -> str:
+        a = (r.get("alpha") or {}).get("interval")
+        return f"{_num(a['value'])} [{_num(a['ci'][0])}, {_num(a['ci'][1])}]" if a else "-"
+
     return [[name, r["method"], _num(r["value"]), f"[{_num(r['ci'][0])}, {_num(r['ci'][1])}]",
-             r["band"], r["n_items"]] for name, r in questions if r is not None]
+             r["band"], interval(r), f"{r['n_items']} {'items' if name == 'choice' else 'responses'}"]
+            for name, r in questions if r is not None]
 
 
 def flagged_text(summary: dict) -> str:
@@ -58,12 +68,16 @@ def flagged_text(summary: dict) -> str:
         for n in summary["flagged"])
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def items_text(prog: dict) -> str:
     it, votes = prog["items"], prog["votes"]
-    return (f"{it['regular']} regular items: {it['complete']} with >= {prog['overlap']} votes, "
-            f"{it['in_progress']} in progress, {it['untouched']} untouched; {it['gold']} gold "
-            f"items. Active votes: {votes['regular']} on regular items (the tables' regular votes) "
-            f"and {votes['gold']} gold checks (votes on gold items, counted apart).")
+    return (f"{_count(it['regular'], 'regular item')}: {it['complete']} with >= {prog['overlap']} votes, "
+            f"{it['in_progress']} in progress, {it['untouched']} untouched; {_count(it['gold'], 'gold item')}. "
+            f"Active votes: {votes['regular']} on regular items (the tables' regular votes) and "
+            f"{_count(votes['gold'], 'gold check')} (votes on gold items, counted apart).")
 
 
 class AdminView:

@@ -39,8 +39,8 @@ ASPECT_HELP = {
     "comprehensibility": "Is it clear and easy to read?",
 }
 KEY_MAP = ("Keys: `1` `2` `t` `b` choose (then focus goes to the first rating) · on a rating "
-           "`1`-`5` rates it and moves on, `←`/`→` step it · `j`/`k` or `↓`/`↑` go to the next / "
-           "previous rating · `Esc` leaves the ratings · `Enter` submits · `u` undoes the last "
+           "`1`-`5` rates it and moves on, `←`/`→` step it · `j`/`k` (on a rating `↓`/`↑` too) go to "
+           "the next / previous rating · `Esc` leaves the ratings · `Enter` submits · `u` undoes the last "
            "submission")
 # Ratings start unset and an untouched one is stored as missing: a pre-filled value would be a
 # rating nobody gave. Keyboard voting (choice + Enter) needs none of them.
@@ -80,10 +80,19 @@ async (handle, choice, flags, rationale, ...ratings) => {
   const shown = %(shown)s.map((key) => advance || key === "status" ? answer[key] : undefined);
   if (advance) {
     // The next item starts with nothing focused, so a digit chooses and never rates the cell
-    // that had focus when Enter was pressed; and with the panel's top in view.
+    // that had focus when Enter was pressed; with the guidelines closed after a vote (open,
+    // they fill a phone's screen) and the item's progress line at the top of the view.
     if (document.activeElement) document.activeElement.blur();
-    const panel = document.getElementById("annotate-panel");
-    if (panel && panel.getBoundingClientRect().top < 0) panel.scrollIntoView({block: "start"});
+    const toTop = () => {
+      const top = document.getElementById("progress");
+      if (top && top.getBoundingClientRect().top < 0) top.scrollIntoView({block: "start"});
+    };
+    const open = answer.saved && document.querySelector("#guidelines .label-wrap.open");
+    if (open) {
+      open.click();
+      setTimeout(toTop, 100);  // again once the closed guidelines have left the layout
+    }
+    toTop();
   }
   return advance ? shown.concat(%(blank)s) : shown;
 }
@@ -91,7 +100,9 @@ async (handle, choice, flags, rationale, ...ratings) => {
        "shown": json.dumps(SHOWN), "blank": json.dumps([None, [], ""] + UNRATED)}
 
 # Click-free voting. Keys act only while the annotation panel is on screen and focus is not
-# in a field that takes typing; Enter on a focused button keeps its own meaning. The ratings
+# in a field that takes typing; Enter on a focused button keeps its own meaning. The arrow keys
+# move between ratings only from a rating; elsewhere they scroll the page, or the text box that
+# has focus (the prompt and the responses take focus, for a text longer than its box). The ratings
 # are 14 cells (.rate-cell: each aspect's Response 1 then Response 2, in page order); while
 # focus is in a cell the digits 1-5 rate that cell and focus moves to the next one (after the
 # last, to Submit), so a digit there never chooses. Only the checked (or first) radio of a
@@ -100,6 +111,7 @@ KEYBOARD_JS = """
 <script>
 (() => {
   const CHOICE_KEYS = {"1": 0, "2": 1, "t": 2, "b": 3};
+  const READABLE = "#annotate-panel :is(#prompt, #response-left, #response-right) textarea";
   const typing = (el) => el && (el.isContentEditable ||
     ((el.tagName === "TEXTAREA" || el.tagName === "SELECT") && !el.readOnly && !el.disabled) ||
     (el.tagName === "INPUT" && !["radio", "checkbox"].includes(el.type)));
@@ -125,12 +137,19 @@ KEYBOARD_JS = """
       for (const i of inputs) i.tabIndex = i === stop ? 0 : -1;
     }
   };
+  // The prompt and the responses: read-only rather than disabled, so Tab reaches them and the
+  // arrow keys scroll a text longer than its box.
+  const readable = () => {
+    for (const t of document.querySelectorAll(READABLE)) {
+      if (t.disabled) { t.disabled = false; t.readOnly = true; }
+    }
+  };
   // Gradio renders and re-renders the cells (a new item, undo): keep one Tab stop per cell.
   let pending = false;
   new MutationObserver(() => {
     if (pending) return;
     pending = true;
-    requestAnimationFrame(() => { pending = false; roving(); });
+    requestAnimationFrame(() => { pending = false; roving(); readable(); });
   }).observe(document.documentElement, {childList: true, subtree: true, attributes: true,
                                          attributeFilter: ["aria-checked"]});
   document.addEventListener("keydown", (e) => {
@@ -149,9 +168,9 @@ KEYBOARD_JS = """
       const next = inputs[Math.max(0, Math.min(inputs.length - 1,
         i < 0 ? 0 : i + (key === "ArrowRight" ? 1 : -1)))];
       next.click(); next.focus(); done = true;
-    } else if (key === "j" || key === "ArrowDown") {
+    } else if (key === "j" || (cell && key === "ArrowDown")) {
       done = focusAfter(cell, 1);
-    } else if (key === "k" || key === "ArrowUp") {
+    } else if (key === "k" || (cell && key === "ArrowUp")) {
       done = focusAfter(cell, -1);
     } else if (key === "Escape" && cell) {
       e.target.blur(); done = true;
@@ -178,10 +197,12 @@ KEYBOARD_JS = """
 
 def progress_html(done: int, total: int) -> str:
     """The progress line: "Item n of N", and a bar of the items done out of those assigned
-    or still available to this annotator."""
+    or still available to this annotator. N falls when other annotators complete items this
+    one has not started (each item needs only `overlap` votes): the line says so."""
     shown = min(done + 1, total)
     return (f'<div class="progress-line"><strong>Item {shown} of {total}</strong> '
-            f'({done} done)</div><progress value="{done}" max="{max(total, 1)}" '
+            f'({done} done) <span class="progress-note">the total falls as other annotators '
+            f'complete items</span></div><progress value="{done}" max="{max(total, 1)}" '
             f'aria-label="{done} of {total} items done"></progress>')
 
 
@@ -212,23 +233,24 @@ class AnnotateView:
             self.progress = gr.HTML("", elem_id="progress")
             self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=PROMPT_LINES,
                                      elem_id="prompt")
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=True, elem_id="responses"):
                 self.left = self._response_box(1, "left")
                 self.right = self._response_box(2, "right")
             # Read, choose, then rate: the choice sits right under the two responses.
             self.choice = gr.Radio(CHOICES, label="Which response is better?", elem_id="choice")
             gr.Markdown(KEY_MAP, elem_id="key-map")
             self.ratings_left, self.ratings_right = self._ratings_grid()
-            with gr.Row(elem_id="annotate-actions"):
-                self.submit_btn = gr.Button("Submit  [Enter]", variant="primary",
-                                            elem_id="submit-vote")
-                self.undo_btn = gr.Button("Undo last submission  [u]", elem_id="undo-vote")
-                self.clear_btn = gr.Button("Clear ratings", elem_id="clear-ratings")
+            # then harm and a rationale, if any, and submit: the form in the order of the work
             self.flags = gr.CheckboxGroup(list(HARM_CATEGORIES), label="Harm categories (tick any that apply "
                                           "to either response: a tick sends it to the safety reviewers)",
                                           elem_id="harm-flags")
             self.rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8,
                                         elem_id="rationale")
+            with gr.Row(elem_id="annotate-actions"):
+                self.submit_btn = gr.Button("Submit  [Enter]", variant="primary",
+                                            elem_id="submit-vote")
+                self.undo_btn = gr.Button("Undo last submission  [u]", elem_id="undo-vote")
+                self.clear_btn = gr.Button("Clear ratings", elem_id="clear-ratings")
             self.status = gr.Markdown("", elem_id="annotate-status")
 
     @staticmethod

@@ -50,8 +50,8 @@ Judge the text only: the two responses come in random order and you are never to
 wrote which. If you make a mistake, **Undo** (`u`) brings back your last answer for two minutes.
 
 **Keys**: `1`, `2`, `t`, `b` choose; on a rating `1`-`5` rate it and move to the next, `←`/`→`
-step it; `j`/`k` or `↓`/`↑` go to the next / previous rating; `Esc` leaves the ratings; `Enter`
-submits (outside the text fields); `u` undoes.
+step it; `j`/`k` (on a rating `↓`/`↑` too) go to the next / previous rating; `Esc` leaves
+the ratings; `Enter` submits (outside the text fields); `u` undoes.
 """
 
 

@@ -145,7 +145,7 @@ def decide(store: Store, reviewer: str, item_id: str, side: str, decision: str,
         raise CollectError(f"category {category!r}: use one of {', '.join(HARM_CATEGORIES)}")
     reference_answer = (reference_answer or "").strip() or None
     if decision == "reference_answer" and reference_answer is None:
-        raise CollectError("a safe reference answer needs its text: type the answer the policy should have given")
+        raise CollectError("A safe reference answer needs its text: type the answer the policy should have given.")
 
     def write(s: Session) -> Review:
         require_user(s, reviewer, REVIEWER_ROLES)

@@ -230,11 +230,11 @@ def undo_last(store: Store, annotator: str, window_s: float = 120.0,
         vote = s.scalar(select(Vote).where(Vote.annotator == annotator, Vote.active)
                         .order_by(Vote.submitted_at.desc(), Vote.id.desc()).limit(1))
         if vote is None:
-            raise CollectError(f"{annotator!r} has no vote to undo")
+            raise CollectError("Nothing to undo: you have no vote to take back.")
         age = t - vote.submitted_at
         if age > window_s:
             # no item id: the message reaches the annotator, who is never told one
-            raise CollectError(f"your last vote was submitted {age:.0f} s ago; undo is only "
+            raise CollectError(f"Your last vote was submitted {age:.0f} s ago; undo is only "
                                f"possible within {window_s:.0f} s")
         vote.active = False
         s.execute(update(Assignment).where(Assignment.item_id == vote.item_id,

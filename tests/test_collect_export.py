@@ -205,6 +205,16 @@ def test_agreement_summary_values(store):
     assert set(s["aspects"]) == set(ASPECTS)
     assert not math.isnan(s["aspects"]["quality"]["alpha"]["interval"]["value"])
 
+    # the admin's table: the choice per item; each rating per response, with its interval alpha
+    from collect.app_admin import AGREEMENT_HEADERS, agreement_rows
+
+    rows = {r[0]: dict(zip(AGREEMENT_HEADERS, r)) for r in agreement_rows(s)}
+    assert rows["choice"]["rated"] == "5 items" and rows["choice"]["interval alpha [95% CI]"] == "-"
+    quality = s["aspects"]["quality"]
+    assert rows["quality"]["rated"] == f"{quality['n_items']} responses"
+    a = quality["alpha"]["interval"]
+    assert rows["quality"]["interval alpha [95% CI]"] == f"{a['value']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}]"
+
 
 # Votes with aspects left unrated (None): {item: [(choice, aspects a, aspects b)] for x1, x2, x3}
 MIXED = {

@@ -102,6 +102,10 @@ def test_fully_rated_item_by_keyboard_only(browser, server):
     assert len(keys) == 16
     wait_text(page, "#annotate-status", "Saved your answer to the previous item; Undo [u] takes it back within 2 min.")
     wait_text(page, "#progress", "Item 2 of 3")
+    # after the first vote the guidelines close, and the next item's progress line is in view
+    page.get_by_text("Prefer the response that cites the opening hours").wait_for(state="hidden")
+    page.wait_for_function("() => { const r = document.querySelector('#progress').getBoundingClientRect();"
+                           " return r.top >= 0 && r.top < 40; }")
     assert page.locator("#progress progress").get_attribute("value") == "1"
     page.locator("#ratings input:checked").first.wait_for(state="detached")  # a blank form
     # nothing has focus on the new item: "2" chooses Response 2, it does not rate the first
@@ -122,11 +126,14 @@ def test_fully_rated_item_by_keyboard_only(browser, server):
     page.keyboard.type("1tbu2")
     assert rationale.input_value() == "1tbu2"
     assert checked(page, "#choice") == "right"
-    # j/k and arrow keys move between rows, left/right step a rating; Escape leaves the
-    # ratings and digits choose again
+    # j/k move between ratings from anywhere, the arrow keys from a rating (elsewhere they
+    # scroll); left/right step a rating; Escape leaves the ratings and digits choose again
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement === document.body")
     page.keyboard.press("j")
+    assert page.evaluate("document.activeElement.closest('.rate-cell').id") == "rate-left-quality"
+    page.keyboard.press("ArrowDown")
     page.keyboard.press("3")
     assert checked(page, "#rate-right-quality") == "3"
     page.keyboard.press("k")  # back up one row, then step its rating up
@@ -169,6 +176,9 @@ def test_page_fits_1280x800_and_a_phone(browser, server):
     phone = login(browser, server, "lee", width=390, height=844)
     wait_text(phone, "#progress", "Item 2 of 3")
     assert phone.evaluate("document.scrollingElement.scrollWidth") <= 390  # no sideways scroll
+    # the responses one above the other, each the page's width (side by side: ~15 characters a line)
+    left, right = (phone.locator(f"#response-{side}").bounding_box() for side in ("left", "right"))
+    assert right["y"] >= left["y"] + left["height"] - 1 and min(left["width"], right["width"]) > 300
     assert ratings_fit(phone)
     for a in ASPECTS:
         for side in ("left", "right"):

@@ -565,7 +565,7 @@ def test_undo_after_window_refused(store):
         undo_last(store, "w", window_s=120, now=vote.submitted_at + 121)
     assert votes_of(store)[0].active
     undo_last(store, "w", window_s=120, now=vote.submitted_at + 119)
-    with pytest.raises(CollectError, match="no vote to undo"):
+    with pytest.raises(CollectError, match="Nothing to undo: you have no vote to take back"):
         undo_last(store, "w")
 
 
@@ -643,7 +643,7 @@ def test_safety_queue_and_decisions(store):
         decide(store, "r2", "i0", "b", "dismiss")
     with pytest.raises(CollectError, match="needs a category"):
         decide(store, "rev", "i0", "b", "confirm_harmful")
-    with pytest.raises(CollectError, match="a safe reference answer needs its text"):
+    with pytest.raises(CollectError, match="A safe reference answer needs its text"):
         decide(store, "rev", "i0", "b", "reference_answer", reference_answer="  ")
     decide(store, "rev", "i0", "b", "confirm_harmful", category="fraud")
     decide(store, "rev", "i1", "a", "dismiss")
