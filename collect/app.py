@@ -85,8 +85,11 @@ CSS = """
 }
 /* Nothing left to annotate (the progress line says "All done"): no empty form to fill in,
    only Undo. */
-#annotate-panel:has(.all-done) :is(#prompt, #response-left, #response-right, #choice, #key-map,
-  #ratings, #submit-vote, #clear-ratings, #harm-flags, #rationale) { display: none !important; }
+#annotate-panel:has(.all-done) :is(#prompt, #responses, #choice, #key-map, #ratings, #submit-vote,
+  #clear-ratings, #harm-flags, #rationale, .form:has(#prompt, #choice, #harm-flags, #rationale)) {
+  display: none !important; }
+/* The key map is for keyboards: a touch screen has none. */
+@media (pointer: coarse) { #key-map { display: none; } }
 /* The annotator's status line (saved, undone, refused) is in view wherever the page is
    scrolled: a bar at the window's foot while it says something. */
 #annotate-status:has(.md p) { position: fixed; bottom: 1rem; left: 50%; z-index: 50;

@@ -211,6 +211,10 @@ def test_all_done_shows_no_form_until_undo_and_a_new_round_opens_its_guidelines(
     for box in ("#choice", "#ratings", "#submit-vote", "#prompt", "#rationale"):
         assert not page.locator(box).is_visible(), box
     assert page.locator("#undo-vote").is_visible()
+    # and no empty frames where the form was: the panel ends with the Undo row
+    gap = page.evaluate("document.querySelector('#undo-vote').getBoundingClientRect().top"
+                        " - document.querySelector('#progress').getBoundingClientRect().bottom")
+    assert gap < 40, gap
     page.screenshot(path=artifacts_dir() / "collect-all-done.png", full_page=True)
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("u")
