@@ -160,7 +160,7 @@ def _users(args) -> int:
     from . import commands, users
 
     if args.action == "add":
-        commands.users_add(args.run, args.name, args.role, _password(args.password_stdin),
+        commands.users_add(args.run, args.name, args.role, lambda: _password(args.password_stdin),
                            db=args.db)
         return 0
     store = commands.store_for(args.run, args.db)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.config import UserError
 
@@ -56,9 +56,15 @@ def existing_store(run: str | Path, db: str | None = None) -> Store:
     return store_for(run, db)
 
 
-def users_add(run: str | Path, name: str, role: str, password: str, db: str | None = None) -> None:
+def users_add(run: str | Path, name: str, role: str, password: str | Callable[[], str],
+              db: str | None = None) -> None:
+    """Add an account; `password` may be a function that asks for it, called once the name and
+    role are known to be good (nobody types a password twice to learn the name is taken)."""
     store = store_for(run, db)
     try:
+        if callable(password):
+            users.check_new_user(store, name, role)
+            password = password()
         users.add_user(store, name, role, password)
     finally:
         store.close()

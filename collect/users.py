@@ -86,9 +86,17 @@ def check_role(role: str) -> str:
     return role
 
 
-def add_user(store: Store, name: str, role: str, password: str, actor: str = "cli") -> User:
+def check_new_user(store: Store, name: str, role: str) -> None:
+    """What can be told before a password is asked for: the name, the role, and that no account
+    has the name yet."""
     check_name(name)
     check_role(role)
+    if get_user(store, name) is not None:
+        raise CollectError(f"user {name!r} already exists")
+
+
+def add_user(store: Store, name: str, role: str, password: str, actor: str = "cli") -> User:
+    check_new_user(store, name, role)
     check_password_strength(password, name)
     hashed = hash_password(password)  # slow on purpose: outside the write transaction
 

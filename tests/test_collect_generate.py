@@ -166,6 +166,10 @@ def test_cli_generate_users_export_report(run, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["users", "add", "eve", "--role", "admin", "--password-stdin", "--run", r]) == 2
     assert "at least 12 characters" in capsys.readouterr().err
+    # a name that is taken is said before any password is asked for
+    monkeypatch.setattr("getpass.getpass", lambda prompt: pytest.fail(f"asked {prompt!r} for a taken name"))
+    assert main(["users", "add", "bob", "--role", "annotator", "--run", r]) == 2
+    assert "user 'bob' already exists" in capsys.readouterr().err
     assert main(["users", "set-role", "bob", "reviewer", "--run", r]) == 0
     assert main(["users", "deactivate", "bob", "--run", r]) == 0
     assert main(["users", "activate", "bob", "--run", r]) == 0

@@ -259,6 +259,8 @@ def test_users_hash_verify_roles(store):
     assert [(x.name, x.active) for x in list_users(store)] == [("ann.1", False), ("ann_2", True)]
     with pytest.raises(CollectError, match="already exists"):
         add_user(store, "ann_2", "annotator", "another pass")
+    with pytest.raises(CollectError, match="already exists"):  # said before the password's problem
+        add_user(store, "ann_2", "annotator", "")
     for bad in ("", "a b", "x" * 65, "<script>"):
         with pytest.raises(CollectError, match="user name"):
             add_user(store, bad, "annotator", "long enough pass")
