@@ -229,8 +229,9 @@ def _iter_datasets_dir(path: Path):
         yield f"{path}:row {i + 1}", row
 
 
-def read_rows(path: str | Path, validate: Callable[[dict], dict]) -> list[dict]:
-    """Read and validate every row; raise one DataError listing all bad rows.
+def read_rows(path: str | Path, validate: Callable[[dict], dict], outcome: str = "nothing was trained") -> list[dict]:
+    """Read and validate every row; raise one DataError listing all bad rows (`outcome`: what did
+    not happen, as DataError says it).
 
     Each returned row carries `_source` = 'file:line' so later checks can point at it.
     """
@@ -249,7 +250,7 @@ def read_rows(path: str | Path, validate: Callable[[dict], dict]) -> list[dict]:
         row["_source"] = loc
         rows.append(row)
     if problems:
-        raise DataError(problems, n)
+        raise DataError(problems, n, outcome=outcome)
     if not rows:
-        raise DataError([f"{path}: no rows"])
+        raise DataError([f"{path}: no rows"], outcome=outcome)
     return rows

@@ -90,7 +90,7 @@ def score_file(run_or_path: str | Path, file: str | Path, out: str | Path | None
     file:line) and write the rows with a `reward` field to `out` (default: <file stem>.scored.jsonl)."""
     from core.io import write_jsonl
 
-    rows = read_rows(file, _validate_scoring_row)
+    rows = read_rows(file, _validate_scoring_row, outcome="nothing was scored")
     scorer = load_scorer(run_or_path, device=device, batch_size=batch_size)
     rewards = scorer.score([r["_prompt"] for r in rows], [r["_response"] for r in rows])
     file = Path(file)

@@ -103,6 +103,11 @@ def test_scorer_and_score_file_score_the_whole_conversation(tiny_base, tmp_path)
     assert [s["reward"] for s in scored] == pytest.approx([whole, last_only], abs=1e-6)
     assert scored[0]["prompt"] == CONV  # the rows come back as they were given
     assert abs(whole - last_only) > 1e-4  # the earlier turns change the score
+    from core.rowfiles import DataError
+
+    rows.write_text(json.dumps({"prompt": "Hi"}) + "\n")  # a prompts file: no response to score
+    with pytest.raises(DataError, match=r"response: missing \(nothing was scored\)"):
+        score_file(tmp_path / "rm", rows)
 
 
 # ---------------------------------------------------------------- DPO
