@@ -31,9 +31,12 @@ READERS: dict[str, Callable] = {"sft": read_sft, "preference": read_preferences,
 def detect_kind(path: str | Path) -> str:
     """'preference', 'sft' or 'prompts' from the columns the file's rows fill."""
     columns: set[str] = set()
-    for _, raw in iter_raw_rows(path):
+    n = 0
+    for n, (_, raw) in enumerate(iter_raw_rows(path), start=1):
         if isinstance(raw, dict):
             columns |= {k for k, v in raw.items() if v is not None}
+    if not n:
+        raise UserError(f"{path}: no rows")
     if {"chosen", "rejected"} & columns:
         return "preference"
     if {"messages", "completion"} & columns:
@@ -155,6 +158,8 @@ def main(argv: list[str]) -> int:
             kind = kind or detect_kind(path)
             loaded[path] = READERS[kind](path)
         except DataError as e:
+            if e.n_rows is None and len(e.grouped) == 1:  # the file itself (missing, empty, unknown format)
+                raise UserError(e.grouped[0]) from None
             print(format_data_error(path, kind, e))
             failed = True
     if failed:

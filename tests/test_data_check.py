@@ -23,6 +23,14 @@ def test_kind_from_columns(tmp_path):
     assert rlhf(["data", "check", str(_jsonl(tmp_path / "e.jsonl", [{"text": "t"}]))]) == 2
 
 
+def test_a_missing_or_empty_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty.jsonl").write_text("")
+    for name, said in (("nope.jsonl", "file not found"), ("empty.jsonl", "no rows")):
+        assert rlhf(["data", "check", str(tmp_path / name)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"rlhf data: {tmp_path / name}: {said}\n"
+
+
 def test_each_kind_of_problem_once_with_a_count(tmp_path, capsys):
     rows = [{"prompt": "q1", "chosen": "a", "rejected": "b"}, {"prompt": "q2", "chosen": "a", "rejected": "b"}]
     rows += [{"prompt": f"p{i}", "chosen": "good"} for i in range(72)]
