@@ -15,7 +15,7 @@ import math
 import time
 from pathlib import Path
 
-from core.config import SFTConfig, tokenizer_fixes
+from core.config import SFTConfig, UserError, tokenizer_fixes
 from core.device import DevicePolicy, policy_from_config
 from core.io import write_jsonl
 from core.likelihood import completion_position_nll
@@ -50,10 +50,11 @@ def prepare_data(cfg: SFTConfig, data_path: Path, tok) -> tuple[list[dict], list
     rows = read_sft(data_path)
     train, val = split_train_val(rows, val_fraction=cfg.val_fraction, seed=cfg.seed)
     report = check_rows(train, val_rows=val, count_tokens=token_counter(tok), max_tokens=cfg.max_length)
+    print(f"[sft] {data_path}: {len(rows)} rows, {len(val)} held out for validation; the training rows checked:")
     print(report.format())
     if cfg.check_data and not report.ok:
-        raise SystemExit(f"data check failed for {data_path}; nothing was trained (see above). "
-                         "Fix the rows or pass --check_data false to train anyway.")
+        raise UserError(f"{data_path}: the data check above found errors; nothing was trained. Fix the rows, or "
+                        "pass --check_data false to train anyway")
     if cfg.augment:
         train = augment_paraphrases(train, simple_paraphrase, n_variants=cfg.augment, seed=cfg.seed, val_rows=val)
     return train, val, report.to_dict()

@@ -25,6 +25,8 @@ def files(tmp_path_factory):
     (d / "same.csv").write_text('prompt,completion\n"Hi","Hello"\n"Hi","Hey"\n"Hi","Yo"\n')
     (d / "latin1.jsonl").write_bytes('{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"))
     (d / "broken.parquet").write_bytes(b"not a parquet file")
+    (d / "sft20.jsonl").write_text("".join(json.dumps({"prompt": f"Question {i}?", "completion": f"Answer {i}."})
+                                           + "\n" for i in range(20)))
     (d / "dup_ids.jsonl").write_text("".join(json.dumps({"id": "x", "prompt": p}) + "\n" for p in ("Hi", "Yo")))
     # the second row cut short before its closing brace: the error's column is where the row ends
     (d / "cut.jsonl").write_text(json.dumps({"prompt": "Hi", "completion": "Hey"}) + "\n"
@@ -72,6 +74,9 @@ CASES = [
      "{d}/rules.yaml"),
     ("SFT rows all one prompt", ["sft", "--model", "{qwen}", "--data", "{d}/same.csv", "--out", "{d}/o",
                                  "--eos_token", "<|im_end|>"], "all 3 rows share one prompt ('hi')"),
+    ("SFT rows longer than max_length", ["sft", "--model", "{qwen}", "--data", "{d}/sft20.jsonl", "--out", "{d}/o",
+                                         "--eos_token", "<|im_end|>", "--max_length", "4"],
+     "{d}/sft20.jsonl: the data check above found errors; nothing was trained"),
     ("a row cut short", ["sft", "--model", "{qwen}", "--data", "{d}/cut.jsonl", "--out", "{d}/o",
                          "--eos_token", "<|im_end|>"],
      "{d}/cut.jsonl:2: (row): not valid JSON: Expecting ',' delimiter at column 39"),
