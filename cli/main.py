@@ -172,13 +172,18 @@ def _cmd_export(args):
 
 
 def _cmd_loop(args):
+    from loop.collect import AWAITING_VOTES_EXIT
     from loop.config import LoopConfig
     from loop.run import main
 
-    return run_stage("loop", LoopConfig, lambda cfg: main(cfg, argv=["loop", *args]), args,
+    result: dict = {}
+    code = run_stage("loop", LoopConfig, lambda cfg: result.update(main(cfg, argv=["loop", *args])), args,
                      f"The whole loop on your own model: {loop_order()}.\n"
                      "Example: rlhf loop --model DIR --sft sft.jsonl --prompts prompts.jsonl "
-                     "[--preferences prefs.jsonl] --run runs/mine [--quick]")
+                     "[--preferences prefs.jsonl] --run runs/mine [--quick]\n"
+                     f"Exit status: 0 done, 2 a mistake in the input, {AWAITING_VOTES_EXIT} stopped to wait "
+                     "for the annotators' votes.")
+    return AWAITING_VOTES_EXIT if result.get("status") == "awaiting_votes" else code
 
 
 def _cmd_demo(args):

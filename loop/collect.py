@@ -43,6 +43,11 @@ class AwaitingVotes(Exception):
     """The loop stops here until the annotators have voted on enough items."""
 
 
+# `rlhf loop`'s exit status when it stopped to wait for votes: not an error (2), not done (0), so
+# a script that runs the loop can tell the three apart
+AWAITING_VOTES_EXIT = 3
+
+
 @dataclass
 class CollectConfig:
     """What the people-annotation step needs; built by loop.run from LoopConfig."""

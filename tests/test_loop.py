@@ -108,7 +108,7 @@ def test_loop_without_preferences_waits_for_votes_then_finishes(own, tmp_path):
     fresh = tmp_path / "fresh.yaml"  # fresh: true from a config file, which the command to run again keeps
     fresh.write_text("fresh: true\n")
     code, out = rlhf(*loop_args(own, run, "--config", fresh))
-    assert code == 0, out
+    assert code == 3, out  # stopped to wait: neither done (0) nor a mistake (2)
     assert "waiting for votes" in out and "give 0 preference pair(s) so far" in out and "needs 4" in out
     assert f"rlhf collect serve --run {run}" in out
     assert f"rlhf collect users add --run {run} NAME --role annotator" in out

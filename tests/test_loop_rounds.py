@@ -71,12 +71,12 @@ def test_two_rounds_with_votes_in_the_app(own, tmp_path):  # noqa: F811
     run = tmp_path / "run"
     args = loop_args(own, run, "--rounds", "2")
     code, out = rlhf(*args)
-    assert code == 0 and "waiting for votes" in out, out
+    assert code == 3 and "waiting for votes" in out, out  # 3: stopped to wait
     shown = vote_in_app(run, 5)
     assert all(s.startswith("Saved") for s in shown), shown
 
     code, out = rlhf(*args)
-    assert code == 0, out
+    assert code == 3, out  # round 1 done, then waiting for round 2's votes
     for stage in ("collect", "reward", "dpo", "ppo", "rloo", "eval"):
         assert json.loads((run / stage / "inputs.json").read_text())["status"] == "done", stage
     assert "waiting for votes. The annotators' votes on round 2's items give 0" in out
