@@ -103,7 +103,7 @@ def test_sft_gpu_trl_arguments(tmp_path):
     cfg = _load("sft", "gpu", "--model", "/models/m", "--run", str(tmp_path))
     kw = trl_kwargs(cfg, _gpu_policy(cfg), tmp_path / "sft")
     assert kw["bf16"] is True and kw["fp16"] is False and kw["use_cpu"] is False
-    assert kw["gradient_checkpointing"] is True and kw["dataloader_pin_memory"] is True
+    assert kw["activation_checkpointing"] is True and kw["dataloader_pin_memory"] is True
     assert (kw["per_device_train_batch_size"], kw["gradient_accumulation_steps"]) == (8, 1)
     assert kw["learning_rate"] == 2e-4 and kw["max_length"] == 1024 and kw["completion_only_loss"] is True
     args = _trl_config(TRLSFTConfig, kw)
@@ -145,7 +145,7 @@ def test_dpo_trl_arguments(tmp_path, name, batch, accum):
     cfg = _load("dpo", name, "--run", str(tmp_path))
     assert cfg.load_in_4bit is (name == "qlora")
     kw = trl_kwargs(cfg, _gpu_policy(cfg), tmp_path / "dpo")
-    assert kw["bf16"] is True and kw["use_cpu"] is False and kw["gradient_checkpointing"] is True
+    assert kw["bf16"] is True and kw["use_cpu"] is False and kw["activation_checkpointing"] is True
     args = _trl_config(TRLDPOConfig, kw)
     assert args.bf16 and args.gradient_checkpointing
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (batch, accum)
