@@ -86,7 +86,7 @@ CSS = """
 /* Nothing left to annotate (the progress line says "All done"): no empty form to fill in,
    only Undo. */
 #annotate-panel:has(.all-done) :is(#prompt, #responses, #choice, #key-map, #ratings, #submit-vote,
-  #clear-ratings, #harm-flags, #rationale, .form:has(#prompt, #choice, #harm-flags, #rationale)) {
+  #clear-ratings, #skip-item, #harm-flags, #rationale, .form:has(#prompt, #choice, #harm-flags, #rationale)) {
   display: none !important; }
 /* The key map is for keyboards: a touch screen has none. */
 @media (pointer: coarse) { #key-map { display: none; } }

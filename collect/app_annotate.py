@@ -24,7 +24,7 @@ from .assign import ItemView, next_item, votes_in_round
 from .lease import ItemTaken
 from .store import CollectError, Store
 from .users import require_user
-from .votes import HARM_CATEGORIES, shown_choice, submit_and_next, undo_last
+from .votes import HARM_CATEGORIES, shown_choice, skip_and_next, submit_and_next, undo_last
 
 CHOICES = [("1 is better  [1]", "left"), ("2 is better  [2]", "right"), ("Tie  [t]", "tie"),
            ("Both bad  [b]", "both_bad")]
@@ -41,7 +41,7 @@ ASPECT_HELP = {
 KEY_MAP = ("Keys: `1` `2` `t` `b` choose (then focus goes to the first rating) · on a rating "
            "`1`-`5` rates it and moves on, `←`/`→` step it · `j`/`k` (on a rating `↓`/`↑` too) go to "
            "the next / previous rating · `Esc` leaves the ratings · `Enter` submits · `u` undoes the last "
-           "submission")
+           "submission · `s` skips an item you cannot judge")
 # Ratings start unset and an untouched one is stored as missing: a pre-filled value would be a
 # rating nobody gave. Keyboard voting (choice + Enter) needs none of them.
 UNRATED = [None] * (2 * len(ASPECTS))
@@ -49,6 +49,7 @@ CLEAR_RATINGS_JS = "() => " + json.dumps(UNRATED)
 # The status line speaks of the item it is about: after a submit that is the previous one, not
 # the one on screen. It clears when the annotator starts on the item shown (CLEAR_STATUS_JS).
 SAVED = "Saved your answer to the previous item"
+SKIPPED = "Skipped the previous item: it goes to other annotators, and not back to you."
 CLEAR_STATUS_JS = "() => ''"
 # What a vote's JSON answer fills in, in the order of AnnotateView.outputs.
 SHOWN = ("handle", "progress", "prompt", "left", "right", "status")
@@ -60,8 +61,9 @@ NOT_SENT = refused("the server could not be reached. Your answer is still here: 
 # next item and a blank form. Refused: the status line only, the item and the answer stay. A
 # second press while a vote is on its way does nothing (an output left undefined is left as
 # it is).
-SUBMIT_JS = """
-async (handle, choice, flags, rationale, ...ratings) => {
+# Skip posts the handle alone, marked `skip`, and is answered the same way.
+POST_JS = """
+async (%(params)s) => {
   if (window.rlhfVoting) return [];
   window.rlhfVoting = true;
   let answer;
@@ -69,7 +71,7 @@ async (handle, choice, flags, rationale, ...ratings) => {
     const response = await fetch(new URL(%(path)s, document.baseURI), {
       method: "POST", credentials: "same-origin",
       headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({handle, choice, flags, rationale, ratings})});
+      body: JSON.stringify(%(body)s)});
     answer = await response.json();
   } catch (e) {
     answer = {saved: false, status: %(not_sent)s};
@@ -96,8 +98,12 @@ async (handle, choice, flags, rationale, ...ratings) => {
   }
   return advance ? shown.concat(%(blank)s) : shown;
 }
-""" % {"path": json.dumps(VOTE_PATH.lstrip("/")), "not_sent": json.dumps(NOT_SENT),
-       "shown": json.dumps(SHOWN), "blank": json.dumps([None, [], ""] + UNRATED)}
+"""
+_POSTED = {"path": json.dumps(VOTE_PATH.lstrip("/")), "not_sent": json.dumps(NOT_SENT), "shown": json.dumps(SHOWN),
+           "blank": json.dumps([None, [], ""] + UNRATED)}
+SUBMIT_JS = POST_JS % {**_POSTED, "params": "handle, choice, flags, rationale, ...ratings",
+                       "body": "{handle, choice, flags, rationale, ratings}"}
+SKIP_JS = POST_JS % {**_POSTED, "params": "handle", "body": "{handle, skip: true}"}
 
 # Click-free voting. Keys act only while the annotation panel is on screen and focus is not
 # in a field that takes typing; Enter on a focused button keeps its own meaning. The arrow keys
@@ -181,8 +187,8 @@ KEYBOARD_JS = """
         focusCell(cells().find((c) => !c.querySelector("input:checked")) || cells()[0]);
         done = true;
       }
-    } else if (key === "u") {
-      const button = document.getElementById("undo-vote");
+    } else if (key === "u" || key === "s") {
+      const button = document.getElementById(key === "u" ? "undo-vote" : "skip-item");
       if (button && !button.disabled) { button.click(); done = true; }
     } else if (key === "Enter" && e.target.tagName !== "BUTTON") {
       const button = document.getElementById("submit-vote");
@@ -249,6 +255,7 @@ class AnnotateView:
             with gr.Row(elem_id="annotate-actions"):
                 self.submit_btn = gr.Button("Submit  [Enter]", variant="primary",
                                             elem_id="submit-vote")
+                self.skip_btn = gr.Button("Skip: can't judge  [s]", elem_id="skip-item")
                 self.undo_btn = gr.Button("Undo last submission  [u]", elem_id="undo-vote")
                 self.clear_btn = gr.Button("Clear ratings", elem_id="clear-ratings")
             self.status = gr.Markdown("", elem_id="annotate-status")
@@ -303,6 +310,7 @@ class AnnotateView:
         # (refusals_in_status).
         self.submit_btn.click(None, [self.handle, *self.form], self.outputs + self.form,
                               js=SUBMIT_JS)
+        self.skip_btn.click(None, [self.handle], self.outputs + self.form, js=SKIP_JS)
         self.undo_btn.click(self.undo, None, self.outputs + self.form, api_name="undo",
                             queue=False)
         # A radio cannot be un-clicked: this takes every rating back to "not rated".
@@ -350,6 +358,10 @@ class AnnotateView:
                     require_user(s, name, ANNOTATORS)
                 raise fail("Nothing to submit: no item is loaded (reload the page).")
             item_id, started = shown
+            if answer.get("skip") is True:
+                view = skip_and_next(self.store, name, item_id, overlap=self.cfg.overlap, gold_rate=self.cfg.gold_rate,
+                                     seed=self.cfg.seed, roles=ANNOTATORS, lease_s=self.cfg.lease_s)
+                return 200, {"saved": True, **dict(zip(SHOWN, self._show(name, view, SKIPPED)))}
             choice, ratings = answer.get("choice"), answer.get("ratings")
             if choice is None:
                 raise fail("Choose first: 1 better, 2 better, tie or both bad.")

@@ -51,7 +51,8 @@ wrote which. If you make a mistake, **Undo** (`u`) brings back your last answer 
 
 **Keys**: `1`, `2`, `t`, `b` choose; on a rating `1`-`5` rate it and move to the next, `←`/`→`
 step it; `j`/`k` (on a rating `↓`/`↑` too) go to the next / previous rating; `Esc` leaves
-the ratings; `Enter` submits (outside the text fields); `u` undoes.
+the ratings; `Enter` submits (outside the text fields); `u` undoes; `s` skips an item you
+cannot judge (it goes to other annotators).
 """
 
 

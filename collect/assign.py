@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import and_, bindparam, exists, false, func, select, true, update
+from sqlalchemy import and_, bindparam, exists, false, func, or_, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, join
 
@@ -199,9 +199,10 @@ GOLD = Item.is_gold == true()
 
 
 def _mine(annotator):
-    """The item is held by the annotator, or was voted on (a released assignment is neither)."""
+    """The item is held by the annotator, was voted on, or was skipped by them (a released
+    assignment is none of these unless skipped: its annotator may be handed the item again)."""
     return exists().where(Assignment.item_id == Item.id, Assignment.annotator == annotator,
-                          Assignment.released == false())
+                          or_(Assignment.released == false(), Assignment.skipped == true()))
 
 
 def _released(annotator):
@@ -375,13 +376,15 @@ def _count(source, *where):
 def _counts() -> list:
     """The six counts behind "n of N" for :annotator and :overlap (see _total)."""
     mine = and_(Assignment.annotator == _ANNOTATOR, Assignment.released == false())
+    # had: held, voted on or skipped: an open item the annotator skipped is not left for them
+    had = and_(Assignment.annotator == _ANNOTATOR, or_(Assignment.released == false(), Assignment.skipped == true()))
     open_regular = and_(REGULAR, Item.n_assigned < _OVERLAP)
     with_item = join(Assignment, Item, Item.id == Assignment.item_id)
     return [_count(Vote, Vote.annotator == _ANNOTATOR, Vote.active),
             _count(Assignment, mine),
             _count(Item, open_regular),
-            _count(with_item, mine, open_regular),
-            _count(with_item, mine, GOLD),
+            _count(with_item, had, open_regular),
+            _count(with_item, had, GOLD),
             _count(Item, GOLD)]
 
 

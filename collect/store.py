@@ -129,6 +129,9 @@ class Assignment(Base):
     # it no longer holds a slot on the item. The row stays, since undone votes refer to it; the
     # same annotator may be handed the item again (the row is then taken up again).
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Released because the annotator skipped the item (could not judge it): never handed to
+    # them again (collect/lease.py skip).
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Vote(Base):
@@ -401,7 +404,7 @@ def _pg_has_trigger(conn: Connection, name: str) -> bool:
 # columns, so a store from an older version gets them here (with their server default);
 # _current_indexes then builds the indexes over them.
 _NEW_COLUMNS = (Item.__table__.c.review_only, Item.__table__.c.round, User.__table__.c.sessions_from,
-                Assignment.__table__.c.released)
+                Assignment.__table__.c.released, Assignment.__table__.c.skipped)
 
 
 def _add_new_columns(conn: Connection) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from core.records import ASPECTS
 
 from .assign import ItemView, assign_next, check_queue, claim_slot, next_item, read_view, view_assignment
-from .lease import DEFAULT_LEASE_S, ItemTaken
+from .lease import DEFAULT_LEASE_S, ItemTaken, skip as skip_assignment
 from .store import ROLES, Assignment, CollectError, Item, Store, User, Vote, audit
 from .store import now as _now
 from .users import check_user, require_user
@@ -216,6 +216,32 @@ def submit_and_next(store: Store, annotator: str, item_id: str, choice_shown: st
         e.next_view = next_item(store, annotator, overlap, gold_rate, seed, roles, lease_s, t)
         raise
     return vote, view or view_assignment(store, a, overlap, gold_rate)
+
+
+def skip_and_next(store: Store, annotator: str, item_id: str, overlap: int = 3, gold_rate: float = 0.1,
+                  seed: int = 0, roles: tuple[str, ...] = ROLES, lease_s: float | None = DEFAULT_LEASE_S,
+                  now: float | None = None) -> ItemView | None:
+    """The app's skip (an item the annotator cannot judge): the item goes back to the queue for
+    the others and never to them again (collect/lease.py skip), and their next assignment, in
+    one write transaction. An item whose lease ran out is marked skipped all the same; one they
+    voted on is refused (Undo first)."""
+    check_queue(overlap, gold_rate)
+    t = _now() if now is None else now
+
+    def write(s: Session) -> Assignment | None:
+        require_user(s, annotator, roles)
+        if not skip_assignment(s, item_id, annotator):
+            mine = s.scalar(select(Assignment).where(Assignment.item_id == item_id,
+                                                     Assignment.annotator == annotator))
+            if mine is None:
+                raise CollectError("Nothing to skip: no item is loaded (reload the page).")
+            if not mine.released:
+                raise CollectError("You already answered this item: Undo [u] first to skip it.")
+            mine.skipped = True  # its lease ran out: released already, and now not theirs again
+            audit(s, annotator, "skip", item_id=item_id)
+        return assign_next(s, annotator, overlap, gold_rate, seed, lease_s, t)
+
+    return view_assignment(store, store.transact(write, retry_integrity=3), overlap, gold_rate)
 
 
 def undo_last(store: Store, annotator: str, window_s: float = 120.0,

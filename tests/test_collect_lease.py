@@ -188,3 +188,44 @@ def test_racing_annotators_and_late_answers_never_exceed_the_overlap(db_url):  #
     # a late answer reported kept is stored, one reported refused is not
     assert {n: (held[n], n) in pairs for n in leavers} == {n: outcome[n] == "kept" for n in leavers}
     store.close()
+
+
+def test_a_skipped_item_goes_to_the_others_and_never_back(db_url):  # noqa: F811
+    """Skip (an item the annotator cannot judge): the slot frees at once, the next item comes in
+    the same step, the progress total counts the skipped item out, and the item is never handed
+    to them again, though others take it; skipping an item answered, or none, is refused."""
+    from collect.assign import progress
+    from collect.store import CollectError
+    from collect.votes import skip_and_next
+
+    store = store_with(db_url, ["alice", "bob"], 3)
+    try:
+        assert take(store, "alice", T0) == "i0"
+        assert progress(store, "alice", overlap=1, gold_rate=0.0) == (0, 3)
+        view = skip_and_next(store, "alice", "i0", overlap=1, gold_rate=0.0, lease_s=LEASE, now=T0 + 1)
+        assert view.item_id == "i1" and (view.done, view.total) == (0, 2)  # i0 is no longer hers
+        assert counts(store)["i0"] == (0, 0, 0)  # its slot is free
+        with store.read() as s:
+            (a,) = s.scalars(select(Assignment).where(Assignment.item_id == "i0"))
+        assert a.released and a.skipped
+        entry = next(e for e in store.audit_entries() if e.action == "skip")
+        assert (entry.actor, entry.detail) == ("alice", {"item_id": "i0"})
+
+        assert take(store, "bob", T0 + 2) == "i0"  # the others get it
+        submit_vote(store, "alice", "i1", "left", GOOD, GOOD, overlap=1, lease_s=None)
+        with pytest.raises(CollectError, match="You already answered this item: Undo"):
+            skip_and_next(store, "alice", "i1", overlap=1, gold_rate=0.0, lease_s=LEASE, now=T0 + 4)
+        with pytest.raises(CollectError, match="Nothing to skip"):
+            skip_and_next(store, "alice", "i9", overlap=1, gold_rate=0.0, lease_s=LEASE, now=T0 + 4)
+        # bob's lease on i0 runs out: i0 is open again, and still never alice's
+        assert take(store, "alice", LATER) == "i2"
+        assert take(store, "alice", LATER + 1) == "i2" and progress(store, "alice", overlap=1, gold_rate=0.0) == (1, 2)
+        submit_vote(store, "alice", "i2", "left", GOOD, GOOD, overlap=1, lease_s=None)
+
+        # a skip after the lease ran out: released already, now never handed back
+        assert take(store, "bob", LATER + 2) == "i0"
+        later = LATER + LEASE + 10
+        assert skip_and_next(store, "bob", "i0", overlap=1, gold_rate=0.0, lease_s=LEASE, now=later) is None
+        assert take(store, "bob", later + 1) is None  # i1 and i2 have their vote: nothing, and not i0 again
+    finally:
+        store.close()

@@ -95,7 +95,7 @@ def test_unreachable_server_is_a_user_error_with_the_password_masked():
 
 
 def test_store_from_before_review_only_gets_the_column(tmp_path):
-    """A store created before items.review_only, items.round and assignments.released existed:
+    """A store created before items.review_only, items.round, assignments.released and .skipped existed:
     opening it adds the columns (false and round 1 for the rows already there) and replaces the
     work-queue index by this version's, over review_only and round."""
     path = tmp_path / "old.db"
@@ -106,6 +106,7 @@ def test_store_from_before_review_only_gets_the_column(tmp_path):
     with st.engine.begin() as c:  # back to the old schema
         c.exec_driver_sql("DROP INDEX assignments_lease")
         c.exec_driver_sql("ALTER TABLE assignments DROP COLUMN released")
+        c.exec_driver_sql("ALTER TABLE assignments DROP COLUMN skipped")
         c.exec_driver_sql("DROP INDEX items_queue_rounds")
         c.exec_driver_sql("ALTER TABLE items DROP COLUMN review_only")
         c.exec_driver_sql("ALTER TABLE items DROP COLUMN round")
@@ -122,7 +123,7 @@ def test_store_from_before_review_only_gets_the_column(tmp_path):
     assert "round" in cols and [r["round"] for r in admin_progress(st)["rounds"]] == [1]
     with st.engine.connect() as c:
         assert "sessions_from" in [r[1] for r in c.exec_driver_sql("PRAGMA table_info(users)")]
-        assert "released" in [r[1] for r in c.exec_driver_sql("PRAGMA table_info(assignments)")]
+        assert {"released", "skipped"} <= {r[1] for r in c.exec_driver_sql("PRAGMA table_info(assignments)")}
         assert c.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'assignments_lease'").all()
     assert next_item(st, "early", gold_rate=0.0).item_id == opened  # still held
     add_items(st, [dict(make_items(1, prefix="r")[0], review_only=True)])
