@@ -160,16 +160,14 @@ CROSS_SITE = "Refused: the request did not come from this app's page."
 
 def same_origin(headers: Headers) -> bool:
     """The page that sent the request is this server's (or the request names no page: a
-    same-origin GET, or a client that is not a browser). Behind a reverse proxy that rewrites
-    Host, the proxy's X-Forwarded-Host names the public host (a cross-site page cannot set
-    that header: a script would need a CORS preflight, and the request it allows is refused
-    here)."""
+    same-origin GET, or a client that is not a browser): its Origin names the Host the request
+    was sent to. Only Host: a page's script can add an X-Forwarded-Host header of its choosing
+    (Gradio's CORS layer, outside this check, answers the preflight that allows it for a page
+    on another port of the same host), so a proxy must pass the public host as Host."""
     origin = headers.get("origin")
     if origin is None:
         return True
-    hosts = {headers.get("host", "")} | \
-        {h.strip() for h in headers.get("x-forwarded-host", "").split(",") if h.strip()}
-    return urlsplit(origin).netloc in hosts
+    return urlsplit(origin).netloc == headers.get("host", "")
 
 
 def lax_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

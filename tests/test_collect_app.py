@@ -18,6 +18,7 @@ import re
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -39,6 +40,7 @@ from core.records import ASPECTS
 from databases import module_db_url as store_location  # noqa: F401 - one server per database
 
 PASSWORD = "correct horse battery"
+CROSS_SITE_REFUSAL = "Refused: the request did not come from this app's page."
 USERS = {"ann1": "annotator", "ann2": "annotator", "ann3": "annotator", "rev": "reviewer",
          "adm": "admin"}
 RATINGS = [4] * 14
@@ -405,12 +407,17 @@ def test_forged_answers_are_refused_in_the_status_line(server):
         assert r.status_code == code and "Refused" in r.json()["status"], (request, r.text)
     r = http.post("/annotate/vote", json={"handle": handle, "choice": "left", "ratings": RATINGS},
                   headers={"origin": "https://elsewhere.example"})
-    assert r.status_code == 403 and r.json()["detail"] == "Refused: the request did not come from this app's page."
+    assert r.status_code == 403 and r.json()["detail"] == CROSS_SITE_REFUSAL
     assert count(store, Vote, Vote.annotator == "forger") == 0
-    # the app's own page behind a reverse proxy that rewrites Host: the proxy names the host
+    # a page on another port of this host that names itself in X-Forwarded-Host (a script may
+    # add the header): refused; only Host counts
+    for forged_host in ("127.0.0.1:8799", "annotate.example"):
+        r = http.post("/annotate/vote", json={"handle": handle, "choice": "left", "ratings": RATINGS},
+                      headers={"origin": "http://127.0.0.1:8799", "x-forwarded-host": forged_host})
+        assert r.status_code == 403 and r.json()["detail"] == CROSS_SITE_REFUSAL, (forged_host, r.text)
+    # the app's own page behind a reverse proxy that passes the public host as Host
     code, status = vote(server, c, handle, flags=["fraud"], rationale="  fine  ",
-                        headers={"origin": "https://annotate.example",
-                                 "x-forwarded-host": "annotate.example"})
+                        headers={"origin": "https://annotate.example", "host": "annotate.example"})
     assert code == 200 and "Saved" in status
     with store.read() as s:
         stored = s.scalar(select(Vote).where(Vote.annotator == "forger"))
@@ -563,12 +570,16 @@ def test_another_sites_page_cannot_act_in_an_admins_session(server):
     http = http_login(server, "adm")
     cookie = next(v for k, v in http.cookies.items() if k.startswith("access-token-unsecure"))
     before = len(store.audit_entries())
-    public = {"host": "annotate.example.org", "x-forwarded-host": "annotate.example.org"}
+    public = {"host": "annotate.example.org"}
     fn_index, _ = server["fns"]["admin_user_add"]
     body = {"data": ["mallory", "admin", "a long enough phrase"], "fn_index": fn_index,
             "session_hash": "csrf", "event_data": None, "trigger_id": None}
     for origin in ("https://evil.example", "null", "http://127.0.0.1.evil.example"):
         r = http.post("/gradio_api/queue/join", json=body, headers={**public, "origin": origin})
+        assert r.status_code == 403 and "did not come from this app's page" in r.text, (origin, r.text)
+        # naming its own host in X-Forwarded-Host does not help it
+        r = http.post("/gradio_api/queue/join", json=body,
+                      headers={**public, "origin": origin, "x-forwarded-host": urlsplit(origin).netloc or "null"})
         assert r.status_code == 403 and "did not come from this app's page" in r.text, (origin, r.text)
         r = http.post("/gradio_api/run/undo", json={**body, "data": []},
                       headers={**public, "origin": origin})
