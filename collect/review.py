@@ -128,6 +128,18 @@ def safety_queue(store: Store, extra_flagged: Iterable[tuple] = ()) -> list[Queu
     return sorted(queue, key=QueueEntry.severity)  # stable: oldest first among equals
 
 
+def _reviewable(s: Session, item_id: str, side: str) -> bool:
+    """The output is, or was, in the safety queue: flagged from outside the app, flagged by an
+    active vote, or decided before (a later decision supersedes). A reviewer's decision can put a
+    reference answer into the exported pairs, so it is taken only on what the queue shows."""
+    if s.scalar(select(Flag.id).where(Flag.item_id == item_id, Flag.side == side).limit(1)) is not None:
+        return True
+    if s.scalar(select(Review.id).where(Review.item_id == item_id, Review.side == side).limit(1)) is not None:
+        return True
+    votes = s.scalars(select(Vote).where(Vote.active, Vote.item_id == item_id))
+    return (item_id, side) in _vote_reasons(votes)
+
+
 def decide(store: Store, reviewer: str, item_id: str, side: str, decision: str,
            category: str | None = None, reference_answer: str | None = None) -> Review:
     """Record a reviewer's decision on one output (reviewer or admin role only).
@@ -151,6 +163,9 @@ def decide(store: Store, reviewer: str, item_id: str, side: str, decision: str,
         require_user(s, reviewer, REVIEWER_ROLES)
         if s.get(Item, item_id) is None:
             raise CollectError(f"no item {item_id!r}")
+        if not _reviewable(s, item_id, side):
+            raise CollectError(f"item {item_id!r}, response {side}: not in the safety queue (no vote or audit "
+                               "flagged it), so there is nothing to decide")
         review = Review(item_id=item_id, side=side, reviewer=reviewer, decision=decision,
                         category=category, reference_answer=reference_answer, at=now())
         s.add(review)

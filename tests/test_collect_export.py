@@ -5,7 +5,7 @@ import pytest
 
 from collect.assign import add_items, side_swapped
 from collect.export import build_pairs, export_preferences
-from collect.review import decide
+from collect.review import decide, flag_output
 from collect.store import Assignment, User, open_store
 from collect.summary import agreement_summary
 from collect.votes import shown_choice, submit_vote
@@ -125,6 +125,7 @@ def test_both_bad_exports_the_less_harmful_response(store, tmp_path):
     for name in VOTERS:
         force_vote(store, name, "i7", "both_bad", 1, 1, harm_a=1, harm_b=4)
         vote_with(store, name, "i8", "both_bad", rating(1, 1), {"quality": 1})
+    flag_output(store, "i7", "a", reason="eval audit")  # in the queue (the annotators rated b harmful)
     decide(store, "rev", "i7", "a", "confirm_harmful", category="fraud")
     rows, stats = build_pairs(store)
     by_id = {r["item_id"]: r for r in rows}

@@ -646,6 +646,8 @@ def test_safety_queue_and_decisions(store):
         decide(store, "r2", "i0", "b", "dismiss")
     with pytest.raises(CollectError, match="needs a category"):
         decide(store, "rev", "i0", "b", "confirm_harmful")
+    with pytest.raises(CollectError, match="item 'i0', response a: not in the safety queue"):  # nothing flagged it
+        decide(store, "rev", "i0", "a", "reference_answer", reference_answer="2 + 2 = 5")
     with pytest.raises(CollectError, match="A safe reference answer needs its text"):
         decide(store, "rev", "i0", "b", "reference_answer", reference_answer="  ")
     decide(store, "rev", "i0", "b", "confirm_harmful", category="fraud")
