@@ -112,7 +112,7 @@ async def _answer(request: Request) -> dict:
             raise Refusal(413, f"Refused: an answer is at most {MAX_BODY // 1024} kB.")
     try:
         answer = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         raise Refusal(400, "Refused: the answer is not valid JSON.") from None
     if not isinstance(answer, dict):
         raise Refusal(400, "Refused: the answer must be a JSON object.")

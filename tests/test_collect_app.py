@@ -401,6 +401,7 @@ def test_forged_answers_are_refused_in_the_status_line(server):
     for request, code in [
             (dict(content=b"choice=left", headers={"content-type": "text/plain"}), 415),
             (dict(content=b"{not json", headers={"content-type": "application/json"}), 400),
+            (dict(content=b"[" * 60_000, headers={"content-type": "application/json"}), 400),  # too deep
             (dict(json=["left"]), 400),
             (dict(json={"handle": handle, "choice": "left", "rationale": "x" * 70_000}), 413)]:
         r = http.post("/annotate/vote", **request)
