@@ -200,6 +200,7 @@ def launch(app: gr.Blocks, store: Store, host: str = DEFAULT_HOST, port: int = D
                            show_error=False, prevent_thread_lock=prevent_thread_lock,
                            quiet=quiet, footer_links=["settings"], run_history=False,
                            max_file_size=0, max_threads=WORKER_THREADS,
+                           enable_monitoring=False,  # Gradio's /monitoring: every user's traffic, to any log-in
                            app_kwargs={"lifespan": sessions.lifespan, "openapi_url": None,
                                        "middleware": [Middleware(Gate)],
                                        "routes": list(getattr(app, "routes_beside", []))})

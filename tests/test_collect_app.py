@@ -590,6 +590,10 @@ def test_another_sites_page_cannot_act_in_an_admins_session(server):
     r = http.post("/gradio_api/queue/join", json={**body, "data": ["mallory", "annotator", "a long enough phrase"]},
                   headers={**public, "origin": "https://annotate.example.org"})
     assert r.status_code == 200, r.text
+    # Gradio's traffic monitor (every user's calls) is off, for any log-in
+    for path in ("/monitoring", "/monitoring/summary"):
+        r = http.get(path)
+        assert r.status_code == 403 and r.json()["detail"] == "Monitoring is not enabled.", path
     # and the session cookies go out SameSite=Lax, never None
     r = http_client(server).post("/login", data={"username": "adm", "password": PASSWORD})
     cookies = r.headers.get_list("set-cookie")
