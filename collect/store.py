@@ -345,7 +345,11 @@ def open_store(url_or_path: str | Path) -> Store:
     created); tables and triggers are created when missing."""
     url = store_url(url_or_path)
     if "://" not in str(url_or_path):
-        Path(make_url(url).database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(make_url(url).database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A new store is readable by its owner only: it holds password hashes, votes and
+        # rationales (SQLite gives its -wal and -shm files the database file's mode)
+        path.touch(mode=0o600, exist_ok=True)
     engine = _engine(url)
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)

@@ -94,6 +94,29 @@ def test_unreachable_server_is_a_user_error_with_the_password_masked():
     assert store_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
 
 
+def test_a_new_sqlite_store_is_readable_by_its_owner_only(tmp_path):
+    """Password hashes, votes and rationales: mode 0600 for the database and its WAL files,
+    whatever the umask; a store that exists keeps the mode its owner gave it."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        st = open_store(tmp_path / "collect" / "annotations.db")
+        add_items(st, make_items(1))
+        quick_users(st, ["ann"])
+        files = sorted(tmp_path.glob("collect/annotations.db*"))
+        assert len(files) >= 2  # the database and its write-ahead log
+        assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}, files
+        st.close()
+        (tmp_path / "shared.db").touch(mode=0o640)
+        os.chmod(tmp_path / "shared.db", 0o640)
+        open_store(tmp_path / "shared.db").close()
+        assert stat.S_IMODE((tmp_path / "shared.db").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+
+
 def test_store_from_before_review_only_gets_the_column(tmp_path):
     """A store created before items.review_only, items.round, assignments.released and .skipped existed:
     opening it adds the columns (false and round 1 for the rows already there) and replaces the
