@@ -52,21 +52,29 @@ VOTE_THREADS = 4
 
 class ItemHandles:
     """Opaque handles for the items on annotators' pages: handle -> (user, item id, when
-    shown). At most `capacity` are kept (the oldest go first): a page whose handle was
-    dropped gets "reload the page", as after a server restart."""
+    shown). At most `per_user` per user (their oldest go first: one per open tab is plenty) and
+    `capacity` in all: a page whose handle was dropped gets "reload the page", as after a server
+    restart. The cap per user keeps one annotator reloading in a loop from pushing out the
+    handles of everyone else's pages."""
 
-    def __init__(self, capacity: int = 100_000):
-        self.capacity = capacity
+    def __init__(self, capacity: int = 100_000, per_user: int = 16):
+        self.capacity, self.per_user = capacity, per_user
         self._items: collections.OrderedDict[str, tuple[str, str, float]] = \
             collections.OrderedDict()
+        self._mine: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 
     def issue(self, user: str, item_id: str) -> str:
         handle = secrets.token_urlsafe(16)
         with self._lock:
             self._items[handle] = (user, item_id, time.time())
+            mine = self._mine[user]
+            mine.append(handle)
+            while len(mine) > self.per_user:
+                self._items.pop(mine.popleft(), None)
             while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+                old, (owner, _, _) = self._items.popitem(last=False)
+                self._mine[owner].remove(old)
         return handle
 
     def lookup(self, user: str, handle: object) -> tuple[str, float] | None:

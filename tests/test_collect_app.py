@@ -761,3 +761,14 @@ def test_item_handles_are_bound_to_their_user_and_bounded():
     later = [handles.issue("ann1", f"i{k}") for k in range(2, 5)]
     assert handles.lookup("ann1", first) is None  # the oldest went first
     assert [handles.lookup("ann1", h)[0] for h in later] == ["i2", "i3", "i4"]
+
+
+def test_one_annotator_reloading_does_not_push_out_the_others_handles():
+    """Each user keeps at most `per_user` handles: a page reloaded in a loop drops only its own
+    user's older ones, and another annotator's page can still submit."""
+    handles = ItemHandles(capacity=100, per_user=4)
+    alice = handles.issue("alice", "i1")
+    mallory = [handles.issue("mallory", f"m{k}") for k in range(1000)]
+    assert handles.lookup("alice", alice)[0] == "i1"
+    assert [handles.lookup("mallory", h)[0] for h in mallory[-4:]] == ["m996", "m997", "m998", "m999"]
+    assert handles.lookup("mallory", mallory[-5]) is None  # only their own older ones went
