@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=3, help="annotators per item (default 3)")
     p.add_argument("--gold_rate", type=float, default=0.1, help="share of gold items shown")
     p.add_argument("--guidelines", default=None, help="markdown file shown to annotators")
-    p.add_argument("--seed", type=int, default=0, help="side randomization seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the side each annotator sees a response on and of the gold items' mix "
+                        "(default: a secret one drawn at each start, so that nobody can work them out from "
+                        "the public code and an item's prompt; the side of an item given out is kept in the "
+                        "store either way)")
     p.add_argument("--session_hours", type=float, default=8.0,
                    help="a log-in expires this long after it began (default 8)")
     p.add_argument("--idle_minutes", type=float, default=60.0,
@@ -224,8 +228,10 @@ def dispatch(args) -> int:
     if args.command == "serve":
         from .app import serve
 
-        serve(args.run, host=args.host, port=args.port, overlap=args.overlap,
-              gold_rate=args.gold_rate, guidelines=args.guidelines, seed=args.seed,
+        import secrets
+
+        serve(args.run, host=args.host, port=args.port, overlap=args.overlap, gold_rate=args.gold_rate,
+              guidelines=args.guidelines, seed=secrets.randbits(62) if args.seed is None else args.seed,
               session_max_s=args.session_hours * 3600, session_idle_s=args.idle_minutes * 60,
               lease_s=args.lease_minutes * 60, db=args.db)
     elif args.command == "generate":

@@ -164,6 +164,21 @@ def voted_by(store, name) -> set[str]:
 # ------------------------------------------------------------------------ logging in
 
 
+def test_serve_draws_a_secret_seed_unless_given_one(tmp_path, monkeypatch):
+    """The side an annotator sees a response on and the gold mix come from the seed: with a fixed
+    default, anyone with the code could work out which side an A/B item's policy is on, and which
+    items are gold checks. So `collect serve` draws one at each start unless --seed names it."""
+    from collect import app as app_module
+    from collect.cli import main
+
+    seeds = []
+    monkeypatch.setattr(app_module, "serve", lambda run, **kw: seeds.append(kw["seed"]))
+    for _ in range(3):
+        assert main(["serve", "--run", str(tmp_path)]) == 0
+    assert main(["serve", "--run", str(tmp_path), "--seed", "5"]) == 0
+    assert len(set(seeds[:3])) == 3 and 0 not in seeds[:3] and seeds[3] == 5
+
+
 def test_default_bind_is_loopback(tmp_path):
     from collect.cli import build_parser
 
