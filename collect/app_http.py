@@ -156,6 +156,11 @@ LOGIN_SCRIPT = b"""<script>
 
 
 CROSS_SITE = "Refused: the request did not come from this app's page."
+# The largest request body any route takes: a log-in form, an event's JSON, a vote (64 kB,
+# collect/app_vote.py); no route takes a file. Larger ones are refused before they are read,
+# logged in or not (a 200 MB body sent without a session was read and parsed before its 401).
+MAX_REQUEST_BODY = 1024 * 1024
+TOO_LARGE = f"Refused: a request body is at most {MAX_REQUEST_BODY // 1024} kB."
 
 
 def same_origin(headers: Headers) -> bool:
@@ -198,6 +203,29 @@ def login_page(html: bytes) -> bytes:
     return html.replace(b"</head>", LOGIN_SCRIPT + b"</head>", 1)
 
 
+def _too_large(headers: Headers) -> bool:
+    try:
+        return int(headers.get("content-length") or 0) > MAX_REQUEST_BODY
+    except ValueError:
+        return True
+
+
+def _capped(receive):
+    """`receive` that ends the request once its body passes MAX_REQUEST_BODY (a chunked body
+    says no length up front): the app sees a client that went away, and reads no further."""
+    seen = 0
+
+    async def wrapped():
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_REQUEST_BODY:
+                return {"type": "http.disconnect"}
+        return message
+    return wrapped
+
+
 class Gate:
     """ASGI middleware: see the module's docstring."""
 
@@ -207,8 +235,12 @@ class Gate:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if not same_origin(Headers(scope=scope)):
+        headers = Headers(scope=scope)
+        if not same_origin(headers):
             return await JSONResponse({"detail": CROSS_SITE}, 403)(scope, receive, send)
+        if _too_large(headers):
+            return await JSONResponse({"detail": TOO_LARGE}, 413)(scope, receive, send)
+        receive = _capped(receive)
         client = scope.get("client")
         token = CLIENT_ADDRESS.set(client[0] if client else "")
 

@@ -164,6 +164,27 @@ def voted_by(store, name) -> set[str]:
 # ------------------------------------------------------------------------ logging in
 
 
+def test_a_large_body_is_refused_before_it_is_read(server):
+    """Any route, logged in or not: a body over 1 MB is refused with 413 by its declared length,
+    and a chunked one (no length up front) is cut off once it passes the cap; small ones pass."""
+    http = http_client(server)
+    big = b"[" + b"0," * 600_000 + b"0]"
+    for path in ("/gradio_api/run/undo", "/annotate/vote", "/login"):
+        r = http.post(path, content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["detail"] == "Refused: a request body is at most 1024 kB.", path
+
+    def chunks():  # a valid JSON body of 4 MB, with no length up front: read only up to the cap
+        yield b'{"data": ['
+        for _ in range(40):
+            yield b"0," * 50_000
+        yield b'0]}'
+
+    r = http.post("/gradio_api/run/undo", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "error parsing the body" in r.text
+    r = http.post("/login", data={"username": "nobody", "password": "wrong password"})
+    assert r.status_code == 400  # a small form still reaches the log-in
+
+
 def test_serve_draws_a_secret_seed_unless_given_one(tmp_path, monkeypatch):
     """The side an annotator sees a response on and the gold mix come from the seed: with a fixed
     default, anyone with the code could work out which side an A/B item's policy is on, and which
@@ -346,9 +367,9 @@ def test_run_history_and_uploads_are_off(server):
     http = http_login(server, "ann1")
     assert http.get("/gradio_api/runs").status_code == 404
     assert '"run_history":false' in http.get("/config").text.replace(" ", "")
-    for size in (1, 30_000_000):
+    for size, refused_by in ((1, "maximum allowed size"), (30_000_000, "a request body is at most 1024 kB")):
         r = http.post("/gradio_api/upload", files={"files": ("notes.txt", b"x" * size)})
-        assert r.status_code == 413 and "maximum allowed size" in r.text
+        assert r.status_code == 413 and refused_by in r.text  # Gradio's file cap, or ours before it
 
 
 # ------------------------------------------------------------------------ annotators
