@@ -203,6 +203,14 @@ def login_page(html: bytes) -> bytes:
     return html.replace(b"</head>", LOGIN_SCRIPT + b"</head>", 1)
 
 
+def _logout_from_elsewhere(scope, headers: Headers) -> bool:
+    """Gradio's log-out is a GET that ends every session of the user, and a GET carries no Origin:
+    a link or an <img> on another site's page (or on another port of this host) would log people
+    out. The browser says where it came from in Sec-Fetch-Site; a request without it (not a
+    browser, or an old one) passes."""
+    return scope["path"] == "/logout" and headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+
+
 def _too_large(headers: Headers) -> bool:
     try:
         return int(headers.get("content-length") or 0) > MAX_REQUEST_BODY
@@ -236,7 +244,7 @@ class Gate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
-        if not same_origin(headers):
+        if not same_origin(headers) or _logout_from_elsewhere(scope, headers):
             return await JSONResponse({"detail": CROSS_SITE}, 403)(scope, receive, send)
         if _too_large(headers):
             return await JSONResponse({"detail": TOO_LARGE}, 413)(scope, receive, send)

@@ -626,6 +626,11 @@ def test_another_sites_page_cannot_act_in_an_admins_session(server):
     r = http.post("/gradio_api/queue/join", json={**body, "data": ["mallory", "annotator", "a long enough phrase"]},
                   headers={**public, "origin": "https://annotate.example.org"})
     assert r.status_code == 200, r.text
+    # a link or an image on another site (or another port of this host) cannot log the admin out
+    for site in ("cross-site", "same-site"):
+        r = http.get("/logout", headers={"sec-fetch-site": site}, follow_redirects=False)
+        assert r.status_code == 403 and "did not come from this app's page" in r.text, site
+    assert http.get("/gradio_api/info").status_code == 200  # still logged in
     # Gradio's traffic monitor (every user's calls) is off, for any log-in
     for path in ("/monitoring", "/monitoring/summary"):
         r = http.get(path)

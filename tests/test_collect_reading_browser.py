@@ -88,4 +88,6 @@ def test_an_item_skipped_goes_and_never_comes_back(browser, server):
     page.reload()
     progress.filter(has_text="All done").wait_for()  # and not the skipped item again
     assert first not in seen and len(seen) == total - 1
+    page.locator("#logout").click()  # the app's own log-out link still works
+    page.get_by_label("username").wait_for()
     page.close()
