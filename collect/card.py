@@ -47,12 +47,20 @@ def _agreement_rows(summary: dict) -> list[str]:
     return rows
 
 
+def _pseudonyms(summary: dict) -> dict[str, str]:
+    """The card goes out with the data set: annotators are "annotator 1..n" there (in the order
+    of their names), never their account names, which the admin's page and `rlhf collect report`
+    show to the team."""
+    return {name: f"annotator {k}" for k, name in enumerate(sorted(summary["annotators"]), start=1)}
+
+
 def _annotator_rows(summary: dict) -> list[str]:
     rows = ["| annotator | votes | agreement with others | gold accuracy | left share (p) | flag |",
             "|---|---|---|---|---|---|"]
+    shown = _pseudonyms(summary)
     for name, a in summary["annotators"].items():
         ag, gold, pos = a["agreement"], a["gold_accuracy"], a["position_bias"]
-        rows.append(f"| {name} | {a['n_votes']} | {_f(ag['share'], 2)} (n={ag['n']}) | "
+        rows.append(f"| {shown[name]} | {a['n_votes']} | {_f(ag['share'], 2)} (n={ag['n']}) | "
                     f"{_f(gold['share'], 2)} (n={gold['n']}) | {_f(pos['share'], 2)} "
                     f"({_f(pos['p_value'], 3)}) | {'; '.join(a['why']) or '-'} |")
     return rows
@@ -96,7 +104,8 @@ def render_card(stats: dict, summary: dict) -> str:
         *_agreement_rows(summary), "",
         f"Position bias: the left-shown response won {_f(pos['share'], 3)} of "
         f"{pos['n_decisive']} decisive votes (binomial p = {_f(pos['p_value'], 4)}).", "",
-        "## Annotators", "", *_annotator_rows(summary), "",
-        f"Flagged: {', '.join(summary['flagged']) or 'none'}.", "",
+        "## Annotators", "", "Numbered, not named (the account names stay with the team).", "",
+        *_annotator_rows(summary), "",
+        f"Flagged: {', '.join(_pseudonyms(summary)[n] for n in summary['flagged']) or 'none'}.", "",
     ]
     return "\n".join(lines)

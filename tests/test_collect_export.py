@@ -186,6 +186,9 @@ def test_export_files_and_card(tmp_path, store):
     assert card.startswith("---\n") and "data_files: preferences.jsonl" in card
     assert "pairs exported: 2" in card and "| tie | 1 |" in card and "| split | 1 |" in card
     assert "krippendorff_alpha_nominal" in card  # 3 votes on most items, 2 on i4
+    # the card travels with the data: annotators numbered, their account names left out
+    assert "| annotator 1 |" in card and "| annotator 3 |" in card
+    assert not any(f"| {name} |" in card for name in VOTERS)
     assert stats["card"].endswith("README.md")
     assert sorted(p.name for p in out.parent.iterdir()) == ["README.md", "preferences.jsonl"]
 
