@@ -198,11 +198,15 @@ REGULAR = and_(Item.is_gold == false(), Item.review_only == false())
 GOLD = Item.is_gold == true()
 
 
+# An assignment that keeps its item from its annotator's queue: held, voted on, or skipped (a
+# released one does not, unless skipped: its annotator may be handed the item again).
+_KEPT = or_(Assignment.released == false(), Assignment.skipped == true())
+
+
 def _mine(annotator):
     """The item is held by the annotator, was voted on, or was skipped by them (a released
     assignment is none of these unless skipped: its annotator may be handed the item again)."""
-    return exists().where(Assignment.item_id == Item.id, Assignment.annotator == annotator,
-                          or_(Assignment.released == false(), Assignment.skipped == true()))
+    return exists().where(Assignment.item_id == Item.id, Assignment.annotator == annotator, _KEPT)
 
 
 def _released(annotator):
@@ -377,7 +381,7 @@ def _counts() -> list:
     """The six counts behind "n of N" for :annotator and :overlap (see _total)."""
     mine = and_(Assignment.annotator == _ANNOTATOR, Assignment.released == false())
     # had: held, voted on or skipped: an open item the annotator skipped is not left for them
-    had = and_(Assignment.annotator == _ANNOTATOR, or_(Assignment.released == false(), Assignment.skipped == true()))
+    had = and_(Assignment.annotator == _ANNOTATOR, _KEPT)
     open_regular = and_(REGULAR, Item.n_assigned < _OVERLAP)
     with_item = join(Assignment, Item, Item.id == Assignment.item_id)
     return [_count(Vote, Vote.annotator == _ANNOTATOR, Vote.active),
