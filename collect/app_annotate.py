@@ -201,14 +201,18 @@ KEYBOARD_JS = """
 """
 
 
-def progress_html(done: int, total: int) -> str:
+def progress_html(done: int, total: int, lease_s: float | None = None) -> str:
     """The progress line: "Item n of N", and a bar of the items done out of those assigned
     or still available to this annotator. N falls when other annotators complete items this
-    one has not started (each item needs only `overlap` votes): the line says so."""
+    one has not started (each item needs only `overlap` votes): the line says so. With a lease
+    (collect/lease.py), it also says how long an item stays theirs: an answer sent later is
+    refused once others have taken the item's places."""
     shown = min(done + 1, total)
+    held = (f"; an item left unanswered for {lease_s / 60:g} min may go to someone else"
+            if lease_s and done < total else "")
     return (f'<div class="progress-line"><strong>Item {shown} of {total}</strong> '
             f'({done} done) <span class="progress-note">the total falls as other annotators '
-            f'complete items</span></div><progress value="{done}" max="{max(total, 1)}" '
+            f'complete items{held}</span></div><progress value="{done}" max="{max(total, 1)}" '
             f'aria-label="{done} of {total} items done"></progress>')
 
 
@@ -411,7 +415,7 @@ class AnnotateView:
         """The outputs for `view` (None: nothing left), with a fresh handle for its item."""
         if view is None:
             return [None, ALL_DONE_HTML, "", "", "", status]
-        return [self.handles.issue(user, view.item_id), progress_html(view.done, view.total),
+        return [self.handles.issue(user, view.item_id), progress_html(view.done, view.total, self.cfg.lease_s),
                 view.prompt, view.left, view.right, status]
 
     @staticmethod

@@ -62,7 +62,10 @@ class LoginThrottle:
       - (name, address): `limit`: guessing one account from one address;
       - address: `address_limit`: one password tried across many names from one address;
       - name: `name_limit`, above `address_limit`: guessing one account from many addresses.
-    So one address can lock out only itself, never another person's account.
+    So one address can lock out only itself, never another person's account. Many addresses
+    together can lock an account by its name limit, but not for an address that has logged in
+    as that name before (remembered while the server runs, the `MAX_KEYS` latest): its owner
+    still gets in from where they usually work, within that address's own limits.
     """
 
     MAX_KEYS = 30_000  # keys tracked at once: guesses at random names cannot fill memory
@@ -75,6 +78,7 @@ class LoginThrottle:
         self.window_s = window_s
         self._limits = {"pair": limit, "address": address_limit, "name": name_limit}
         self._attempts: dict[tuple, collections.deque] = {}
+        self._known: collections.OrderedDict[tuple, None] = collections.OrderedDict()  # (name, address) logged in
         self._lock = threading.Lock()
 
     @staticmethod
@@ -95,7 +99,8 @@ class LoginThrottle:
         keys = self._keys(name, address)
         with self._lock:
             queues = [(k, self._recent(k, now)) for k in keys]
-            full = [q for k, q in queues if len(q) >= self._limits[k[0]]]
+            known = (name, address) in self._known
+            full = [q for k, q in queues if len(q) >= self._limits[k[0]] and not (known and k[0] == "name")]
             if full:
                 raise Throttled(max(q[0] for q in full) + self.window_s - now)
             if len(self._attempts) >= self.MAX_KEYS:
@@ -106,8 +111,13 @@ class LoginThrottle:
         return now
 
     def release(self, name: str, address: str, reserved: float) -> None:
-        """The attempt taken at `reserved` succeeded: it is not a failure."""
+        """The attempt taken at `reserved` succeeded: it is not a failure, and this address is
+        known for this name from now on."""
         with self._lock:
+            self._known[(name, address)] = None
+            self._known.move_to_end((name, address))
+            if len(self._known) > self.MAX_KEYS:
+                self._known.popitem(last=False)
             for k in self._keys(name, address):
                 q = self._attempts.get(k)
                 if q is not None and reserved in q:

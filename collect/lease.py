@@ -86,14 +86,12 @@ def release(s: Session, *where) -> list[tuple[str, str]]:
 def skip(s: Session, item_id: str, annotator: str) -> bool:
     """The annotator gives the item back without a vote (they cannot judge it), inside the
     caller's transaction: released like a lease run out, and marked skipped, so it goes to others
-    and never back to them. False when they hold no open assignment on it (voted, or released)."""
+    and never back to them. False when they hold no open assignment on it (voted, or released).
+    The caller writes the audit entry (collect/votes.py skip_and_next)."""
     q = (update(Assignment).where(_HELD, Assignment.item_id == item_id, Assignment.annotator == annotator)
          .values(released=True, skipped=True).returning(Assignment.item_id, Assignment.annotator)
          .execution_options(synchronize_session=False))
-    if not _uncount(s, list(s.execute(q))):
-        return False
-    audit(s, annotator, "skip", item_id=item_id)
-    return True
+    return bool(_uncount(s, list(s.execute(q))))
 
 
 def release_expired(s: Session, t: float, lease_s: float | None) -> list[tuple[str, str]]:

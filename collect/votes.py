@@ -238,7 +238,7 @@ def skip_and_next(store: Store, annotator: str, item_id: str, overlap: int = 3, 
             if not mine.released:
                 raise CollectError("You already answered this item: Undo [u] first to skip it.")
             mine.skipped = True  # its lease ran out: released already, and now not theirs again
-            audit(s, annotator, "skip", item_id=item_id)
+        audit(s, annotator, "skip", item_id=item_id)
         return assign_next(s, annotator, overlap, gold_rate, seed, lease_s, t)
 
     return view_assignment(store, store.transact(write, retry_integrity=3), overlap, gold_rate)

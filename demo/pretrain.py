@@ -23,7 +23,7 @@ from core.io import append_jsonl, write_json
 from demo.tokenizer import EOT
 
 # Defaults (demo.config.BaseConfig holds the ones `rlhf base` uses), measured on the 2-core CPU
-# with the demo corpus (~0.7 MB, ~200k tokens at vocab 3.2k), 5.2M params:
+# with the demo corpus as it was then (~0.7 MB, ~200k tokens at vocab 3.2k), 5.2M params:
 # - 120 steps of 16 x 256 tokens at lr 1e-3: held-out loss 2.0 nats (unigram entropy 5.5);
 # - 220 such steps: 0.80, and the model answered nearly every question with the same sentence;
 # - 440 steps of 8 x 256 (the same tokens, twice the updates) at lr 2e-3: 0.57, and the answers

@@ -349,7 +349,9 @@ def main(cfg: LoopConfig, argv: list[str] | None = None) -> dict:
                                            cfg.reward_model, cfg.chat_template) if p))
     info = write_tagged_prompts(cfg.prompts, run / "data" / "prompts.jsonl", cfg.eval_fraction,
                                 cfg.max_eval_prompts, cfg.seed)
-    print(f"[loop] prompts: {info['pref']} for preferences and PPO, {info['eval']} held out for eval "
+    cap = configs["eval"].max_prompts
+    read = f" (eval reads the first {cap}: max_prompts)" if 0 < cap < info["eval"] else ""
+    print(f"[loop] prompts: {info['pref']} for preferences and PPO, {info['eval']} held out for eval{read} "
           f"→ {info['path']}")
     write_json(run / "loop.json", {"config": to_dict(cfg), "prompts": info})
     try:

@@ -296,6 +296,22 @@ def test_login_throttle_limits_pairs_addresses_and_names():
     with pytest.raises(Throttled):  # 8 failures of ann1 from 4 addresses: name_limit
         t.reserve("ann1", "10.2.0.1", 106.0)
     t.reserve("ann1", "10.0.0.1", 161.0)  # the window has passed
+    # ann1's name is locked by guesses from many addresses, but not for an address it logged in from
+    t = LoginThrottle(limit=3, address_limit=5, name_limit=8, window_s=60)
+    t.release("ann1", "10.5.0.1", t.reserve("ann1", "10.5.0.1", 200.0))
+    for k in range(8):
+        t.reserve("ann1", f"10.6.0.{k}", 201.0)
+    with pytest.raises(Throttled):
+        t.reserve("ann1", "10.7.0.1", 202.0)
+    t.release("ann1", "10.5.0.1", t.reserve("ann1", "10.5.0.1", 202.0))
+    for k in range(3):  # that address keeps its own limit
+        t.reserve("ann1", "10.5.0.1", 203.0)
+    with pytest.raises(Throttled):
+        t.reserve("ann1", "10.5.0.1", 204.0)
+    for k in range(8):
+        t.reserve("ann2", f"10.8.0.{k}", 205.0)
+    with pytest.raises(Throttled):  # an address known for ann1 is not known for ann2
+        t.reserve("ann2", "10.5.0.1", 205.0)
     with pytest.raises(ValueError):  # else one address could lock out any name
         LoginThrottle(address_limit=10, name_limit=10)
 
@@ -386,7 +402,7 @@ def test_annotator_reads_and_votes_only_on_own_items(server):
     # is opaque and fresh at every showing (random text, so it is left out of the search: a
     # 22-character token holds "i0" about once in 200)
     assert mine1 not in json.dumps(page1[1:]) and mine2 not in json.dumps(page2[1:])
-    handle1, handle2 = page1[0], page2[0]
+    handle1 = page1[0]
     assert len(handle1) >= 20 and handle1 != page(c1)[0]
 
     # ann2 with ann1's handle, or one made up: nothing is loaded for ann2 under it
@@ -814,3 +830,13 @@ def test_one_annotator_reloading_does_not_push_out_the_others_handles():
     assert handles.lookup("alice", alice)[0] == "i1"
     assert [handles.lookup("mallory", h)[0] for h in mallory[-4:]] == ["m996", "m997", "m998", "m999"]
     assert handles.lookup("mallory", mallory[-5]) is None  # only their own older ones went
+
+
+def test_the_progress_line_says_how_long_an_item_stays_yours():
+    from collect.app_annotate import progress_html
+
+    assert "Item 5 of 10</strong> (4 done)" in progress_html(4, 10, 1800.0)
+    assert "an item left unanswered for 30 min may go to someone else" in progress_html(4, 10, 1800.0)
+    assert "for 2.5 min" in progress_html(4, 10, 150.0)
+    for html in (progress_html(4, 10, 0), progress_html(4, 10, None), progress_html(10, 10, 1800.0)):
+        assert "unanswered" not in html  # no lease, or nothing left to hold

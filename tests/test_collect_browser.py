@@ -101,6 +101,8 @@ def test_annotator_votes_with_keyboard_sees_progress_and_undoes(browser, server)
     page = login(browser, server, "alice", screenshot="collect-login.png")
     assert page.get_by_role("tab", name="Safety review").count() == 0  # hidden for annotators
     wait_text(page, "#progress", "Item 1 of 4")
+    # the default lease: the annotator reads how long an item stays theirs
+    wait_text(page, "#progress", "an item left unanswered for 30 min may go to someone else")
     page.screenshot(path=artifacts_dir() / "collect-annotate.png", full_page=True)
 
     no_focus(page)

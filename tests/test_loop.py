@@ -63,6 +63,12 @@ def test_loop_with_preferences_end_to_end_and_merged_export(own, tmp_path):
     assert sample["prompt"].startswith(f"System: {SYSTEM}")
     tagged = [json.loads(x)["tags"] for x in (run / "data" / "prompts.jsonl").read_text().splitlines()]
     assert tagged.count(["eval"]) >= 1 and tagged.count(["pref"]) > 40
+    # --quick evaluates 8 held-out prompts: the count printed says so where more are held out
+    held = tagged.count(["eval"])
+    assert (f"{held} held out for eval" + (" (eval reads the first 8: max_prompts)" if held > 8 else "")
+            + " → ") in out, out
+    rows = [json.loads(x) for x in (run / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert len({r["prompt"] for r in rows if r["set"] == "heldout"}) == min(8, held)
 
     code, again = rlhf(*loop_args(own, run, "--preferences", own["preferences"]))
     assert code == 0 and again.count("up to date, skipped") == 6, again
