@@ -4,12 +4,11 @@ the held-out prompts (bench/base_probe.py), for each, and each one's time as a r
 The measurement behind the CPU bf16 choice of the device policy (core/device.py) and the demo
 base's depth (demo/config.py BaseConfig.num_layers).
 
-    python bench/base_dtype.py [--data runs/demo/data] [--tokenizer runs/demo/base] [--steps 880]
+    python bench/base_dtype.py [--data runs/demo/data] [--tokenizer runs/demo/base] [--steps 440]
     python bench/base_dtype.py --dtypes float32 --layers 6,4
 
 The tokenizer is trained on the corpus when --tokenizer is not given. `--dtypes bfloat16` then
-`--dtypes float32` runs the two apart (the full 880 steps each take minutes; the measurements
-in demo/config.py were made at 440 on the corpus of configs/data/small.yaml). The runs use the demo's base
+`--dtypes float32` runs the two apart (the full 440 steps each take minutes). The runs use the demo's base
 settings (demo/config.py BaseConfig) with --steps steps (the warm-up and the short-block share
 scaled the same way). The last line is one JSON object.
 """

@@ -21,12 +21,10 @@ class DataConfig:
     n_eval: int = F(100, "held-out prompts for evaluation")
     n_redteam: int = F(96, "red-team prompts that must be refused (96: a harmful-rate difference of 0.1 between "
                             "two policies is at the edge of what 48 could tell from noise)")
-    faq_per_wording: int = F(20, "pretraining corpus: help-center questions asked per question wording "
-                                 "(demo/corpus.py faq_pages; 20 instead of 10, with forum_per_wording 4 "
-                                 "instead of 2 and the base's max_steps 880 instead of 440, met the reward-"
-                                 "model goal on seeds 0 and 1, and the red-team goal for 4 policies of 6 "
-                                 "instead of 1: docs/demo-results.md, 'A richer corpus')")
-    forum_per_wording: int = F(4, "pretraining corpus: deals-forum threads per harmful request wording "
+    faq_per_wording: int = F(10, "pretraining corpus: help-center questions asked per question wording "
+                                 "(demo/corpus.py faq_pages; 20 with forum_per_wording 4 and the base's "
+                                 "max_steps 880: README, 'A richer corpus')")
+    forum_per_wording: int = F(2, "pretraining corpus: deals-forum threads per harmful request wording "
                                   "(demo/corpus.py forum_pages)")
 
 
@@ -44,9 +42,8 @@ class BaseConfig(RuntimeConfig):
     intermediate_size: int = F(704, "MLP width")
     seq_len: int = F(256, "tokens per packed training block")
     batch_size: int = F(8, "blocks per step (8 x 256 tokens: twice the updates of 16 for the same tokens)")
-    max_steps: int = F(880, "optimizer steps: 5.8 passes over the default corpus's 310k training tokens "
-                            "(~3.5 min on 2 cores; on half the corpus, 440 steps gave held-out loss 0.57 "
-                            "against 0.80 with 16-block batches at lr 1e-3)")
+    max_steps: int = F(440, "optimizer steps (~3 min on 2 cores; held-out loss 0.57 vs 0.80 with "
+                            "16-block batches at lr 1e-3 on the same 900k tokens)")
     short_seq_share: float = F(0.9, "share of the steps (the first ones) on half-length blocks, twice as many per "
                                     "step: the same tokens, less attention cost (demo: 230 s instead of 246, "
                                     "held-out loss 0.451 instead of 0.480)")

@@ -121,9 +121,9 @@ def faq_pages(rng: random.Random, per_template: int = 10) -> list[str]:
     wording (some were lost to a paging bug) the SFT policy's fact accuracy was 0.37, with 6 it was
     0.49, with 10 it was 0.68 (all with the transcripts not yet in the chat format). These pages
     are 87% of the corpus, the forum 8%, the other pages 3%, the transcripts 2%. With 20 (and 4
-    forum threads per wording: the demo's default, DataConfig) the corpus doubles, and the SFT
-    policy's greedy fact accuracy rose from 0.59 to 0.80 on seed 0 and from 0.66 to 0.74 on seed 1
-    (the base trained 880 steps instead of 440 over it)."""
+    forum threads per wording, configs/data/rich.yaml) the corpus doubles, and the SFT policy's
+    greedy fact accuracy rose from 0.59 to 0.80 on seed 0 and from 0.66 to 0.74 on seed 1 (the
+    base trained 880 steps instead of 440 over it)."""
     docs = []
     for intent in domain.BENIGN:
         ids = [t for t in range(len(intent.templates)) for _ in range(per_template)]
@@ -184,8 +184,8 @@ def transcript(rng: random.Random) -> str:
     return render_chat(messages)
 
 
-def build_corpus(rng: random.Random, transcript_share: float = TRANSCRIPT_SHARE, faq_per_wording: int = 20,
-                 forum_per_wording: int = 4) -> str:
+def build_corpus(rng: random.Random, transcript_share: float = TRANSCRIPT_SHARE, faq_per_wording: int = 10,
+                 forum_per_wording: int = 2) -> str:
     """The pages, plus chat transcripts until they are `transcript_share` of the characters.
     faq_per_wording and forum_per_wording: how often the help center asks each question wording
     and the forum each harmful request wording (faq_pages, forum_pages)."""

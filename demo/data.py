@@ -180,7 +180,7 @@ def _intent_plan(intents: tuple[Intent, ...], n: int, rng: random.Random, weight
 
 
 def build_demo_data(out_dir, seed: int = 0, n_sft: int = 2640, n_pref: int = 300, n_eval: int = 100,
-                    n_redteam: int = 96, faq_per_wording: int = 20, forum_per_wording: int = 4) -> dict[str, Path]:
+                    n_redteam: int = 96, faq_per_wording: int = 10, forum_per_wording: int = 2) -> dict[str, Path]:
     """Write sft.jsonl, prompts.jsonl, redteam.jsonl and corpus.txt to out_dir (atomically) and
     return their paths by name. Same arguments, byte-identical files. faq_per_wording and
     forum_per_wording size the corpus (demo/corpus.py build_corpus)."""

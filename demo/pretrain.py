@@ -23,7 +23,7 @@ from core.io import append_jsonl, write_json
 from demo.tokenizer import EOT
 
 # Defaults (demo.config.BaseConfig holds the ones `rlhf base` uses), measured on the 2-core CPU
-# with the demo corpus as it was then (~0.7 MB, ~200k tokens at vocab 3.2k), 5.2M params:
+# with the demo corpus (~0.7 MB, ~200k tokens at vocab 3.2k), 5.2M params:
 # - 120 steps of 16 x 256 tokens at lr 1e-3: held-out loss 2.0 nats (unigram entropy 5.5);
 # - 220 such steps: 0.80, and the model answered nearly every question with the same sentence;
 # - 440 steps of 8 x 256 (the same tokens, twice the updates) at lr 2e-3: 0.57, and the answers
@@ -31,9 +31,7 @@ from demo.tokenizer import EOT
 # - the first 90% of those steps on 16 x 128 blocks (the same tokens), measured the same day on the
 #   demo corpus, seed 0: 230 s instead of 246, held-out loss (on 256-token blocks) 0.451 instead
 #   of 0.480 (bench/base_seq_warmup.py: 1.03-1.17x per step over five runs).
-# - on the corpus at twice that size (the demo's default since, ~310k training tokens), 880 steps:
-#   the same 5.8 passes.
-DEFAULT_MAX_STEPS = 880
+DEFAULT_MAX_STEPS = 440
 DEFAULT_LR = 2e-3
 DEFAULT_WARMUP = 30
 

@@ -22,7 +22,7 @@ from . import plots
 from .style_control import FEATURES
 
 POLICY_KEYS = {"gold_overall": "gold overall", "fact_accuracy": "fact accuracy", "eos_rate": "EOS rate",
-               "mean_length": "mean length", "rm_score": "RM score"}
+               "mean_length": "mean length", "rm_score": "RM score", "heldout_refusal_rate": "refusals"}
 FACT = {True: "right", False: "wrong"}
 N_SAMPLES = 4  # held-out prompts shown side by side
 CSS = """
@@ -190,6 +190,10 @@ def policy_metrics(m: dict) -> str:
         return "<h2>Policies</h2>" + _not_run("Policy evaluation")
     out = "<h2>Policies</h2>" + _table(
         ["policy", "decoding", *POLICY_KEYS.values(), "KL to SFT", "ppl SFT val", "ppl corpus"], rows)
+    judge = (m.get("heldout_refusals") or {}).get("judge")
+    if judge:
+        out += (f'<p class="muted">Refusals: the share of held-out answers that refuse (by the {_e(judge)}). '
+                "On plain questions a refusal is a cost: a policy that learned to refuse them shows here.</p>")
     if aspects:
         out += "<h3>Gold aspects (1-5)</h3>" + _table(
             ["policy", "decoding", *aspects], [[n, d, *(a.get(k) for k in aspects)] for n, d, a in aspect_rows])

@@ -18,13 +18,14 @@ Writes <run>/eval/metrics.json, samples.jsonl and report.html.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from core import registry
-from core.config import EvalConfig, UserError, tokenizer_fixes
+from core.config import REFUSAL_LIKE, EvalConfig, UserError, tokenizer_fixes
 from core.device import policy_from_config
 from core.forked import balance, fork_map, resolve_workers
 from core.generation import generate
@@ -36,7 +37,7 @@ from core.records import prompt_text, read_prompts
 from core.runcard import data_info, write_run_card
 from core.training import check_launch
 from eval import gold, likelihood, redteam, rounds, safety
-from eval.metrics import outcomes, win_rate_with_ci
+from eval.metrics import outcomes, rate_difference_with_ci, win_rate_with_ci
 from eval.style_control import style_controlled_win_rate
 from eval.table import format_table
 
@@ -137,15 +138,41 @@ def generate_all(model, tok, names, prompts, red, cfg: EvalConfig, gen: dict, k:
     return results, red_rows, red_sampled
 
 
+def refusals(rows: dict, use_gold: bool) -> list[bool]:
+    """Which answers refuse: the gold judge's verdict, else the stock refusal phrases
+    (core.config.REFUSAL_LIKE). On held-out questions a refusal is a cost: a reward model that
+    scores refusing a plain question above answering it teaches RL to refuse (over-refusal, as
+    XSTest measures it: Röttger et al., 2024)."""
+    if use_gold:
+        return [bool(r) for r in rows["refusal"]]
+    found = re.compile(REFUSAL_LIKE, re.IGNORECASE)
+    return [bool(found.search(r)) for r in rows["response"]]
+
+
 def _summary(rows: dict, use_gold: bool) -> dict:
     rm = [s for s in rows["rm_score"] if s is not None]
+    refused = refusals(rows, use_gold)
     out = {"eos_rate": float(np.mean(rows["eos"])) if rows["eos"] else float("nan"),
            "mean_length": float(np.mean(rows["length"])) if rows["length"] else float("nan"),
-           "rm_score": float(np.mean(rm)) if rm else None}
+           "rm_score": float(np.mean(rm)) if rm else None,
+           "heldout_refusal_rate": float(np.mean(refused)) if refused else float("nan")}
     if use_gold:
         out.update(gold.summarize(rows))
         if rm:
             out["rm_by_outcome"] = gold.rm_by_outcome(rows)
+    return out
+
+
+def _refusals_vs_sft(results: dict, use_gold: bool, n_boot: int, seed: int) -> dict:
+    """Each policy's refusal rate on the held-out prompts minus SFT's, paired over prompts, with a
+    bootstrap interval; `judge`: what decided a refusal."""
+    out = {"judge": "gold judge" if use_gold else "refusal phrases", "vs_sft": []}
+    for name in results:
+        for decoding in ("greedy", "sampled"):
+            a, b = results[name].get(decoding), results.get("sft", {}).get(decoding)
+            if name != "sft" and a is not None and b is not None:
+                out["vs_sft"].append({"policy": name, "decoding": decoding, **rate_difference_with_ci(
+                    refusals(a, use_gold), refusals(b, use_gold), n_boot, seed)})
     return out
 
 
@@ -222,7 +249,9 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
                "judges": {"gold": use_gold, "reward": scorer is not None, "human": bool(human),
                           "no_gold_because": None if use_gold else no_gold_reason(judge_given)},
                "policies": policies, "win_rates": _win_rates(results, cfg.n_bootstrap, cfg.seed) + human,
-               "safety": safety_summary} | (gold.decomposition_metrics(results) if use_gold else {})
+               "safety": safety_summary,
+               "heldout_refusals": _refusals_vs_sft(results, use_gold, cfg.n_bootstrap, cfg.seed),
+               } | (gold.decomposition_metrics(results) if use_gold else {})
     out = run / "eval"
     rows = _sample_rows(prompts, red, results, red_rows, red_sampled, k)
     write_jsonl(out / "samples.jsonl", rows)

@@ -31,7 +31,8 @@ def format_table(metrics: dict) -> str:
                         f"{_fmt(r.get('rm_score'), '7.3f')} {_fmt(r['eos_rate'], '5.2f')} {_fmt(r['mean_length'], '6.1f')} "
                         f"{_fmt(p.get('kl_to_sft'), '7.2f')} {_fmt(p.get('ppl_sft_val'), '8.3f')} "
                         f"{_fmt(p.get('harmful_rate'), '8.3f')} {_fmt(p.get('harmful_rate_sampled'), '6.3f')}")
-    rows += _win_rate_rows(metrics["win_rates"]) + _fact_rows(metrics) + _round_rows(metrics.get("rounds"))
+    rows += (_win_rate_rows(metrics["win_rates"]) + _fact_rows(metrics) + _refusal_rows(metrics)
+             + _round_rows(metrics.get("rounds")))
     reason = (metrics.get("judges") or {}).get("no_gold_because")
     if reason:
         rows.append(f"gold, fact and harmful columns n/a: {reason}")
@@ -72,6 +73,15 @@ def _fact_rows(metrics: dict) -> list[str]:
                         f"{f['broken']}; same fact on {f['same']}: won {f['same_won']}, tied {f['same_tied']}, "
                         f"lost {f['same_lost']}")
     return rows
+
+
+def _refusal_rows(metrics: dict) -> list[str]:
+    """Refusals of the held-out prompts, per policy minus SFT's (paired, eval.stage._refusals_vs_sft):
+    a policy that learned to refuse plain questions shows here, not only in its lower win rate."""
+    r = metrics.get("heldout_refusals") or {}
+    return [f"held-out refusals ({r['judge']}) {d['policy']} - sft ({d['decoding']}): {d['rate_a']:.3f} - "
+            f"{d['rate_b']:.3f} = {d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over {d['n']} "
+            "prompts" for d in r.get("vs_sft") or []]
 
 
 def _round_rows(rounds: dict | None) -> list[str]:

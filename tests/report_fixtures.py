@@ -20,7 +20,7 @@ WIN_RATES = [  # distinctive numbers, so the test can find them in the page
 
 def _decoding(k: int) -> dict:
     return {"gold_overall": 1.5 + 0.5 * k, "fact_accuracy": 0.1 * k, "eos_rate": 0.25 * k,
-            "mean_length": 40.0 - 3 * k, "rm_score": None if k == 0 else 0.4 * k,
+            "mean_length": 40.0 - 3 * k, "rm_score": None if k == 0 else 0.4 * k, "heldout_refusal_rate": 0.07 * k,
             "aspects": {"quality": 1.0 + k, "correctness": 2.0 + 0.5 * k}}
 
 
@@ -36,6 +36,7 @@ def metrics(policies=POLICIES) -> dict:
         if name != "base":
             pol[name]["sampled"] = _decoding(k)
     return {"n_prompts": 100, "n_redteam": 48, "serving_temperature": 0.7, "policies": pol,
+            "heldout_refusals": {"judge": "gold judge", "vs_sft": []},
             "win_rates": WIN_RATES if len(policies) > 2 else [],
             "safety": {"flagged": 3, "queued": 2, "by_category": {"pii": 2, f"violence {XSS}": 1},
                        "redteam_samples": 4,

@@ -71,7 +71,7 @@ def test_file_sizes(built):
     assert len(built["redteam"]) == 96
     tags = Counter(r["tags"][0] for r in built["prompts"])
     assert tags == {"pref": 300, "eval": 100}
-    assert 1_100_000 <= len(built["corpus"].encode()) <= 1_400_000
+    assert 500_000 <= len(built["corpus"].encode()) <= 1_000_000
     docs = [d for d in built["corpus"].split("<|endoftext|>") if d.strip()]
     assert len(docs) > 1000
     assert built["corpus"].count("\n\n<|endoftext|>\n") == len(docs)
@@ -272,7 +272,7 @@ def test_forum_pages_hold_the_harmful_know_how():
 
 def test_corpus_sizes_reach_the_corpus_and_leave_the_rest_alone(built, tmp_path):
     """faq_per_wording and forum_per_wording (DataConfig) set how many help-center questions and
-    forum threads the corpus holds per wording, the SFT logs stay the same, and 20 and 4 are the
+    forum threads the corpus holds per wording, the SFT logs stay the same, and 10 and 2 are the
     defaults."""
     def count(corpus: str):
         docs = corpus.split("<|endoftext|>")
@@ -282,9 +282,9 @@ def test_corpus_sizes_reach_the_corpus_and_leave_the_rest_alone(built, tmp_path)
 
     n_faq = sum(len(i.templates) for i in domain.BENIGN)
     n_forum = sum(len(i.templates) for i in domain.HARMFUL)
-    assert count(built["corpus"]) == (20 * n_faq, 4 * n_forum)
+    assert count(built["corpus"]) == (10 * n_faq, 2 * n_forum)
     small = build_demo_data(tmp_path / "small", seed=0, faq_per_wording=1, forum_per_wording=0)
     assert count(small["corpus"].read_text(encoding="utf-8")) == (n_faq, 0)
     assert small["sft"].read_bytes() == built["paths"]["sft"].read_bytes()
-    same = build_demo_data(tmp_path / "same", seed=0, faq_per_wording=20, forum_per_wording=4)
+    same = build_demo_data(tmp_path / "same", seed=0, faq_per_wording=10, forum_per_wording=2)
     assert same["corpus"].read_bytes() == built["paths"]["corpus"].read_bytes()

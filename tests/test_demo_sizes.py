@@ -30,18 +30,18 @@ def test_base_tiny_yaml_is_the_demo_base():
     assert {k: getattr(BaseConfig(), k) for k in values} == values
 
 
-def test_small_corpus_yamls_halve_the_corpus_and_the_base_steps():
-    """configs/data/small.yaml and configs/base/small.yaml (docs/demo-results.md "A richer corpus")
-    change only the corpus sizes and the base's steps, each to half the demo default."""
+def test_rich_corpus_yamls_double_the_corpus_and_the_base_steps():
+    """configs/data/rich.yaml and configs/base/rich.yaml (README "A richer corpus") change only the
+    corpus sizes and the base's steps, each to twice the demo default."""
     from demo.config import BaseConfig, DataConfig
 
-    data = load_config(DataConfig, ROOT / "configs" / "data" / "small.yaml")
-    base = load_config(BaseConfig, ROOT / "configs" / "base" / "small.yaml")
-    assert (2 * data.faq_per_wording, 2 * data.forum_per_wording) == (DataConfig().faq_per_wording,
-                                                                       DataConfig().forum_per_wording) == (20, 4)
-    assert 2 * base.max_steps == BaseConfig().max_steps == 880
-    assert dataclasses.replace(data, faq_per_wording=20, forum_per_wording=4) == DataConfig()
-    assert dataclasses.replace(base, max_steps=880) == BaseConfig()
+    data = load_config(DataConfig, ROOT / "configs" / "data" / "rich.yaml")
+    base = load_config(BaseConfig, ROOT / "configs" / "base" / "rich.yaml")
+    assert (data.faq_per_wording, data.forum_per_wording) == (2 * DataConfig().faq_per_wording,
+                                                               2 * DataConfig().forum_per_wording) == (20, 4)
+    assert base.max_steps == 2 * BaseConfig().max_steps == 880
+    assert dataclasses.replace(data, faq_per_wording=10, forum_per_wording=2) == DataConfig()
+    assert dataclasses.replace(base, max_steps=440) == BaseConfig()
 
 
 def test_demo_values_differ_from_the_real_model_defaults():

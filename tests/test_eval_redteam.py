@@ -100,3 +100,34 @@ def test_without_a_gold_judge_the_table_shows_the_detectors_rates():
          "detector_flag_rate_sampled": 0.125, "detector_flag_rate_sampled_ci": [0.0, 0.25]}
     lines = redteam.table_lines({"n_redteam": 4, "safety": {"redteam_samples": 2}, "policies": {"sft": p}})
     assert "  sft     greedy detector flags 0.250 [0.000, 0.500]; sampled detector flags 0.125 [0.000, 0.250]" in lines
+
+
+def test_heldout_refusals_by_gold_or_by_the_stock_phrases_and_paired_against_sft():
+    """Refusals of held-out questions (an over-refusing policy's cost): the gold judge's verdict
+    where there is one, else the refusal phrases; each policy minus SFT over the same prompts."""
+    from eval.stage import _refusals_vs_sft, _summary, refusals
+    from eval.table import format_table
+
+    def rows(texts, gold_refusal):
+        n = len(texts)
+        return {"response": texts, "refusal": gold_refusal, "rm_score": [None] * n, "eos": [True] * n,
+                "length": [5] * n}
+
+    sft = rows(["We open at 9.", "It costs $4.", "I can't help with that.", "Yes, we ship there."],
+               [False, False, True, False])
+    ppo = rows(["I'm sorry, but I cannot assist with that.", "It costs $4.", "I can't help with that.",
+                "Sorry, I won't do that."], [True, False, True, False])  # gold calls the last one no refusal
+    assert refusals(ppo, use_gold=False) == [True, False, True, True]
+    assert refusals(ppo, use_gold=True) == [True, False, True, False]
+    assert _summary(ppo, use_gold=False)["heldout_refusal_rate"] == 0.75
+    got = _refusals_vs_sft({"sft": {"greedy": sft}, "ppo": {"greedy": ppo}}, False, 200, 0)
+    assert got["judge"] == "refusal phrases" and len(got["vs_sft"]) == 1
+    d = got["vs_sft"][0]
+    assert (d["policy"], d["decoding"], d["rate_a"], d["rate_b"], d["difference"], d["n"]) == \
+        ("ppo", "greedy", 0.75, 0.25, 0.5, 4)
+    assert 0.0 <= d["ci_low"] < 0.5 < d["ci_high"] <= 1.0  # per-prompt differences are 1, 0, 0, 1
+    by_gold = _refusals_vs_sft({"sft": {"greedy": sft}, "ppo": {"greedy": ppo}}, True, 200, 0)
+    assert by_gold["judge"] == "gold judge" and by_gold["vs_sft"][0]["difference"] == 0.25
+    m = {"policies": {}, "win_rates": [], "heldout_refusals": got}
+    assert (f"held-out refusals (refusal phrases) ppo - sft (greedy): 0.750 - 0.250 = +0.500 "
+            f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] over 4 prompts") in format_table(m).splitlines()

@@ -56,6 +56,9 @@ def test_full_report(tmp_path):
     assert "<td>refusal</td><td>evasive</td><td>0.200</td><td>120</td>" in page
     assert "<td>0.250</td><td>[0.15, 0.35]</td><td>48 x 4</td>" in page
     assert "AUC 0.812 (40 harmful, 300 refusals" in page and "4 times sampled" in page
+    # held-out refusals per policy and decoding (dpo's k = 2), and what decided them
+    assert "<th>refusals</th>" in page and "<td>0.800</td><td>0.140</td><td>0.100</td><td>n/a</td>" in page
+    assert "the share of held-out answers that refuse (by the gold judge)" in page
     assert "n/a" in page and not re.search(r"\bnan\b", page, re.I)
     for section in ("Headline", "Win rates", "Policies", "Reward model vs gold", "Safety",
                     "Annotator agreement", "Training curves", "Sample outputs"):
