@@ -257,6 +257,6 @@ def test_a_harm_category_ticked_with_a_choice_reaches_the_reviewers(browser, ser
     option = rita.get_by_role("option").filter(has_text="flags: violence")
     assert option.inner_text().endswith(f"(response {side})")
     option.click()
-    rita.wait_for_function("(r) => document.querySelector('#review-response textarea').value === r", arg=right)
+    rita.wait_for_function("(r) => document.querySelector('#review-response textarea')?.value === r", arg=right)
     rita.screenshot(path=artifacts_dir() / "collect-review-flag-with-choice.png", full_page=True)
     rita.close()

@@ -104,8 +104,8 @@ def test_fully_rated_item_by_keyboard_only(browser, server):
     wait_text(page, "#progress", "Item 2 of 3")
     # after the first vote the guidelines close, and the next item's progress line is in view
     page.get_by_text("Prefer the response that cites the opening hours").wait_for(state="hidden")
-    page.wait_for_function("() => { const r = document.querySelector('#progress').getBoundingClientRect();"
-                           " return r.top >= 0 && r.top < 40; }")
+    page.wait_for_function("() => { const r = document.querySelector('#progress')?.getBoundingClientRect();"
+                           " return !!r && r.top >= 0 && r.top < 40; }")
     assert page.locator("#progress progress").get_attribute("value") == "1"
     page.locator("#ratings input:checked").first.wait_for(state="detached")  # a blank form
     # nothing has focus on the new item: "2" chooses Response 2, it does not rate the first
@@ -205,7 +205,7 @@ def test_all_done_shows_no_form_until_undo_and_a_new_round_opens_its_guidelines(
         page.keyboard.press("b")
         page.keyboard.press("Enter")
         wait_text(page, "#annotate-status", "Saved")
-        page.wait_for_function("document.querySelector('#progress').innerText.includes('All done') || "
+        page.wait_for_function("document.querySelector('#progress')?.innerText.includes('All done') || "
                                "document.querySelector('#ratings input:checked') === null")
     wait_text(page, "#progress", "All done")
     for box in ("#choice", "#ratings", "#submit-vote", "#prompt", "#rationale"):

@@ -52,6 +52,7 @@ def test_a_long_response_and_prompt_are_shown_whole(browser, server):
 
 def test_a_reviewer_reads_a_long_flagged_response_whole(browser, server):
     page = login_page(browser, server, "rita", PASSWORD, 1280, 800)
-    page.wait_for_function("() => document.querySelector('#review-response textarea').value.endsWith('The last line.')")
+    page.wait_for_function("() => document.querySelector('#review-response textarea')?.value"
+                           ".endsWith('The last line.')")
     page.wait_for_timeout(300)
     assert hidden_pixels(page, "#review-response") <= 2 and hidden_pixels(page, "#review-prompt") <= 2

@@ -39,7 +39,7 @@ def test_a_response_longer_than_its_box_is_read_with_the_keyboard(browser, serve
     page.locator("#progress").filter(has_text="Item 1 of 3").wait_for()
     side = "left" if page.locator("#response-left textarea").input_value() == LONG else "right"
     box = page.locator(f"#response-{side} textarea")
-    page.wait_for_function("() => !document.querySelector('#response-left textarea').disabled")
+    page.wait_for_function("() => document.querySelector('#response-left textarea')?.disabled === false")
     assert box.evaluate("(t) => [t.disabled, t.readOnly]") == [False, True]
     assert box.evaluate("(t) => t.scrollHeight - t.clientHeight") > 100  # longer than its box
 
@@ -82,8 +82,8 @@ def test_an_item_skipped_goes_and_never_comes_back(browser, server):
         page.evaluate("document.activeElement && document.activeElement.blur()")
         page.keyboard.press("t")
         page.keyboard.press("Enter")
-        page.wait_for_function("(p) => document.querySelector('#progress').innerText.includes('All done') || "
-                               "document.querySelector('#prompt textarea').value !== p", arg=shown)
+        page.wait_for_function("(p) => document.querySelector('#progress')?.innerText.includes('All done') || "
+                               "(document.querySelector('#prompt textarea')?.value ?? p) !== p", arg=shown)
     progress.filter(has_text="All done").wait_for()
     page.reload()
     progress.filter(has_text="All done").wait_for()  # and not the skipped item again

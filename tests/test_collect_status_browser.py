@@ -48,7 +48,7 @@ def press(page, *keys):
 def status(page, expected):
     """Wait until the status line reads `expected` ("" for nothing), and for 300 ms more that
     nothing else replaces it."""
-    page.wait_for_function("(want) => document.querySelector('#annotate-status').innerText.trim() === want",
+    page.wait_for_function("(want) => document.querySelector('#annotate-status')?.innerText.trim() === want",
                            arg=expected)
     page.wait_for_timeout(300)
     assert page.locator("#annotate-status").inner_text().strip() == expected
