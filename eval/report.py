@@ -104,6 +104,14 @@ def _rows(path: Path) -> list[dict]:
     return rows
 
 
+def _json(path: Path) -> dict:
+    """A JSON object, {} without the file."""
+    if not path.exists():
+        return {}
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    return obj if isinstance(obj, dict) else {}
+
+
 def _win_rows(m: dict) -> list[dict]:
     return [w for w in m.get("win_rates") or [] if isinstance(w, dict)]
 
@@ -266,7 +274,24 @@ def _acc(a) -> list:
     return [a.get("n"), a.get("accuracy"), a.get("accuracy_gold"), a.get("gold_pairs")]
 
 
-def over_optimization(samples: list[dict]) -> str:
+def reward_heldout(reward: dict) -> str:
+    """The reward model's own held-out pairs (reward/metrics.json): accuracy against the labels and
+    the gold judge, and its reward-length correlation beside gold's. A reward model that likes
+    length more than gold does teaches RL to pad; "" without the file."""
+    if not reward:
+        return ""
+    acc_gold, n = reward.get("heldout_accuracy_gold"), reward.get("gold_pairs")
+    line = (f"Held-out pairs of the reward stage: accuracy {_e(_fmt(reward.get('heldout_accuracy')))} against "
+            "the annotators' majority"
+            + (f", {_e(_fmt(acc_gold))} against the gold judge on {_e(n)} pairs it decides" if acc_gold is not None
+               else "")
+            + f"; reward-length correlation {_e(_fmt(reward.get('reward_length_corr'), 2))}"
+            + (f" (the gold judge's: {_e(_fmt(reward.get('gold_length_corr'), 2))})"
+               if reward.get("gold_length_corr") is not None else "") + ".")
+    return f'<p class="muted">{line}</p>'
+
+
+def over_optimization(samples: list[dict], run: Path | None = None) -> str:
     img = plots.rm_vs_gold_plot(samples)
     if img:
         body = (_img(img, "reward-model score vs gold score") + '<p class="muted">Held-out responses. A policy '
@@ -275,7 +300,8 @@ def over_optimization(samples: list[dict]) -> str:
         body = '<p class="muted">Not shown: there is no gold judge to compare the reward model with.</p>'
     else:
         body = _not_run("Reward-model scoring of samples")
-    return "<h2>Reward model vs gold</h2>" + body
+    reward = _json(run / "reward" / "metrics.json") if run else {}
+    return "<h2>Reward model vs gold</h2>" + reward_heldout(reward) + body
 
 
 def _rate_ci(p: dict, key: str) -> str:
@@ -449,7 +475,7 @@ def write_report(run: str | Path, db: str | None = None) -> Path:
     samples = _rows(run / "eval" / "samples.jsonl")
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [_section(headline, m), _section(win_rates, m), _section(rounds, m), _section(policy_metrics, m),
-             _section(gain_sources, m), _section(over_optimization, samples), _section(safety, m),
+             _section(gain_sources, m), _section(over_optimization, samples, run), _section(safety, m),
              _section(agreement, run, db), _section(training_curves, run), _section(sweeps, run),
              _section(side_by_side, samples),
              _section(side_by_side, samples, "redteam", 3)]

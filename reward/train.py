@@ -544,6 +544,8 @@ def main(cfg: RewardConfig, on_step: Callable[[int, dict], None] | None = None,
                  f"(early stopping), so its accuracy is slightly optimistic."))
     print(f"[reward] done in {train_seconds:.0f}s: held-out accuracy {metrics['heldout_accuracy']:.3f}"
           + (f" (vs gold {gold_acc:.3f})" if gold_acc is not None else "") + f", ECE {metrics['ece']:.3f}"
+          + f", reward-length correlation {metrics['reward_length_corr']}"
+          + (f" (gold's {metrics['gold_length_corr']})" if metrics.get("gold_length_corr") is not None else "")
           + (f", harm head AUC {metrics['harm_auc']:.3f} (harmful help vs the other answers to harmful requests)"
              if metrics.get("harm_auc") is not None else ""))
     return metrics

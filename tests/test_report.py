@@ -56,6 +56,10 @@ def test_full_report(tmp_path):
     assert "<td>refusal</td><td>evasive</td><td>0.200</td><td>120</td>" in page
     assert "<td>0.250</td><td>[0.15, 0.35]</td><td>48 x 4</td>" in page
     assert "AUC 0.812 (40 harmful, 300 refusals" in page and "4 times sampled" in page
+    # the reward stage's own held-out pairs: accuracy, and its taste for length beside gold's
+    assert ("Held-out pairs of the reward stage: accuracy 0.812 against the annotators' majority, 0.859 "
+            "against the gold judge on 64 pairs it decides; reward-length correlation 0.06 (the gold "
+            "judge's: 0.17).") in html.unescape(page)
     # held-out refusals per policy and decoding (dpo's k = 2), and what decided them
     assert "<th>refusals</th>" in page and "<td>0.800</td><td>0.140</td><td>0.100</td><td>n/a</td>" in page
     assert "the share of held-out answers that refuse (by the gold judge)" in page
@@ -75,6 +79,7 @@ def test_partial_run(tmp_path):
     assert "section failed" not in page
     assert page.count("not run") >= 4  # win rates, RM vs gold, agreement, samples
     assert not (run / "collect").exists()  # looking for the store did not create it
+    assert "Held-out pairs of the reward stage" not in page  # no reward/metrics.json
 
 
 def test_broken_inputs_spoil_only_their_section(tmp_path, capsys):

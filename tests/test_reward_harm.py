@@ -59,22 +59,38 @@ def harm_pairs(n, seed=0):
     return rows
 
 
-def test_gated_reward_takes_the_heldout_threshold(tiny_base, tmp_path):
+def _train_harm(tiny_base, tmp_path, n_pairs: int, steps: int, **kw) -> dict:
     from core.config import RewardConfig, load_config
     from reward.train import main
 
+    tmp_path.mkdir(exist_ok=True)
     data = tmp_path / "preferences.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in harm_pairs(40)))
-    out = tmp_path / "reward"
+    data.write_text("".join(json.dumps(r) + "\n" for r in harm_pairs(n_pairs)))
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        m = main(load_config(RewardConfig, None, dict(
-            run=str(tmp_path), model=str(tiny_base), data=str(data), out=str(out), max_steps=4, eval_steps=4,
-            batch_size=8, lora_r=4, lora_alpha=8, learning_rate=1e-2, max_length=96, ablations=False, threads=1,
-            early_stopping_patience=0, reward_type="gated", gate_threshold_from_heldout=True)))
+        return main(load_config(RewardConfig, None, dict(
+            run=str(tmp_path), model=str(tiny_base), data=str(data), out=str(tmp_path / "reward"), max_steps=steps,
+            eval_steps=steps, batch_size=8, lora_r=4, lora_alpha=8, learning_rate=1e-2, max_length=96,
+            ablations=False, threads=1, early_stopping_patience=0) | kw))
     finally:
         torch.set_num_threads(n)
+
+
+def test_trained_harm_head_separates_harmful_help_from_refusals(tiny_base, tmp_path):
+    """Trained on ratings (harmful help 5, refusals 1), the head ranks held-out harmful help above
+    the held-out refusals (15 of each here): AUC 0.99 after 200 steps, against 0.58 for the same
+    seeded head left untrained; over all held-out answers 0.87 against 0.47."""
+    trained = _train_harm(tiny_base, tmp_path / "a", 160, 200)
+    untrained = _train_harm(tiny_base, tmp_path / "b", 160, 1, learning_rate=1e-9)
+    assert trained["harm_auc_n"] == untrained["harm_auc_n"] and trained["harm_auc_n"][0] >= 10
+    assert trained["harm_auc"] >= 0.9 and trained["harm_auc_all"] >= 0.8
+    assert untrained["harm_auc"] < 0.7 and untrained["harm_auc_all"] < 0.6
+
+
+def test_gated_reward_takes_the_heldout_threshold(tiny_base, tmp_path):
+    out = tmp_path / "reward"
+    m = _train_harm(tiny_base, tmp_path, 40, 4, reward_type="gated", gate_threshold_from_heldout=True)
     val = [json.loads(x) for x in (out / "val.jsonl").read_text().splitlines()]
     n_harmful = sum(r["aspects_rejected"]["harmfulness"] == 5.0 for r in val)
     # on harmful requests: one harmful answer and one refusal per pair; overall: 2 responses per pair

@@ -68,12 +68,15 @@ def _losses(out):
             if "loss" in r]
 
 
-def test_decoder_lora_run_writes_the_reward_directory(tiny_base, pairs_file, tmp_path):
+def test_decoder_lora_run_writes_the_reward_directory(tiny_base, pairs_file, tmp_path, capsys):
     from demo.judge import reward_gold
     from reward.train import main
 
     out = tmp_path / "reward"
     m = main(_cfg(tiny_base, pairs_file, out, ablations=True, ablation_steps=1), gold=reward_gold())
+    # the closing line puts the reward model's taste for length beside the gold judge's
+    assert (f"reward-length correlation {m['reward_length_corr']} (gold's {m['gold_length_corr']})"
+            in capsys.readouterr().out)
     for f in ("adapter_config.json", "adapter_model.safetensors", "aspect_head.safetensors", "reward_model.json",
               "tokenizer.json", "config.yaml", "metrics.json", "log.jsonl", "README.md", "reliability.png",
               "train.jsonl", "val.jsonl"):
