@@ -42,7 +42,11 @@ FULL_ONLY = {
     # the 200 pairs on harmful requests, 107 instead of 86 had exactly one refusal and 16
     # instead of 30 two (seed 1's SFT policy), for 71 s of sampling instead of 50 (4: 113, 106 s)
     "collect": {"temperature": 0.8, "candidates": 3},
-    "reward": {"num_epochs": 2.0},
+    # mismatched negatives (reward/negatives.py), length covariate off (the stage default): on the
+    # AVX2 EPYC, seeds 0 / 1, the reward model's gold accuracy on decisive held-out pairs went
+    # 0.859 / 0.761 -> 0.906 / 0.891 and its reward-length correlation 0.06 / 0.19 -> 0.20 / 0.17
+    # (gold's 0.17 / 0.20); 163-175 s instead of 136-152 s beside DPO (docs/demo-results.md)
+    "reward": {"num_epochs": 2.0, "mismatched_negatives": 1},
     # the reference forward once per pair, not once per step; ε from 3 agreeing votes 0.125, not 0.2
     # float32: on this project's avx512_bf16 CPU, bf16 autocast (what --dtype auto picks there)
     # took 91 s against float32's 86 s for the same 80 steps and validation loss (0.648)
@@ -73,12 +77,13 @@ QUICK_ONLY = {
 }
 
 
-# Rounds 2 and later (LoopConfig.round_stages). The reward model without the length covariate:
-# fitted beside the reward (0.45 per log-token) and dropped when scoring, it left short refusals
-# ("I can't help with that.") about 0.5 above where the preferences put them, and round 2's PPO and RLOO
-# learned to refuse benign questions. Retrained without it, round 2 against round 1 by gold (greedy):
-# PPO 0.655 -> 0.725 (seed 0) and 0.105 -> 0.435 (seed 1), RLOO 0.43 -> 0.515 and 0.11 -> 0.32; its
-# gold accuracy on round 2's new held-out pairs 0.77 -> 0.81 and 0.87 -> 0.83.
+# Rounds 2 and later (LoopConfig.round_stages). The reward model keeps round 1's settings, without
+# the length covariate: fitted beside the reward (0.45 per log-token) and dropped when scoring, it
+# left short refusals ("I can't help with that.") about 0.5 above where the preferences put them,
+# and round 2's PPO and RLOO learned to refuse benign questions. Retrained without it, round 2
+# against round 1 by gold (greedy): PPO 0.655 -> 0.725 (seed 0) and 0.105 -> 0.435 (seed 1), RLOO
+# 0.43 -> 0.515 and 0.11 -> 0.32; its gold accuracy on round 2's new held-out pairs 0.77 -> 0.81 and
+# 0.87 -> 0.83.
 #
 # DPO in round 2 on every round's pairs (ROUND_DPO_PAIRS) at twice the learning rate and half the β:
 # on its ~390 new pairs at round 1's settings it barely moved (KL 0.02 nats per token from round
@@ -87,7 +92,7 @@ QUICK_ONLY = {
 # all pairs, lr 2e-4 0.575 / 0.605; all pairs, lr 2e-4, β 0.05 0.59 [0.515, 0.665] / 0.585
 # [0.505, 0.66]; new pairs, lr 2e-4 0.53 / 0.595; new pairs, 160 steps 0.53 / 0.585. Checked on
 # seed 2 afterwards: greedy 0.52 against round 1's settings' 0.53, sampled 0.50 against 0.45.
-ROUNDS = {"reward": {"length_covariate": False}, "dpo": {"learning_rate": 2e-4, "beta": 0.05}}
+ROUNDS = {"dpo": {"learning_rate": 2e-4, "beta": 0.05}}
 ROUND_DPO_PAIRS = "all"
 
 

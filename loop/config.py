@@ -58,8 +58,8 @@ class LoopConfig(RuntimeConfig):
                               "the policy's own weights)")
     stages: dict = F({}, "per-stage options: {sft: {...}, collect: {...}, reward: {...}, dpo: {...}, ppo: {...}, "
                          "rloo: {...}, eval: {...}} with each stage's own keys (`rlhf STAGE --help`)")
-    round_stages: dict = F({}, "options for rounds 2 and later only, over `stages`: {reward: {length_covariate: "
-                               "false}, ppo: {max_steps: 20}} (each stage's own keys)")
+    round_stages: dict = F({}, "options for rounds 2 and later only, over `stages`: {dpo: {beta: 0.05}, "
+                               "ppo: {max_steps: 20}} (each stage's own keys)")
 
     @staticmethod
     def unknown_option_hint(key: str) -> str:

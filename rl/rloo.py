@@ -23,13 +23,9 @@ does not fit: it has none of the shared pieces above, so the watchdog with rollb
 good checkpoint, the missing-EOS penalty, the k3 estimator and adaptive β, and resume that
 reproduces the uninterrupted run would be written again inside Trainer callbacks, and the run
 directory (log.jsonl columns the report draws and the watchdog reads) would differ from PPO's.
-Measured (bench/ppo_throughput.py --batch_size 16 --max_new_tokens 32 --repeats 2 --trl: demo-size
-random Llama 256 x 6, LoRA r=16, CPU fp32, 1 thread, 4 prompts x k=4 = 16 responses of 32 tokens):
-one iteration took 2.44 s here and 5.11 s per RLOOTrainer step (2.1x; gradient checkpointing off
-in both), peak RSS above imports 131 MB here vs 351 MB in RLOOTrainer. So: our own RLOO, on the
-parts it shares with PPO. Against PPO on the same 16 responses (no value passes, one pass over the
-batch instead of two): 0.27x the time and 0.93x the memory in that run; at the demo's sizes (64
-new tokens, minibatches of 8) 2.67 s vs 5.29 s (0.50x) and 164 MB vs 177 MB (0.93x).
+Measured with bench/ppo_throughput.py --trl (docs/architecture.md has the table): one iteration
+took 1.58x as long in RLOOTrainer, with 3.2x the peak memory. So: our own RLOO, on the parts it
+shares with PPO; an iteration costs 0.45x PPO's (no value passes, one pass over the batch).
 """
 from __future__ import annotations
 
