@@ -149,9 +149,8 @@ def refusals(rows: dict, use_gold: bool) -> list[bool]:
     return [bool(found.search(r)) for r in rows["response"]]
 
 
-def _summary(rows: dict, use_gold: bool) -> dict:
+def _summary(rows: dict, use_gold: bool, refused: list[bool]) -> dict:
     rm = [s for s in rows["rm_score"] if s is not None]
-    refused = refusals(rows, use_gold)
     out = {"eos_rate": float(np.mean(rows["eos"])) if rows["eos"] else float("nan"),
            "mean_length": float(np.mean(rows["length"])) if rows["length"] else float("nan"),
            "rm_score": float(np.mean(rm)) if rm else None,
@@ -163,16 +162,17 @@ def _summary(rows: dict, use_gold: bool) -> dict:
     return out
 
 
-def _refusals_vs_sft(results: dict, use_gold: bool, n_boot: int, seed: int) -> dict:
+def _refusals_vs_sft(refused: dict, use_gold: bool, n_boot: int, seed: int) -> dict:
     """Each policy's refusal rate on the held-out prompts minus SFT's, paired over prompts, with a
-    bootstrap interval; `judge`: what decided a refusal."""
+    bootstrap interval (refused: policy -> decoding -> which answers refuse); `judge`: what
+    decided a refusal."""
     out = {"judge": "gold judge" if use_gold else "refusal phrases", "vs_sft": []}
-    for name in results:
+    for name in refused:
         for decoding in ("greedy", "sampled"):
-            a, b = results[name].get(decoding), results.get("sft", {}).get(decoding)
+            a, b = refused[name].get(decoding), refused.get("sft", {}).get(decoding)
             if name != "sft" and a is not None and b is not None:
-                out["vs_sft"].append({"policy": name, "decoding": decoding, **rate_difference_with_ci(
-                    refusals(a, use_gold), refusals(b, use_gold), n_boot, seed)})
+                out["vs_sft"].append({"policy": name, "decoding": decoding,
+                                      **rate_difference_with_ci(a, b, n_boot, seed)})
     return out
 
 
@@ -236,9 +236,10 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
     safety_rates, safety_summary = redteam.audit(cfg, rules, red, red_rows, red_sampled, k, use_gold)
     ppl = _perplexities(cfg, model, tok, names)
 
+    refused = {name: {d: refusals(rows, use_gold) for d, rows in res.items()} for name, res in results.items()}
     policies = {}
     for name, res in results.items():
-        entry = {d: _summary(rows, use_gold) for d, rows in res.items()}
+        entry = {d: _summary(rows, use_gold, refused[name][d]) for d, rows in res.items()}
         entry["kl_to_sft"] = None
         if "sft" in names and name != "sft" and "sampled" in res:
             entry["kl_to_sft"] = likelihood.policy_kl(model, tok, name, "sft", prompts, res["sampled"]["ids"],
@@ -250,7 +251,7 @@ def evaluate(cfg: EvalConfig, judge: Judge | None = None) -> dict:
                           "no_gold_because": None if use_gold else no_gold_reason(judge_given)},
                "policies": policies, "win_rates": _win_rates(results, cfg.n_bootstrap, cfg.seed) + human,
                "safety": safety_summary,
-               "heldout_refusals": _refusals_vs_sft(results, use_gold, cfg.n_bootstrap, cfg.seed),
+               "heldout_refusals": _refusals_vs_sft(refused, use_gold, cfg.n_bootstrap, cfg.seed),
                } | (gold.decomposition_metrics(results) if use_gold else {})
     out = run / "eval"
     rows = _sample_rows(prompts, red, results, red_rows, red_sampled, k)

@@ -119,14 +119,18 @@ def test_heldout_refusals_by_gold_or_by_the_stock_phrases_and_paired_against_sft
                 "Sorry, I won't do that."], [True, False, True, False])  # gold calls the last one no refusal
     assert refusals(ppo, use_gold=False) == [True, False, True, True]
     assert refusals(ppo, use_gold=True) == [True, False, True, False]
-    assert _summary(ppo, use_gold=False)["heldout_refusal_rate"] == 0.75
-    got = _refusals_vs_sft({"sft": {"greedy": sft}, "ppo": {"greedy": ppo}}, False, 200, 0)
+    assert _summary(ppo, False, refusals(ppo, use_gold=False))["heldout_refusal_rate"] == 0.75
+
+    def refused(use_gold):
+        return {"sft": {"greedy": refusals(sft, use_gold)}, "ppo": {"greedy": refusals(ppo, use_gold)}}
+
+    got = _refusals_vs_sft(refused(False), False, 200, 0)
     assert got["judge"] == "refusal phrases" and len(got["vs_sft"]) == 1
     d = got["vs_sft"][0]
     assert (d["policy"], d["decoding"], d["rate_a"], d["rate_b"], d["difference"], d["n"]) == \
         ("ppo", "greedy", 0.75, 0.25, 0.5, 4)
     assert 0.0 <= d["ci_low"] < 0.5 < d["ci_high"] <= 1.0  # per-prompt differences are 1, 0, 0, 1
-    by_gold = _refusals_vs_sft({"sft": {"greedy": sft}, "ppo": {"greedy": ppo}}, True, 200, 0)
+    by_gold = _refusals_vs_sft(refused(True), True, 200, 0)
     assert by_gold["judge"] == "gold judge" and by_gold["vs_sft"][0]["difference"] == 0.25
     m = {"policies": {}, "win_rates": [], "heldout_refusals": got}
     assert (f"held-out refusals (refusal phrases) ppo - sft (greedy): 0.750 - 0.250 = +0.500 "
