@@ -130,8 +130,9 @@ class RewardConfig(LoraFields, RuntimeConfig):
                                  "value); 0 = off")
     length_covariate: bool = F(False, "fit a log-length term beside the reward in the pairwise loss and drop it when "
                                       "scoring: the reward learns what the preferences say beyond length. Off: on "
-                                      "the demo it lowered the reward-length correlation but not gold accuracy "
-                                      "(with mismatched negatives 0.906 / 0.891 -> 0.859 / 0.848 on two seeds)")
+                                      "the demo it lowered the reward-length correlation and the accuracy against "
+                                      "gold (with mismatched negatives, two seeds: 0.906 / 0.891 without, 0.859 / "
+                                      "0.848 with)")
     mismatched_negatives: float = F(0.0, "extra training pairs per pair: its chosen answer against the chosen answer "
                                          "of another training prompt, which teaches that an answer must be about "
                                          "what was asked (reward/negatives.py; 0 = off)")

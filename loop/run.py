@@ -216,7 +216,7 @@ def plan(cfg: LoopConfig, configs: dict, hooks: Hooks | None = None,
                             configs["collect"], {"sft": sft_w, "prompts": data}, on_fresh=_move_stale_round))
     stages += [
         Stage("reward", run / "reward", functools.partial(_reward_main, gold=hooks.reward_gold), configs["reward"],
-              {"preferences": prefs}),
+              {"preferences": prefs}, alone=True),
         *[Stage(a.name, run / a.name, functools.partial(_algorithm_main, a), configs[a.name],
                 {**{k: Path(configs[a.name].data) if k == "preferences" else run / v for k, v in a.inputs.items()},
                  **ranking_reward(configs[a.name], run)})
@@ -257,7 +257,8 @@ def round_plan(cfg: LoopConfig, configs: dict, k: int, hooks: Hooks, argv: list[
                     on_fresh=forget_store_round),
               Stage(f"reward@{k}", run / "reward", functools.partial(_reward_main, gold=hooks.reward_gold),
                     rc["reward"], {"preferences": run / "collect" / ALL_PAIRS,
-                                   **({"start": prev / "reward" / "metrics.json"} if rc["reward"].init else {})})]
+                                   **({"start": prev / "reward" / "metrics.json"} if rc["reward"].init else {})},
+                    alone=True)]
     for a in registry.ALGORITHMS:
         pairs = ALL_PAIRS if cfg.round_dpo_pairs == "all" else NEW_PAIRS
         inputs = {"start": before[a.name], **({"preferences": run / "collect" / pairs}

@@ -31,6 +31,9 @@ class Stage:
     # called with (out, status) before a start that is not a resume, status 'stale' (other settings
     # or inputs, or never run) or 'interrupted': e.g. to move an old annotation round aside
     on_fresh: Callable[[Path, str], None] | None = None
+    # with stages side by side (loop/parallel.py): run with every thread and nothing beside it, even
+    # when a later stage could run beside it, because the stages after it wait for its output
+    alone: bool = False
 
 
 def resumable(cfg: Any) -> bool:

@@ -40,6 +40,8 @@ def test_demo_plan_dpo_beside_reward_and_ppo_rloo_beside_dpo(tmp_path):
         assert not independent(st["reward" + k], [st["collect" + k]])
     assert not independent(st["sft"], [st["base"]]) and not independent(st["collect"], [st["sft"]])
     assert not independent(st["collect@2"], [st["eval"]])  # round 2 samples round 1's best policy
+    # the reward model runs alone: PPO and RLOO wait for it, DPO runs beside them instead
+    assert [name for name, s in st.items() if s.alone] == ["reward", "reward@2"]
 
 
 def test_dpo_with_onpolicy_pairs_waits_for_its_rounds_reward_model(tmp_path):
@@ -197,3 +199,19 @@ def test_a_stage_whose_neighbours_are_up_to_date_runs_here(tmp_path):
     (tmp_path / "a.here").unlink()
     assert run_scheduled([a, b], "test", jobs=2)["b"] is None
     assert (tmp_path / "a.here").read_text().split() == [str(os.getpid()), "0"]
+
+
+def test_a_stage_marked_alone_runs_here_and_the_next_waits_for_it(tmp_path, capsys):
+    """a is marked alone: it runs here with its threads as set although b could run beside it;
+    b and c (c reads a) then run side by side, each in a process of its own."""
+    from dataclasses import replace
+
+    (tmp_path / "data.txt").write_text("rows")
+    (tmp_path / "b.here").write_text("so that a does not wait")
+    stages = [replace(_stage(tmp_path, "a", _meet), alone=True), _stage(tmp_path, "b", _wait_for_c),
+              _stage(tmp_path, "c", _c, reads=["a"])]
+    assert set(run_scheduled(stages, "test", jobs=2)) == {"a", "b", "c"}
+    assert (tmp_path / "a.here").read_text().split() == [str(os.getpid()), "0"]  # here, not forked
+    assert (tmp_path / "c.here").read_text().split()[1] == "1"
+    out = capsys.readouterr().out
+    assert "a: in its own process" not in out and "c: in its own process, one thread, beside b" in out
