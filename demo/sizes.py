@@ -45,7 +45,8 @@ FULL_ONLY = {
     # mismatched negatives (reward/negatives.py), length covariate off (the stage default): on the
     # AVX2 EPYC, seeds 0 / 1, the reward model's gold accuracy on decisive held-out pairs went
     # 0.859 / 0.761 -> 0.906 / 0.891 and its reward-length correlation 0.06 / 0.19 -> 0.20 / 0.17
-    # (gold's 0.17 / 0.20); 163-175 s instead of 136-152 s beside DPO (docs/demo-results.md)
+    # (gold's 0.17 / 0.20). Twice the steps: 156-174 s alone on both threads (loop/parallel.py)
+    # instead of 140 s beside DPO; one round 855 / 869 s (docs/demo-results.md)
     "reward": {"num_epochs": 2.0, "mismatched_negatives": 1},
     # the reference forward once per pair, not once per step; ε from 3 agreeing votes 0.125, not 0.2
     # float32: on this project's avx512_bf16 CPU, bf16 autocast (what --dtype auto picks there)

@@ -6,8 +6,8 @@ soon as a place is free (`run_scheduled`). Stages start in their order, each whe
 are running and none of its input files lies in a running stage's output directory (`independent`).
 A stage marked `alone` (the reward model) starts only when nothing runs and has nothing beside it:
 PPO and RLOO wait for it, and DPO beside it would slow it down. On the demo (2 cores, seed 1) the
-reward model took 305 s with one thread beside DPO, and 170 s alone with two (MiniLM's products
-are big enough for two threads); DPO then fits beside PPO.
+reward model took 305 s with one thread beside DPO and 174 s alone with two (MiniLM's products are
+big enough for two threads); DPO then runs beside PPO, and one round took 869 s instead of 916.
 
 A stage that must run alone (the next stage reads its output) runs here with all its threads, as
 usual. The others run in forked processes with one torch thread each (core/forked.py says why one)
