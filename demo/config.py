@@ -87,8 +87,8 @@ class DemoConfig(RuntimeConfig):
                        "(<run>/rounds/2/, loop/rounds.py)")
     round_policy: str = F("auto", "the policy whose samples a later round's items carry (auto: by the reward "
                                   "model's win rate over SFT; or dpo, ppo, rloo)")
-    jobs: int = F(0, "stages that do not read each other's outputs run side by side (DPO beside the reward "
-                     "model, then PPO and RLOO), one thread each; 0 = auto (2 when the run has 2+ threads), "
+    jobs: int = F(0, "stages that do not read each other's outputs run side by side (the reward model alone, "
+                     "then DPO beside PPO, then RLOO), one thread each; 0 = auto (2 when the run has 2+ threads), "
                      "1 = one at a time")
     data_config: str = F("", "YAML for the data stage ('' = built-in defaults)")
     base_config: str = F("", "YAML for the base stage ('' = built-in defaults)")

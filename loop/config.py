@@ -44,8 +44,8 @@ class LoopConfig(RuntimeConfig):
                                     "every round's pairs so far, with the same start and reference")
     round_reward: str = F("anew", "how rounds 2 and later train the reward model on every round's pairs: anew = "
                                   "from the backbone | continue = from the previous round's reward model")
-    jobs: int = F(1, "stages that do not read each other's outputs run side by side, this many at once (DPO "
-                     "beside the reward model, then PPO and RLOO), one thread each; pays on a CPU with a small "
+    jobs: int = F(1, "stages that do not read each other's outputs run side by side, this many at once (the "
+                     "reward model alone, then DPO beside PPO, then RLOO), one thread each; pays on a CPU with a small "
                      "model; 0 = auto (2 when the run has 2+ threads); CUDA runs one at a time")
     eval_fraction: float = F(0.1, "share of the prompts held out for evaluation (never trained on)")
     max_eval_prompts: int = F(200, "at most this many held-out eval prompts")

@@ -23,7 +23,7 @@ from loop.parallel import independent, log_path, resolve_jobs, run_scheduled
 from loop.runner import Stage, run_stage
 
 
-def test_demo_plan_dpo_beside_reward_and_ppo_rloo_beside_dpo(tmp_path):
+def test_demo_plan_which_stages_may_run_beside_which(tmp_path):
     from core.config import load_config
     from demo.config import DemoConfig
     from demo.pipeline import plan
