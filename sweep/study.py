@@ -97,9 +97,10 @@ def make_pruner(name: str, base, trials: int):
 
 def connect(url: str, attempts: int = 5):
     """Optuna's database storage at `url`. Workers that start together on a new database race to
-    create its tables; the loser's insert fails on a unique key, and its next try finds them made."""
+    create its tables; the loser's insert fails on a unique key, or (PostgreSQL) its CREATE TABLE
+    on a table just made (DuplicateTable, a ProgrammingError), and its next try finds them made."""
     import optuna
-    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     # SQLite: wait up to 30 s for another worker's write instead of failing after the default 5
     kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
@@ -107,7 +108,7 @@ def connect(url: str, attempts: int = 5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT,
                                               grace_period=GRACE)
-        except (IntegrityError, OperationalError) as e:
+        except (IntegrityError, OperationalError, ProgrammingError) as e:
             if attempt == attempts - 1:
                 raise UserError(f"{mask_url(url)}: cannot open the study's database: "
                                 f"{str(e).splitlines()[0]}") from None

@@ -359,3 +359,23 @@ def test_the_pruner_waits_for_the_second_held_out_value_of_the_trials_as_they_ru
     assert stops_at(make_pruner("median", halve_steps(base), trials=8), every=5) == 10
     assert stops_at(make_pruner("none", base, trials=8), every=10) is None
     assert isinstance(make_pruner("hyperband", base, 8), optuna.pruners.HyperbandPruner)
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_tries_again(monkeypatch):
+    """PostgreSQL: the second of two workers creating Optuna's tables fails with DuplicateTable (a
+    ProgrammingError); its next try opens the tables the first one made."""
+    import optuna
+    from sqlalchemy.exc import ProgrammingError
+
+    from sweep.study import connect
+
+    tries = []
+
+    def storage(url, **kw):
+        tries.append(url)
+        if len(tries) == 1:
+            raise ProgrammingError("CREATE TABLE studies", {}, Exception('relation "studies" already exists'))
+        return "opened"
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage)
+    assert connect("postgresql+psycopg://u@127.0.0.1/db") == "opened" and len(tries) == 2
